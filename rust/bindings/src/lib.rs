@@ -1,0 +1,15 @@
+//! `electric_trio._native`: the thin PyO3 layer over `electric-core`.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod pgwire;
+mod values;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    pgwire::register(m)?;
+    Ok(())
+}
