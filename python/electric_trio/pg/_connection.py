@@ -12,7 +12,7 @@ import hashlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -82,9 +82,7 @@ async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
             sock = await trio.open_tcp_stream(params.host, params.port)
     except OSError as e:
         reason = e.strerror or str(e) or type(e).__name__
-        raise PgConnectError(
-            f"cannot connect to Postgres at {where}: {reason.lower()}"
-        ) from None
+        raise PgConnectError(f"cannot connect to Postgres at {where}: {reason.lower()}") from None
     if params.sslmode == "disable":
         return sock
     try:
@@ -104,9 +102,7 @@ async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
     if answer == b"N":
         if params.sslmode == "require":
             await trio.aclose_forcefully(sock)
-            raise PgConnectError(
-                f"Postgres at {where} does not support TLS, and sslmode=require"
-            )
+            raise PgConnectError(f"Postgres at {where} does not support TLS, and sslmode=require")
         return sock
     await trio.aclose_forcefully(sock)
     raise PgConnectError(
@@ -316,7 +312,9 @@ class Connection:
                     await self._send(_native.encode_sasl_initial_response("SCRAM-SHA-256", first))
                 elif code == 11 and scram is not None:
                     scram.set_server_first(msg[2].decode())
-                    await self._send(_native.encode_sasl_response(scram.get_client_final().encode()))
+                    await self._send(
+                        _native.encode_sasl_response(scram.get_client_final().encode())
+                    )
                 elif code == 12 and scram is not None:
                     try:
                         scram.set_server_final(msg[2].decode())
@@ -441,6 +439,10 @@ class Connection:
             elif tag == "E":
                 error = PgError.from_fields(msg[1])
                 rows = None
+                if error.severity in ("FATAL", "PANIC"):
+                    # The server closes the session after this: there will be no ReadyForQuery.
+                    self._broken = error
+                    raise error
             elif tag == "I":
                 results.append(Result("", [], []))
             elif tag == "G":
@@ -633,4 +635,3 @@ class CopyOut:
         while (batch := await self._batch()) is not None:
             out.extend(batch)
         return out
-

@@ -92,9 +92,9 @@ class ReplicationStream:
         while True:
             if self.stopped:
                 raise PgError("the replication stream is stopped")
-            batch: list[bytes] = conn._reader.read_copy_data()
-            if batch:
-                return batch
+            arrived = conn._reader.read_copy_data()
+            if arrived:
+                return arrived
             msg = conn._next_buffered()
             if msg is None:
                 await conn._recv_more()

@@ -98,7 +98,10 @@ def _scalar(value: Any) -> tuple[int, str]:
     if isinstance(value, dt.time):
         return (TIME if value.tzinfo is None else TIMETZ), value.isoformat()
     if isinstance(value, dt.timedelta):
-        return INTERVAL, f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+        return (
+            INTERVAL,
+            f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds",
+        )
     if isinstance(value, Json):
         return JSONB, json.dumps(value.value)
     if isinstance(value, dict):

@@ -5,9 +5,24 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(_native, ElectricError, PyException, "Root of every electric-trio error.");
-create_exception!(_native, ProtocolError, ElectricError, "Bytes from a peer that break the protocol.");
-create_exception!(_native, ValueDecodeError, ElectricError, "A value that does not parse as its declared type.");
+create_exception!(
+    _native,
+    ElectricError,
+    PyException,
+    "Root of every electric-trio error."
+);
+create_exception!(
+    _native,
+    ProtocolError,
+    ElectricError,
+    "Bytes from a peer that break the protocol."
+);
+create_exception!(
+    _native,
+    ValueDecodeError,
+    ElectricError,
+    "A value that does not parse as its declared type."
+);
 
 pub fn wire(e: WireError) -> PyErr {
     ProtocolError::new_err(e.to_string())

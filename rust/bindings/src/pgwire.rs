@@ -5,6 +5,7 @@ use electric_core::pgwire::backend::{Authentication, BackendMessage};
 use electric_core::pgwire::{self, frontend, split_frame, DEFAULT_MAX_MESSAGE};
 use electric_core::value::Kind;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::{errors, values};
@@ -32,7 +33,11 @@ impl BackendReader {
         }
     }
 
-    fn row_tuple<'py>(&self, py: Python<'py>, body: pgwire::backend::DataRowBody<'_>) -> PyResult<Bound<'py, PyTuple>> {
+    fn row_tuple<'py>(
+        &self,
+        py: Python<'py>,
+        body: pgwire::backend::DataRowBody<'_>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         if body.count as usize != self.kinds.len() {
             return Err(errors::ProtocolError::new_err(format!(
                 "DataRow has {} columns, RowDescription declared {}",
@@ -62,13 +67,19 @@ impl BackendReader {
     #[new]
     #[pyo3(signature = (max_message = DEFAULT_MAX_MESSAGE))]
     fn new(max_message: usize) -> Self {
-        BackendReader { buf: Vec::with_capacity(1 << 16), pos: 0, max_message, kinds: Vec::new(), binary: Vec::new() }
+        BackendReader {
+            buf: Vec::with_capacity(1 << 16),
+            pos: 0,
+            max_message,
+            kinds: Vec::new(),
+            binary: Vec::new(),
+        }
     }
 
     /// Appends bytes received from the server.
-    fn feed(&mut self, data: &[u8]) {
+    fn feed(&mut self, data: PyBackedBytes) {
         self.compact();
-        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(&data);
     }
 
     /// Bytes received but not yet consumed.
@@ -90,7 +101,9 @@ impl BackendReader {
     fn set_columns(&mut self, type_oids: Vec<u32>, formats: Option<Vec<i16>>) {
         self.kinds = type_oids.iter().map(|&o| Kind::of(o)).collect();
         self.binary = match formats {
-            Some(f) => (0..type_oids.len()).map(|i| f.get(i).or(f.first()).copied().unwrap_or(0) == 1).collect(),
+            Some(f) => (0..type_oids.len())
+                .map(|i| f.get(i).or(f.first()).copied().unwrap_or(0) == 1)
+                .collect(),
             None => vec![false; type_oids.len()],
         };
     }
@@ -102,14 +115,18 @@ impl BackendReader {
         let list = PyList::empty(py);
         let mut n = 0;
         while n < limit {
-            let Some(frame) = split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)? else {
+            let Some(frame) =
+                split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
                 break;
             };
             if frame.tag != pgwire::backend::tag::DATA_ROW {
                 break;
             }
             let len = frame.wire_len();
-            let BackendMessage::DataRow(body) = BackendMessage::parse(frame).map_err(errors::wire)? else {
+            let BackendMessage::DataRow(body) =
+                BackendMessage::parse(frame).map_err(errors::wire)?
+            else {
                 unreachable!("tag checked above")
             };
             list.append(self.row_tuple(py, body)?)?;
@@ -121,11 +138,17 @@ impl BackendReader {
 
     /// Takes the payloads of consecutive CopyData messages, up to about `limit` bytes.
     #[pyo3(signature = (limit = 1 << 22))]
-    fn read_copy_data<'py>(&mut self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyList>> {
+    fn read_copy_data<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         let mut taken = 0;
         while taken < limit {
-            let Some(frame) = split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)? else {
+            let Some(frame) =
+                split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
                 break;
             };
             if frame.tag != pgwire::backend::tag::COPY_DATA {
@@ -140,7 +163,9 @@ impl BackendReader {
 
     /// The next whole message as a tuple `(tag, ...)`, or None if more bytes are needed.
     fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(frame) = split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)? else {
+        let Some(frame) =
+            split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+        else {
             return Ok(None);
         };
         let len = frame.wire_len();
@@ -152,20 +177,37 @@ impl BackendReader {
                     Authentication::Ok => (0, py.None().into_bound(py)),
                     Authentication::CleartextPassword => (3, py.None().into_bound(py)),
                     Authentication::Md5Password { salt } => (5, PyBytes::new(py, &salt).into_any()),
-                    Authentication::Sasl { mechanisms } => (10, PyList::new(py, mechanisms)?.into_any()),
-                    Authentication::SaslContinue { data } => (11, PyBytes::new(py, data).into_any()),
+                    Authentication::Sasl { mechanisms } => {
+                        (10, PyList::new(py, mechanisms)?.into_any())
+                    }
+                    Authentication::SaslContinue { data } => {
+                        (11, PyBytes::new(py, data).into_any())
+                    }
                     Authentication::SaslFinal { data } => (12, PyBytes::new(py, data).into_any()),
                     Authentication::Unsupported { code } => (code, py.None().into_bound(py)),
                 };
                 vec![tag, code.into_pyobject(py)?.into_any(), data]
             }
-            BackendMessage::BackendKeyData { process_id, secret_key } => {
-                vec![tag, process_id.into_pyobject(py)?.into_any(), PyBytes::new(py, secret_key).into_any()]
+            BackendMessage::BackendKeyData {
+                process_id,
+                secret_key,
+            } => {
+                vec![
+                    tag,
+                    process_id.into_pyobject(py)?.into_any(),
+                    PyBytes::new(py, secret_key).into_any(),
+                ]
             }
             BackendMessage::CommandComplete { tag: t } => vec![tag, s(py, t).into_any()],
             BackendMessage::CopyData(d) => vec![tag, PyBytes::new(py, d).into_any()],
-            BackendMessage::CopyInResponse(r) | BackendMessage::CopyOutResponse(r) | BackendMessage::CopyBothResponse(r) => {
-                vec![tag, r.format.into_pyobject(py)?.into_any(), PyList::new(py, r.column_formats)?.into_any()]
+            BackendMessage::CopyInResponse(r)
+            | BackendMessage::CopyOutResponse(r)
+            | BackendMessage::CopyBothResponse(r) => {
+                vec![
+                    tag,
+                    r.format.into_pyobject(py)?.into_any(),
+                    PyList::new(py, r.column_formats)?.into_any(),
+                ]
             }
             BackendMessage::DataRow(body) => {
                 let row = if self.kinds.len() == body.count as usize {
@@ -187,19 +229,49 @@ impl BackendReader {
                 }
                 vec![tag, d.into_any()]
             }
-            BackendMessage::NegotiateProtocolVersion { newest_minor, unrecognized } => {
-                vec![tag, newest_minor.into_pyobject(py)?.into_any(), PyList::new(py, unrecognized)?.into_any()]
+            BackendMessage::NegotiateProtocolVersion {
+                newest_minor,
+                unrecognized,
+            } => {
+                vec![
+                    tag,
+                    newest_minor.into_pyobject(py)?.into_any(),
+                    PyList::new(py, unrecognized)?.into_any(),
+                ]
             }
-            BackendMessage::NotificationResponse { process_id, channel, payload } => {
-                vec![tag, process_id.into_pyobject(py)?.into_any(), s(py, channel).into_any(), s(py, payload).into_any()]
+            BackendMessage::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                vec![
+                    tag,
+                    process_id.into_pyobject(py)?.into_any(),
+                    s(py, channel).into_any(),
+                    s(py, payload).into_any(),
+                ]
             }
-            BackendMessage::ParameterDescription(oids) => vec![tag, PyList::new(py, oids)?.into_any()],
-            BackendMessage::ParameterStatus { name, value } => vec![tag, s(py, name).into_any(), s(py, value).into_any()],
-            BackendMessage::ReadyForQuery { status } => vec![tag, s(py, &(status as char).to_string()).into_any()],
+            BackendMessage::ParameterDescription(oids) => {
+                vec![tag, PyList::new(py, oids)?.into_any()]
+            }
+            BackendMessage::ParameterStatus { name, value } => {
+                vec![tag, s(py, name).into_any(), s(py, value).into_any()]
+            }
+            BackendMessage::ReadyForQuery { status } => {
+                vec![tag, s(py, &(status as char).to_string()).into_any()]
+            }
             BackendMessage::RowDescription(fields) => {
                 let list = PyList::empty(py);
                 for f in fields {
-                    list.append((f.name, f.table_oid, f.column_id, f.type_oid, f.type_size, f.type_modifier, f.format))?;
+                    list.append((
+                        f.name,
+                        f.table_oid,
+                        f.column_id,
+                        f.type_oid,
+                        f.type_size,
+                        f.type_modifier,
+                        f.format,
+                    ))?;
                 }
                 vec![tag, list.into_any()]
             }
@@ -224,7 +296,10 @@ fn out<'py>(py: Python<'py>, f: impl FnOnce(&mut Vec<u8>)) -> Bound<'py, PyBytes
 
 #[pyfunction]
 fn encode_startup<'py>(py: Python<'py>, params: Vec<(String, String)>) -> Bound<'py, PyBytes> {
-    let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let p: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     out(py, |b| frontend::startup(b, &p))
 }
 
@@ -234,7 +309,11 @@ fn encode_ssl_request(py: Python<'_>) -> Bound<'_, PyBytes> {
 }
 
 #[pyfunction]
-fn encode_cancel_request<'py>(py: Python<'py>, process_id: i32, secret_key: &[u8]) -> Bound<'py, PyBytes> {
+fn encode_cancel_request<'py>(
+    py: Python<'py>,
+    process_id: i32,
+    secret_key: &[u8],
+) -> Bound<'py, PyBytes> {
     out(py, |b| frontend::cancel_request(b, process_id, secret_key))
 }
 
@@ -244,7 +323,11 @@ fn encode_password<'py>(py: Python<'py>, password: &[u8]) -> Bound<'py, PyBytes>
 }
 
 #[pyfunction]
-fn encode_sasl_initial_response<'py>(py: Python<'py>, mechanism: &str, data: &[u8]) -> Bound<'py, PyBytes> {
+fn encode_sasl_initial_response<'py>(
+    py: Python<'py>,
+    mechanism: &str,
+    data: &[u8],
+) -> Bound<'py, PyBytes> {
     out(py, |b| frontend::sasl_initial_response(b, mechanism, data))
 }
 
@@ -271,7 +354,14 @@ fn encode_extended_query<'py>(
 ) -> Bound<'py, PyBytes> {
     out(py, |b| {
         frontend::parse(b, "", sql, &param_types);
-        frontend::bind(b, "", "", &[0], params.iter().map(|p| p.as_deref()), &[result_format]);
+        frontend::bind(
+            b,
+            "",
+            "",
+            &[0],
+            params.iter().map(|p| p.as_deref()),
+            &[result_format],
+        );
         frontend::describe(b, b'P', "");
         frontend::execute(b, "", max_rows);
         frontend::sync(b);
@@ -315,7 +405,11 @@ fn encode_copy_fail<'py>(py: Python<'py>, message: &str) -> Bound<'py, PyBytes> 
 
 /// Decodes one text-format value of the given type OID (as rows are decoded).
 #[pyfunction]
-fn decode_text_value<'py>(py: Python<'py>, type_oid: u32, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+fn decode_text_value<'py>(
+    py: Python<'py>,
+    type_oid: u32,
+    raw: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
     values::decode_to_py(py, Kind::of(type_oid), raw)
 }
 
@@ -323,20 +417,36 @@ fn decode_text_value<'py>(py: Python<'py>, type_oid: u32, raw: &[u8]) -> PyResul
 ///
 /// Returns `("w", wal_start, wal_end, send_time, data)` or `("k", wal_end, send_time, reply)`.
 #[pyfunction]
-fn parse_replication_message<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+fn parse_replication_message<'py>(
+    py: Python<'py>,
+    payload: &[u8],
+) -> PyResult<Bound<'py, PyTuple>> {
     use electric_core::pgwire::replication::ReplicationMessage as R;
     let m = R::parse(payload).map_err(errors::wire)?;
     match m {
-        R::XLogData { wal_start, wal_end, send_time, data } => {
-            ("w", wal_start, wal_end, send_time, PyBytes::new(py, data)).into_pyobject(py)
-        }
-        R::PrimaryKeepalive { wal_end, send_time, reply_requested } => {
-            ("k", wal_end, send_time, reply_requested).into_pyobject(py)
-        }
-        R::StandbyStatusUpdate { write, flush, apply, send_time, reply_requested } => {
-            ("r", write, flush, apply, send_time, reply_requested).into_pyobject(py)
-        }
-        R::HotStandbyFeedback { send_time, xmin, epoch } => ("h", send_time, xmin, epoch).into_pyobject(py),
+        R::XLogData {
+            wal_start,
+            wal_end,
+            send_time,
+            data,
+        } => ("w", wal_start, wal_end, send_time, PyBytes::new(py, data)).into_pyobject(py),
+        R::PrimaryKeepalive {
+            wal_end,
+            send_time,
+            reply_requested,
+        } => ("k", wal_end, send_time, reply_requested).into_pyobject(py),
+        R::StandbyStatusUpdate {
+            write,
+            flush,
+            apply,
+            send_time,
+            reply_requested,
+        } => ("r", write, flush, apply, send_time, reply_requested).into_pyobject(py),
+        R::HotStandbyFeedback {
+            send_time,
+            xmin,
+            epoch,
+        } => ("h", send_time, xmin, epoch).into_pyobject(py),
     }
 }
 
@@ -353,7 +463,14 @@ fn encode_standby_status<'py>(
 ) -> Bound<'py, PyBytes> {
     use electric_core::pgwire::replication::ReplicationMessage as R;
     let mut payload = Vec::with_capacity(34);
-    R::StandbyStatusUpdate { write, flush, apply, send_time, reply_requested }.encode_into(&mut payload);
+    R::StandbyStatusUpdate {
+        write,
+        flush,
+        apply,
+        send_time,
+        reply_requested,
+    }
+    .encode_into(&mut payload);
     out(py, |b| frontend::copy_data(b, &payload))
 }
 

@@ -40,8 +40,12 @@ fn cached(py: Python<'_>) -> PyResult<&Cached> {
             timedelta: datetime.getattr("timedelta")?.unbind(),
             date_min: date_cls.getattr("min")?.unbind(),
             date_max: date_cls.getattr("max")?.unbind(),
-            datetime_min_utc: dt_min.call_method("replace", (), Some(&[("tzinfo", &utc)].into_py_dict(py)?))?.unbind(),
-            datetime_max_utc: dt_max.call_method("replace", (), Some(&[("tzinfo", &utc)].into_py_dict(py)?))?.unbind(),
+            datetime_min_utc: dt_min
+                .call_method("replace", (), Some(&[("tzinfo", &utc)].into_py_dict(py)?))?
+                .unbind(),
+            datetime_max_utc: dt_max
+                .call_method("replace", (), Some(&[("tzinfo", &utc)].into_py_dict(py)?))?
+                .unbind(),
             datetime_min: dt_min.unbind(),
             datetime_max: dt_max.unbind(),
             timezone: timezone.unbind(),
@@ -54,11 +58,23 @@ fn date<'py>(py: Python<'py>, d: Date) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyDate::new(py, d.year, d.month, d.day)?.into_any())
 }
 
-fn datetime<'py>(py: Python<'py>, d: Date, t: Time, tz: Option<&Bound<'py, PyTzInfo>>) -> PyResult<Bound<'py, PyAny>> {
-    Ok(PyDateTime::new(py, d.year, d.month, d.day, t.hour, t.minute, t.second, t.micro, tz)?.into_any())
+fn datetime<'py>(
+    py: Python<'py>,
+    d: Date,
+    t: Time,
+    tz: Option<&Bound<'py, PyTzInfo>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyDateTime::new(
+        py, d.year, d.month, d.day, t.hour, t.minute, t.second, t.micro, tz,
+    )?
+    .into_any())
 }
 
-fn time<'py>(py: Python<'py>, t: Time, tz: Option<&Bound<'py, PyTzInfo>>) -> PyResult<Bound<'py, PyAny>> {
+fn time<'py>(
+    py: Python<'py>,
+    t: Time,
+    tz: Option<&Bound<'py, PyTzInfo>>,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyTime::new(py, t.hour, t.minute, t.second, t.micro, tz)?.into_any())
 }
 
@@ -70,13 +86,21 @@ pub fn to_py<'py>(py: Python<'py>, v: Value<'_>) -> PyResult<Bound<'py, PyAny>> 
         Value::Int(i) => i.into_pyobject(py)?.into_any(),
         Value::Float(f) => f.into_pyobject(py)?.into_any(),
         Value::Text(s) => PyString::new(py, &s).into_any(),
-        Value::Numeric(s) => cached(py)?.decimal.bind(py).call1((PyString::new(py, &s),))?,
-        Value::Json(s) => cached(py)?.json_loads.bind(py).call1((PyString::new(py, &s),))?,
+        Value::Numeric(s) => cached(py)?
+            .decimal
+            .bind(py)
+            .call1((PyString::new(py, &s),))?,
+        Value::Json(s) => cached(py)?
+            .json_loads
+            .bind(py)
+            .call1((PyString::new(py, &s),))?,
         Value::Bytes(b) => PyBytes::new(py, &b).into_any(),
         Value::Uuid(u) => {
             let c = cached(py)?;
             let int = u128::from_be_bytes(u);
-            c.uuid.bind(py).call((), Some(&[("int", int)].into_py_dict(py)?))?
+            c.uuid
+                .bind(py)
+                .call((), Some(&[("int", int)].into_py_dict(py)?))?
         }
         Value::Date(d) => date(py, d)?,
         Value::Time(t) => time(py, t, None)?,

@@ -12,11 +12,19 @@ pub enum WireError {
     #[error("unknown message tag {tag:?}")]
     UnknownTag { tag: char },
     #[error("message {tag:?} truncated at offset {offset}: {what}")]
-    Truncated { tag: char, offset: usize, what: &'static str },
+    Truncated {
+        tag: char,
+        offset: usize,
+        what: &'static str,
+    },
     #[error("message {tag:?} has {extra} unexpected trailing bytes")]
     Trailing { tag: char, extra: usize },
     #[error("message {tag:?} at offset {offset}: invalid UTF-8 in {what}")]
-    Utf8 { tag: char, offset: usize, what: &'static str },
+    Utf8 {
+        tag: char,
+        offset: usize,
+        what: &'static str,
+    },
     #[error("message {tag:?}: {what}")]
     Invalid { tag: char, what: String },
 }
@@ -33,6 +41,10 @@ pub struct DecodeError {
 impl DecodeError {
     pub fn new(type_name: &'static str, raw: &[u8], reason: &'static str) -> Self {
         let shown = &raw[..raw.len().min(64)];
-        DecodeError { type_name, text: String::from_utf8_lossy(shown).into_owned(), reason }
+        DecodeError {
+            type_name,
+            text: String::from_utf8_lossy(shown).into_owned(),
+            reason,
+        }
     }
 }

@@ -185,7 +185,10 @@ pub enum Value<'a> {
     Uuid([u8; 16]),
     Date(Date),
     /// `infinity` (true) or `-infinity` (false) of a date or timestamp.
-    Infinity { positive: bool, of: Scalar },
+    Infinity {
+        positive: bool,
+        of: Scalar,
+    },
     Time(Time),
     /// A time with its UTC offset in seconds.
     TimeTz(Time, i32),
@@ -209,7 +212,9 @@ pub fn decode_text(kind: Kind, raw: &[u8]) -> Result<Value<'_>, DecodeError> {
             b"f" | b"false" => Value::Bool(false),
             _ => return Err(DecodeError::new("bool", raw, "expected t or f")),
         },
-        Kind::Int => Value::Int(parse_int(raw).ok_or_else(|| DecodeError::new("integer", raw, "not an integer"))?),
+        Kind::Int => Value::Int(
+            parse_int(raw).ok_or_else(|| DecodeError::new("integer", raw, "not an integer"))?,
+        ),
         Kind::Float => Value::Float(parse_float(raw)?),
         Kind::Numeric => Value::Numeric(utf8("numeric", raw)?.into()),
         Kind::Text => Value::Text(utf8("text", raw)?.into()),
@@ -251,7 +256,10 @@ pub fn decode_text(kind: Kind, raw: &[u8]) -> Result<Value<'_>, DecodeError> {
 fn infinity(raw: &[u8], of: Scalar) -> Option<Value<'static>> {
     match raw {
         b"infinity" => Some(Value::Infinity { positive: true, of }),
-        b"-infinity" => Some(Value::Infinity { positive: false, of }),
+        b"-infinity" => Some(Value::Infinity {
+            positive: false,
+            of,
+        }),
         _ => None,
     }
 }
@@ -273,7 +281,11 @@ pub fn parse_int(raw: &[u8]) -> Option<i64> {
             return None;
         }
         acc = acc.checked_mul(10)?;
-        acc = if neg { acc.checked_sub(d as i64)? } else { acc.checked_add(d as i64)? };
+        acc = if neg {
+            acc.checked_sub(d as i64)?
+        } else {
+            acc.checked_add(d as i64)?
+        };
     }
     Some(acc)
 }
@@ -284,7 +296,9 @@ fn parse_float(raw: &[u8]) -> Result<f64, DecodeError> {
         "NaN" => Ok(f64::NAN),
         "Infinity" => Ok(f64::INFINITY),
         "-Infinity" => Ok(f64::NEG_INFINITY),
-        _ => s.parse::<f64>().map_err(|_| DecodeError::new("float", raw, "not a number")),
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| DecodeError::new("float", raw, "not a number")),
     }
 }
 
@@ -333,7 +347,10 @@ fn parse_uuid(raw: &[u8]) -> Result<[u8; 16], DecodeError> {
     let mut n = 0;
     let mut i = 0;
     let bad = || DecodeError::new("uuid", raw, "not a UUID");
-    let raw_inner = raw.strip_prefix(b"{").and_then(|r| r.strip_suffix(b"}")).unwrap_or(raw);
+    let raw_inner = raw
+        .strip_prefix(b"{")
+        .and_then(|r| r.strip_suffix(b"}"))
+        .unwrap_or(raw);
     while i < raw_inner.len() {
         if raw_inner[i] == b'-' {
             i += 1;
@@ -342,7 +359,8 @@ fn parse_uuid(raw: &[u8]) -> Result<[u8; 16], DecodeError> {
         if n == 16 || i + 1 >= raw_inner.len() {
             return Err(bad());
         }
-        out[n] = hex_val(raw_inner[i]).ok_or_else(bad)? << 4 | hex_val(raw_inner[i + 1]).ok_or_else(bad)?;
+        out[n] = hex_val(raw_inner[i]).ok_or_else(bad)? << 4
+            | hex_val(raw_inner[i + 1]).ok_or_else(bad)?;
         n += 1;
         i += 2;
     }
@@ -368,7 +386,10 @@ fn digits(raw: &[u8], at: usize, n: usize) -> Option<u32> {
 /// `YYYY-MM-DD` (more year digits allowed, ` BC` suffix rejected: Python has no year 0).
 fn parse_date<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Date, &'r [u8]), DecodeError> {
     let bad = |why| DecodeError::new(type_name, raw, why);
-    let dash = raw.iter().position(|&b| b == b'-').ok_or_else(|| bad("expected YYYY-MM-DD"))?;
+    let dash = raw
+        .iter()
+        .position(|&b| b == b'-')
+        .ok_or_else(|| bad("expected YYYY-MM-DD"))?;
     if dash < 4 {
         return Err(bad("expected YYYY-MM-DD"));
     }
@@ -385,7 +406,14 @@ fn parse_date<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Date, &'r [
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return Err(bad("month or day out of range"));
     }
-    Ok((Date { year: year as i32, month: month as u8, day: day as u8 }, rest))
+    Ok((
+        Date {
+            year: year as i32,
+            month: month as u8,
+            day: day as u8,
+        },
+        rest,
+    ))
 }
 
 /// `HH:MM:SS[.ffffff]`, returning what follows.
@@ -413,9 +441,19 @@ fn parse_time<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Time, &'r [
     }
     // Postgres accepts 24:00:00, Python does not: clamp to the last microsecond of the day.
     let t = if hour == 24 {
-        Time { hour: 23, minute: 59, second: 59, micro: 999_999 }
+        Time {
+            hour: 23,
+            minute: 59,
+            second: 59,
+            micro: 999_999,
+        }
     } else {
-        Time { hour: hour as u8, minute: minute as u8, second: second.min(59) as u8, micro }
+        Time {
+            hour: hour as u8,
+            minute: minute as u8,
+            second: second.min(59) as u8,
+            micro,
+        }
     };
     Ok((t, &raw[i..]))
 }
@@ -428,11 +466,20 @@ fn parse_time_exact(raw: &[u8], type_name: &'static str) -> Result<Time, DecodeE
     Ok(t)
 }
 
-fn parse_timestamp<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Date, Time, &'r [u8]), DecodeError> {
+fn parse_timestamp<'r>(
+    raw: &'r [u8],
+    type_name: &'static str,
+) -> Result<(Date, Time, &'r [u8]), DecodeError> {
     let (d, rest) = parse_date(raw, type_name)?;
     let rest = match rest.first() {
         Some(b' ') | Some(b'T') => &rest[1..],
-        _ => return Err(DecodeError::new(type_name, raw, "expected a time after the date")),
+        _ => {
+            return Err(DecodeError::new(
+                type_name,
+                raw,
+                "expected a time after the date",
+            ))
+        }
     };
     let (t, rest) = parse_time(rest, type_name)?;
     Ok((d, t, rest))
@@ -502,7 +549,12 @@ fn shift_to_utc(mut d: Date, t: Time, offset: i32) -> (Date, Time) {
             }
         }
     }
-    let t = Time { hour: (secs / 3600) as u8, minute: (secs / 60 % 60) as u8, second: (secs % 60) as u8, micro: t.micro };
+    let t = Time {
+        hour: (secs / 3600) as u8,
+        minute: (secs / 60 % 60) as u8,
+        second: (secs % 60) as u8,
+        micro: t.micro,
+    };
     (d, t)
 }
 
@@ -510,10 +562,18 @@ fn shift_to_utc(mut d: Date, t: Time, offset: i32) -> (Date, Time) {
 fn parse_array(raw: &[u8], elem: Scalar) -> Result<Value<'_>, DecodeError> {
     let mut body = raw;
     if body.first() == Some(&b'[') {
-        let eq = body.iter().position(|&b| b == b'=').ok_or_else(|| DecodeError::new("array", raw, "bad dimensions"))?;
+        let eq = body
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| DecodeError::new("array", raw, "bad dimensions"))?;
         body = &body[eq + 1..];
     }
-    let mut p = ArrayParser { raw, s: body, i: 0, elem };
+    let mut p = ArrayParser {
+        raw,
+        s: body,
+        i: 0,
+        elem,
+    };
     let v = p.parse_level()?;
     if p.i != body.len() {
         return Err(DecodeError::new("array", raw, "trailing characters"));
@@ -556,7 +616,10 @@ impl<'a> ArrayParser<'a> {
                             Some(b'"') => break,
                             Some(b'\\') => {
                                 let o = owned.get_or_insert_with(|| self.s[start..self.i].to_vec());
-                                let c = *self.s.get(self.i + 1).ok_or_else(|| self.err("dangling backslash"))?;
+                                let c = *self
+                                    .s
+                                    .get(self.i + 1)
+                                    .ok_or_else(|| self.err("dangling backslash"))?;
                                 o.push(c);
                                 self.i += 2;
                             }
@@ -572,7 +635,10 @@ impl<'a> ArrayParser<'a> {
                     self.i += 1;
                     items.push(match owned {
                         None => self.element(text)?,
-                        Some(o) => into_owned(decode_text(self.elem.kind(), &o).map_err(|_| self.err("bad element"))?),
+                        Some(o) => into_owned(
+                            decode_text(self.elem.kind(), &o)
+                                .map_err(|_| self.err("bad element"))?,
+                        ),
                     });
                 }
                 Some(_) => {
@@ -587,7 +653,11 @@ impl<'a> ArrayParser<'a> {
                     if text.is_empty() {
                         return Err(self.err("empty element"));
                     }
-                    items.push(if text.eq_ignore_ascii_case(b"NULL") { Value::Null } else { self.element(text)? });
+                    items.push(if text.eq_ignore_ascii_case(b"NULL") {
+                        Value::Null
+                    } else {
+                        self.element(text)?
+                    });
                 }
                 None => return Err(self.err("unterminated array")),
             }
@@ -629,7 +699,6 @@ fn into_owned(v: Value<'_>) -> Value<'static> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,36 +707,76 @@ mod tests {
         Date { year, month, day }
     }
     fn t(hour: u8, minute: u8, second: u8, micro: u32) -> Time {
-        Time { hour, minute, second, micro }
+        Time {
+            hour,
+            minute,
+            second,
+            micro,
+        }
     }
 
     #[test]
     fn scalars() {
-        assert_eq!(decode_text(Kind::of(oid::BOOL), b"t").unwrap(), Value::Bool(true));
-        assert_eq!(decode_text(Kind::of(oid::INT8), b"-9223372036854775808").unwrap(), Value::Int(i64::MIN));
+        assert_eq!(
+            decode_text(Kind::of(oid::BOOL), b"t").unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            decode_text(Kind::of(oid::INT8), b"-9223372036854775808").unwrap(),
+            Value::Int(i64::MIN)
+        );
         assert!(decode_text(Kind::of(oid::INT8), b"9223372036854775808").is_err());
-        assert_eq!(decode_text(Kind::of(oid::FLOAT8), b"1.5e+300").unwrap(), Value::Float(1.5e300));
-        assert!(matches!(decode_text(Kind::of(oid::FLOAT4), b"NaN").unwrap(), Value::Float(f) if f.is_nan()));
-        assert_eq!(decode_text(Kind::of(oid::BYTEA), b"\\x00ff10").unwrap(), Value::Bytes(vec![0, 255, 16]));
-        assert_eq!(decode_text(Kind::of(oid::BYTEA), b"a\\\\b\\001").unwrap(), Value::Bytes(b"a\\b\x01".to_vec()));
+        assert_eq!(
+            decode_text(Kind::of(oid::FLOAT8), b"1.5e+300").unwrap(),
+            Value::Float(1.5e300)
+        );
+        assert!(
+            matches!(decode_text(Kind::of(oid::FLOAT4), b"NaN").unwrap(), Value::Float(f) if f.is_nan())
+        );
+        assert_eq!(
+            decode_text(Kind::of(oid::BYTEA), b"\\x00ff10").unwrap(),
+            Value::Bytes(vec![0, 255, 16])
+        );
+        assert_eq!(
+            decode_text(Kind::of(oid::BYTEA), b"a\\\\b\\001").unwrap(),
+            Value::Bytes(b"a\\b\x01".to_vec())
+        );
         assert_eq!(
             decode_text(Kind::of(oid::UUID), b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap(),
-            Value::Uuid([0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11])
+            Value::Uuid([
+                0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+                0x0a, 0x11
+            ])
         );
         assert!(decode_text(Kind::of(oid::UUID), b"a0eebc99").is_err());
     }
 
     #[test]
     fn dates_and_times() {
-        assert_eq!(decode_text(Kind::Date, b"2024-02-29").unwrap(), Value::Date(d(2024, 2, 29)));
-        assert_eq!(decode_text(Kind::Date, b"12345-01-01").unwrap(), Value::Date(d(12345, 1, 1)));
+        assert_eq!(
+            decode_text(Kind::Date, b"2024-02-29").unwrap(),
+            Value::Date(d(2024, 2, 29))
+        );
+        assert_eq!(
+            decode_text(Kind::Date, b"12345-01-01").unwrap(),
+            Value::Date(d(12345, 1, 1))
+        );
         assert!(decode_text(Kind::Date, b"0044-03-15 BC").is_err());
         assert_eq!(
             decode_text(Kind::Date, b"infinity").unwrap(),
-            Value::Infinity { positive: true, of: Scalar::Date }
+            Value::Infinity {
+                positive: true,
+                of: Scalar::Date
+            }
         );
-        assert_eq!(decode_text(Kind::Time, b"13:14:15.5").unwrap(), Value::Time(t(13, 14, 15, 500_000)));
-        assert_eq!(decode_text(Kind::TimeTz, b"13:14:15+05:30").unwrap(), Value::TimeTz(t(13, 14, 15, 0), 19800));
+        assert_eq!(
+            decode_text(Kind::Time, b"13:14:15.5").unwrap(),
+            Value::Time(t(13, 14, 15, 500_000))
+        );
+        assert_eq!(
+            decode_text(Kind::TimeTz, b"13:14:15+05:30").unwrap(),
+            Value::TimeTz(t(13, 14, 15, 0), 19800)
+        );
         assert_eq!(
             decode_text(Kind::Timestamp, b"2024-01-02 03:04:05.000006").unwrap(),
             Value::Timestamp(d(2024, 1, 2), t(3, 4, 5, 6))
@@ -691,7 +800,11 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Null, Value::Int(-3)])
         );
         assert_eq!(
-            decode_text(Kind::of(oid::TEXT_ARRAY), br#"{"a b","c\"d",NULL,"NULL",e}"#).unwrap(),
+            decode_text(
+                Kind::of(oid::TEXT_ARRAY),
+                br#"{"a b","c\"d",NULL,"NULL",e}"#
+            )
+            .unwrap(),
             Value::Array(vec![
                 Value::Text("a b".into()),
                 Value::Text("c\"d".into()),
@@ -707,9 +820,15 @@ mod tests {
                 Value::Array(vec![Value::Int(3), Value::Int(4)])
             ])
         );
-        assert_eq!(decode_text(Kind::of(oid::BOOL_ARRAY), b"{}").unwrap(), Value::Array(vec![]));
+        assert_eq!(
+            decode_text(Kind::of(oid::BOOL_ARRAY), b"{}").unwrap(),
+            Value::Array(vec![])
+        );
         for bad in [&b"{1,2"[..], b"1,2}", b"{1,,2}", b"{\"a}", b"{1}x"] {
-            assert!(decode_text(Kind::of(oid::INT4_ARRAY), bad).is_err(), "{bad:?}");
+            assert!(
+                decode_text(Kind::of(oid::INT4_ARRAY), bad).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -47,12 +47,22 @@ pub mod auth {
 pub enum Authentication<'a> {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
-    Sasl { mechanisms: Vec<&'a str> },
-    SaslContinue { data: &'a [u8] },
-    SaslFinal { data: &'a [u8] },
+    Md5Password {
+        salt: [u8; 4],
+    },
+    Sasl {
+        mechanisms: Vec<&'a str>,
+    },
+    SaslContinue {
+        data: &'a [u8],
+    },
+    SaslFinal {
+        data: &'a [u8],
+    },
     /// Kerberos, GSS or SSPI: named by code, never accepted by our client.
-    Unsupported { code: i32 },
+    Unsupported {
+        code: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +84,10 @@ pub struct ErrorFields<'a> {
 
 impl<'a> ErrorFields<'a> {
     pub fn get(&self, code: u8) -> Option<&'a str> {
-        self.fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -88,7 +101,10 @@ pub struct DataRowBody<'a> {
 impl<'a> DataRowBody<'a> {
     /// Iterates the column values; `None` is SQL NULL.
     pub fn iter(&self) -> DataRowIter<'a> {
-        DataRowIter { cur: Cursor::new(tag::DATA_ROW, self.values), left: self.count }
+        DataRowIter {
+            cur: Cursor::new(tag::DATA_ROW, self.values),
+            left: self.count,
+        }
     }
 }
 
@@ -123,10 +139,15 @@ pub struct CopyResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendMessage<'a> {
     Authentication(Authentication<'a>),
-    BackendKeyData { process_id: i32, secret_key: &'a [u8] },
+    BackendKeyData {
+        process_id: i32,
+        secret_key: &'a [u8],
+    },
     BindComplete,
     CloseComplete,
-    CommandComplete { tag: &'a str },
+    CommandComplete {
+        tag: &'a str,
+    },
     CopyData(&'a [u8]),
     CopyDone,
     CopyInResponse(CopyResponse),
@@ -135,15 +156,27 @@ pub enum BackendMessage<'a> {
     DataRow(DataRowBody<'a>),
     EmptyQueryResponse,
     ErrorResponse(ErrorFields<'a>),
-    NegotiateProtocolVersion { newest_minor: i32, unrecognized: Vec<&'a str> },
+    NegotiateProtocolVersion {
+        newest_minor: i32,
+        unrecognized: Vec<&'a str>,
+    },
     NoData,
     NoticeResponse(ErrorFields<'a>),
-    NotificationResponse { process_id: i32, channel: &'a str, payload: &'a str },
+    NotificationResponse {
+        process_id: i32,
+        channel: &'a str,
+        payload: &'a str,
+    },
     ParameterDescription(Vec<u32>),
-    ParameterStatus { name: &'a str, value: &'a str },
+    ParameterStatus {
+        name: &'a str,
+        value: &'a str,
+    },
     ParseComplete,
     PortalSuspended,
-    ReadyForQuery { status: u8 },
+    ReadyForQuery {
+        status: u8,
+    },
     RowDescription(Vec<FieldDescription<'a>>),
 }
 
@@ -170,8 +203,13 @@ fn copy_response(c: &mut Cursor<'_>) -> Result<CopyResponse, WireError> {
     if n < 0 {
         return Err(c.invalid("negative column count"));
     }
-    let column_formats = (0..n).map(|_| c.i16("copy column format")).collect::<Result<_, _>>()?;
-    Ok(CopyResponse { format, column_formats })
+    let column_formats = (0..n)
+        .map(|_| c.i16("copy column format"))
+        .collect::<Result<_, _>>()?;
+    Ok(CopyResponse {
+        format,
+        column_formats,
+    })
 }
 
 impl<'a> BackendMessage<'a> {
@@ -184,7 +222,10 @@ impl<'a> BackendMessage<'a> {
                 if count < 0 {
                     return Err(c.invalid("negative column count"));
                 }
-                BackendMessage::DataRow(DataRowBody { count: count as u16, values: c.rest() })
+                BackendMessage::DataRow(DataRowBody {
+                    count: count as u16,
+                    values: c.rest(),
+                })
             }
             tag::COPY_DATA => BackendMessage::CopyData(c.rest()),
             tag::AUTHENTICATION => {
@@ -194,7 +235,9 @@ impl<'a> BackendMessage<'a> {
                     auth::CLEARTEXT_PASSWORD => Authentication::CleartextPassword,
                     auth::MD5_PASSWORD => {
                         let s = c.bytes(4, "md5 salt")?;
-                        Authentication::Md5Password { salt: [s[0], s[1], s[2], s[3]] }
+                        Authentication::Md5Password {
+                            salt: [s[0], s[1], s[2], s[3]],
+                        }
                     }
                     auth::SASL => {
                         let mut mechanisms = Vec::new();
@@ -224,7 +267,10 @@ impl<'a> BackendMessage<'a> {
                 if secret_key.len() < 4 || secret_key.len() > 256 {
                     return Err(c.invalid("secret key must be 4 to 256 bytes"));
                 }
-                BackendMessage::BackendKeyData { process_id, secret_key }
+                BackendMessage::BackendKeyData {
+                    process_id,
+                    secret_key,
+                }
             }
             tag::BIND_COMPLETE => empty(c, BackendMessage::BindComplete)?,
             tag::CLOSE_COMPLETE => empty(c, BackendMessage::CloseComplete)?,
@@ -243,9 +289,13 @@ impl<'a> BackendMessage<'a> {
             tag::NEGOTIATE_PROTOCOL_VERSION => {
                 let newest_minor = c.i32("newest minor version")?;
                 let n = c.i32("option count")?;
-                let unrecognized =
-                    (0..n.max(0)).map(|_| c.cstr("option name")).collect::<Result<_, _>>()?;
-                BackendMessage::NegotiateProtocolVersion { newest_minor, unrecognized }
+                let unrecognized = (0..n.max(0))
+                    .map(|_| c.cstr("option name"))
+                    .collect::<Result<_, _>>()?;
+                BackendMessage::NegotiateProtocolVersion {
+                    newest_minor,
+                    unrecognized,
+                }
             }
             tag::NO_DATA => empty(c, BackendMessage::NoData)?,
             tag::NOTIFICATION_RESPONSE => BackendMessage::NotificationResponse {
@@ -255,7 +305,9 @@ impl<'a> BackendMessage<'a> {
             },
             tag::PARAMETER_DESCRIPTION => {
                 let n = c.i16("parameter count")?;
-                let oids = (0..n.max(0)).map(|_| c.u32("parameter type")).collect::<Result<_, _>>()?;
+                let oids = (0..n.max(0))
+                    .map(|_| c.u32("parameter type"))
+                    .collect::<Result<_, _>>()?;
                 BackendMessage::ParameterDescription(oids)
             }
             tag::PARAMETER_STATUS => BackendMessage::ParameterStatus {
@@ -494,18 +546,25 @@ mod tests {
     fn encoders_round_trip() {
         let mut b = Vec::new();
         authentication_md5(&mut b, [1, 2, 3, 4]);
-        assert_eq!(roundtrip(&b), BackendMessage::Authentication(Authentication::Md5Password { salt: [1, 2, 3, 4] }));
+        assert_eq!(
+            roundtrip(&b),
+            BackendMessage::Authentication(Authentication::Md5Password { salt: [1, 2, 3, 4] })
+        );
 
         b.clear();
         authentication_sasl(&mut b, &["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"]);
         assert_eq!(
             roundtrip(&b),
-            BackendMessage::Authentication(Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] })
+            BackendMessage::Authentication(Authentication::Sasl {
+                mechanisms: vec!["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"]
+            })
         );
 
         b.clear();
         data_row(&mut b, [Some(&b"42"[..]), None, Some(&b""[..])].into_iter());
-        let BackendMessage::DataRow(row) = roundtrip(&b) else { panic!() };
+        let BackendMessage::DataRow(row) = roundtrip(&b) else {
+            panic!()
+        };
         let vals: Vec<_> = row.iter().map(Result::unwrap).collect();
         assert_eq!(vals, vec![Some(&b"42"[..]), None, Some(&b""[..])]);
 
@@ -523,17 +582,41 @@ mod tests {
         assert_eq!(roundtrip(&b), BackendMessage::RowDescription(fields));
 
         b.clear();
-        error_response(&mut b, &[(b'S', "ERROR"), (b'C', "42P01"), (b'M', "relation \"x\" does not exist")]);
-        let BackendMessage::ErrorResponse(e) = roundtrip(&b) else { panic!() };
+        error_response(
+            &mut b,
+            &[
+                (b'S', "ERROR"),
+                (b'C', "42P01"),
+                (b'M', "relation \"x\" does not exist"),
+            ],
+        );
+        let BackendMessage::ErrorResponse(e) = roundtrip(&b) else {
+            panic!()
+        };
         assert_eq!(e.get(b'C'), Some("42P01"));
 
         b.clear();
         ready_for_query(&mut b, b'T');
-        assert_eq!(roundtrip(&b), BackendMessage::ReadyForQuery { status: b'T' });
+        assert_eq!(
+            roundtrip(&b),
+            BackendMessage::ReadyForQuery { status: b'T' }
+        );
 
         b.clear();
-        copy_both_response(&mut b, &CopyResponse { format: 0, column_formats: vec![] });
-        assert_eq!(roundtrip(&b), BackendMessage::CopyBothResponse(CopyResponse { format: 0, column_formats: vec![] }));
+        copy_both_response(
+            &mut b,
+            &CopyResponse {
+                format: 0,
+                column_formats: vec![],
+            },
+        );
+        assert_eq!(
+            roundtrip(&b),
+            BackendMessage::CopyBothResponse(CopyResponse {
+                format: 0,
+                column_formats: vec![]
+            })
+        );
     }
 
     #[test]
@@ -551,8 +634,14 @@ mod tests {
             got,
             vec![
                 BackendMessage::Authentication(Authentication::Ok),
-                BackendMessage::ParameterStatus { name: "client_encoding", value: "UTF8" },
-                BackendMessage::BackendKeyData { process_id: 0x1234, secret_key: &[0xde, 0xad, 0xbe, 0xef] },
+                BackendMessage::ParameterStatus {
+                    name: "client_encoding",
+                    value: "UTF8"
+                },
+                BackendMessage::BackendKeyData {
+                    process_id: 0x1234,
+                    secret_key: &[0xde, 0xad, 0xbe, 0xef]
+                },
                 BackendMessage::ReadyForQuery { status: b'I' },
             ]
         );
@@ -573,8 +662,12 @@ mod tests {
             assert!(BackendMessage::parse(f).is_err(), "{case:?}");
         }
         // A DataRow whose value length runs past the body fails when iterated.
-        let f = split_frame(b"D\0\0\0\x0a\0\x01\0\0\0\x09", DEFAULT_MAX_MESSAGE).unwrap().unwrap();
-        let BackendMessage::DataRow(row) = BackendMessage::parse(f).unwrap() else { panic!() };
+        let f = split_frame(b"D\0\0\0\x0a\0\x01\0\0\0\x09", DEFAULT_MAX_MESSAGE)
+            .unwrap()
+            .unwrap();
+        let BackendMessage::DataRow(row) = BackendMessage::parse(f).unwrap() else {
+            panic!()
+        };
         assert!(row.iter().next().unwrap().is_err());
     }
 }

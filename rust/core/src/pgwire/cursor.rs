@@ -29,11 +29,18 @@ impl<'a> Cursor<'a> {
     }
 
     fn truncated(&self, what: &'static str) -> WireError {
-        WireError::Truncated { tag: self.tag as char, offset: self.pos, what }
+        WireError::Truncated {
+            tag: self.tag as char,
+            offset: self.pos,
+            what,
+        }
     }
 
     pub fn invalid(&self, what: impl Into<String>) -> WireError {
-        WireError::Invalid { tag: self.tag as char, what: what.into() }
+        WireError::Invalid {
+            tag: self.tag as char,
+            what: what.into(),
+        }
     }
 
     pub fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
@@ -94,7 +101,11 @@ impl<'a> Cursor<'a> {
     pub fn cstr(&mut self, what: &'static str) -> Result<&'a str, WireError> {
         let at = self.pos;
         let b = self.cstr_bytes(what)?;
-        std::str::from_utf8(b).map_err(|_| WireError::Utf8 { tag: self.tag as char, offset: at, what })
+        std::str::from_utf8(b).map_err(|_| WireError::Utf8 {
+            tag: self.tag as char,
+            offset: at,
+            what,
+        })
     }
 
     /// A length-prefixed (i32) value, `None` for length -1.
@@ -112,7 +123,10 @@ impl<'a> Cursor<'a> {
     /// Fails if bytes are left over.
     pub fn finish(&self) -> Result<(), WireError> {
         if self.remaining() != 0 {
-            return Err(WireError::Trailing { tag: self.tag as char, extra: self.remaining() });
+            return Err(WireError::Trailing {
+                tag: self.tag as char,
+                extra: self.remaining(),
+            });
         }
         Ok(())
     }

@@ -30,10 +30,16 @@ pub const CANCEL_REQUEST_CODE: i32 = 80877102;
 /// The untagged first message of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartupMessage<'a> {
-    Startup { protocol: i32, params: Vec<(&'a str, &'a str)> },
+    Startup {
+        protocol: i32,
+        params: Vec<(&'a str, &'a str)>,
+    },
     SslRequest,
     GssEncRequest,
-    CancelRequest { process_id: i32, secret_key: &'a [u8] },
+    CancelRequest {
+        process_id: i32,
+        secret_key: &'a [u8],
+    },
 }
 
 impl<'a> StartupMessage<'a> {
@@ -46,7 +52,10 @@ impl<'a> StartupMessage<'a> {
             GSSENC_REQUEST_CODE => StartupMessage::GssEncRequest,
             CANCEL_REQUEST_CODE => {
                 let process_id = c.i32("process id")?;
-                return Ok(StartupMessage::CancelRequest { process_id, secret_key: c.rest() });
+                return Ok(StartupMessage::CancelRequest {
+                    process_id,
+                    secret_key: c.rest(),
+                });
             }
             protocol if protocol >> 16 == 3 => {
                 let mut params = Vec::new();
@@ -59,7 +68,13 @@ impl<'a> StartupMessage<'a> {
                 }
                 StartupMessage::Startup { protocol, params }
             }
-            other => return Err(c.invalid(format!("unsupported protocol version {}.{}", other >> 16, other & 0xffff))),
+            other => {
+                return Err(c.invalid(format!(
+                    "unsupported protocol version {}.{}",
+                    other >> 16,
+                    other & 0xffff
+                )))
+            }
         };
         c.finish()?;
         Ok(msg)
@@ -79,20 +94,37 @@ pub struct BindBody<'a> {
 pub enum FrontendMessage<'a> {
     Bind(BindBody<'a>),
     /// `kind` is `b'S'` (statement) or `b'P'` (portal).
-    Close { kind: u8, name: &'a str },
+    Close {
+        kind: u8,
+        name: &'a str,
+    },
     CopyData(&'a [u8]),
     CopyDone,
-    CopyFail { message: &'a str },
-    Describe { kind: u8, name: &'a str },
-    Execute { portal: &'a str, max_rows: i32 },
+    CopyFail {
+        message: &'a str,
+    },
+    Describe {
+        kind: u8,
+        name: &'a str,
+    },
+    Execute {
+        portal: &'a str,
+        max_rows: i32,
+    },
     Flush,
     /// Kept opaque: nothing of ours handles the fast-path interface.
     FunctionCall(&'a [u8]),
-    Parse { name: &'a str, query: &'a str, param_types: Vec<u32> },
+    Parse {
+        name: &'a str,
+        query: &'a str,
+        param_types: Vec<u32>,
+    },
     /// A password, SASLInitialResponse or SASLResponse: which one depends on the auth exchange,
     /// see [`parse_sasl_initial_response`].
     Password(&'a [u8]),
-    Query { sql: &'a str },
+    Query {
+        sql: &'a str,
+    },
     Sync,
     Terminate,
 }
@@ -105,30 +137,61 @@ impl<'a> FrontendMessage<'a> {
                 let portal = c.cstr("portal")?;
                 let statement = c.cstr("statement")?;
                 let n = c.i16("format count")?;
-                let param_formats = (0..n.max(0)).map(|_| c.i16("format")).collect::<Result<_, _>>()?;
+                let param_formats = (0..n.max(0))
+                    .map(|_| c.i16("format"))
+                    .collect::<Result<_, _>>()?;
                 let n = c.i16("parameter count")?;
-                let params = (0..n.max(0)).map(|_| c.nullable_bytes("parameter")).collect::<Result<_, _>>()?;
+                let params = (0..n.max(0))
+                    .map(|_| c.nullable_bytes("parameter"))
+                    .collect::<Result<_, _>>()?;
                 let n = c.i16("result format count")?;
-                let result_formats = (0..n.max(0)).map(|_| c.i16("format")).collect::<Result<_, _>>()?;
-                FrontendMessage::Bind(BindBody { portal, statement, param_formats, params, result_formats })
+                let result_formats = (0..n.max(0))
+                    .map(|_| c.i16("format"))
+                    .collect::<Result<_, _>>()?;
+                FrontendMessage::Bind(BindBody {
+                    portal,
+                    statement,
+                    param_formats,
+                    params,
+                    result_formats,
+                })
             }
-            tag::CLOSE => FrontendMessage::Close { kind: describe_kind(&mut c)?, name: c.cstr("name")? },
+            tag::CLOSE => FrontendMessage::Close {
+                kind: describe_kind(&mut c)?,
+                name: c.cstr("name")?,
+            },
             tag::COPY_DATA => FrontendMessage::CopyData(c.rest()),
             tag::COPY_DONE => FrontendMessage::CopyDone,
-            tag::COPY_FAIL => FrontendMessage::CopyFail { message: c.cstr("message")? },
-            tag::DESCRIBE => FrontendMessage::Describe { kind: describe_kind(&mut c)?, name: c.cstr("name")? },
-            tag::EXECUTE => FrontendMessage::Execute { portal: c.cstr("portal")?, max_rows: c.i32("max rows")? },
+            tag::COPY_FAIL => FrontendMessage::CopyFail {
+                message: c.cstr("message")?,
+            },
+            tag::DESCRIBE => FrontendMessage::Describe {
+                kind: describe_kind(&mut c)?,
+                name: c.cstr("name")?,
+            },
+            tag::EXECUTE => FrontendMessage::Execute {
+                portal: c.cstr("portal")?,
+                max_rows: c.i32("max rows")?,
+            },
             tag::FLUSH => FrontendMessage::Flush,
             tag::FUNCTION_CALL => FrontendMessage::FunctionCall(c.rest()),
             tag::PARSE => {
                 let name = c.cstr("statement name")?;
                 let query = c.cstr("query")?;
                 let n = c.i16("parameter type count")?;
-                let param_types = (0..n.max(0)).map(|_| c.u32("parameter type")).collect::<Result<_, _>>()?;
-                FrontendMessage::Parse { name, query, param_types }
+                let param_types = (0..n.max(0))
+                    .map(|_| c.u32("parameter type"))
+                    .collect::<Result<_, _>>()?;
+                FrontendMessage::Parse {
+                    name,
+                    query,
+                    param_types,
+                }
             }
             tag::PASSWORD => FrontendMessage::Password(c.rest()),
-            tag::QUERY => FrontendMessage::Query { sql: c.cstr("query")? },
+            tag::QUERY => FrontendMessage::Query {
+                sql: c.cstr("query")?,
+            },
             tag::SYNC => FrontendMessage::Sync,
             tag::TERMINATE => FrontendMessage::Terminate,
             other => return Err(WireError::UnknownTag { tag: other as char }),
@@ -315,24 +378,41 @@ mod tests {
     #[test]
     fn startup_round_trip() {
         let mut b = Vec::new();
-        startup(&mut b, &[("user", "postgres"), ("database", "db"), ("replication", "database")]);
+        startup(
+            &mut b,
+            &[
+                ("user", "postgres"),
+                ("database", "db"),
+                ("replication", "database"),
+            ],
+        );
         let body = split_untagged(&b, DEFAULT_MAX_MESSAGE).unwrap().unwrap();
         assert_eq!(
             StartupMessage::parse(body).unwrap(),
             StartupMessage::Startup {
                 protocol: PROTOCOL_3_0,
-                params: vec![("user", "postgres"), ("database", "db"), ("replication", "database")]
+                params: vec![
+                    ("user", "postgres"),
+                    ("database", "db"),
+                    ("replication", "database")
+                ]
             }
         );
         b.clear();
         ssl_request(&mut b);
         assert_eq!(b, [0, 0, 0, 8, 4, 210, 22, 47]);
-        assert_eq!(StartupMessage::parse(&b[4..]).unwrap(), StartupMessage::SslRequest);
+        assert_eq!(
+            StartupMessage::parse(&b[4..]).unwrap(),
+            StartupMessage::SslRequest
+        );
         b.clear();
         cancel_request(&mut b, 77, &[1, 2, 3, 4]);
         assert_eq!(
             StartupMessage::parse(split_untagged(&b, 64).unwrap().unwrap()).unwrap(),
-            StartupMessage::CancelRequest { process_id: 77, secret_key: &[1, 2, 3, 4] }
+            StartupMessage::CancelRequest {
+                process_id: 77,
+                secret_key: &[1, 2, 3, 4]
+            }
         );
     }
 
@@ -342,10 +422,21 @@ mod tests {
         parse(&mut b, "s1", "select $1::int", &[23]);
         assert_eq!(
             parse_one(&b),
-            FrontendMessage::Parse { name: "s1", query: "select $1::int", param_types: vec![23] }
+            FrontendMessage::Parse {
+                name: "s1",
+                query: "select $1::int",
+                param_types: vec![23]
+            }
         );
         b.clear();
-        bind(&mut b, "", "s1", &[0, 1], [Some(&b"1"[..]), None].into_iter(), &[1]);
+        bind(
+            &mut b,
+            "",
+            "s1",
+            &[0, 1],
+            [Some(&b"1"[..]), None].into_iter(),
+            &[1],
+        );
         assert_eq!(
             parse_one(&b),
             FrontendMessage::Bind(BindBody {
@@ -357,31 +448,52 @@ mod tests {
             })
         );
         for (enc, want) in [
-            ({
-                let mut b = Vec::new();
-                describe(&mut b, b'P', "");
-                b
-            }, FrontendMessage::Describe { kind: b'P', name: "" }),
-            ({
-                let mut b = Vec::new();
-                execute(&mut b, "", 0);
-                b
-            }, FrontendMessage::Execute { portal: "", max_rows: 0 }),
-            ({
-                let mut b = Vec::new();
-                sync(&mut b);
-                b
-            }, FrontendMessage::Sync),
-            ({
-                let mut b = Vec::new();
-                query(&mut b, "select 1");
-                b
-            }, FrontendMessage::Query { sql: "select 1" }),
-            ({
-                let mut b = Vec::new();
-                copy_fail(&mut b, "no");
-                b
-            }, FrontendMessage::CopyFail { message: "no" }),
+            (
+                {
+                    let mut b = Vec::new();
+                    describe(&mut b, b'P', "");
+                    b
+                },
+                FrontendMessage::Describe {
+                    kind: b'P',
+                    name: "",
+                },
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    execute(&mut b, "", 0);
+                    b
+                },
+                FrontendMessage::Execute {
+                    portal: "",
+                    max_rows: 0,
+                },
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    sync(&mut b);
+                    b
+                },
+                FrontendMessage::Sync,
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    query(&mut b, "select 1");
+                    b
+                },
+                FrontendMessage::Query { sql: "select 1" },
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    copy_fail(&mut b, "no");
+                    b
+                },
+                FrontendMessage::CopyFail { message: "no" },
+            ),
         ] {
             assert_eq!(parse_one(&enc), want);
         }
@@ -391,13 +503,24 @@ mod tests {
     fn sasl_initial_response_round_trip() {
         let mut b = Vec::new();
         sasl_initial_response(&mut b, "SCRAM-SHA-256", b"n,,n=,r=abc");
-        let FrontendMessage::Password(body) = parse_one(&b) else { panic!() };
-        assert_eq!(parse_sasl_initial_response(body).unwrap(), ("SCRAM-SHA-256", Some(&b"n,,n=,r=abc"[..])));
+        let FrontendMessage::Password(body) = parse_one(&b) else {
+            panic!()
+        };
+        assert_eq!(
+            parse_sasl_initial_response(body).unwrap(),
+            ("SCRAM-SHA-256", Some(&b"n,,n=,r=abc"[..]))
+        );
     }
 
     #[test]
     fn malformed_messages_are_errors() {
-        for case in [&b"Q\0\0\0\x07abc"[..], b"E\0\0\0\x05\0", b"D\0\0\0\x06X\0", b"B\0\0\0\x06\0\0", b"~\0\0\0\x04"] {
+        for case in [
+            &b"Q\0\0\0\x07abc"[..],
+            b"E\0\0\0\x05\0",
+            b"D\0\0\0\x06X\0",
+            b"B\0\0\0\x06\0\0",
+            b"~\0\0\0\x04",
+        ] {
             let f = split_frame(case, DEFAULT_MAX_MESSAGE).unwrap().unwrap();
             assert!(FrontendMessage::parse(f).is_err(), "{case:?}");
         }

@@ -43,16 +43,26 @@ pub fn split_frame(buf: &[u8], max_len: usize) -> Result<Option<Frame<'_>>, Wire
     let tag = buf[0];
     let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as i64;
     if len < 4 {
-        return Err(WireError::BadLength { tag: tag as char, len });
+        return Err(WireError::BadLength {
+            tag: tag as char,
+            len,
+        });
     }
     let len = len as usize;
     if len - 4 > max_len {
-        return Err(WireError::TooLarge { tag: tag as char, len, limit: max_len });
+        return Err(WireError::TooLarge {
+            tag: tag as char,
+            len,
+            limit: max_len,
+        });
     }
     if buf.len() < len + 1 {
         return Ok(None);
     }
-    Ok(Some(Frame { tag, body: &buf[5..len + 1] }))
+    Ok(Some(Frame {
+        tag,
+        body: &buf[5..len + 1],
+    }))
 }
 
 /// Splits one untagged, length-prefixed message (the startup family) off the front of `buf`.
@@ -66,7 +76,11 @@ pub fn split_untagged(buf: &[u8], max_len: usize) -> Result<Option<&[u8]>, WireE
     }
     let len = len as usize;
     if len > max_len {
-        return Err(WireError::TooLarge { tag: '\0', len, limit: max_len });
+        return Err(WireError::TooLarge {
+            tag: '\0',
+            len,
+            limit: max_len,
+        });
     }
     if buf.len() < len {
         return Ok(None);
