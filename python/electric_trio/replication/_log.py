@@ -1,0 +1,93 @@
+"""The transaction log: committed transactions kept in memory, indexed by LSN.
+
+This is the seam between the replication reader and everything that serves clients (see
+DESIGN.md): append, read after a position, trim, wait for more. It knows nothing about clients,
+so a second process could later provide the same interface from a distributed log.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+import trio
+
+
+class Logged(Protocol):
+    """What the log needs of a transaction: its position."""
+
+    @property
+    def end_lsn(self) -> int: ...
+
+
+T = TypeVar("T", bound=Logged)
+
+
+class TransactionLog(Generic[T]):
+    """Transactions in commit order, bounded by a WAL-byte distance.
+
+    After each append, entries more than ``max_wal_distance`` bytes of WAL behind the newest
+    one are dropped (``ELECTRIC_TXN_CACHE_SIZE``: a distance in the WAL, not a memory size, as
+    in the original). A position is resumable when it lies within the kept range.
+    """
+
+    def __init__(self, max_wal_distance: int) -> None:
+        self.max_wal_distance = max_wal_distance
+        self._lsns: list[int] = []
+        self._txns: list[T] = []
+        self._start = 0  # index of the first live entry (trimmed entries are compacted lazily)
+        self._lot = trio.lowlevel.ParkingLot()
+        #: Total transactions ever appended (a counter for metrics).
+        self.appended = 0
+
+    def __len__(self) -> int:
+        return len(self._txns) - self._start
+
+    @property
+    def first_lsn(self) -> int | None:
+        return self._lsns[self._start] if len(self) else None
+
+    @property
+    def last_lsn(self) -> int | None:
+        return self._lsns[-1] if len(self) else None
+
+    def append(self, txns: Sequence[T]) -> None:
+        """Adds committed transactions (in commit order) and wakes waiting readers."""
+        if not txns:
+            return
+        for txn in txns:
+            lsn = txn.end_lsn
+            if self._lsns and lsn <= self._lsns[-1]:
+                raise ValueError(
+                    f"transaction at LSN {lsn:X} is not after the last one ({self._lsns[-1]:X})"
+                )
+            self._lsns.append(lsn)
+            self._txns.append(txn)
+        self.appended += len(txns)
+        self._trim()
+        self._lot.unpark_all()
+
+    def _trim(self) -> None:
+        horizon = self._lsns[-1] - self.max_wal_distance
+        start = bisect.bisect_left(self._lsns, horizon, lo=self._start)
+        self._start = min(start, len(self._lsns) - 1)
+        if self._start > 4096 and self._start * 2 > len(self._lsns):
+            del self._lsns[: self._start]
+            del self._txns[: self._start]
+            self._start = 0
+
+    def is_resumable(self, lsn: int) -> bool:
+        """True when a reader at ``lsn`` can continue without missing a transaction."""
+        first, last = self.first_lsn, self.last_lsn
+        return first is not None and last is not None and first <= lsn <= last
+
+    def read_after(self, lsn: int, limit: int = 1000) -> list[T]:
+        """Up to ``limit`` transactions whose position is greater than ``lsn``."""
+        i = bisect.bisect_right(self._lsns, lsn, lo=self._start)
+        return self._txns[i : i + limit]
+
+    async def wait_after(self, lsn: int) -> None:
+        """Returns once a transaction after ``lsn`` is in the log."""
+        while self.last_lsn is None or self.last_lsn <= lsn:
+            await self._lot.park()
