@@ -1,0 +1,10 @@
+"""End-to-end benchmarks, each against a named peer measured in the same run.
+
+Run them from the repository root with ``python -m benches [NAME] [OPTIONS]`` (or
+``./run bench ...``); results go to ``benches/RESULTS.md``.
+"""
+
+BENCHMARKS: dict[str, str] = {
+    "pgwire": "benches.pgwire",
+}
+"""Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""

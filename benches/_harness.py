@@ -1,0 +1,297 @@
+"""What every benchmark shares: result records, the results file, the server and the machine.
+
+A benchmark measures each figure on our side and on a named peer in the same run, against the
+same server, and reports :class:`Measurement` records gathered in a :class:`Report`. The report
+is printed as a table and written to its own section of ``benches/RESULTS.md``
+(:func:`write_section` leaves the other sections alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_PATH = Path(__file__).resolve().with_name("RESULTS.md")
+
+INTRO = """\
+# Benchmark results
+
+Every figure here is compared against a named peer doing the same work, measured in the same
+run, on the same machine, against the same server and the same data. The ratio ours/peer is
+the result; the absolute rates depend on the machine. Each section below is rewritten by the
+command it names (`python -m benches NAME`, or `./run bench NAME`), which also prints it.
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One figure: the rate of every timed run on our side and on the peer's (higher is better).
+
+    The figure is the best run of each side; ``target`` is the least ratio ours/peer that passes.
+    """
+
+    figure: str
+    unit: str
+    ours: tuple[float, ...]
+    peer: tuple[float, ...]
+    target: float
+
+    def __post_init__(self) -> None:
+        if not self.ours or not self.peer:
+            raise ValueError(f"{self.figure}: every side needs at least one run")
+
+    @property
+    def best_ours(self) -> float:
+        return max(self.ours)
+
+    @property
+    def best_peer(self) -> float:
+        return max(self.peer)
+
+    @property
+    def ratio(self) -> float:
+        return self.best_ours / self.best_peer
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio >= self.target
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The outcome of one benchmark run, with what is needed to reproduce and judge it."""
+
+    name: str
+    title: str
+    description: str
+    peer: str
+    """The peer's short name, used in column headers (``psycopg``)."""
+    measurements: tuple[Measurement, ...]
+    command: str
+    settings: str
+    facts: dict[str, str]
+    date: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+
+    @property
+    def passed(self) -> bool:
+        return all(m.passed for m in self.measurements)
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        unit = self.measurements[0].unit if self.measurements else ""
+        header = ["figure", f"ours {unit}", f"{self.peer} {unit}", f"ours/{self.peer}"]
+        header += ["target", "result"]
+        rows = [
+            [
+                m.figure,
+                f"{m.best_ours:,.0f}",
+                f"{m.best_peer:,.0f}",
+                f"{m.ratio:.2f}",
+                f">= {m.target:.2f}",
+                "pass" if m.passed else "FAIL",
+            ]
+            for m in self.measurements
+        ]
+        return header, rows
+
+    def _spread(self) -> list[str]:
+        def runs(values: tuple[float, ...]) -> str:
+            return ", ".join(f"{v:,.0f}" for v in values)
+
+        return [
+            f"{m.figure}: ours {runs(m.ours)}; {self.peer} {runs(m.peer)}"
+            for m in self.measurements
+        ]
+
+    def to_text(self) -> str:
+        """The report for a terminal: an aligned table, every run, the command and the facts."""
+        header, rows = self._table()
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        numeric = {1, 2, 3}
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(
+                c.rjust(w) if i in numeric else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+
+        out = [self.title, "", line(header), line(["-" * w for w in widths])]
+        out += [line(r) for r in rows]
+        out += ["", "every run (rows/s, in order):", *(f"  {s}" for s in self._spread())]
+        out += ["", f"command:  {self.command}", f"settings: {self.settings}"]
+        out += [f"date:     {self.date:%Y-%m-%d %H:%M} UTC"]
+        out += [f"{k}: {v}" for k, v in self.facts.items()]
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        """The body of this benchmark's section of RESULTS.md (without the markers)."""
+        header, rows = self._table()
+        align = ["---", "--:", "--:", "--:", "--:", "---"]
+        out = [f"## {self.name}: {self.title}", "", self.description.strip(), ""]
+        out += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", "Every timed run, in order (rows/s):", ""]
+        out += [f"- {s}" for s in self._spread()]
+        out += ["", "How it was made:", ""]
+        out += [f"- Date: {self.date:%Y-%m-%d %H:%M} UTC", f"- Command: `{self.command}`"]
+        out += [f"- Settings: {self.settings}"]
+        out += [f"- {k}: {v}" for k, v in self.facts.items()]
+        return "\n".join(out)
+
+
+# -- the results file -------------------------------------------------------------------------
+
+
+def _markers(name: str) -> tuple[str, str]:
+    if not re.fullmatch(r"[a-z0-9_-]+", name):
+        raise ValueError(f"bad benchmark name {name!r}")
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
+    """Put ``body`` in the section of benchmark ``name`` of the results file.
+
+    The section lies between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; it replaces
+    the old one in place, or is appended. A missing file is created with the intro.
+    """
+    start, end = _markers(name)
+    section = f"{start}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else INTRO
+    begin = text.find(start)
+    if begin < 0:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    else:
+        finish = text.find(end, begin)
+        if finish < 0:
+            raise ValueError(f"{path}: {start} has no matching {end}")
+        text = text[:begin] + section + text[finish + len(end) :]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PgTarget:
+    """The PostgreSQL a benchmark runs against."""
+
+    url: str
+    description: str
+
+
+def _describe_url(url: str) -> str:
+    """``user@host:port/db``: the URL without its password."""
+    parts = urllib.parse.urlsplit(url)
+    db = parts.path.lstrip("/")
+    return f"{parts.username or ''}@{parts.hostname or 'localhost'}:{parts.port or 5432}/{db}"
+
+
+@contextlib.contextmanager
+def postgres(progress: Progress) -> Iterator[PgTarget]:
+    """``DATABASE_URL`` when set; otherwise an embedded PostgreSQL in a temporary directory.
+
+    The embedded server keeps its durable settings (fsync on): benchmarks are not tests.
+    """
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield PgTarget(url, f"DATABASE_URL, {_describe_url(url)}")
+        return
+    from electric_trio.pg.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="electric-bench-") as tmp:
+        progress.step("starting an embedded PostgreSQL (fsync on)")
+        server = EmbeddedPostgres(Path(tmp) / "data", fast=False)
+        with server:
+            yield PgTarget(server.url, "embedded, fsync on, temporary data directory")
+        progress.step("stopped the embedded PostgreSQL")
+
+
+# -- the machine and the run ------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def _memory() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                kib = int(line.split()[1])
+                return f"{kib / (1 << 20):.1f} GiB"
+    return "unknown"
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} (with uncommitted changes)" if dirty else head
+
+
+def machine_facts() -> dict[str, str]:
+    """Facts about the machine and the software under test; call it before measuring."""
+    return {
+        "CPU": f"{_cpu_model()}, {os.cpu_count()} cores (os.cpu_count())",
+        "Memory": f"{_memory()} (MemTotal)",
+        "OS": platform.platform(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Load average before the run (1, 5, 15 min)": ", ".join(
+            f"{x:.2f}" for x in os.getloadavg()
+        ),
+        "electric-trio commit": _commit(),
+    }
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as typed, in its ``python -m benches ...`` form."""
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", "benches", *args])
+
+
+class Progress:
+    """One line on stderr per step, with the time since the benchmark started."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._start = time.monotonic()
+
+    def step(self, message: str) -> None:
+        elapsed = time.monotonic() - self._start
+        print(f"[{self._name} {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
