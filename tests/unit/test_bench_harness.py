@@ -6,19 +6,12 @@ No benchmark runs here and no figure is judged: timing belongs to ``python -m be
 from __future__ import annotations
 
 import datetime
-import sys
 from pathlib import Path
 
 import pytest
-
-# benches/ is not installed: it runs from the repository root (`python -m benches`).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from benches import BENCHMARKS  # noqa: E402
-from benches import __main__ as bench_cli  # noqa: E402
-from benches._harness import (  # noqa: E402
+from benches import BENCHMARKS
+from benches import __main__ as bench_cli
+from benches._harness import (
     INTRO,
     Measurement,
     Report,
