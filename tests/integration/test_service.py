@@ -1,0 +1,139 @@
+"""The service in process against the test Postgres: status, reconnection, startup failure."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+import trio
+from psycopg import sql
+
+from electric_trio import service as service_module
+from electric_trio.config import Config
+from electric_trio.service import Service, StartupError, serve
+
+if TYPE_CHECKING:
+    from conftest import PgServer
+
+TEST_DATABASE = "electric_test"
+
+
+def make_config(url: str) -> Config:
+    return Config.from_env(
+        {
+            "DATABASE_URL": url,
+            "HTTP_PORT": "0",
+            "PG_PROXY_PASSWORD": "proxy",
+            "AUTH_MODE": "insecure",
+            "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
+        }
+    )
+
+
+async def get_status(port: int) -> tuple[int, bytes]:
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def admin(url: str, statement: sql.Composable) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture
+def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "HEALTH_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(service_module, "RECONNECT_BACKOFF_MIN", 0.05)
+    monkeypatch.setattr(service_module, "RECONNECT_BACKOFF_MAX", 0.2)
+
+
+async def test_status_follows_the_connection(pg_url: str, nursery: trio.Nursery) -> None:
+    service: Service = await nursery.start(
+        partial(serve, make_config(pg_url), handle_signals=False)
+    )
+    await service.postgres.wait_ready()
+    assert service.postgres.state == "ready"
+    assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")
+
+
+async def test_first_connection_failure_stops_the_service() -> None:
+    config = make_config("postgresql://nobody:pw@127.0.0.1:1/db")
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(StartupError, match=r"^cannot connect .*127\.0\.0\.1:1")
+    ):
+        await serve(config, handle_signals=False)
+
+
+@pytest.mark.usefixtures("fast_reconnect")
+async def test_lost_connection_goes_back_to_starting_then_ready(
+    pg_server: PgServer, pg_url: str, pg_roles: dict[str, str | None], nursery: trio.Nursery
+) -> None:
+    role = "et_scram"
+    url = pg_server.database_url(TEST_DATABASE, user=role, password=pg_roles[role])
+    service: Service = await nursery.start(partial(serve, make_config(url), handle_signals=False))
+    await service.postgres.wait_ready()
+    ident = sql.Identifier(role)
+    try:
+        # Refuse new sessions (SQLSTATE 53300, not an auth error), then end the current one.
+        await trio.to_thread.run_sync(
+            admin, pg_url, sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(ident)
+        )
+        await trio.to_thread.run_sync(
+            admin,
+            pg_url,
+            sql.SQL(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
+            ).format(sql.Literal(role)),
+        )
+        with trio.fail_after(15):
+            await service.postgres.wait_state("starting")
+        assert await get_status(service.http_port) == (
+            503,
+            b"Initializing connection to Posgres...",
+        )
+    finally:
+        await trio.to_thread.run_sync(
+            admin, pg_url, sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(ident)
+        )
+    with trio.fail_after(15):
+        await service.postgres.wait_state("ready")
+    assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")
+
+
+@pytest.mark.usefixtures("fast_reconnect")
+async def test_refused_credentials_on_reconnection_show_as_failure(
+    pg_server: PgServer, pg_url: str, pg_roles: dict[str, str | None], nursery: trio.Nursery
+) -> None:
+    role = "et_scram"
+    password = pg_roles[role]
+    url = pg_server.database_url(TEST_DATABASE, user=role, password=password)
+    service: Service = await nursery.start(partial(serve, make_config(url), handle_signals=False))
+    await service.postgres.wait_ready()
+    ident = sql.Identifier(role)
+    await trio.to_thread.run_sync(
+        admin, pg_url, sql.SQL("ALTER ROLE {} PASSWORD 'changed'").format(ident)
+    )
+    await trio.to_thread.run_sync(
+        admin,
+        pg_url,
+        sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}").format(
+            sql.Literal(role)
+        ),
+    )
+    with trio.fail_after(15):
+        await service.postgres.wait_state("failed")
+    assert await get_status(service.http_port) == (503, b"Database connection failure.")
+    await trio.to_thread.run_sync(
+        admin,
+        pg_url,
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(password)),
+    )
+    with trio.fail_after(15):
+        await service.postgres.wait_state("ready")
