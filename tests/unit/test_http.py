@@ -8,6 +8,7 @@ from functools import partial
 import h11
 import pytest
 import trio
+import trio_websocket
 
 from electric_trio.http import (
     HttpLimits,
@@ -294,3 +295,21 @@ async def test_listens_on_all_interfaces_with_a_dual_stack_fallback(nursery: tri
         assert status == 404
     ipv4: HttpServer = await nursery.start(partial(serve_http, Router(), 0, use_ipv6=False))
     assert ipv4.addresses == (("0.0.0.0", ipv4.port),)
+
+
+async def test_a_websocket_library_can_take_over_an_upgrade(nursery: trio.Nursery) -> None:
+    """The seam for /ws and /proxy: trio-websocket does the handshake on the replayed request."""
+
+    async def shout(request: Request, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as ws_nursery:
+            ws_request = await trio_websocket.wrap_server_stream(ws_nursery, stream)
+            ws = await ws_request.accept()
+            await ws.send_message((await ws.get_message()).upper())
+            await ws.aclose()
+
+    router = Router()
+    router.add("/ws", upgrade=shout)
+    server: HttpServer = await nursery.start(partial(serve_http, router, 0, host="127.0.0.1"))
+    async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{server.port}//ws") as ws:
+        await ws.send_message("hello")
+        assert await ws.get_message() == "HELLO"
