@@ -38,6 +38,8 @@ RECONNECT_BACKOFF_MAX = 10.0
 #: How often an idle connection is checked with ``SELECT 1``, and how long the check may take.
 HEALTH_CHECK_INTERVAL = 5.0
 HEALTH_CHECK_TIMEOUT = 5.0
+# What talking to Postgres may raise; anything else is a bug and ends the service.
+_CONNECTION_ERRORS = (ElectricError, OSError, trio.TooSlowError, trio.BrokenResourceError)
 
 
 class StartupError(ElectricError):
@@ -111,7 +113,7 @@ class PostgresConnector:
         until cancelled."""
         try:
             conn = await self._connect()
-        except (PgError, OSError, trio.TooSlowError) as e:
+        except _CONNECTION_ERRORS as e:
             self._set_state("failed")
             raise StartupError(describe_pg_error(e, self.database)) from None
         self._set_state("ready")
@@ -122,7 +124,7 @@ class PostgresConnector:
             try:
                 async with conn:
                     await self._watch(conn)
-            except (PgError, OSError, trio.TooSlowError, trio.BrokenResourceError) as e:
+            except _CONNECTION_ERRORS as e:
                 log.warning(
                     "lost the connection to Postgres; reconnecting",
                     error=describe_pg_error(e, self.database),
@@ -133,7 +135,7 @@ class PostgresConnector:
                 try:
                     conn = await self._connect()
                     break
-                except (PgError, OSError, trio.TooSlowError) as e:
+                except _CONNECTION_ERRORS as e:
                     if isinstance(e, PgAuthError) or getattr(e, "sqlstate", None) == "3D000":
                         self._set_state("failed")  # fixing this needs a person, not a retry
                     delay = min(delay * 2, RECONNECT_BACKOFF_MAX)

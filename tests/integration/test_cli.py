@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,6 +187,18 @@ async def test_unknown_host() -> None:
     code, stderr = await run_to_end(["serve"], serve_env(url))
     assert code == 1
     assert "no-such-host.invalid" in assert_one_error_line(stderr)
+
+
+async def test_not_a_postgres_server(nursery: trio.Nursery) -> None:
+    async def answer_garbage(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, answer_garbage, 0, host="127.0.0.1"))
+    port = listener.socket.getsockname()[1]
+    code, stderr = await run_to_end(["serve"], serve_env(f"postgresql://u:pw@127.0.0.1:{port}/db"))
+    assert code == 1
+    assert f"127.0.0.1:{port}" in assert_one_error_line(stderr)
 
 
 @pytest.mark.parametrize(
