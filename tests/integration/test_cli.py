@@ -165,6 +165,22 @@ async def test_flags_override_the_environment(pg_url: str) -> None:
     assert 'msg="shutting down" signal=SIGINT' in service.stderr
 
 
+async def test_require_ssl(pg_server: PgServer, pg_url: str) -> None:
+    env = serve_env(pg_url, DATABASE_REQUIRE_SSL="true")
+    if not pg_server.tls:
+        code, stderr = await run_to_end(["serve"], env)
+        assert code == 1
+        assert "does not support TLS" in assert_one_error_line(stderr)
+        return
+    async with run(["serve"], env) as service:
+        assert await get(await service.ready(), "/api/status") == (
+            200,
+            b"Connection to Postgres is up!",
+        )
+        service.process.send_signal(signal.SIGTERM)
+        assert await service.wait() == 0
+
+
 async def test_wrong_password(pg_server: PgServer, pg_roles: dict[str, str | None]) -> None:
     url = pg_server.database_url(TEST_DATABASE, user="et_scram", password="wrong-password")
     code, stderr = await run_to_end(["serve"], serve_env(url))
