@@ -26,6 +26,7 @@ from .. import __version__
 from .._log import configure_logging, get_logger
 from ..config import SETTINGS, Config
 from ..errors import ConfigError
+from ..pg.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ..service import StartupError, serve, shutdown_on_signal
 
 __all__ = ["main"]
@@ -168,8 +169,7 @@ def _dev(environ: Mapping[str, str], overrides: Mapping[str, str | None], data_d
     except ConfigError as e:
         return _config_error(e)
     configure_logging(config.log_level)
-    using_generated = config.pg_proxy_password == proxy_password and generated
-    if using_generated:
+    if generated and config.pg_proxy_password == proxy_password:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             password_file.touch(mode=0o600)
@@ -188,8 +188,6 @@ async def _dev_embedded(
     defaults: Mapping[str, str],
     data_dir: Path,
 ) -> None:
-    from ..pg.embedded import EmbeddedPostgres, EmbeddedPostgresError
-
     pg = EmbeddedPostgres(data_dir / "postgres")
     async with trio.open_nursery() as nursery:
         # Signals are ours from the start, so that a Ctrl-C while PostgreSQL starts still
