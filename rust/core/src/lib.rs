@@ -5,6 +5,7 @@
 //! bytes are needed) and encodes into a caller's buffer.
 
 pub mod error;
+pub mod pgoutput;
 pub mod pgwire;
 pub mod value;
 
