@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -71,6 +72,21 @@ def _ssl_context() -> ssl.SSLContext:
     return ctx
 
 
+def _reason(error: OSError) -> str:
+    """The most specific reason of a failed connect (Trio groups one error per address)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            return os.strerror(cause.errno).lower()
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        if isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
+        else:
+            cause = cause.__cause__
+    return str(error) or type(error).__name__
+
+
 async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
     where = f"{params.host}:{params.port}"
     try:
@@ -81,8 +97,7 @@ async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
         else:
             sock = await trio.open_tcp_stream(params.host, params.port)
     except OSError as e:
-        reason = e.strerror or str(e) or type(e).__name__
-        raise PgConnectError(f"cannot connect to Postgres at {where}: {reason.lower()}") from None
+        raise PgConnectError(f"cannot connect to Postgres at {where}: {_reason(e)}") from None
     if params.sslmode == "disable":
         return sock
     try:
@@ -97,7 +112,12 @@ async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
             await tls.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as e:
             await trio.aclose_forcefully(sock)
-            raise PgConnectError(f"TLS handshake with Postgres at {where} failed: {e}") from None
+            if params.sslmode == "require":
+                raise PgConnectError(
+                    f"TLS handshake with Postgres at {where} failed: {e}"
+                ) from None
+            # sslmode=prefer/allow: like libpq, try again in clear.
+            return await _open_stream(msgspec.structs.replace(params, sslmode="disable"))
         return tls
     if answer == b"N":
         if params.sslmode == "require":
