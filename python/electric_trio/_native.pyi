@@ -1,11 +1,16 @@
 """Type stubs of the Rust extension ``electric_trio._native`` (checked with mypy.stubtest)."""
 
-from typing import Any, final
+from typing import Any, Final, final
 
 __all__ = [
+    "UNCHANGED_TOAST",
     "BackendReader",
     "ElectricError",
+    "PgOutputDecoder",
+    "PgOutputError",
     "ProtocolError",
+    "Transaction",
+    "UnchangedToastType",
     "ValueDecodeError",
     "__version__",
     "decode_text_value",
@@ -70,3 +75,55 @@ def parse_replication_message(payload: bytes) -> tuple[Any, ...]: ...
 def encode_standby_status(
     write: int, flush: int, apply: int, send_time: int, reply_requested: bool = False
 ) -> bytes: ...
+
+# ---- pgoutput ---------------------------------------------------------------------------------
+
+class PgOutputError(ProtocolError):
+    lsn: int | None
+    transactions: list[Transaction]
+
+@final
+class UnchangedToastType: ...
+
+UNCHANGED_TOAST: Final[UnchangedToastType]
+
+@final
+class Transaction:
+    @property
+    def xid(self) -> int: ...
+    @property
+    def commit_lsn(self) -> int: ...
+    @property
+    def end_lsn(self) -> int: ...
+    @property
+    def commit_timestamp(self) -> int: ...
+    @property
+    def origin(self) -> str | None: ...
+    @property
+    def streamed(self) -> bool: ...
+    @property
+    def relations(self) -> list[tuple[str, str]]: ...
+    @property
+    def messages(self) -> list[tuple[str, bytes, bool]]: ...
+    def __len__(self) -> int: ...
+    def changes(
+        self,
+    ) -> list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None]]: ...
+
+@final
+class PgOutputDecoder:
+    def __new__(cls) -> PgOutputDecoder: ...
+    def decode(self, payloads: list[bytes]) -> list[Transaction]: ...
+    def take_messages(self) -> list[tuple[int, str, bytes]]: ...
+    @property
+    def dropped_messages(self) -> int: ...
+    @property
+    def server_wal_end(self) -> int: ...
+    @property
+    def reply_requested(self) -> bool: ...
+    def take_reply_requested(self) -> bool: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def relation(
+        self, oid: int
+    ) -> tuple[str, str, str, list[tuple[str, int, int, bool]]] | None: ...

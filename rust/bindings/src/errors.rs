@@ -1,9 +1,11 @@
 //! The one place where core errors become Python exceptions.
 
+use electric_core::pgoutput::StreamError;
 use electric_core::{DecodeError, WireError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 create_exception!(
     _native,
@@ -23,6 +25,13 @@ create_exception!(
     ElectricError,
     "A value that does not parse as its declared type."
 );
+create_exception!(
+    _native,
+    PgOutputError,
+    ProtocolError,
+    "A malformed or out-of-place pgoutput message; `lsn` is the LSN of the XLogData that \
+     carried it (None if the payload was not XLogData), `transactions` those completed before it."
+);
 
 pub fn wire(e: WireError) -> PyErr {
     ProtocolError::new_err(e.to_string())
@@ -32,12 +41,25 @@ pub fn decode(e: DecodeError) -> PyErr {
     ValueDecodeError::new_err(e.to_string())
 }
 
+pub fn pgoutput(py: Python<'_>, e: &StreamError, transactions: Bound<'_, PyList>) -> PyErr {
+    let err = PgOutputError::new_err(e.to_string());
+    let value = err.value(py);
+    if let Err(set) = value
+        .setattr("lsn", e.lsn)
+        .and_then(|()| value.setattr("transactions", transactions))
+    {
+        return set;
+    }
+    err
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     for (name, ty) in [
         ("ElectricError", py.get_type::<ElectricError>()),
         ("ProtocolError", py.get_type::<ProtocolError>()),
         ("ValueDecodeError", py.get_type::<ValueDecodeError>()),
+        ("PgOutputError", py.get_type::<PgOutputError>()),
     ] {
         ty.setattr("__module__", "electric_trio.errors")?;
         m.add(name, ty)?;

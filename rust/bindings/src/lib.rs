@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod pgoutput;
 mod pgwire;
 mod values;
 
@@ -11,5 +12,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     pgwire::register(m)?;
+    pgoutput::register(m)?;
     Ok(())
 }

@@ -352,6 +352,11 @@ impl Decoder {
         self.types.get(&id)
     }
 
+    /// Whether a transaction is partly received: open, or streamed and not yet committed.
+    pub fn in_transaction(&self) -> bool {
+        self.current.is_some() || self.stream_block.is_some() || !self.streams.is_empty()
+    }
+
     /// Streamed transactions in progress (their changes are buffered until Stream Commit).
     pub fn streams_in_progress(&self) -> usize {
         self.streams.len()

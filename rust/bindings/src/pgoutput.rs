@@ -1,0 +1,360 @@
+//! The pgoutput stream decoder: payloads in (decoded with the GIL released), transactions out
+//! as handles whose rows stay in Rust until `changes()` asks for them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use electric_core::pgoutput::{Change, Datum, Decoded, Decoder, LogicalMessage, Relation};
+use electric_core::value::Value;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::{errors, values};
+
+/// Non-transactional messages kept for `take_messages()`; older ones are dropped and counted.
+const MAX_PENDING_MESSAGES: usize = 1024;
+
+/// The type of `UNCHANGED_TOAST`, the value of a TOASTed column that an update left unchanged
+/// (Postgres does not send it again).
+#[pyclass(module = "electric_trio._native", frozen)]
+pub struct UnchangedToastType;
+
+#[pymethods]
+impl UnchangedToastType {
+    fn __repr__(&self) -> &'static str {
+        "UNCHANGED_TOAST"
+    }
+}
+
+static UNCHANGED_TOAST: PyOnceLock<Py<UnchangedToastType>> = PyOnceLock::new();
+
+fn unchanged_toast(py: Python<'_>) -> PyResult<&Py<UnchangedToastType>> {
+    UNCHANGED_TOAST.get_or_try_init(py, || Py::new(py, UnchangedToastType))
+}
+
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// A borrowed view of a stored value, so that converting it copies no strings.
+fn view<'a>(v: &'a Value<'_>) -> Value<'a> {
+    use std::borrow::Cow::Borrowed;
+    match v {
+        Value::Numeric(s) => Value::Numeric(Borrowed(s)),
+        Value::Text(s) => Value::Text(Borrowed(s)),
+        Value::Json(s) => Value::Json(Borrowed(s)),
+        Value::Array(a) => Value::Array(a.iter().map(view).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Names of one relation version, created once per `changes()` call.
+struct Names<'py> {
+    relation: Arc<Relation>,
+    schema: Bound<'py, PyString>,
+    table: Bound<'py, PyString>,
+    columns: Vec<Bound<'py, PyString>>,
+}
+
+/// A committed transaction decoded from the replication stream.
+///
+/// The metadata is cheap to read; the rows stay in Rust until `changes()` builds them.
+#[pyclass(name = "Transaction", module = "electric_trio._native", frozen)]
+pub struct PyTransaction {
+    inner: electric_core::pgoutput::Transaction,
+}
+
+impl PyTransaction {
+    fn row<'py>(
+        &self,
+        py: Python<'py>,
+        names: &Names<'py>,
+        row: &[Datum],
+        key_only: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for ((name, col), datum) in names.columns.iter().zip(&names.relation.columns).zip(row) {
+            if key_only && !col.is_key {
+                continue;
+            }
+            let v = match datum {
+                Datum::Value(v) => values::to_py(py, view(v))?,
+                Datum::UnchangedToast => unchanged_toast(py)?.bind(py).clone().into_any(),
+            };
+            d.set_item(name, v)?;
+        }
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl PyTransaction {
+    #[getter]
+    fn xid(&self) -> u32 {
+        self.inner.xid
+    }
+
+    /// The LSN of the commit record.
+    #[getter]
+    fn commit_lsn(&self) -> u64 {
+        self.inner.commit_lsn
+    }
+
+    /// The LSN just past the commit: the position to acknowledge once the transaction is kept.
+    #[getter]
+    fn end_lsn(&self) -> u64 {
+        self.inner.end_lsn
+    }
+
+    /// Microseconds since 2000-01-01 UTC.
+    #[getter]
+    fn commit_timestamp(&self) -> i64 {
+        self.inner.commit_timestamp
+    }
+
+    #[getter]
+    fn origin(&self) -> Option<&str> {
+        self.inner.origin.as_deref()
+    }
+
+    /// Whether it arrived in stream blocks while in progress (a large transaction).
+    #[getter]
+    fn streamed(&self) -> bool {
+        self.inner.streamed
+    }
+
+    /// The (schema, table) of every relation it changed, in order of first change.
+    #[getter]
+    fn relations(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
+        for r in &self.inner.relations {
+            let key = (r.namespace.as_str(), r.name.as_str());
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    /// Its transactional logical messages as (prefix, content, transactional).
+    #[getter]
+    fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for m in &self.inner.messages {
+            list.append((&m.prefix, PyBytes::new(py, &m.content), m.transactional))?;
+        }
+        Ok(list)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.changes.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Transaction xid={} commit_lsn={} changes={}>",
+            self.inner.xid,
+            lsn_text(self.inner.commit_lsn),
+            self.inner.changes.len()
+        )
+    }
+
+    /// The changes as `(kind, schema, table, new_row, old_row)` tuples: kind is "insert",
+    /// "update", "delete" or "truncate"; rows are dicts of column name to value (None when
+    /// absent); a key-only old row holds the key columns only; an unchanged TOASTed column is
+    /// `UNCHANGED_TOAST`.
+    fn changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let names: Vec<Names<'py>> = self
+            .inner
+            .relations
+            .iter()
+            .map(|r| Names {
+                relation: r.clone(),
+                schema: PyString::new(py, &r.namespace),
+                table: PyString::new(py, &r.name),
+                columns: r
+                    .columns
+                    .iter()
+                    .map(|c| PyString::new(py, &c.name))
+                    .collect(),
+            })
+            .collect();
+        let list = PyList::empty(py);
+        let mut last = 0;
+        for change in &self.inner.changes {
+            let rel = change.relation();
+            if !names
+                .get(last)
+                .is_some_and(|n| Arc::ptr_eq(&n.relation, rel))
+            {
+                last = names
+                    .iter()
+                    .position(|n| Arc::ptr_eq(&n.relation, rel))
+                    .expect("every change's relation is listed");
+            }
+            let n = &names[last];
+            let none = || py.None().into_bound(py);
+            let (kind, new, old) = match change {
+                Change::Insert { new, .. } => (
+                    intern!(py, "insert"),
+                    self.row(py, n, new, false)?.into_any(),
+                    none(),
+                ),
+                Change::Update { new, old, .. } => (
+                    intern!(py, "update"),
+                    self.row(py, n, new, false)?.into_any(),
+                    match old {
+                        Some(o) => self.row(py, n, &o.row, o.key_only)?.into_any(),
+                        None => none(),
+                    },
+                ),
+                Change::Delete { old, .. } => (
+                    intern!(py, "delete"),
+                    none(),
+                    self.row(py, n, &old.row, old.key_only)?.into_any(),
+                ),
+                Change::Truncate { .. } => (intern!(py, "truncate"), none(), none()),
+            };
+            let items = [
+                kind.clone().into_any(),
+                n.schema.clone().into_any(),
+                n.table.clone().into_any(),
+                new,
+                old,
+            ];
+            list.append(PyTuple::new(py, items)?)?;
+        }
+        Ok(list)
+    }
+}
+
+/// Decodes the CopyData payloads of a pgoutput replication stream (protocol version 1 or 2,
+/// with streaming and messages) into committed transactions.
+///
+/// Keeps the relation cache and transactions in progress between calls. After an error the
+/// transactions in progress are dropped: restart replication from the last acknowledged LSN.
+#[pyclass(module = "electric_trio._native")]
+pub struct PgOutputDecoder {
+    inner: Decoder,
+    messages: VecDeque<LogicalMessage>,
+    dropped_messages: u64,
+}
+
+#[pymethods]
+impl PgOutputDecoder {
+    #[new]
+    fn new() -> Self {
+        PgOutputDecoder {
+            inner: Decoder::new(),
+            messages: VecDeque::new(),
+            dropped_messages: 0,
+        }
+    }
+
+    /// Decodes a batch of payloads (XLogData and keepalives) with the GIL released and returns
+    /// the transactions whose commit it contained, in commit order.
+    ///
+    /// Raises `PgOutputError` (with `lsn`, and `transactions`: those completed before the
+    /// offending payload) on a malformed or out-of-place message.
+    fn decode(
+        &mut self,
+        py: Python<'_>,
+        payloads: Vec<PyBackedBytes>,
+    ) -> PyResult<Vec<Py<PyTransaction>>> {
+        let inner = &mut self.inner;
+        let (decoded, error) = py.detach(|| {
+            let mut out = Vec::new();
+            let r = inner.decode_into(payloads.iter().map(|p| &p[..]), &mut out);
+            (out, r.err())
+        });
+        let mut txns = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            match d {
+                Decoded::Transaction(t) => txns.push(Py::new(py, PyTransaction { inner: t })?),
+                Decoded::Message(m) => {
+                    if self.messages.len() == MAX_PENDING_MESSAGES {
+                        self.messages.pop_front();
+                        self.dropped_messages += 1;
+                    }
+                    self.messages.push_back(m);
+                }
+            }
+        }
+        match error {
+            Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
+            None => Ok(txns),
+        }
+    }
+
+    /// Takes the non-transactional logical messages decoded so far, as (lsn, prefix, content).
+    /// At most 1024 are kept; `dropped_messages` counts the older ones that were dropped.
+    fn take_messages<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for m in self.messages.drain(..) {
+            list.append((m.lsn, &m.prefix, PyBytes::new(py, &m.content)))?;
+        }
+        Ok(list)
+    }
+
+    #[getter]
+    fn dropped_messages(&self) -> u64 {
+        self.dropped_messages
+    }
+
+    /// The highest WAL position the server reported (keepalives and XLogData headers).
+    #[getter]
+    fn server_wal_end(&self) -> u64 {
+        self.inner.server_wal_end()
+    }
+
+    /// Whether a keepalive asked for a status update (cleared by `take_reply_requested`).
+    #[getter]
+    fn reply_requested(&self) -> bool {
+        self.inner.reply_requested()
+    }
+
+    /// Returns whether a status update was requested, and clears the request.
+    fn take_reply_requested(&mut self) -> bool {
+        self.inner.take_reply_requested()
+    }
+
+    /// Whether a transaction is partly received (open, or streamed and not yet committed).
+    #[getter]
+    fn in_transaction(&self) -> bool {
+        self.inner.in_transaction()
+    }
+
+    /// The relation `oid` as last described: (schema, table, replica identity, columns), each
+    /// column (name, type OID, type modifier, is part of the key); None if never described.
+    #[allow(clippy::type_complexity)]
+    fn relation(
+        &self,
+        oid: u32,
+    ) -> Option<(String, String, String, Vec<(String, u32, i32, bool)>)> {
+        let r = self.inner.relation(oid)?;
+        Some((
+            r.namespace.clone(),
+            r.name.clone(),
+            (r.replica_identity as char).to_string(),
+            r.columns
+                .iter()
+                .map(|c| (c.name.clone(), c.type_oid, c.type_modifier, c.is_key))
+                .collect(),
+        ))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<PgOutputDecoder>()?;
+    m.add_class::<PyTransaction>()?;
+    m.add_class::<UnchangedToastType>()?;
+    m.add(
+        "UNCHANGED_TOAST",
+        unchanged_toast(py)?.clone_ref(py).into_py_any(py)?,
+    )?;
+    Ok(())
+}
