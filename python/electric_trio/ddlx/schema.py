@@ -56,7 +56,7 @@ class UnsupportedDDLError(DDLError):
     """
 
     def __init__(self, message: str, statement: str) -> None:
-        super().__init__(f"{message}: {statement.strip()!r}")
+        super().__init__(f"{message} in: {statement.strip()}")
         self.statement = statement
 
 
