@@ -1,0 +1,80 @@
+"""The replication slots of the service: names, creation, and keeping retained WAL bounded."""
+
+from __future__ import annotations
+
+import re
+
+from ..pg import Connection, PgError, format_lsn, parse_lsn
+
+PUBLICATION = "electric_publication"
+
+
+def main_slot_name(dbname: str) -> str:
+    """``electric_replication_out_<db>``, as the original named it (at most 63 characters)."""
+    cleaned = re.sub(r"[^a-z0-9_]", "_", dbname.lower()).strip("_")[:38]
+    return f"electric_replication_out_{cleaned}"
+
+
+def temp_slot_name(main: str) -> str:
+    """The per-connection temporary copy of the main slot."""
+    return f"{main[:59]}_rc"
+
+
+class SlotInUseError(PgError):
+    """Another process streams from our slot: probably another instance of the service."""
+
+
+async def ensure_main_slot(repl: Connection, slot: str) -> None:
+    """Creates the main slot unless it exists (so a dropped slot is re-created at startup)."""
+    try:
+        await repl.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput NOEXPORT_SNAPSHOT')
+    except PgError as e:
+        if e.sqlstate != "42710":  # duplicate_object: it exists, which is what we want
+            raise
+
+
+async def copy_to_temp_slot(repl: Connection, main: str, temp: str) -> int:
+    """Copies the main slot to a temporary one owned by ``repl``; returns its start LSN.
+
+    Streaming from the copy leaves the main slot where it is, so that a restarted service can
+    replay the last ``ELECTRIC_RESUMABLE_WAL_WINDOW`` bytes of WAL into its transaction log.
+    """
+    try:
+        row = await repl.fetchrow(
+            f"SELECT lsn::text FROM pg_copy_logical_replication_slot('{main}', '{temp}', true)"
+        )
+    except PgError as e:
+        if e.sqlstate in ("55006", "42710"):
+            raise SlotInUseError(
+                e.message,
+                sqlstate=e.sqlstate,
+                severity=e.severity,
+                hint="Another instance of Electric appears to be connected to this database.",
+            ) from None
+        raise
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+async def advance_main_slot(conn: Connection, slot: str, window: int) -> int | None:
+    """Moves the main slot up to ``window`` bytes behind the current WAL position.
+
+    This is what keeps retained WAL bounded even when nothing of ours is written (an idle slot
+    that pins WAL forever was the original's most reported failure). Returns the new position,
+    or None when the slot is already within the window.
+    """
+    row = await conn.fetchrow(
+        "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text"
+        " FROM pg_replication_slots WHERE slot_name = $1",
+        slot,
+    )
+    if row is None or row[0] is None:
+        return None
+    confirmed, current = parse_lsn(row[0]), parse_lsn(row[1])
+    target = current - window
+    if target <= confirmed:
+        return None
+    await conn.execute(
+        "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", slot, format_lsn(target)
+    )
+    return target
