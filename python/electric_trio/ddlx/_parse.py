@@ -36,6 +36,7 @@ __all__ = [
     "CreateTable",
     "DropIndex",
     "ParsedStatement",
+    "default_index_name",
     "parse_statements",
 ]
 
@@ -358,6 +359,33 @@ def make_object_name(name1: str, name2: str | None, label: str) -> str:
 def clip(name: str, max_bytes: int) -> str:
     """``name`` cut to ``max_bytes`` UTF-8 bytes, never inside a character (pg_mbcliplen)."""
     return name.encode()[:max_bytes].decode(errors="ignore")
+
+
+def default_index_name(stmt: CreateIndex, taken: set[str]) -> str:
+    """The name Postgres gives an unnamed index (``ChooseIndexName``): ``<table>_<keys>_idx``,
+    then ``…_idx1``, ``…_idx2``… while the name is in ``taken``."""
+    names: list[str] = []
+    for hint in [c.name_hint for c in stmt.columns] + list(stmt.including):
+        candidate, n = hint, 0
+        while candidate in names:
+            n += 1
+            candidate = clip(hint, NAMEDATALEN - 1 - len(str(n))) + str(n)
+        names.append(candidate)
+    addition = ""
+    for name in names:
+        if addition:
+            addition += "_"
+        addition += name
+        if len(addition.encode()) >= NAMEDATALEN:
+            break
+    addition = clip(addition, NAMEDATALEN - 1)
+    label, n = "idx", 0
+    while True:
+        candidate = make_object_name(stmt.table, addition or None, label)
+        if candidate not in taken:
+            return candidate
+        n += 1
+        label = f"idx{n}"
 
 
 def _constraint_name(given: str | None, table: str, keys: tuple[str, ...], label: str) -> str:

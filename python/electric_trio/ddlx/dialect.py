@@ -44,12 +44,12 @@ from ._parse import (
     TableConstraint,
     Unique,
     ValueFunction,
+    default_index_name,
     parse_statements,
 )
 from .schema import ColumnType, FkAction, TranslationError
 
 __all__ = [
-    "SQLITE_TYPES",
     "postgres_type",
     "quote_ident",
     "sqlite_type",
@@ -80,9 +80,6 @@ _JSON = frozenset({"json", "jsonb"})
 _BOOL = frozenset({"boolean", "bool"})
 _UUID = frozenset({"uuid"})
 _SERIAL = frozenset({"serial", "serial4", "serial8"})
-
-SQLITE_TYPES = ("INTEGER", "REAL", "TEXT", "BLOB", "TEXT_JSON")
-"""Every SQLite type name :func:`sqlite_type` returns (before any size suffix)."""
 
 
 def sqlite_type(t: ColumnType) -> str:
@@ -129,8 +126,6 @@ def translate_to_sqlite(sql: str) -> list[str]:
     Migrations go through :func:`electric_trio.ddlx.migration.apply_migration`, which also
     names unnamed indexes against the indexes the schema already has.
     """
-    from .migration import default_index_name  # the one place that names indexes
-
     out: list[str] = []
     for parsed in parse_statements(sql):
         stmt = parsed.stmt

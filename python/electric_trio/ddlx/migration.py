@@ -49,7 +49,6 @@ __all__ = [
     "PgColumnType",
     "StmtType",
     "apply_migration",
-    "default_index_name",
     "describe_table",
 ]
 
@@ -182,33 +181,6 @@ def describe_table(table: Table) -> MigrateTable:
         ),
         pks=table.primary_key,
     )
-
-
-def default_index_name(stmt: p.CreateIndex, taken: set[str]) -> str:
-    """The name Postgres gives an unnamed index (``ChooseIndexName``): ``<table>_<keys>_idx``,
-    then ``…_idx1``, ``…_idx2``… while the name is in ``taken``."""
-    names: list[str] = []
-    for hint in [c.name_hint for c in stmt.columns] + list(stmt.including):
-        candidate, n = hint, 0
-        while candidate in names:
-            n += 1
-            candidate = p.clip(hint, p.NAMEDATALEN - 1 - len(str(n))) + str(n)
-        names.append(candidate)
-    addition = ""
-    for name in names:
-        if addition:
-            addition += "_"
-        addition += name
-        if len(addition.encode()) >= p.NAMEDATALEN:
-            break
-    addition = p.clip(addition, p.NAMEDATALEN - 1)
-    label, n = "idx", 0
-    while True:
-        candidate = p.make_object_name(stmt.table, addition or None, label)
-        if candidate not in taken:
-            return candidate
-        n += 1
-        label = f"idx{n}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +341,7 @@ class _State:
         taken |= {
             i.name for t in self.tables.values() if t.schema == stmt.schema for i in t.indexes
         }
-        name = stmt.name or default_index_name(stmt, taken)
+        name = stmt.name or p.default_index_name(stmt, taken)
         if any(i.name == name for i in table.indexes):
             if not stmt.if_not_exists:
                 raise SchemaMismatchError(f"index {name} on {stmt.schema}.{stmt.table} exists")
