@@ -483,7 +483,7 @@ BEGIN
         SELECT t FROM (SELECT unnest(OLD._tags) EXCEPT SELECT unnest(NEW._observed_tags)) AS r(t)
          ORDER BY t);
     NEW._observed_tags := NULL;
-    IF NOT __delete AND NEW._tag IS NOT NULL
+    IF NOT __delete AND NOT (NEW._tag IS NULL)  -- not IS NOT NULL: (t, NULL) is a tag
        AND NOT (NEW._tag OPERATOR(electric.=) ANY (NEW._tags)) THEN
         NEW._tags := array_append(NEW._tags, NEW._tag);
     END IF;
@@ -606,7 +606,8 @@ CREATE OR REPLACE FUNCTION electric.__electrified_foreign_keys(schema_name text,
                WHERE i.indrelid = co.confrelid AND i.indisprimary
           ) AS ppk
          WHERE co.contype = 'f'
-           AND co.conrelid = to_regclass(format('%I.%I', schema_name, table_name))
+           -- $1, $2: electrified has columns of the same names, which would win
+           AND co.conrelid = to_regclass(format('%I.%I', $1, $2))
            AND co.confkey @> ppk.attnums AND co.confkey <@ ppk.attnums
          ORDER BY co.conname
     $$;
