@@ -178,6 +178,14 @@ def test_streamed_transaction_with_a_subtransaction_abort() -> None:
     assert len(big) == 1500
     ids = [c[3]["id"] for c in big.changes() if c[3] is not None]
     assert ids == [*range(1, 1001), *range(1501, 2001)]
+    # Pages of a large transaction.
+    assert [c[3] for c in big.changes(1000, 1002)] == [
+        {"id": 1501, "v": "released 1501"},
+        {"id": 1502, "v": "released 1502"},
+    ]
+    assert [c[3] for c in big.changes(1499)] == [{"id": 2000, "v": "row 2000"}]
+    assert big.changes(5, 2) == []
+    assert big.changes(2000) == []
     assert not decoder.in_transaction
 
 

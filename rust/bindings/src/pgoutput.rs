@@ -165,8 +165,17 @@ impl PyTransaction {
     /// The changes as `(kind, schema, table, new_row, old_row)` tuples: kind is "insert",
     /// "update", "delete" or "truncate"; rows are dicts of column name to value (None when
     /// absent); a key-only old row holds the key columns only; an unchanged TOASTed column is
-    /// `UNCHANGED_TOAST`.
-    fn changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// `UNCHANGED_TOAST`. `start` and `stop` select a slice (to page through a large one).
+    #[pyo3(signature = (start = 0, stop = None))]
+    fn changes<'py>(
+        &self,
+        py: Python<'py>,
+        start: usize,
+        stop: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let all = &self.inner.changes;
+        let stop = stop.map_or(all.len(), |s| s.min(all.len()));
+        let selected = &all[start.min(stop)..stop];
         let names: Vec<Names<'py>> = self
             .inner
             .relations
@@ -184,7 +193,7 @@ impl PyTransaction {
             .collect();
         let list = PyList::empty(py);
         let mut last = 0;
-        for change in &self.inner.changes {
+        for change in selected {
             let rel = change.relation();
             if !names
                 .get(last)

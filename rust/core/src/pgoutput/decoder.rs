@@ -1,6 +1,7 @@
 //! The stateful decoder of a pgoutput replication stream: raw CopyData payloads in, whole
 //! committed transactions with typed rows out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use super::message::{
     Message, OldTuple, RelationBody, StreamAbortBody, StreamCommitBody, StreamStartBody,
 };
 use super::tuple::{TupleData, TupleValue};
+use crate::error::DecodeError;
 use crate::pgwire::replication::ReplicationMessage;
-use crate::value::{decode_text, Kind, Value};
+use crate::value::{decode_text, parse_int, Kind, Value};
 
 /// A column of a published relation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +256,9 @@ pub struct Decoder {
     stream_block: Option<u32>,
     server_wal_end: u64,
     reply_requested: bool,
+    /// The last relation looked up: (stream block, id, relation). Cleared whenever a
+    /// relation map changes.
+    last_lookup: Option<(Option<u32>, u32, Arc<Relation>)>,
 }
 
 fn sequence(what: impl Into<String>) -> StreamErrorKind {
@@ -262,7 +267,7 @@ fn sequence(what: impl Into<String>) -> StreamErrorKind {
 
 /// The owned form of a value borrowed from the message.
 fn owned(v: Value<'_>) -> Value<'static> {
-    use std::borrow::Cow::Owned;
+    use Cow::Owned;
     match v {
         Value::Null => Value::Null,
         Value::Bool(b) => Value::Bool(b),
@@ -283,6 +288,25 @@ fn owned(v: Value<'_>) -> Value<'static> {
     }
 }
 
+/// Decodes a text value, with the most common kinds inlined.
+#[inline]
+fn decode_value(kind: Kind, raw: &[u8]) -> Result<Value<'static>, DecodeError> {
+    match kind {
+        Kind::Int => {
+            if let Some(i) = parse_int(raw) {
+                return Ok(Value::Int(i));
+            }
+        }
+        Kind::Text => {
+            if let Ok(s) = std::str::from_utf8(raw) {
+                return Ok(Value::Text(Cow::Owned(s.to_owned())));
+            }
+        }
+        _ => {}
+    }
+    decode_text(kind, raw).map(owned)
+}
+
 fn decode_row(rel: &Relation, t: &TupleData<'_>) -> Result<Row, StreamErrorKind> {
     if t.len() != rel.columns.len() {
         return Err(StreamErrorKind::ColumnCount {
@@ -297,8 +321,8 @@ fn decode_row(rel: &Relation, t: &TupleData<'_>) -> Result<Row, StreamErrorKind>
         row.push(match v {
             TupleValue::Null => Datum::Value(Value::Null),
             TupleValue::UnchangedToast => Datum::UnchangedToast,
-            TupleValue::Text(raw) => match decode_text(col.kind, raw) {
-                Ok(v) => Datum::Value(owned(v)),
+            TupleValue::Text(raw) => match decode_value(col.kind, raw) {
+                Ok(v) => Datum::Value(v),
                 Err(error) => {
                     return Err(StreamErrorKind::Value(Box::new(BadValue {
                         schema: rel.namespace.clone(),
@@ -442,6 +466,7 @@ impl Decoder {
     }
 
     fn drop_in_progress(&mut self) {
+        self.last_lookup = None;
         self.current = None;
         self.streams.clear();
         self.stream_block = None;
@@ -461,15 +486,22 @@ impl Decoder {
             .ok_or_else(|| sequence(format!("{what} outside a transaction")))
     }
 
-    fn lookup(&self, id: u32) -> Result<Arc<Relation>, StreamErrorKind> {
+    fn lookup(&mut self, id: u32) -> Result<Arc<Relation>, StreamErrorKind> {
+        if let Some((block, last_id, rel)) = &self.last_lookup {
+            if *block == self.stream_block && *last_id == id {
+                return Ok(rel.clone());
+            }
+        }
         let local = self
             .stream_block
             .and_then(|x| self.streams.get(&x))
             .and_then(|p| p.local_relations.get(&id));
-        local
+        let rel = local
             .or_else(|| self.relations.get(&id))
             .cloned()
-            .ok_or(StreamErrorKind::UnknownRelation(id))
+            .ok_or(StreamErrorKind::UnknownRelation(id))?;
+        self.last_lookup = Some((self.stream_block, id, rel.clone()));
+        Ok(rel)
     }
 
     fn push_change(
@@ -521,6 +553,7 @@ impl Decoder {
                 self.target("Origin")?.origin = Some(o.name.to_owned());
             }
             Message::Relation(r) => {
+                self.last_lookup = None;
                 let rel = Arc::new(Relation::from_body(&r));
                 match self.stream_block {
                     Some(xid) => {
@@ -644,6 +677,7 @@ impl Decoder {
                 c.xid
             ))
         })?;
+        self.last_lookup = None;
         self.relations.extend(p.local_relations.drain());
         out.push(Decoded::Transaction(p.finish(
             c.commit_lsn,
@@ -656,6 +690,7 @@ impl Decoder {
 
     fn stream_abort(&mut self, a: StreamAbortBody) -> Result<(), StreamErrorKind> {
         self.outside_blocks("Stream Abort")?;
+        self.last_lookup = None;
         if a.subxid == a.xid {
             self.streams.remove(&a.xid);
         } else if let Some(p) = self.streams.get_mut(&a.xid) {
