@@ -251,7 +251,7 @@ CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
 DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
     __mask bool[];
-    __max electric.tag;
+    __max timestamptz;
 BEGIN
     -- An insert writes every column (the original marked only the non-NULL ones).
     IF TG_OP = 'INSERT' THEN
@@ -267,8 +267,9 @@ BEGIN
             _is_a_delete_operation = false,
             _resolved = false,
             _modified_columns_bit_mask = ARRAY[%8$s]::bool[]
-        RETURNING GREATEST(s._tag%9$s) INTO __max;
-    PERFORM electric.__tx_raise_max_tag((__max).timestamp);
+        -- only the time: INTO a composite variable would assign field by field
+        RETURNING (GREATEST(s._tag%9$s)).timestamp INTO __max;
+    PERFORM electric.__tx_raise_max_tag(__max);
     RETURN NEW;
 END;
 $fn$ $tpl$,
@@ -307,7 +308,7 @@ CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
     AS $fn$
 DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
-    __max electric.tag;
+    __max timestamptz;
 BEGIN
     UPDATE %2$s AS s
        SET _last_modified = pg_current_xact_id()::text::int8,
@@ -315,9 +316,9 @@ BEGIN
            _is_a_delete_operation = true,
            _resolved = false
      WHERE %3$s
-    RETURNING GREATEST(s._tag%4$s) INTO __max;
+    RETURNING (GREATEST(s._tag%4$s)).timestamp INTO __max;
     IF FOUND THEN
-        PERFORM electric.__tx_raise_max_tag((__max).timestamp);
+        PERFORM electric.__tx_raise_max_tag(__max);
     END IF;
     RETURN OLD;
 END;
@@ -479,14 +480,16 @@ CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
 DECLARE
     __delete bool := coalesce(NEW._is_a_delete_operation, false);
 BEGIN
+    -- A set: sorted (by tag order) and without duplicates, so that a replayed write is a no-op.
+    -- NOT (x IS NULL) rather than x IS NOT NULL: the latter is false for (t, NULL).
     NEW._tags := ARRAY(
-        SELECT t FROM (SELECT unnest(OLD._tags) EXCEPT SELECT unnest(NEW._observed_tags)) AS r(t)
-         ORDER BY t);
+        SELECT t FROM (
+            SELECT unnest(OLD._tags)
+            EXCEPT SELECT unnest(NEW._observed_tags)
+            UNION SELECT NEW._tag WHERE NOT __delete AND NOT (NEW._tag IS NULL)
+        ) AS r(t)
+        ORDER BY t);
     NEW._observed_tags := NULL;
-    IF NOT __delete AND NOT (NEW._tag IS NULL)  -- not IS NOT NULL: (t, NULL) is a tag
-       AND NOT (NEW._tag OPERATOR(electric.=) ANY (NEW._tags)) THEN
-        NEW._tags := array_append(NEW._tags, NEW._tag);
-    END IF;
 %2$s
     PERFORM electric.%3$I(NEW);
 
