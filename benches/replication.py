@@ -184,7 +184,7 @@ def ours_to_python(batches: Batches) -> Decoded:
 
 def pypgoutput_decoders(batches: Batches) -> Decoded:
     """pypgoutput's message classes on the data of each XLogData."""
-    from pypgoutput import decoders
+    from pypgoutput import decoders  # type: ignore[import-untyped]
 
     relations: dict[int, list[str]] = {}
     rows: list[dict[str, Any]] = []
