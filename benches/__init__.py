@@ -6,5 +6,6 @@ Run them from the repository root with ``python -m benches [NAME] [OPTIONS]`` (o
 
 BENCHMARKS: dict[str, str] = {
     "pgwire": "benches.pgwire",
+    "replication": "benches.replication",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""

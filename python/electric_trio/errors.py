@@ -7,10 +7,17 @@ as these classes) and re-exported here.
 from __future__ import annotations
 
 from ._native import ElectricError as ElectricError
+from ._native import PgOutputError as PgOutputError
 from ._native import ProtocolError as ProtocolError
 from ._native import ValueDecodeError as ValueDecodeError
 
-__all__ = ["ConfigError", "ElectricError", "ProtocolError", "ValueDecodeError"]
+__all__ = [
+    "ConfigError",
+    "ElectricError",
+    "PgOutputError",
+    "ProtocolError",
+    "ValueDecodeError",
+]
 
 
 class ConfigError(ElectricError):

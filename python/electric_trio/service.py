@@ -9,9 +9,9 @@ with a clear error; an external supervisor restarts it.
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -21,6 +21,9 @@ from .config import Config, DatabaseConfig
 from .errors import ElectricError
 from .http import HttpServer, PgStatus, Router, add_status_routes, serve_http
 from .pg import Connection, ConnectParams, PgAuthError, PgConnectError, PgError, connect
+
+if TYPE_CHECKING:
+    from .replication import TransactionLog
 
 __all__ = ["PostgresConnector", "Service", "StartupError", "Subsystem", "serve"]
 
@@ -174,6 +177,26 @@ class Service:
         self.router = router
         self.postgres = postgres
         self.http: HttpServer | None = None
+        #: Committed transactions from Postgres (set by the replication subsystem).
+        self.txlog: TransactionLog[Any] | None = None
+        self._gates: list[Callable[[], bool]] = []
+        self._started = trio.Event()
+
+    async def wait_ready(self) -> None:
+        """Returns once every subsystem has started and Postgres is connected."""
+        await self._started.wait()
+        await self.postgres.wait_ready()
+
+    def add_readiness_gate(self, gate: Callable[[], bool]) -> None:
+        """``/api/status`` says ready only while Postgres is connected and every gate is true."""
+        self._gates.append(gate)
+
+    def status(self) -> PgStatus:
+        """The state ``/api/status`` reports."""
+        state = self.postgres.state
+        if state == "ready" and not all(gate() for gate in self._gates):
+            return "starting"
+        return state
 
     @property
     def http_port(self) -> int:
@@ -200,10 +223,17 @@ class Subsystem(Protocol):
     ) -> None: ...
 
 
+def default_subsystems() -> list[Subsystem]:
+    """The parts of a full service, in start order."""
+    from .replication import ReplicationSubsystem
+
+    return [ReplicationSubsystem()]
+
+
 async def serve(
     config: Config,
     *,
-    subsystems: Sequence[Subsystem] = (),
+    subsystems: Sequence[Subsystem] | None = None,
     handle_signals: bool = True,
     task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -215,10 +245,12 @@ async def serve(
     ``ExceptionGroup``, as Trio nurseries do) :class:`StartupError` when the first connection
     to Postgres fails.
     """
+    if subsystems is None:
+        subsystems = default_subsystems()
     router = Router()
     postgres = PostgresConnector(config.database)
     service = Service(config, router, postgres)
-    add_status_routes(router, lambda: postgres.state)
+    add_status_routes(router, service.status)
     for subsystem in subsystems:
         subsystem.install(service)
 
@@ -242,6 +274,7 @@ async def serve(
         for subsystem in subsystems:
             await nursery.start(subsystem.run, service)
             log.info("started", subsystem=subsystem.name)
+        service._started.set()
         log.info("electric-trio is ready", http_port=service.http_port)
     log.info("stopped")
 

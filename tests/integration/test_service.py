@@ -56,11 +56,32 @@ def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_status_follows_the_connection(pg_url: str, nursery: trio.Nursery) -> None:
     service: Service = await nursery.start(
-        partial(serve, make_config(pg_url), handle_signals=False)
+        partial(serve, make_config(pg_url), subsystems=(), handle_signals=False)
     )
-    await service.postgres.wait_ready()
+    await service.wait_ready()
     assert service.postgres.state == "ready"
     assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")
+
+
+async def test_ready_only_once_replication_streams(pg_url: str, nursery: trio.Nursery) -> None:
+    """With every subsystem: the schema is installed and the slot streams before 200."""
+    service: Service = await nursery.start(
+        partial(serve, make_config(pg_url), handle_signals=False)
+    )
+    assert await get_status(service.http_port) == (503, b"Initializing connection to Posgres...")
+    with trio.fail_after(60):
+        await service.wait_ready()
+    assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")
+    assert service.txlog is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        slots = conn.execute(
+            "SELECT slot_name, temporary FROM pg_replication_slots"
+            " WHERE database = current_database() ORDER BY slot_name"
+        ).fetchall()
+    assert slots == [
+        ("electric_replication_out_electric_test", False),
+        ("electric_replication_out_electric_test_rc", True),
+    ]
 
 
 async def test_first_connection_failure_stops_the_service() -> None:
@@ -77,7 +98,9 @@ async def test_lost_connection_goes_back_to_starting_then_ready(
 ) -> None:
     role = "et_scram"
     url = pg_server.database_url(TEST_DATABASE, user=role, password=pg_roles[role])
-    service: Service = await nursery.start(partial(serve, make_config(url), handle_signals=False))
+    service: Service = await nursery.start(
+        partial(serve, make_config(url), subsystems=(), handle_signals=False)
+    )
     await service.postgres.wait_ready()
     ident = sql.Identifier(role)
     try:
@@ -114,7 +137,9 @@ async def test_refused_credentials_on_reconnection_show_as_failure(
     role = "et_scram"
     password = pg_roles[role]
     url = pg_server.database_url(TEST_DATABASE, user=role, password=password)
-    service: Service = await nursery.start(partial(serve, make_config(url), handle_signals=False))
+    service: Service = await nursery.start(
+        partial(serve, make_config(url), subsystems=(), handle_signals=False)
+    )
     await service.postgres.wait_ready()
     ident = sql.Identifier(role)
     await trio.to_thread.run_sync(

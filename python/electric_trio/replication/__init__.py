@@ -8,11 +8,13 @@ from ._slot import PUBLICATION as PUBLICATION
 from ._slot import SlotInUseError as SlotInUseError
 from ._slot import main_slot_name as main_slot_name
 from ._slot import temp_slot_name as temp_slot_name
+from ._subsystem import ReplicationSubsystem as ReplicationSubsystem
 
 __all__ = [
     "PUBLICATION",
     "ReaderSettings",
     "ReaderStatus",
+    "ReplicationSubsystem",
     "SlotInUseError",
     "TransactionLog",
     "main_slot_name",

@@ -104,6 +104,11 @@ async def serve_replication(
                         txlog.append(e.transactions)
                     log.error("undecodable replication message: %s", e)
                     raise
+                if txns and txlog.last_lsn is not None and txns[0].end_lsn <= txlog.last_lsn:
+                    # After a reconnection the slot replays its window: keep each transaction
+                    # once in the log.
+                    last = txlog.last_lsn
+                    txns = [t for t in txns if t.end_lsn > last]
                 if txns:
                     txlog.append(txns)
                     if on_transactions is not None:
