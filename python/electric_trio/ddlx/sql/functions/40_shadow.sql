@@ -19,29 +19,19 @@
 -- Transaction-local state.
 -- ---------------------------------------------------------------------------------------------
 
--- The highest tag time among the rows a Postgres-side transaction has written so far, in
--- microseconds since the epoch (a number, not a timestamp's text, so that a change of
--- DateStyle within the transaction cannot misread it). The original kept the last row's value;
--- keeping the maximum gives every row of the transaction one tag that beats all of their
--- previous tags.
-CREATE OR REPLACE FUNCTION electric.__tx_raise_max_tag(ts timestamptz) RETURNS void
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    micros int8 := (extract(epoch FROM ts) * 1000000)::int8;
-    current text := current_setting('electric.current_transaction_max_tag', true);
-BEGIN
-    IF micros IS NOT NULL AND (coalesce(current, '') = '' OR current::int8 < micros) THEN
-        PERFORM set_config('electric.current_transaction_max_tag', micros::text, true);
-    END IF;
-END;
-$$;
-
--- The transaction's tag for Postgres-side writes: (max time, NULL source).
+-- electric.current_transaction_max_tag (transaction-local GUC): the highest tag time among the
+-- rows a Postgres-side transaction has written so far, in microseconds since the epoch (a
+-- number, not a timestamp's text, so that a change of DateStyle within the transaction cannot
+-- misread it). The row triggers raise it (inline, they run for every row); the original kept
+-- the last row's value instead, so that with a future-dated tag on one row the other rows of
+-- the transaction could end with tags it had not beaten. With the maximum, every row of the
+-- transaction settles on one tag that beats all of their previous tags.
+--
+-- The transaction's tag for Postgres-side writes: (that time, NULL source). Not pinned to a
+-- search_path (it names nothing outside pg_catalog) so that the per-row caller pays no
+-- configuration switch.
 CREATE OR REPLACE FUNCTION electric.__tx_max_tag() RETURNS electric.tag
     LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
     AS $$
         SELECT ROW(coalesce(
                    timestamptz 'epoch' + nullif(
@@ -58,7 +48,6 @@ CREATE OR REPLACE FUNCTION electric.__tx_max_tag() RETURNS electric.tag
 CREATE OR REPLACE FUNCTION electric.__tx_touch_row(schema_name text, table_name text, pk text)
     RETURNS bool
     LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     IF to_regclass('pg_temp.electric_touched_rows') IS NULL THEN
@@ -252,24 +241,44 @@ DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
     __mask bool[];
     __max timestamptz;
+    __micros int8;
+    __tx_max text;
 BEGIN
     -- An insert writes every column (the original marked only the non-NULL ones).
-    IF TG_OP = 'INSERT' THEN
-        __mask := array_fill(true, ARRAY[%2$s]);
-    ELSE
+    -- The shadow row of an updated row usually exists and that of an inserted one usually does
+    -- not: try the likely statement first (an upsert that meets a conflict costs a tuple lock
+    -- and twice the WAL of a plain UPDATE).
+    IF TG_OP = 'UPDATE' THEN
         __mask := ARRAY[%3$s]::bool[];
-    END IF;
-    INSERT INTO %4$s AS s (_last_modified, _tag, _tags, _resolved%5$s)
-        VALUES (pg_current_xact_id()::text::int8, __tag, ARRAY[__tag], false%6$s)
-        ON CONFLICT (%7$s) DO UPDATE SET
-            _last_modified = EXCLUDED._last_modified,
-            _tag = EXCLUDED._tag,
-            _is_a_delete_operation = false,
-            _resolved = false,
-            _modified_columns_bit_mask = ARRAY[%8$s]::bool[]
+        UPDATE %4$s AS s
+           SET _last_modified = pg_current_xact_id()::text::int8,
+               _tag = __tag,
+               _is_a_delete_operation = false,
+               _resolved = false,
+               _modified_columns_bit_mask = ARRAY[%8$s]::bool[]
+         WHERE %10$s
         -- only the time: INTO a composite variable would assign field by field
         RETURNING (GREATEST(s._tag%9$s)).timestamp INTO __max;
-    PERFORM electric.__tx_raise_max_tag(__max);
+    ELSE
+        __mask := array_fill(true, ARRAY[%2$s]);
+    END IF;
+    IF NOT FOUND THEN
+        INSERT INTO %4$s AS s (_last_modified, _tag, _tags, _resolved%5$s)
+            VALUES (pg_current_xact_id()::text::int8, __tag, ARRAY[__tag], false%6$s)
+            ON CONFLICT (%7$s) DO UPDATE SET
+                _last_modified = EXCLUDED._last_modified,
+                _tag = EXCLUDED._tag,
+                _is_a_delete_operation = false,
+                _resolved = false,
+                _modified_columns_bit_mask = ARRAY[%8$s]::bool[]
+            RETURNING (GREATEST(s._tag%9$s)).timestamp INTO __max;
+    END IF;
+    -- raise electric.current_transaction_max_tag (usually set once per transaction)
+    __micros := (extract(epoch FROM __max) * 1000000)::int8;
+    __tx_max := current_setting('electric.current_transaction_max_tag', true);
+    IF coalesce(__tx_max, '') = '' OR __tx_max::int8 < __micros THEN
+        PERFORM set_config('electric.current_transaction_max_tag', __micros::text, true);
+    END IF;
     RETURN NEW;
 END;
 $fn$ $tpl$,
@@ -283,7 +292,8 @@ $fn$ $tpl$,
         electric.__format_each(l.pk, '%I'),
         electric.__format_each(l.non_pk,
             '__mask[%2$s] OR coalesce(s._modified_columns_bit_mask[%2$s], false)'),
-        electric.__format_each(tag_columns, ', s.%I', ''));
+        electric.__format_each(tag_columns, ', s.%I', ''),
+        electric.__format_each(l.pk, 's.%1$I = NEW.%1$I', ' AND '));
     RETURN fn;
 END;
 $gen$;
@@ -309,6 +319,8 @@ CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
 DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
     __max timestamptz;
+    __micros int8;
+    __tx_max text;
 BEGIN
     UPDATE %2$s AS s
        SET _last_modified = pg_current_xact_id()::text::int8,
@@ -318,7 +330,11 @@ BEGIN
      WHERE %3$s
     RETURNING (GREATEST(s._tag%4$s)).timestamp INTO __max;
     IF FOUND THEN
-        PERFORM electric.__tx_raise_max_tag(__max);
+        __micros := (extract(epoch FROM __max) * 1000000)::int8;
+        __tx_max := current_setting('electric.current_transaction_max_tag', true);
+        IF coalesce(__tx_max, '') = '' OR __tx_max::int8 < __micros THEN
+            PERFORM set_config('electric.current_transaction_max_tag', __micros::text, true);
+        END IF;
     END IF;
     RETURN OLD;
 END;
