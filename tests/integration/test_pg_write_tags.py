@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from electric_trio.ddlx import install_electric_schema, prepare_session
-from electric_trio.pg import Connection, connect
+from electric_trio.pg import Connection, PgError, connect
 
 Tag = tuple[dt.datetime, str | None]
 
@@ -507,3 +507,37 @@ async def test_client_write_of_a_child_reports_its_parents(tree: Connection) -> 
     )
     assert await conn.fetch("SELECT * FROM c") == [(100, 10)]
     assert [(m["table"], m["pk"]) for m in await touches(conn)] == [("p", ["10"]), ("g", ["1"])]
+
+
+async def test_writes_by_a_role_without_rights_on_the_electric_schema(
+    tree: Connection, pg_url: str
+) -> None:
+    conn = tree
+    role = f"ddlx_app_{uuid.uuid4().hex[:8]}"
+    database = await conn.fetchval("SELECT current_database()")
+    await conn.execute(
+        f"CREATE ROLE {role} LOGIN PASSWORD 'pw';"
+        f" GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"
+    )
+    try:
+        base = pg_url.rsplit("/", 1)[0].split("@", 1)[1]
+        async with await connect(f"postgresql://{role}:pw@{base}/{database}") as app:
+            await app.execute("SET synchronous_commit = on; INSERT INTO c VALUES (100, 10)")
+            await app.execute("UPDATE p SET name = 'renamed' WHERE id = 10; DELETE FROM c")
+            with pytest.raises(PgError) as info:
+                await app.execute("SELECT * FROM electric.shadow__public__p")
+            assert info.value.sqlstate == "42501"
+        # the insert reports p and g; the update of p (a row with a foreign key) reports g
+        assert [(m["table"], m["pk"]) for m in await touches(conn)] == [
+            ("p", ["10"]),
+            ("g", ["1"]),
+            ("g", ["1"]),
+        ]
+        row = await shadow(conn, "p", id=10)
+        assert row is not None
+        assert row["_tag_name"] is not None
+        assert await conn.fetch("SELECT * FROM electric.tombstone__public__c") == [(100, 10)]
+    finally:
+        await conn.execute(
+            f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; DROP ROLE {role}"
+        )

@@ -49,8 +49,17 @@ CREATE OR REPLACE FUNCTION electric.__tx_touch_row(schema_name text, table_name 
     RETURNS bool
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    owner oid;
 BEGIN
-    IF to_regclass('pg_temp.electric_touched_rows') IS NULL THEN
+    SELECT relowner INTO owner FROM pg_class
+     WHERE oid = to_regclass('pg_temp.electric_touched_rows');
+    -- Our callers run as the schema's owner: a table of that name planted by the session's
+    -- own user (with a trigger, say) must not be written with those rights.
+    IF FOUND AND owner <> current_user::regrole THEN
+        RAISE EXCEPTION 'pg_temp.electric_touched_rows belongs to another role'
+            USING ERRCODE = 'insufficient_privilege';
+    ELSIF NOT FOUND THEN
         CREATE TEMPORARY TABLE electric_touched_rows (
             schema_name text NOT NULL,
             table_name  text NOT NULL,
