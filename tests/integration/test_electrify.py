@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
 
 from electric_trio.ddlx import install_electric_schema
 from electric_trio.pg import Connection, PgError, connect
@@ -595,3 +596,27 @@ async def test_disable_and_sqlite_do_nothing(conn: Connection) -> None:
     before = await state(conn)
     await conn.execute("CALL electric.disable('t'); CALL electric.sqlite('CREATE TABLE x (y)')")
     assert await state(conn) == before
+
+
+async def test_concurrent_electrify_of_one_table(conn: Connection, pg_url: str) -> None:
+    await conn.execute("CREATE TABLE t (id text PRIMARY KEY)")
+    database = await conn.fetchval("SELECT current_database()")
+    url = pg_url.rsplit("/", 1)[0] + "/" + database
+    async with await connect(url) as other:
+        await conn.execute("BEGIN; CALL electric.electrify('t')")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other.execute, "CALL electric.electrify('t')")
+            with trio.fail_after(10):  # until other waits for the table
+                while True:
+                    await conn.execute("SELECT pg_stat_clear_snapshot()")
+                    waiting = await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE pid = $1 AND wait_event_type = 'Lock'",
+                        other.backend_pid,
+                    )
+                    if waiting:
+                        break
+                    await trio.sleep(0.01)
+            await conn.execute("COMMIT")
+        assert [n.message for n in other.notices] == ["table public.t is already electrified"]
+    assert await conn.fetchval("SELECT count(*) FROM electric.electrified") == 1

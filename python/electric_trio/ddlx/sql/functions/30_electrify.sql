@@ -333,6 +333,9 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', table_oid
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Taken now rather than by the ALTER TABLE below: a concurrent electrify() of the same
+    -- table waits here, then sees this one's row and stops at the check that follows.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', table_oid);
     IF EXISTS (SELECT 1 FROM electric.electrified e
                 WHERE e.schema_name = _schema AND e.table_name = rel.relname) THEN
         RAISE NOTICE 'table %.% is already electrified', _schema, rel.relname;
