@@ -43,7 +43,7 @@ SESSION_SETTINGS = (
 # Serialises installs across sessions from the very first statement: CREATE SCHEMA/TABLE
 # IF NOT EXISTS are not safe against a concurrent creator (the loser fails on a catalog unique
 # index), and the schema_migrations lock can only be taken once that table exists.
-_INSTALL_LOCK_KEY = 0x656C_6563_7472_6963  # "electric"
+_INSTALL_LOCK_KEY = 0x656C_6563_7472_6963  # b"electric", a positive int8
 
 _MIGRATION_NAME = re.compile(r"^(\d+)_[a-z0-9_]+\.sql$")
 _PACKAGE = "electric_trio.ddlx"
@@ -105,7 +105,7 @@ async def install_electric_schema(conn: Connection) -> list[str]:
         await conn.execute(
             # Warnings and errors only: "already exists, skipping" on every start is noise.
             "SET LOCAL client_min_messages = warning;"
-            f" SELECT pg_advisory_xact_lock({_signed64(_INSTALL_LOCK_KEY)});"
+            f" SELECT pg_advisory_xact_lock({_INSTALL_LOCK_KEY});"
             " CREATE SCHEMA IF NOT EXISTS electric;"
             " CREATE TABLE IF NOT EXISTS electric.schema_migrations ("
             "   version int8 NOT NULL PRIMARY KEY,"
@@ -149,8 +149,3 @@ async def _run_script(conn: Connection, name: str, sql: str) -> None:
     except PgError as e:
         e.add_note(f"while running ddlx/sql/{name}")
         raise
-
-
-def _signed64(value: int) -> int:
-    """``value`` as the int8 Postgres would store for the same 64 bits."""
-    return value - (1 << 64) if value >= 1 << 63 else value
