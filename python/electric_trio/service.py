@@ -18,6 +18,7 @@ import trio
 from . import __version__
 from ._log import get_logger
 from .config import Config, DatabaseConfig
+from .ddlx.install import SESSION_SETTINGS
 from .errors import ElectricError
 from .http import HttpServer, PgStatus, Router, add_status_routes, serve_http
 from .pg import Connection, ConnectParams, PgAuthError, PgConnectError, PgError, connect
@@ -29,13 +30,6 @@ __all__ = ["PostgresConnector", "Service", "StartupError", "Subsystem", "serve"]
 
 log = get_logger(__name__)
 
-#: Session settings of every connection Electric opens for its own queries (§1).
-SESSION_SETTINGS = {
-    "bytea_output": "hex",
-    "DateStyle": "ISO, DMY",
-    "TimeZone": "UTC",
-    "extra_float_digits": "1",
-}
 RECONNECT_BACKOFF_MIN = 1.0
 RECONNECT_BACKOFF_MAX = 10.0
 #: How often an idle connection is checked with ``SELECT 1``, and how long the check may take.
@@ -60,6 +54,7 @@ def connect_params(database: DatabaseConfig) -> ConnectParams:
         database=database.dbname,
         sslmode=database.sslmode,
         connect_timeout=database.connect_timeout,
+        # Electric's session settings (§1) go in the startup packet: no extra round trip.
         options=dict(SESSION_SETTINGS),
     )
 

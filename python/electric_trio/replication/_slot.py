@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from ..ddlx.install import PUBLICATION_NAME
 from ..pg import Connection, PgError, format_lsn, parse_lsn
 
-PUBLICATION = "electric_publication"
+PUBLICATION = PUBLICATION_NAME
 
 
 def main_slot_name(dbname: str) -> str:
