@@ -149,3 +149,42 @@ async def test_restart_resumes_from_the_slot_without_loss_or_repeat(db: str) -> 
     assert ids == [1, 2, 3, 4]
     lsns = [t.end_lsn for t in txns]
     assert lsns == sorted(set(lsns))
+
+
+@pytest.fixture
+async def small_decoding_memory(pg_server: Any) -> AsyncIterator[None]:
+    """Makes Postgres stream transactions while they are in progress (protocol 2)."""
+    async with await connect(pg_server.url) as admin:
+        await admin.execute("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'")
+        await admin.execute("SELECT pg_reload_conf()")
+        try:
+            yield
+        finally:
+            await admin.execute("ALTER SYSTEM RESET logical_decoding_work_mem")
+            await admin.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.usefixtures("small_decoding_memory")
+async def test_restart_in_the_middle_of_a_streamed_transaction(db: str) -> None:
+    rows = 50_000
+    first: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
+    async with await connect(db) as writer:
+        async with trio.open_nursery() as nursery:
+            _, scope = await start_reader(nursery, db, first)
+            await writer.execute("BEGIN")
+            await writer.execute(
+                "INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, $1::int) g", rows
+            )
+            # Postgres streams the open transaction to the reader; stop the reader mid-way.
+            await trio.sleep(1)
+            scope.cancel()
+        await writer.execute("COMMIT")
+    assert len(first) == 0  # nothing half-done reached the log
+    second: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
+    async with trio.open_nursery() as nursery:
+        _, scope = await start_reader(nursery, db, second)
+        txns = await wait_for_changes(second, rows)
+        scope.cancel()
+    assert len(txns) == 1
+    ids = [new["id"] for _, _, _, new, _ in txns[0].changes()]
+    assert ids == list(range(1, rows + 1))
