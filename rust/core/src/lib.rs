@@ -4,6 +4,7 @@
 //! results into Python objects. Each codec parses from a buffer (returning `Ok(None)` when more
 //! bytes are needed) and encodes into a caller's buffer.
 
+pub mod electric;
 pub mod error;
 pub mod pgoutput;
 pub mod pgwire;
