@@ -7,5 +7,6 @@ Run them from the repository root with ``python -m benches [NAME] [OPTIONS]`` (o
 BENCHMARKS: dict[str, str] = {
     "pgwire": "benches.pgwire",
     "replication": "benches.replication",
+    "replication-e2e": "benches.replication_e2e",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""
