@@ -1,5 +1,6 @@
 //! The one place where core errors become Python exceptions.
 
+use electric_core::electric::FoldError;
 use electric_core::pgoutput::StreamError;
 use electric_core::{DecodeError, WireError};
 use pyo3::create_exception;
@@ -46,6 +47,19 @@ pub fn pgoutput(py: Python<'_>, e: &StreamError, transactions: Bound<'_, PyList>
     let value = err.value(py);
     if let Err(set) = value
         .setattr("lsn", e.lsn)
+        .and_then(|()| value.setattr("transactions", transactions))
+    {
+        return set;
+    }
+    err
+}
+
+/// A transaction whose Electric bookkeeping does not parse: a `PgOutputError` at its commit LSN.
+pub fn fold(py: Python<'_>, e: &FoldError, transactions: Bound<'_, PyList>) -> PyErr {
+    let err = PgOutputError::new_err(e.to_string());
+    let value = err.value(py);
+    if let Err(set) = value
+        .setattr("lsn", e.commit_lsn)
         .and_then(|()| value.setattr("transactions", transactions))
     {
         return set;

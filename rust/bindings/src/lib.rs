@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod electric;
 mod errors;
 mod pgoutput;
 mod pgwire;
@@ -13,5 +14,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     pgwire::register(m)?;
     pgoutput::register(m)?;
+    electric::register(m)?;
     Ok(())
 }

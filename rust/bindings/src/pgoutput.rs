@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use electric_core::pgoutput::{Change, Datum, Decoded, Decoder, LogicalMessage, Relation};
+use electric_core::pgoutput::{
+    Change, Datum, Decoded, Decoder, LogicalMessage, Relation, StreamError, Transaction,
+};
 use electric_core::value::Value;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -31,11 +33,11 @@ impl UnchangedToastType {
 
 static UNCHANGED_TOAST: PyOnceLock<Py<UnchangedToastType>> = PyOnceLock::new();
 
-fn unchanged_toast(py: Python<'_>) -> PyResult<&Py<UnchangedToastType>> {
+pub(crate) fn unchanged_toast(py: Python<'_>) -> PyResult<&Py<UnchangedToastType>> {
     UNCHANGED_TOAST.get_or_try_init(py, || Py::new(py, UnchangedToastType))
 }
 
-fn lsn_text(lsn: u64) -> String {
+pub(crate) fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
@@ -52,31 +54,53 @@ fn view<'a>(v: &'a Value<'_>) -> Value<'a> {
 }
 
 /// Names of one relation version, created once per `changes()` call.
-struct Names<'py> {
-    relation: Arc<Relation>,
-    schema: Bound<'py, PyString>,
-    table: Bound<'py, PyString>,
+pub(crate) struct Names<'py> {
+    pub(crate) relation: Arc<Relation>,
+    pub(crate) schema: Bound<'py, PyString>,
+    pub(crate) table: Bound<'py, PyString>,
     columns: Vec<Bound<'py, PyString>>,
 }
 
-/// A committed transaction decoded from the replication stream.
-///
-/// The metadata is cheap to read; the rows stay in Rust until `changes()` builds them.
-#[pyclass(name = "Transaction", module = "electric_trio._native", frozen)]
-pub struct PyTransaction {
-    inner: electric_core::pgoutput::Transaction,
-}
+impl<'py> Names<'py> {
+    pub(crate) fn of(py: Python<'py>, relations: &[Arc<Relation>]) -> Vec<Names<'py>> {
+        relations
+            .iter()
+            .map(|r| Names {
+                relation: r.clone(),
+                schema: PyString::new(py, &r.namespace),
+                table: PyString::new(py, &r.name),
+                columns: r
+                    .columns
+                    .iter()
+                    .map(|c| PyString::new(py, &c.name))
+                    .collect(),
+            })
+            .collect()
+    }
 
-impl PyTransaction {
-    fn row<'py>(
+    /// The index of `rel` in `names`, starting the search at `last` (changes come in runs).
+    pub(crate) fn find(names: &[Names<'py>], last: usize, rel: &Arc<Relation>) -> usize {
+        if names
+            .get(last)
+            .is_some_and(|n| Arc::ptr_eq(&n.relation, rel))
+        {
+            return last;
+        }
+        names
+            .iter()
+            .position(|n| Arc::ptr_eq(&n.relation, rel))
+            .expect("every change's relation is listed")
+    }
+
+    /// A row as a dict of column name to value; a key-only row holds the key columns only.
+    pub(crate) fn row(
         &self,
         py: Python<'py>,
-        names: &Names<'py>,
         row: &[Datum],
         key_only: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for ((name, col), datum) in names.columns.iter().zip(&names.relation.columns).zip(row) {
+        for ((name, col), datum) in self.columns.iter().zip(&self.relation.columns).zip(row) {
             if key_only && !col.is_key {
                 continue;
             }
@@ -88,6 +112,44 @@ impl PyTransaction {
         }
         Ok(d)
     }
+
+    /// `(kind, new_row, old_row)` of a change.
+    pub(crate) fn change(
+        &self,
+        py: Python<'py>,
+        change: &Change,
+    ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let none = || py.None().into_bound(py);
+        Ok(match change {
+            Change::Insert { new, .. } => (
+                intern!(py, "insert").clone(),
+                self.row(py, new, false)?.into_any(),
+                none(),
+            ),
+            Change::Update { new, old, .. } => (
+                intern!(py, "update").clone(),
+                self.row(py, new, false)?.into_any(),
+                match old {
+                    Some(o) => self.row(py, &o.row, o.key_only)?.into_any(),
+                    None => none(),
+                },
+            ),
+            Change::Delete { old, .. } => (
+                intern!(py, "delete").clone(),
+                none(),
+                self.row(py, &old.row, old.key_only)?.into_any(),
+            ),
+            Change::Truncate { .. } => (intern!(py, "truncate").clone(), none(), none()),
+        })
+    }
+}
+
+/// A committed transaction decoded from the replication stream.
+///
+/// The metadata is cheap to read; the rows stay in Rust until `changes()` builds them.
+#[pyclass(name = "Transaction", module = "electric_trio._native", frozen)]
+pub struct PyTransaction {
+    inner: electric_core::pgoutput::Transaction,
 }
 
 #[pymethods]
@@ -175,60 +237,15 @@ impl PyTransaction {
     ) -> PyResult<Bound<'py, PyList>> {
         let all = &self.inner.changes;
         let stop = stop.map_or(all.len(), |s| s.min(all.len()));
-        let selected = &all[start.min(stop)..stop];
-        let names: Vec<Names<'py>> = self
-            .inner
-            .relations
-            .iter()
-            .map(|r| Names {
-                relation: r.clone(),
-                schema: PyString::new(py, &r.namespace),
-                table: PyString::new(py, &r.name),
-                columns: r
-                    .columns
-                    .iter()
-                    .map(|c| PyString::new(py, &c.name))
-                    .collect(),
-            })
-            .collect();
+        let names = Names::of(py, &self.inner.relations);
         let list = PyList::empty(py);
         let mut last = 0;
-        for change in selected {
-            let rel = change.relation();
-            if !names
-                .get(last)
-                .is_some_and(|n| Arc::ptr_eq(&n.relation, rel))
-            {
-                last = names
-                    .iter()
-                    .position(|n| Arc::ptr_eq(&n.relation, rel))
-                    .expect("every change's relation is listed");
-            }
+        for change in &all[start.min(stop)..stop] {
+            last = Names::find(&names, last, change.relation());
             let n = &names[last];
-            let none = || py.None().into_bound(py);
-            let (kind, new, old) = match change {
-                Change::Insert { new, .. } => (
-                    intern!(py, "insert"),
-                    self.row(py, n, new, false)?.into_any(),
-                    none(),
-                ),
-                Change::Update { new, old, .. } => (
-                    intern!(py, "update"),
-                    self.row(py, n, new, false)?.into_any(),
-                    match old {
-                        Some(o) => self.row(py, n, &o.row, o.key_only)?.into_any(),
-                        None => none(),
-                    },
-                ),
-                Change::Delete { old, .. } => (
-                    intern!(py, "delete"),
-                    none(),
-                    self.row(py, n, &old.row, old.key_only)?.into_any(),
-                ),
-                Change::Truncate { .. } => (intern!(py, "truncate"), none(), none()),
-            };
+            let (kind, new, old) = n.change(py, change)?;
             let items = [
-                kind.clone().into_any(),
+                kind.into_any(),
                 n.schema.clone().into_any(),
                 n.table.clone().into_any(),
                 new,
@@ -245,11 +262,72 @@ impl PyTransaction {
 ///
 /// Keeps the relation cache and transactions in progress between calls. After an error the
 /// transactions in progress are dropped: restart replication from the last acknowledged LSN.
+/// What both decoder classes keep: the stream decoder and the non-transactional messages.
+pub(crate) struct StreamState {
+    pub(crate) inner: Decoder,
+    messages: VecDeque<LogicalMessage>,
+    pub(crate) dropped_messages: u64,
+}
+
+impl StreamState {
+    pub(crate) fn new() -> Self {
+        StreamState {
+            inner: Decoder::new(),
+            messages: VecDeque::new(),
+            dropped_messages: 0,
+        }
+    }
+
+    /// Decodes a batch with the GIL released and hands the completed transactions to `then`,
+    /// still without the GIL; queues the non-transactional messages. On error, `then` gets
+    /// the transactions completed before the offending payload.
+    pub(crate) fn decode<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        payloads: &[PyBackedBytes],
+        then: impl FnOnce(Vec<Transaction>) -> T + Send,
+    ) -> (T, Option<StreamError>) {
+        let inner = &mut self.inner;
+        let (result, messages, error) = py.detach(|| {
+            let mut out = Vec::new();
+            let r = inner.decode_into(payloads.iter().map(|p| &p[..]), &mut out);
+            let mut txns = Vec::with_capacity(out.len());
+            let mut messages = Vec::new();
+            for d in out {
+                match d {
+                    Decoded::Transaction(t) => txns.push(t),
+                    Decoded::Message(m) => messages.push(m),
+                }
+            }
+            (then(txns), messages, r.err())
+        });
+        for m in messages {
+            if self.messages.len() == MAX_PENDING_MESSAGES {
+                self.messages.pop_front();
+                self.dropped_messages += 1;
+            }
+            self.messages.push_back(m);
+        }
+        (result, error)
+    }
+
+    pub(crate) fn take_messages<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for m in self.messages.drain(..) {
+            list.append((m.lsn, &m.prefix, PyBytes::new(py, &m.content)))?;
+        }
+        Ok(list)
+    }
+}
+
+/// Decodes the CopyData payloads of a pgoutput replication stream (protocol version 1 or 2,
+/// with streaming and messages) into committed transactions.
+///
+/// Keeps the relation cache and transactions in progress between calls. After an error the
+/// transactions in progress are dropped: restart replication from the last acknowledged LSN.
 #[pyclass(module = "electric_trio._native")]
 pub struct PgOutputDecoder {
-    inner: Decoder,
-    messages: VecDeque<LogicalMessage>,
-    dropped_messages: u64,
+    state: StreamState,
 }
 
 #[pymethods]
@@ -257,9 +335,7 @@ impl PgOutputDecoder {
     #[new]
     fn new() -> Self {
         PgOutputDecoder {
-            inner: Decoder::new(),
-            messages: VecDeque::new(),
-            dropped_messages: 0,
+            state: StreamState::new(),
         }
     }
 
@@ -273,25 +349,11 @@ impl PgOutputDecoder {
         py: Python<'_>,
         payloads: Vec<PyBackedBytes>,
     ) -> PyResult<Vec<Py<PyTransaction>>> {
-        let inner = &mut self.inner;
-        let (decoded, error) = py.detach(|| {
-            let mut out = Vec::new();
-            let r = inner.decode_into(payloads.iter().map(|p| &p[..]), &mut out);
-            (out, r.err())
-        });
-        let mut txns = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            match d {
-                Decoded::Transaction(t) => txns.push(Py::new(py, PyTransaction { inner: t })?),
-                Decoded::Message(m) => {
-                    if self.messages.len() == MAX_PENDING_MESSAGES {
-                        self.messages.pop_front();
-                        self.dropped_messages += 1;
-                    }
-                    self.messages.push_back(m);
-                }
-            }
-        }
+        let (decoded, error) = self.state.decode(py, &payloads, |txns| txns);
+        let txns = decoded
+            .into_iter()
+            .map(|t| Py::new(py, PyTransaction { inner: t }))
+            .collect::<PyResult<Vec<_>>>()?;
         match error {
             Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
             None => Ok(txns),
@@ -301,39 +363,35 @@ impl PgOutputDecoder {
     /// Takes the non-transactional logical messages decoded so far, as (lsn, prefix, content).
     /// At most 1024 are kept; `dropped_messages` counts the older ones that were dropped.
     fn take_messages<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for m in self.messages.drain(..) {
-            list.append((m.lsn, &m.prefix, PyBytes::new(py, &m.content)))?;
-        }
-        Ok(list)
+        self.state.take_messages(py)
     }
 
     #[getter]
     fn dropped_messages(&self) -> u64 {
-        self.dropped_messages
+        self.state.dropped_messages
     }
 
     /// The highest WAL position the server reported (keepalives and XLogData headers).
     #[getter]
     fn server_wal_end(&self) -> u64 {
-        self.inner.server_wal_end()
+        self.state.inner.server_wal_end()
     }
 
     /// Whether a keepalive asked for a status update (cleared by `take_reply_requested`).
     #[getter]
     fn reply_requested(&self) -> bool {
-        self.inner.reply_requested()
+        self.state.inner.reply_requested()
     }
 
     /// Returns whether a status update was requested, and clears the request.
     fn take_reply_requested(&mut self) -> bool {
-        self.inner.take_reply_requested()
+        self.state.inner.take_reply_requested()
     }
 
     /// Whether a transaction is partly received (open, or streamed and not yet committed).
     #[getter]
     fn in_transaction(&self) -> bool {
-        self.inner.in_transaction()
+        self.state.inner.in_transaction()
     }
 
     /// The relation `oid` as last described: (schema, table, replica identity, columns), each
@@ -343,7 +401,7 @@ impl PgOutputDecoder {
         &self,
         oid: u32,
     ) -> Option<(String, String, String, Vec<(String, u32, i32, bool)>)> {
-        let r = self.inner.relation(oid)?;
+        let r = self.state.inner.relation(oid)?;
         Some((
             r.namespace.clone(),
             r.name.clone(),
