@@ -82,7 +82,7 @@ async def test_committed_transactions_reach_the_log(db: str) -> None:
         txns = await wait_for_changes(txlog, 3)
         scope.cancel()
     changes = [c for t in txns for c in t.changes()]
-    assert [(kind, table, new) for kind, _, table, new, _ in changes] == [
+    assert [(kind, table, new) for kind, _, table, new, _, _ in changes] == [
         ("insert", "items", {"id": 1, "v": "a"}),
         ("insert", "items", {"id": 2, "v": "b"}),
         ("update", "items", {"id": 2, "v": "c"}),
@@ -144,7 +144,7 @@ async def test_restart_resumes_from_the_slot_without_loss_or_repeat(db: str) -> 
             await c.execute("INSERT INTO items VALUES (4, 'after')")
         txns = await wait_for_changes(second, 4)
         scope.cancel()
-    ids = [new["id"] for t in txns for _, _, _, new, _ in t.changes()]
+    ids = [new["id"] for t in txns for _, _, _, new, _, _ in t.changes()]
     # The resumable window is replayed (1 again, as the original did), each exactly once.
     assert ids == [1, 2, 3, 4]
     lsns = [t.end_lsn for t in txns]
@@ -186,5 +186,5 @@ async def test_restart_in_the_middle_of_a_streamed_transaction(db: str) -> None:
         txns = await wait_for_changes(second, rows)
         scope.cancel()
     assert len(txns) == 1
-    ids = [new["id"] for _, _, _, new, _ in txns[0].changes()]
+    ids = [new["id"] for _, _, _, new, _, _ in txns[0].changes()]
     assert ids == list(range(1, rows + 1))

@@ -2,7 +2,8 @@
 
 One Trio task owns a ``replication=database`` connection. Raw CopyData payloads go to the Rust
 decoder in batches (it releases the GIL while decoding); whole transactions come back as
-handles and are appended to the log. Positions flow back to Postgres as standby status updates,
+handles, with Electric's bookkeeping folded in (tags, writer, DDL, referenced records), and are
+appended to the log. Positions flow back to Postgres as standby status updates,
 and a second, ordinary connection keeps the main slot within the resumable window.
 """
 
@@ -85,7 +86,7 @@ async def serve_replication(
         )
         status = ReaderStatus(main_slot=main, temp_slot=temp, start_lsn=start, flushed_lsn=start)
         log.info("replication started slot=%s from=%s", main, format_lsn(start))
-        decoder = _native.PgOutputDecoder()
+        decoder = _native.ElectricDecoder()
         task_status.started(status)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_keep_slot_in_window, service, main, settings)
