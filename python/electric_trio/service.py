@@ -24,6 +24,7 @@ from .http import HttpServer, PgStatus, Router, add_status_routes, serve_http
 from .pg import Connection, ConnectParams, PgAuthError, PgConnectError, PgError, connect
 
 if TYPE_CHECKING:
+    from .ddlx.history import MigrationHistory
     from .replication import TransactionLog
 
 __all__ = ["PostgresConnector", "Service", "StartupError", "Subsystem", "serve"]
@@ -174,6 +175,8 @@ class Service:
         self.http: HttpServer | None = None
         #: Committed transactions from Postgres (set by the replication subsystem).
         self.txlog: TransactionLog[Any] | None = None
+        #: The electrified schema and its migrations (set by the replication subsystem).
+        self.migrations: MigrationHistory | None = None
         self._gates: list[Callable[[], bool]] = []
         self._started = trio.Event()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -56,6 +56,8 @@ class ReaderStatus(msgspec.Struct, kw_only=True):
     changes: int = 0
     #: The position last confirmed to Postgres.
     flushed_lsn: int = 0
+    #: Bytes of replication messages received.
+    received_bytes: int = 0
 
 
 async def serve_replication(
@@ -63,7 +65,7 @@ async def serve_replication(
     txlog: TransactionLog[Any],
     settings: ReaderSettings,
     *,
-    on_transactions: Callable[[Sequence[Any]], None] | None = None,
+    before_append: Callable[[Sequence[Any]], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[ReaderStatus] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Streams committed transactions into ``txlog`` until cancelled.
@@ -93,6 +95,7 @@ async def serve_replication(
             next_status = time.monotonic() + settings.status_interval
             while True:
                 payloads = await stream.receive_raw_batch()
+                status.received_bytes += sum(map(len, payloads))
                 try:
                     if len(payloads) > _THREAD_BATCH:
                         # The decoder releases the GIL: other tasks run while it works.
@@ -111,9 +114,10 @@ async def serve_replication(
                     last = txlog.last_lsn
                     txns = [t for t in txns if t.end_lsn > last]
                 if txns:
+                    if before_append is not None:
+                        # E.g. migrations: their client ops must exist before readers see them.
+                        await before_append(txns)
                     txlog.append(txns)
-                    if on_transactions is not None:
-                        on_transactions(txns)
                     status.transactions += len(txns)
                     status.changes += sum(len(t) for t in txns)
                     stream.acknowledge(txns[-1].end_lsn)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
 from .._log import get_logger
+from ..ddlx.history import MigrationHistory
 from ..ddlx.install import install_electric_schema
 from ..errors import ElectricError
 from ..pg import PgError, connect
@@ -38,6 +40,7 @@ class ReplicationSubsystem:
     def __init__(self, settings: ReaderSettings | None = None) -> None:
         self._settings = settings
         self.txlog: TransactionLog[Any] | None = None
+        self.history = MigrationHistory()
         self.streaming = False
         self.ever_started = False
 
@@ -57,8 +60,10 @@ class ReplicationSubsystem:
         try:
             async with await connect(params) as conn:
                 applied = await install_electric_schema(conn)
+                self.history = await MigrationHistory.load(conn)
         except PgError as e:
             raise StartupError(f"cannot install the electric schema: {e.message}") from None
+        service.migrations = self.history
         log.info(
             f"Successfully initialized origin {CONNECTOR} at extension version "
             f"{applied[-1] if applied else ''}"
@@ -69,12 +74,18 @@ class ReplicationSubsystem:
         while True:
             outer = None if self.ever_started else task_status
             try:
-                await serve_replication(
-                    params,
-                    self.txlog,
-                    settings,
-                    task_status=cast("trio.TaskStatus[ReaderStatus]", _Started(self, outer)),
-                )
+                async with await connect(params) as conn:
+
+                    async def apply_migrations(txns: Sequence[Any]) -> None:
+                        await self.history.process(conn, [t for t in txns if t.ddl])
+
+                    await serve_replication(
+                        params,
+                        self.txlog,
+                        settings,
+                        before_append=apply_migrations,
+                        task_status=cast("trio.TaskStatus[ReaderStatus]", _Started(self, outer)),
+                    )
             except (ElectricError, OSError, trio.BrokenResourceError) as e:
                 self.streaming = False
                 if not self.ever_started:
