@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
@@ -46,14 +47,19 @@ async def db(pg_server: Any) -> AsyncIterator[str]:
 
 
 async def start_reader(
-    nursery: trio.Nursery, url: str, txlog: TransactionLog[Any], **settings: Any
+    nursery: trio.Nursery,
+    url: str,
+    txlog: TransactionLog[Any],
+    options: dict[str, str] | None = None,
+    **settings: Any,
 ) -> tuple[ReaderStatus, trio.CancelScope]:
     scope = trio.CancelScope()
+    params = msgspec.structs.replace(ConnectParams.from_url(url), options=options or {})
 
     async def run(task_status: trio.TaskStatus[ReaderStatus]) -> None:
         with scope:
             await serve_replication(
-                ConnectParams.from_url(url),
+                params,
                 txlog,
                 ReaderSettings(**settings),
                 task_status=task_status,
@@ -151,32 +157,23 @@ async def test_restart_resumes_from_the_slot_without_loss_or_repeat(db: str) -> 
     assert lsns == sorted(set(lsns))
 
 
-@pytest.fixture
-async def small_decoding_memory(pg_server: Any) -> AsyncIterator[None]:
-    """Makes Postgres stream transactions while they are in progress (protocol 2)."""
-    async with await connect(pg_server.url) as admin:
-        await admin.execute("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'")
-        await admin.execute("SELECT pg_reload_conf()")
-        try:
-            yield
-        finally:
-            await admin.execute("ALTER SYSTEM RESET logical_decoding_work_mem")
-            await admin.execute("SELECT pg_reload_conf()")
-
-
-@pytest.mark.usefixtures("small_decoding_memory")
 async def test_restart_in_the_middle_of_a_streamed_transaction(db: str) -> None:
     rows = 50_000
     first: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
     async with await connect(db) as writer:
         async with trio.open_nursery() as nursery:
-            _, scope = await start_reader(nursery, db, first)
+            # A small decoding memory makes Postgres stream the transaction while it is open.
+            status, scope = await start_reader(
+                nursery, db, first, options={"logical_decoding_work_mem": "64kB"}
+            )
             await writer.execute("BEGIN")
             await writer.execute(
                 "INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, $1::int) g", rows
             )
             # Postgres streams the open transaction to the reader; stop the reader mid-way.
-            await trio.sleep(1)
+            with trio.fail_after(30):
+                while status.received_bytes < 500_000:  # noqa: ASYNC110 - a counter, no event
+                    await trio.sleep(0.05)
             scope.cancel()
         await writer.execute("COMMIT")
     assert len(first) == 0  # nothing half-done reached the log
