@@ -6,8 +6,10 @@ from PostgreSQL (protocol version 1, so that every decoder can read it) as the C
 payloads our replication client received, in the batches it received them. Then, on the same
 bytes in the same process:
 
-* ours: ``PgOutputDecoder.decode(batch)`` for each batch, typed values kept in Rust (what the
-  service does); also, for the record, the same followed by ``Transaction.changes()`` that
+* ours: ``PgOutputDecoder.decode(batch)`` for each batch, typed values kept in Rust; also
+  ``ElectricDecoder.decode(batch)``, the same with Electric's bookkeeping folded in (what the
+  service does; this table is not electrified, so the fold passes every row through with no
+  tags); and, for the record, ``PgOutputDecoder`` followed by ``Transaction.changes()`` that
   builds every row as a dict of Python values;
 * pypgoutput: its message classes (``pypgoutput.decoders.Begin/Relation/Insert/Commit``) fed
   the data of each XLogData, each insert's tuple mapped to a dict of column name to value as its
@@ -67,8 +69,10 @@ and each insert's tuple mapped to a `{{column: value}}` dict as its `map_tuple_t
 (values stay `str`); its reader cannot be fed captured bytes (it owns a psycopg2 replication
 connection and queries the database for column types), so only its decoding is timed.
 *struct*: a pure-Python decoder written in the benchmark with `struct.unpack_from`, values left
-as `bytes`. The last figure adds `Transaction.changes()` to ours, which builds every row as a
-dict of typed Python values. Absolute target: ours at least {target:,} rows/s. A warm-up run per
+as `bytes`. The third figure is `ElectricDecoder.decode(batch)`, the service's path: the same
+decoding with Electric's bookkeeping folded in (no shadow rows here: the fold's pass-through
+cost). The last figure adds `Transaction.changes()` to ours, which builds every row as a dict of
+typed Python values. Absolute target: ours at least {target:,} rows/s. A warm-up run per
 side, then best of {repeat} runs per side, alternating which side goes first.
 """
 
@@ -167,6 +171,15 @@ def ours(batches: Batches) -> Decoded:
     """The service's path: whole transactions, typed rows kept in Rust."""
     decoder = _native.PgOutputDecoder()
     kept: list[_native.Transaction] = []
+    for batch in batches:
+        kept += decoder.decode(batch)
+    return sum(len(t) for t in kept), kept
+
+
+def ours_folded(batches: Batches) -> Decoded:
+    """The service's path: decoded and folded, rows kept in Rust."""
+    decoder = _native.ElectricDecoder()
+    kept: list[_native.ElectricTransaction] = []
     for batch in batches:
         kept += decoder.decode(batch)
     return sum(len(t) for t in kept), kept
@@ -294,6 +307,12 @@ FIGURES: dict[str, tuple[str, str, str, float]] = {
         "struct",
         1.0,
     ),
+    "folded": (
+        "decode + fold (ElectricDecoder), rows kept in Rust / pypgoutput",
+        "ours+fold",
+        "pypgoutput",
+        TARGET_VS_PYPGOUTPUT,
+    ),
     "python": (
         "decode + changes() as Python objects / pypgoutput",
         "ours+python",
@@ -307,6 +326,7 @@ FIGURES: dict[str, tuple[str, str, str, float]] = {
 def _measure(batches: Batches, rows: int, repeat: int, progress: Progress) -> list[Measurement]:
     sides: dict[str, Callable[[Batches], Decoded]] = {
         "ours": ours,
+        "ours+fold": ours_folded,
         "ours+python": ours_to_python,
         "pypgoutput": pypgoutput_decoders,
         "struct": struct_decoder,

@@ -120,54 +120,89 @@ impl fmt::Display for FoldError {
 /// Where a shadow table version keeps what the fold reads.
 struct ShadowLayout {
     relation: Arc<Relation>,
+    /// Its table in `Shadows::tables`.
+    table: usize,
     /// The primary key: the columns whose names do not start with `_`.
     pk: Vec<usize>,
     tags: Option<usize>,
     tag: Option<usize>,
 }
 
-impl ShadowLayout {
-    fn of(relation: &Arc<Relation>) -> ShadowLayout {
-        let find = |name: &str| relation.columns.iter().position(|c| c.name == name);
-        ShadowLayout {
-            relation: relation.clone(),
-            pk: (relation.columns.iter().enumerate())
-                .filter(|(_, c)| !c.name.starts_with('_'))
-                .map(|(i, _)| i)
-                .collect(),
-            tags: find("_tags"),
-            tag: find("_tag"),
-        }
-    }
+/// A row key: one integer (the common case, no allocation) or an encoding of its values.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Int(i64),
+    Encoded(Box<[u8]>),
 }
 
 /// The latest non-delete shadow write of each row of one shadow table.
 struct ShadowTable {
+    name: String,
     /// Key column names (of the first version seen; keys never change).
     pk_names: Vec<String>,
-    /// Encoded key -> `_tags` text (None: NULL).
-    rows: HashMap<Vec<u8>, Option<String>>,
+    /// Key -> its `_tags` in `Shadows::texts`.
+    rows: HashMap<Key, u32>,
 }
 
-/// Converts `_tags` texts, reusing the last result (a Postgres write gives every row of a
-/// statement the same tags).
-struct TagCache {
-    empty: Tags,
-    last: Option<(String, Tags)>,
+/// The shadow writes of a transaction.
+#[derive(Default)]
+struct Shadows {
+    tables: Vec<ShadowTable>,
+    /// `_tags` texts (None: NULL), each run of equal ones once (a Postgres write gives every
+    /// row of a statement the same tags), and their Satellite form once converted.
+    texts: Vec<(Option<String>, Option<Tags>)>,
 }
 
-impl TagCache {
-    fn convert(&mut self, text: Option<&str>) -> Result<Tags, TagError> {
-        let Some(text) = text else {
-            return Ok(self.empty.clone());
-        };
-        if let Some((raw, tags)) = &self.last {
-            if raw == text {
-                return Ok(tags.clone());
-            }
+impl Shadows {
+    fn table(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+
+    fn layout(&mut self, relation: &Arc<Relation>) -> ShadowLayout {
+        let find = |name: &str| relation.columns.iter().position(|c| c.name == name);
+        let pk: Vec<usize> = (relation.columns.iter().enumerate())
+            .filter(|(_, c)| !c.name.starts_with('_'))
+            .map(|(i, _)| i)
+            .collect();
+        let table = self.table(&relation.name).unwrap_or_else(|| {
+            self.tables.push(ShadowTable {
+                name: relation.name.clone(),
+                pk_names: pk
+                    .iter()
+                    .map(|&i| relation.columns[i].name.clone())
+                    .collect(),
+                rows: HashMap::new(),
+            });
+            self.tables.len() - 1
+        });
+        ShadowLayout {
+            relation: relation.clone(),
+            table,
+            pk,
+            tags: find("_tags"),
+            tag: find("_tag"),
         }
-        let tags: Tags = satellite_tags(text)?.into();
-        self.last = Some((text.to_owned(), tags.clone()));
+    }
+
+    fn record(&mut self, table: usize, key: Key, tags: Option<String>) {
+        if self.texts.last().is_none_or(|(t, _)| *t != tags) {
+            self.texts.push((tags, None));
+        }
+        let i = (self.texts.len() - 1) as u32;
+        self.tables[table].rows.insert(key, i);
+    }
+
+    /// The Satellite form of `texts[i]`, converted once.
+    fn tags(&mut self, i: u32, empty: &Tags) -> Result<Tags, TagError> {
+        let (text, converted) = &mut self.texts[i as usize];
+        if let Some(tags) = converted {
+            return Ok(tags.clone());
+        }
+        let tags: Tags = match text {
+            None => empty.clone(),
+            Some(t) => satellite_tags(t)?.into(),
+        };
+        *converted = Some(tags.clone());
         Ok(tags)
     }
 }
@@ -215,13 +250,18 @@ fn encode_key(out: &mut Vec<u8>, v: &Value<'_>) {
     }
 }
 
-/// The encoded key of a row, or None when a key column is missing or unknown.
-fn row_key(row: &Row, old: Option<&Row>, columns: &[usize]) -> Option<Vec<u8>> {
+/// The key of a row, or None when a key column is missing or unknown.
+fn row_key(row: &Row, old: Option<&Row>, columns: &[usize]) -> Option<Key> {
+    if let [i] = columns {
+        if let Value::Int(n) = new_value(row, old, *i)? {
+            return Some(Key::Int(*n));
+        }
+    }
     let mut key = Vec::with_capacity(16 * columns.len());
     for &i in columns {
         encode_key(&mut key, new_value(row, old, i)?);
     }
-    Some(key)
+    Some(Key::Encoded(key.into_boxed_slice()))
 }
 
 fn column<'r>(rel: &Relation, row: &'r Row, name: &str) -> Option<&'r Value<'static>> {
@@ -239,18 +279,18 @@ fn text_column(rel: &Relation, row: &Row, name: &str) -> Option<String> {
     }
 }
 
-/// For each user relation version: the shadow table's name and the key columns' positions.
+/// A user relation's shadow table in `Shadows::tables` and its key columns' positions (None:
+/// no shadow writes in this transaction, or a key column missing).
+type KeyLayout = Option<(usize, Vec<usize>)>;
+
+/// The key layout of each user relation version, computed once per transaction.
 struct MainLayouts {
-    layouts: Vec<(Arc<Relation>, Option<Vec<usize>>)>,
+    layouts: Vec<(Arc<Relation>, KeyLayout)>,
     last: usize,
 }
 
 impl MainLayouts {
-    fn key_columns(
-        &mut self,
-        rel: &Arc<Relation>,
-        shadows: &HashMap<String, ShadowTable>,
-    ) -> Option<&[usize]> {
+    fn of(&mut self, rel: &Arc<Relation>, shadows: &Shadows) -> Option<(usize, &[usize])> {
         if !self
             .layouts
             .get(self.last)
@@ -260,18 +300,21 @@ impl MainLayouts {
                 Some(i) => i,
                 None => {
                     let name = format!("{SHADOW_PREFIX}{}__{}", rel.namespace, rel.name);
-                    let columns = shadows.get(&name).and_then(|s| {
-                        s.pk_names
+                    let layout = shadows.table(&name).and_then(|t| {
+                        let columns = shadows.tables[t]
+                            .pk_names
                             .iter()
                             .map(|n| rel.columns.iter().position(|c| &c.name == n))
-                            .collect::<Option<Vec<usize>>>()
+                            .collect::<Option<Vec<usize>>>()?;
+                        Some((t, columns))
                     });
-                    self.layouts.push((rel.clone(), columns));
+                    self.layouts.push((rel.clone(), layout));
                     self.layouts.len() - 1
                 }
             };
         }
-        self.layouts[self.last].1.as_deref()
+        let (table, columns) = self.layouts[self.last].1.as_ref()?;
+        Some((*table, columns))
     }
 }
 
@@ -294,10 +337,7 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
         commit_lsn,
         kind,
     };
-    let mut cache = TagCache {
-        empty: Arc::from(Vec::new()),
-        last: None,
-    };
+    let empty: Tags = Arc::from(Vec::new());
     let mut out = ElectricTransaction {
         xid,
         commit_lsn,
@@ -317,18 +357,20 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
         streamed,
     };
 
-    // Pass 1: user changes aside, bookkeeping read (shadow writes may follow the main ones).
-    let mut user: Vec<Change> = Vec::with_capacity(if out.relations.is_empty() {
-        0
-    } else {
-        changes.len()
-    });
-    let mut shadows: HashMap<String, ShadowTable> = HashMap::new();
+    // Pass 1: user changes kept (without tags yet), bookkeeping read (shadow writes may follow
+    // the main ones).
+    if !out.relations.is_empty() {
+        out.changes.reserve_exact(changes.len());
+    }
+    let mut shadows = Shadows::default();
     let mut layout: Option<ShadowLayout> = None;
     let mut last_tag: Option<(String, Arc<Relation>)> = None;
     for change in changes {
         if change.relation().namespace != ELECTRIC_SCHEMA {
-            user.push(change);
+            out.changes.push(ElectricChange {
+                change,
+                tags: empty.clone(),
+            });
             continue;
         }
         let rel = change.relation().clone();
@@ -344,7 +386,7 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
                 .as_ref()
                 .is_some_and(|l| Arc::ptr_eq(&l.relation, &relation))
             {
-                layout = Some(ShadowLayout::of(&relation));
+                layout = Some(shadows.layout(&relation));
             }
             let l = layout.as_ref().expect("set above");
             let Some(key) = row_key(&new, old.as_ref(), &l.pk) else {
@@ -354,18 +396,7 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
             if let Some(tag) = take_text(&mut new, old.as_ref(), l.tag) {
                 last_tag = Some((tag, relation.clone()));
             }
-            if !shadows.contains_key(&relation.name) {
-                let pk_names = l.pk.iter().map(|&i| relation.columns[i].name.clone());
-                shadows.insert(
-                    relation.name.clone(),
-                    ShadowTable {
-                        pk_names: pk_names.collect(),
-                        rows: HashMap::new(),
-                    },
-                );
-            }
-            let table = shadows.get_mut(&relation.name).expect("inserted above");
-            table.rows.insert(key, tags);
+            shadows.record(l.table, key, tags);
             continue;
         }
         match (name, change) {
@@ -423,45 +454,38 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
         out.origin = Some(tag.origin().to_owned());
     }
 
-    // Pass 2: each user change gets the tags of its row's last shadow write.
-    let mut mains = MainLayouts {
-        layouts: Vec::new(),
-        last: 0,
-    };
-    out.changes.reserve_exact(user.len());
-    for change in user {
-        let (new, old) = match &change {
-            Change::Insert { new, .. } => (new, None),
-            Change::Update { new, old, .. } => (new, old.as_ref().map(|o| &o.row)),
-            Change::Delete { .. } | Change::Truncate { .. } => {
-                out.changes.push(ElectricChange {
-                    change,
-                    tags: cache.empty.clone(),
-                });
+    // Pass 2: each insert or update gets the tags of its row's last shadow write.
+    if !shadows.tables.is_empty() {
+        let mut mains = MainLayouts {
+            layouts: Vec::new(),
+            last: 0,
+        };
+        for c in &mut out.changes {
+            let (new, old) = match &c.change {
+                Change::Insert { new, .. } => (new, None),
+                Change::Update { new, old, .. } => (new, old.as_ref().map(|o| &o.row)),
+                Change::Delete { .. } | Change::Truncate { .. } => continue,
+            };
+            let rel = c.change.relation();
+            let Some((table, columns)) = mains.of(rel, &shadows) else {
                 continue;
-            }
-        };
-        let rel = change.relation();
-        let text = match mains.key_columns(rel, &shadows) {
-            None => None,
-            Some(columns) => {
-                let shadow = &shadows[&format!("{SHADOW_PREFIX}{}__{}", rel.namespace, rel.name)];
-                row_key(new, old, columns)
-                    .and_then(|k| shadow.rows.get(&k))
-                    .and_then(|t| t.as_deref())
-            }
-        };
-        let tags = cache.convert(text).map_err(|e| {
-            error(FoldErrorKind::Tag {
-                relation: format!(
-                    "{ELECTRIC_SCHEMA}.{SHADOW_PREFIX}{}__{}",
-                    rel.namespace, rel.name
-                ),
-                column: "_tags".into(),
-                error: e,
-            })
-        })?;
-        out.changes.push(ElectricChange { change, tags });
+            };
+            let Some(&i) =
+                row_key(new, old, columns).and_then(|k| shadows.tables[table].rows.get(&k))
+            else {
+                continue;
+            };
+            c.tags = shadows.tags(i, &empty).map_err(|e| {
+                error(FoldErrorKind::Tag {
+                    relation: format!(
+                        "{ELECTRIC_SCHEMA}.{SHADOW_PREFIX}{}__{}",
+                        rel.namespace, rel.name
+                    ),
+                    column: "_tags".into(),
+                    error: e,
+                })
+            })?;
+        }
     }
 
     for m in messages {
@@ -469,7 +493,7 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
             out.other_messages += 1;
             continue;
         }
-        let record = referenced(&m.content, &mut cache).map_err(|reason| {
+        let record = referenced(&m.content).map_err(|reason| {
             error(FoldErrorKind::Touch {
                 lsn: Lsn(m.lsn),
                 reason,
@@ -482,7 +506,7 @@ pub fn fold(txn: Transaction) -> Result<ElectricTransaction, FoldError> {
 
 /// Parses an fk_chain_touch message:
 /// `{"schema", "table", "tags": <tag[] text>, "data": {col: text|null}, "pk": [text]}`.
-fn referenced(content: &[u8], cache: &mut TagCache) -> Result<ReferencedRecord, String> {
+fn referenced(content: &[u8]) -> Result<ReferencedRecord, String> {
     use serde_json::Value as J;
     let json: J = serde_json::from_slice(content).map_err(|e| e.to_string())?;
     let field = |name: &str| json.get(name).ok_or_else(|| format!("no {name:?}"));
@@ -492,9 +516,7 @@ fn referenced(content: &[u8], cache: &mut TagCache) -> Result<ReferencedRecord, 
             .map(str::to_owned)
             .ok_or_else(|| format!("{name:?} is not a string"))
     };
-    let tags = cache
-        .convert(Some(&string("tags")?))
-        .map_err(|e| format!("tags: {e}"))?;
+    let tags = satellite_tags(&string("tags")?).map_err(|e| format!("tags: {e}"))?;
     let data = field("data")?
         .as_object()
         .ok_or("\"data\" is not an object")?
@@ -516,6 +538,6 @@ fn referenced(content: &[u8], cache: &mut TagCache) -> Result<ReferencedRecord, 
         table: string("table")?,
         pk,
         data,
-        tags,
+        tags: tags.into(),
     })
 }
