@@ -8,6 +8,7 @@ pub mod electric;
 pub mod error;
 pub mod pgoutput;
 pub mod pgwire;
+pub mod satellite;
 pub mod value;
 
 pub use error::{DecodeError, WireError};
