@@ -168,3 +168,7 @@ def tls_server(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) ->
             bindir=pg.bindir,
             embedded=pg,
         )
+
+
+# The official client (tests/node) as a peer: the node_client_dir and official_client fixtures.
+pytest_plugins = ["official_client"]
