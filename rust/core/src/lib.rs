@@ -9,6 +9,7 @@ pub mod error;
 pub mod pgoutput;
 pub mod pgwire;
 pub mod satellite;
+pub mod shapes;
 pub mod value;
 
 pub use error::{DecodeError, WireError};
