@@ -11,10 +11,14 @@ __all__ = [
     "PgOutputDecoder",
     "PgOutputError",
     "ProtocolError",
+    "SATELLITE_MAX_FRAME_LEN",
+    "SatelliteFrameError",
     "Transaction",
     "UnchangedToastType",
     "ValueDecodeError",
     "__version__",
+    "decode_frame",
+    "decode_message",
     "decode_text_value",
     "encode_cancel_request",
     "encode_copy_data",
@@ -22,6 +26,8 @@ __all__ = [
     "encode_copy_done",
     "encode_copy_fail",
     "encode_extended_query",
+    "encode_frame",
+    "encode_message",
     "encode_password",
     "encode_query",
     "encode_sasl_initial_response",
@@ -31,6 +37,7 @@ __all__ = [
     "encode_startup",
     "encode_sync",
     "encode_terminate",
+    "frame_type_ids",
     "parse_replication_message",
 ]
 
@@ -179,3 +186,15 @@ class ElectricDecoder:
     def take_reply_requested(self) -> bool: ...
     @property
     def in_transaction(self) -> bool: ...
+
+# ---- Satellite frames -------------------------------------------------------------------------
+
+class SatelliteFrameError(ProtocolError): ...
+
+SATELLITE_MAX_FRAME_LEN: Final[int]
+
+def decode_frame(data: bytes, max_len: int = ...) -> tuple[int, dict[str, Any]]: ...
+def encode_frame(type_id: int, message: dict[str, Any]) -> bytes: ...
+def decode_message(name: str, data: bytes) -> dict[str, Any]: ...
+def encode_message(name: str, message: dict[str, Any]) -> bytes: ...
+def frame_type_ids() -> dict[str, int]: ...

@@ -2,6 +2,7 @@
 
 use electric_core::electric::FoldError;
 use electric_core::pgoutput::StreamError;
+use electric_core::satellite::FrameError;
 use electric_core::{DecodeError, WireError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -33,6 +34,18 @@ create_exception!(
     "A malformed or out-of-place pgoutput message; `lsn` is the LSN of the XLogData that \
      carried it (None if the payload was not XLogData), `transactions` those completed before it."
 );
+
+create_exception!(
+    _native,
+    SatelliteFrameError,
+    ProtocolError,
+    "A Satellite frame that cannot be decoded: empty, an unknown type byte, over the size \
+     limit, or a malformed message."
+);
+
+pub fn satellite(e: FrameError) -> PyErr {
+    SatelliteFrameError::new_err(e.to_string())
+}
 
 pub fn wire(e: WireError) -> PyErr {
     ProtocolError::new_err(e.to_string())
@@ -78,5 +91,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ty.setattr("__module__", "electric_trio.errors")?;
         m.add(name, ty)?;
     }
+    // Re-exported by the package that speaks the protocol.
+    let frame_error = py.get_type::<SatelliteFrameError>();
+    frame_error.setattr("__module__", "electric_trio.satellite")?;
+    m.add("SatelliteFrameError", frame_error)?;
     Ok(())
 }

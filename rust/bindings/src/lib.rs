@@ -6,6 +6,7 @@ mod electric;
 mod errors;
 mod pgoutput;
 mod pgwire;
+mod satellite;
 mod values;
 
 #[pymodule]
@@ -15,5 +16,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pgwire::register(m)?;
     pgoutput::register(m)?;
     electric::register(m)?;
+    satellite::register(m)?;
     Ok(())
 }

@@ -8,6 +8,9 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMe
 
 use super::frame::{split, FrameError, MessageType};
 
+/// The reflection library, for callers that walk the messages.
+pub use prost_reflect;
+
 /// The package of every message.
 pub const PACKAGE: &str = "Electric.Satellite";
 
@@ -61,4 +64,9 @@ pub fn encode_frame_dynamic(
     out.push(ty.id());
     message.encode_raw(&mut out);
     Ok(out)
+}
+
+/// The protobuf encoding of `message`.
+pub fn encode_dynamic(message: &DynamicMessage) -> Vec<u8> {
+    message.encode_to_vec()
 }
