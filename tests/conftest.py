@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,22 @@ ROLE_PASSWORDS = {
     "et_ssl": "ssl-pw",
 }
 """The roles that ``pg_hba.conf`` of our launcher treats specially, and their passwords."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep this session's temporary files (PostgreSQL data directories among them) out of
+    ``/tmp/pytest-of-<user>``: every pytest session started meanwhile resets that folder to
+    mode 0700, which locks out the ``electric-pg`` user that runs PostgreSQL when we are root.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="electric-trio-pytest-")
+        config._electric_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    basetemp = getattr(config, "_electric_basetemp", None)
+    if basetemp is not None:
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
