@@ -463,16 +463,34 @@ class OfficialClient:
         *,
         user_id: str | None = None,
         token: str | None = None,
+        claims: Mapping[str, Any] | None = None,
         within: float = DEFAULT_TIMEOUT,
     ) -> dict[str, Any]:
-        """``electric.connect(token)`` (the token of ``open`` by default); returns ``status``."""
+        """``electric.connect(token)``; returns ``{status, reason, connected}``.
+
+        The token is ``token``, else an unsigned one of ``claims`` or ``{"sub": user_id}``, else
+        the one given to ``open``, else the last one used. Connection failures raise with the
+        client's code (``CONNECTION_FAILED_AFTER_RETRY`` after the harness's 3 quick attempts,
+        ``AUTH_...`` for auth errors the client does not retry).
+        """
         params: dict[str, Any] = {}
         if token is not None:
             params["token"] = token
+        elif claims is not None:
+            params["claims"] = claims
         elif user_id is not None:
             params["user_id"] = user_id
         result: dict[str, Any] = await self.call("connect", within=within, **params)
         return result
+
+    async def disconnect(self) -> dict[str, Any]:
+        """``electric.disconnect()`` (no automatic reconnection); returns the status."""
+        result: dict[str, Any] = await self.call("disconnect")
+        return result
+
+    async def close(self) -> None:
+        """``electric.close()`` and close the SQLite file; the driver can ``open`` again."""
+        await self.call("close")
 
     async def sync(
         self,
