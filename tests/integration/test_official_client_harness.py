@@ -1,8 +1,9 @@
 """The official-client harness on its own, no service: tests/node/driver.mjs + official_client.py.
 
 The unmodified ``electric-sql@0.12.1`` client electrifies a SQLite file with a hand-built DbSchema
-and migrations as our ddlx translates them, writes and reads offline through its own API, and
-fails within bounded time when the service is missing or silent.
+and migrations as our ddlx translates them, writes and reads offline through its own API, fails
+within bounded time when the service is missing or silent, and connects to a minimal fake
+Satellite peer (which pins down what the service must answer for ``connect``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from electric_trio.ddlx.migration import MigrateOp, apply_migration
 from electric_trio.ddlx.schema import Schema
@@ -464,6 +466,94 @@ async def test_migrations_fetched_from_the_api(official_client: OfficialClientFa
             )
         assert info.value.code == "MIGRATIONS_FETCH"
         assert "Got 404 status code" in info.value.message
+        nursery.cancel_scope.cancel()
+
+
+def _pb_decode(data: bytes) -> dict[int, list[Any]]:
+    """A protobuf message's fields (varint and length-delimited only), by number."""
+    fields: dict[int, list[Any]] = {}
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        shift = result = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return result
+
+    while pos < len(data):
+        key = varint()
+        value: int | bytes
+        if key & 7 == 0:
+            value = varint()
+        elif key & 7 == 2:
+            size = varint()
+            value, pos = data[pos : pos + size], pos + size
+        else:
+            raise AssertionError(f"wire type {key & 7} in a test message")
+        fields.setdefault(key >> 3, []).append(value)
+    return fields
+
+
+SAT_RPC_REQUEST, SAT_RPC_RESPONSE = 21, 22
+
+
+async def test_connects_to_a_minimal_satellite_peer(
+    official_client: OfficialClientFactory,
+) -> None:
+    """What ``connect`` needs from the service: /ws with subprotocol electric.0.12 echoed, then
+    answers to the client's ``authenticate`` and ``startReplication`` RPCs (a SatRpcResponse
+    echoing method and request id, with ``message`` present even when empty)."""
+    seen: list[tuple[str, dict[int, list[Any]]]] = []
+    handshake: dict[str, Any] = {}
+
+    async def peer(request: WebSocketRequest) -> None:
+        handshake.update(path=request.path, subprotocols=list(request.proposed_subprotocols))
+        ws = await request.accept(subprotocol="electric.0.12")
+        try:
+            while True:
+                frame = await ws.get_message()
+                assert isinstance(frame, bytes)
+                assert frame[0] == SAT_RPC_REQUEST
+                rpc = _pb_decode(frame[1:])
+                method = rpc[1][0].decode()
+                request_id = rpc.get(2, [0])[0]
+                seen.append((method, _pb_decode(rpc.get(3, [b""])[0])))
+                reply = _pb(1, "server-1") if method == "authenticate" else b""
+                response = _pb(1, method) + (_pb(2, request_id) if request_id else b"")
+                await ws.send_message(bytes([SAT_RPC_RESPONSE]) + response + _pb(3, reply))
+        except ConnectionClosed:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, peer, "127.0.0.1", 0, None)
+        schema, migration = items_setup()
+        client = await official_client()
+        opened = await client.open(
+            db=official_client.db_path("m"),
+            schema=schema,
+            migrations=[migration],
+            url=f"http://127.0.0.1:{server.port}",
+            user_id="carol",
+        )
+        status = await client.connect()
+        assert status == {"status": "connected", "reason": None, "connected": True}
+        assert handshake == {"path": "/ws", "subprotocols": ["electric.0.12"]}
+        assert [method for method, _ in seen] == ["authenticate", "startReplication"]
+        auth = seen[0][1]
+        assert auth[1] == [opened["client_id"].encode()]
+        assert auth[2] == [insecure_token(sub="carol").encode()]
+        start = seen[1][1]
+        assert 1 not in start  # no LSN yet: from scratch
+        assert start[5] == [b"20240101000000"]  # schema_version: the newest migration
+        await client.wait_event("connectivity", lambda e: e["status"] == "connected")
+
+        await client.disconnect()
+        assert (await client.status())["status"] == "disconnected"
         nursery.cancel_scope.cancel()
 
 
