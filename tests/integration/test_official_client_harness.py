@@ -500,19 +500,22 @@ def _pb_decode(data: bytes) -> dict[int, list[Any]]:
 
 
 SAT_RPC_REQUEST, SAT_RPC_RESPONSE = 21, 22
+AUTH_REQUIRED = 1  # SatErrorResp.ErrorCode
 
 
-async def test_connects_to_a_minimal_satellite_peer(
-    official_client: OfficialClientFactory,
-) -> None:
-    """What ``connect`` needs from the service: /ws with subprotocol electric.0.12 echoed, then
-    answers to the client's ``authenticate`` and ``startReplication`` RPCs (a SatRpcResponse
-    echoing method and request id, with ``message`` present even when empty)."""
-    seen: list[tuple[str, dict[int, list[Any]]]] = []
-    handshake: dict[str, Any] = {}
+class FakeSatellitePeer:
+    """Just enough of the Satellite server for ``connect``: /ws with electric.0.12, and answers to
+    ``authenticate`` and ``startReplication`` (a SatRpcResponse echoing method and request id,
+    with ``message`` present even when empty). Tokens whose user is ``reject`` get the RPC error
+    ``AUTH_REQUIRED`` and a close, as the service answers a bad token."""
 
-    async def peer(request: WebSocketRequest) -> None:
-        handshake.update(path=request.path, subprotocols=list(request.proposed_subprotocols))
+    def __init__(self, reject: str = "") -> None:
+        self.reject = reject
+        self.handshake: dict[str, Any] = {}
+        self.calls: list[tuple[str, dict[int, list[Any]]]] = []
+
+    async def __call__(self, request: WebSocketRequest) -> None:
+        self.handshake.update(path=request.path, subprotocols=list(request.proposed_subprotocols))
         ws = await request.accept(subprotocol="electric.0.12")
         try:
             while True:
@@ -522,13 +525,24 @@ async def test_connects_to_a_minimal_satellite_peer(
                 rpc = _pb_decode(frame[1:])
                 method = rpc[1][0].decode()
                 request_id = rpc.get(2, [0])[0]
-                seen.append((method, _pb_decode(rpc.get(3, [b""])[0])))
+                body = _pb_decode(rpc.get(3, [b""])[0])
+                self.calls.append((method, body))
+                head = _pb(1, method) + (_pb(2, request_id) if request_id else b"")
+                if method == "authenticate" and insecure_token(sub=self.reject).encode() in body[2]:
+                    error = _pb(1, AUTH_REQUIRED) + _pb(3, "bad token")
+                    await ws.send_message(bytes([SAT_RPC_RESPONSE]) + head + _pb(4, error))
+                    await ws.aclose(1007)
+                    return
                 reply = _pb(1, "server-1") if method == "authenticate" else b""
-                response = _pb(1, method) + (_pb(2, request_id) if request_id else b"")
-                await ws.send_message(bytes([SAT_RPC_RESPONSE]) + response + _pb(3, reply))
+                await ws.send_message(bytes([SAT_RPC_RESPONSE]) + head + _pb(3, reply))
         except ConnectionClosed:
             pass
 
+
+async def test_connects_to_a_minimal_satellite_peer(
+    official_client: OfficialClientFactory,
+) -> None:
+    peer = FakeSatellitePeer()
     async with trio.open_nursery() as nursery:
         server = await nursery.start(serve_websocket, peer, "127.0.0.1", 0, None)
         schema, migration = items_setup()
@@ -542,18 +556,40 @@ async def test_connects_to_a_minimal_satellite_peer(
         )
         status = await client.connect()
         assert status == {"status": "connected", "reason": None, "connected": True}
-        assert handshake == {"path": "/ws", "subprotocols": ["electric.0.12"]}
-        assert [method for method, _ in seen] == ["authenticate", "startReplication"]
-        auth = seen[0][1]
+        assert peer.handshake == {"path": "/ws", "subprotocols": ["electric.0.12"]}
+        assert [method for method, _ in peer.calls] == ["authenticate", "startReplication"]
+        auth = peer.calls[0][1]
         assert auth[1] == [opened["client_id"].encode()]
-        assert auth[2] == [insecure_token(sub="carol").encode()]
-        start = seen[1][1]
+        assert auth[2] == [insecure_token(sub="carol").encode()]  # the client's own token
+        start = peer.calls[1][1]
         assert 1 not in start  # no LSN yet: from scratch
         assert start[5] == [b"20240101000000"]  # schema_version: the newest migration
         await client.wait_event("connectivity", lambda e: e["status"] == "connected")
 
         await client.disconnect()
         assert (await client.status())["status"] == "disconnected"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_rejected_token_gives_the_auth_error_code(
+    official_client: OfficialClientFactory,
+) -> None:
+    peer = FakeSatellitePeer(reject="mallory")
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, peer, "127.0.0.1", 0, None)
+        schema, migration = items_setup()
+        client = await official_client()
+        await client.open(
+            db=official_client.db_path("n"),
+            schema=schema,
+            migrations=[migration],
+            url=f"http://127.0.0.1:{server.port}",
+        )
+        with pytest.raises(OfficialClientError) as info:
+            await client.connect(user_id="mallory")
+        assert (info.value.code, info.value.name) == ("AUTH_REQUIRED", "SatErrorResp")
+        assert info.value.message == "server error: bad token"
+        assert [method for method, _ in peer.calls] == ["authenticate"]  # not retried
         nursery.cancel_scope.cancel()
 
 

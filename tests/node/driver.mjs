@@ -28,7 +28,9 @@ for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
 const { electrify } = await import('electric-sql/node')
 const { DbSchema, Relation } = await import('electric-sql/client/model')
 const { insecureAuthToken } = await import('electric-sql/auth')
-const { SatelliteError, SatelliteErrorCode } = await import('electric-sql/util')
+const { SatelliteError, SatelliteErrorCode, serverErrorToSatelliteError } = await import(
+  'electric-sql/util'
+)
 const { parseMetadata, makeMigration, sqliteBuilder } = await import(
   'electric-sql/migrators/builder'
 )
@@ -103,6 +105,17 @@ function describeError(err) {
       code: SatelliteErrorCode[err.code] ?? String(err.code),
       message: err.message,
       name: 'SatelliteError',
+      satellite: true,
+    }
+  }
+  // An RPC error response rejects the call with the decoded SatErrorResp itself, not a
+  // SatelliteError (e.g. `authenticate` with a bad token): report the code the client maps it to.
+  if (err?.$type === 'Electric.Satellite.SatErrorResp') {
+    const mapped = serverErrorToSatelliteError(err)
+    return {
+      code: SatelliteErrorCode[mapped.code] ?? String(mapped.code),
+      message: `server error${err.message ? `: ${err.message}` : ''}`,
+      name: 'SatErrorResp',
       satellite: true,
     }
   }
