@@ -25,10 +25,10 @@
 use thiserror::Error;
 
 use super::ids::{server_lsn_len, write_server_lsn};
-use super::values::{encode_value_delimited, ColumnType, UnencodableValue};
+use super::values::{text_len, write_delimited, UnencodableValue};
 use crate::electric::ElectricChange;
 use crate::pgoutput::{Change, Datum, Relation};
-use crate::value::Value;
+use crate::value::{oid, Value};
 
 /// Room left before the frame for a WebSocket header (at most 10 bytes unmasked).
 pub const HEADER_ROOM: usize = 14;
@@ -235,8 +235,9 @@ impl<'a> RowRef<'a> {
         }
     }
 
-    fn column_type(&self, i: usize) -> ColumnType {
-        ColumnType::from_oid(self.relation.columns[i].type_oid).unwrap_or(ColumnType::Text)
+    /// Whether column `i` prints its floats in single precision.
+    fn float4(&self, i: usize) -> bool {
+        self.relation.columns[i].type_oid == oid::FLOAT4
     }
 
     /// The encoded `SatOpRow` length.
@@ -248,38 +249,31 @@ impl<'a> RowRef<'a> {
         for i in 0..columns {
             let n = match self.value(i)? {
                 None => 0,
-                Some(v) => super::values::encoded_value_len(&self.column_type(i), v)
-                    .map_err(|e| self.error(i, e.into()))?,
+                Some(v) => text_len(v, self.float4(i)).map_err(|e| self.error(i, e.into()))?,
             };
             len += delimited_len(n);
         }
         Ok(len)
     }
 
-    /// Writes the `SatOpRow` body measured by [`measure`](Self::measure) (which validated it).
+    /// Writes the `SatOpRow` body measured by [`measure`](Self::measure) (which validated it):
+    /// the bitmask is reserved first and its bits set as the values go by.
     fn write(&self, out: &mut Vec<u8>) {
         let columns = self.values.len();
         let mask = columns.div_ceil(8);
+        let mask_at = out.len() + 1 + varint_len(mask as u64);
         if mask > 0 {
             put_delimited_key(out, 1, mask);
-            for byte in 0..mask {
-                let mut bits = 0u8;
-                for bit in 0..8 {
-                    let i = byte * 8 + bit;
-                    if i < columns && matches!(self.value(i), Ok(None)) {
-                        bits |= 0x80 >> bit;
-                    }
-                }
-                out.push(bits);
-            }
+            out.resize(mask_at + mask, 0);
         }
         for i in 0..columns {
             out.push(key(2, LEN));
             match self.value(i) {
-                Ok(Some(v)) => {
-                    encode_value_delimited(&self.column_type(i), v, out).expect("measured");
+                Ok(Some(v)) => write_delimited(v, self.float4(i), out),
+                _ => {
+                    out.push(0);
+                    out[mask_at + i / 8] |= 0x80 >> (i % 8);
                 }
-                _ => out.push(0),
             }
         }
     }

@@ -143,10 +143,28 @@ pub fn encode_value(
     value: &Value<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), UnencodableValue> {
+    write_text(value, matches!(ty, ColumnType::Float4), out)
+}
+
+/// The number of bytes [`encode_value`] appends, without building the text (floats are
+/// formatted on the stack).
+pub fn encoded_value_len(ty: &ColumnType, value: &Value<'_>) -> Result<usize, UnencodableValue> {
+    text_len(value, matches!(ty, ColumnType::Float4))
+}
+
+pub(crate) fn write_text(
+    value: &Value<'_>,
+    float4: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), UnencodableValue> {
     match value {
         Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
         Value::Int(i) => push_int(out, *i),
-        Value::Float(f) => push_float(out, *f, matches!(ty, ColumnType::Float4)),
+        Value::Float(f) => {
+            let mut buf = StackBuf::new();
+            write_float(&mut buf, *f, float4);
+            out.extend_from_slice(buf.as_bytes());
+        }
         Value::Numeric(s) | Value::Text(s) | Value::Json(s) => out.extend_from_slice(s.as_bytes()),
         Value::Bytes(b) => out.extend_from_slice(b),
         Value::Uuid(u) => push_uuid(out, u),
@@ -173,15 +191,13 @@ pub fn encode_value(
     Ok(())
 }
 
-/// The number of bytes [`encode_value`] appends, without building the text (floats are
-/// formatted on the stack).
-pub fn encoded_value_len(ty: &ColumnType, value: &Value<'_>) -> Result<usize, UnencodableValue> {
+pub(crate) fn text_len(value: &Value<'_>, float4: bool) -> Result<usize, UnencodableValue> {
     Ok(match value {
         Value::Bool(_) => 1,
         Value::Int(i) => int_len(*i),
         Value::Float(f) => {
             let mut buf = StackBuf::new();
-            write_float(&mut buf, *f, matches!(ty, ColumnType::Float4));
+            write_float(&mut buf, *f, float4);
             buf.len
         }
         Value::Numeric(s) | Value::Text(s) | Value::Json(s) => s.len(),
@@ -198,24 +214,18 @@ pub fn encoded_value_len(ty: &ColumnType, value: &Value<'_>) -> Result<usize, Un
     })
 }
 
-/// Appends a non-NULL value as a protobuf length-delimited payload (varint length, then the
-/// text) and returns how many bytes that took; floats are formatted once.
-pub(crate) fn encode_value_delimited(
-    ty: &ColumnType,
-    value: &Value<'_>,
-    out: &mut Vec<u8>,
-) -> Result<usize, UnencodableValue> {
-    let start = out.len();
+/// Appends a value that [`text_len`] accepted as a protobuf length-delimited payload (varint
+/// length, then the text); floats are formatted once.
+pub(crate) fn write_delimited(value: &Value<'_>, float4: bool, out: &mut Vec<u8>) {
     if let Value::Float(f) = value {
         let mut buf = StackBuf::new();
-        write_float(&mut buf, *f, matches!(ty, ColumnType::Float4));
+        write_float(&mut buf, *f, float4);
         out.push(buf.len as u8);
         out.extend_from_slice(buf.as_bytes());
-    } else {
-        super::oplog::put_varint(out, encoded_value_len(ty, value)? as u64);
-        encode_value(ty, value, out)?;
+    } else if let Ok(len) = text_len(value, float4) {
+        super::oplog::put_varint(out, len as u64);
+        let _ = write_text(value, float4, out);
     }
-    Ok(out.len() - start)
 }
 
 fn int_len(i: i64) -> usize {
@@ -263,6 +273,11 @@ impl StackBuf {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
 }
 
 impl std::fmt::Write for StackBuf {
@@ -277,54 +292,84 @@ impl std::fmt::Write for StackBuf {
     }
 }
 
-fn push_float(out: &mut Vec<u8>, f: f64, float4: bool) {
-    let mut buf = StackBuf::new();
-    write_float(&mut buf, f, float4);
-    out.extend_from_slice(buf.as_bytes());
-}
-
 /// Postgres's shortest-exact float text (`float8out`/`float4out` with `extra_float_digits > 0`):
 /// the shortest digits that read back as the same value, in fixed notation when the decimal
 /// exponent is in [-4, 15) (float4: [-4, 6)), else `d.ddde±XX` with at least two exponent digits.
 fn write_float(buf: &mut StackBuf, f: f64, float4: bool) {
     if f.is_nan() {
-        let _ = buf.write_str("NaN");
+        buf.extend(b"NaN");
         return;
     }
     if f.is_infinite() {
-        let _ = buf.write_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+        buf.extend(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
         return;
     }
-    // Rust prints the same shortest round-trip digits as Postgres's Ryu; only the layout
-    // differs.
+    // Rust's `{:e}` gives the same shortest round-trip digits as Postgres's Ryu; only the
+    // layout differs, so the digits and exponent are laid out again here.
+    let mut sci = StackBuf::new();
     let _ = if float4 {
-        write!(buf, "{:e}", f as f32)
+        write!(sci, "{:e}", f as f32)
     } else {
-        write!(buf, "{f:e}")
+        write!(sci, "{f:e}")
     };
-    let text = buf.as_bytes();
-    let e = text.iter().rposition(|&b| b == b'e').expect("exponent");
-    let exp: i32 = std::str::from_utf8(&text[e + 1..])
-        .expect("ascii")
-        .parse()
-        .expect("exponent digits");
-    let fixed_below = if float4 { 6 } else { 15 };
-    if (-4..fixed_below).contains(&exp) {
-        buf.len = 0;
-        let _ = if float4 {
-            write!(buf, "{}", f as f32)
-        } else {
-            write!(buf, "{f}")
-        };
-        return;
+    let text = sci.as_bytes();
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let e = text.iter().position(|&b| b == b'e').expect("exponent");
+    let exp = match &text[e + 1..] {
+        [b'-', digits @ ..] => -digits_value(digits),
+        digits => digits_value(digits),
+    };
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    for &b in text[..e].iter().filter(|&&b| b != b'.') {
+        digits[n] = b;
+        n += 1;
     }
-    buf.len = e + 1;
-    let _ = write!(
-        buf,
-        "{}{:02}",
-        if exp < 0 { '-' } else { '+' },
-        exp.unsigned_abs()
-    );
+    let digits = &digits[..n];
+    if negative {
+        buf.extend(b"-");
+    }
+    let fixed_below = if float4 { 6 } else { 15 };
+    if (0..fixed_below).contains(&exp) {
+        let int_len = exp as usize + 1;
+        if n <= int_len {
+            buf.extend(digits);
+            for _ in n..int_len {
+                buf.extend(b"0");
+            }
+        } else {
+            buf.extend(&digits[..int_len]);
+            buf.extend(b".");
+            buf.extend(&digits[int_len..]);
+        }
+    } else if (-4..0).contains(&exp) {
+        buf.extend(b"0.");
+        for _ in 1..-exp {
+            buf.extend(b"0");
+        }
+        buf.extend(digits);
+    } else {
+        buf.extend(&digits[..1]);
+        if n > 1 {
+            buf.extend(b".");
+            buf.extend(&digits[1..]);
+        }
+        buf.extend(if exp < 0 { b"e-" } else { b"e+" });
+        let abs = exp.unsigned_abs();
+        if abs >= 100 {
+            buf.extend(&[b'0' + (abs / 100) as u8]);
+        }
+        buf.extend(&[b'0' + (abs / 10 % 10) as u8, b'0' + (abs % 10) as u8]);
+    }
+}
+
+fn digits_value(digits: &[u8]) -> i32 {
+    digits
+        .iter()
+        .fold(0, |acc, &d| acc * 10 + i32::from(d - b'0'))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
