@@ -1016,6 +1016,39 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The float layout against a reference built from Rust's own fixed and exponent forms.
+    #[test]
+    fn floats_as_postgres_prints_them(
+        bits in any::<u64>(),
+        fixed in -1e16f64..1e16,
+        small in -1e-3f64..1e-3,
+        f4 in any::<f32>(),
+        f4_fixed in -1e7f32..1e7,
+    ) {
+        let reference = |fixed: String, sci: String, below: i32| {
+            let (mantissa, exp) = sci.split_once('e').unwrap();
+            let exp: i32 = exp.parse().unwrap();
+            if (-4..below).contains(&exp) {
+                fixed
+            } else {
+                format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+            }
+        };
+        let text = |ty: ColumnType, f: f64| {
+            let mut out = Vec::new();
+            encode_value(&ty, &Value::Float(f), &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for f in [f64::from_bits(bits), fixed, small, fixed.trunc()].into_iter().filter(|f| f.is_finite()) {
+            prop_assert_eq!(text(ColumnType::Float8, f), reference(format!("{f}"), format!("{f:e}"), 15));
+        }
+        for f in [f4, f4_fixed, f4_fixed.trunc()].into_iter().filter(|f| f.is_finite()) {
+            prop_assert_eq!(text(ColumnType::Float4, f.into()), reference(format!("{f}"), format!("{f:e}"), 6));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The SatOpLog fast path
 
