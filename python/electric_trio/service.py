@@ -223,9 +223,10 @@ class Subsystem(Protocol):
 
 def default_subsystems() -> list[Subsystem]:
     """The parts of a full service, in start order."""
+    from .http.migrations import MigrationsApi
     from .replication import ReplicationSubsystem
 
-    return [ReplicationSubsystem()]
+    return [ReplicationSubsystem(), MigrationsApi()]
 
 
 async def serve(
