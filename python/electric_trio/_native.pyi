@@ -3,6 +3,7 @@
 from typing import Any, Final, final
 
 __all__ = [
+    "SATELLITE_MAX_FRAME_LEN",
     "UNCHANGED_TOAST",
     "BackendReader",
     "ElectricDecoder",
@@ -11,8 +12,10 @@ __all__ = [
     "PgOutputDecoder",
     "PgOutputError",
     "ProtocolError",
-    "SATELLITE_MAX_FRAME_LEN",
     "SatelliteFrameError",
+    "ShapeEvaluationError",
+    "ShapeFilter",
+    "ShapeFilterError",
     "Transaction",
     "UnchangedToastType",
     "ValueDecodeError",
@@ -198,3 +201,27 @@ def encode_frame(type_id: int, message: dict[str, Any]) -> bytes: ...
 def decode_message(name: str, data: bytes) -> dict[str, Any]: ...
 def encode_message(name: str, message: dict[str, Any]) -> bytes: ...
 def frame_type_ids() -> dict[str, int]: ...
+
+# ---- Shape filter -----------------------------------------------------------------------------
+
+class ShapeFilterError(ElectricError):
+    position: int
+    reason: str
+
+class ShapeEvaluationError(ElectricError): ...
+
+@final
+class ShapeFilter:
+    @staticmethod
+    def compile(
+        where: str, columns: list[tuple[str, int]], enums: dict[str, list[str]] | None = None
+    ) -> ShapeFilter: ...
+    @property
+    def where(self) -> str: ...
+    @property
+    def columns(self) -> list[str]: ...
+    def matches(self, row: dict[str, object]) -> bool: ...
+    def evaluate(self, row: dict[str, object]) -> bool | None: ...
+    def to_sql(
+        self, alias: str, first_param: int = 1
+    ) -> tuple[str, list[tuple[str | None, int]]]: ...

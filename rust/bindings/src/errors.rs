@@ -3,6 +3,7 @@
 use electric_core::electric::FoldError;
 use electric_core::pgoutput::StreamError;
 use electric_core::satellite::FrameError;
+use electric_core::shapes::{EvalError, FilterError};
 use electric_core::{DecodeError, WireError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -47,6 +48,39 @@ pub fn satellite(e: FrameError) -> PyErr {
     SatelliteFrameError::new_err(e.to_string())
 }
 
+create_exception!(
+    _native,
+    ShapeFilterError,
+    ElectricError,
+    "A where clause that does not parse or type-check; `position` is where (in characters \
+     from 0) and `reason` what, and the message is `At location <position>: <reason>`."
+);
+create_exception!(
+    _native,
+    ShapeEvaluationError,
+    ElectricError,
+    "A row a where clause cannot be evaluated on (overflow, division by zero, a bad cast...), \
+     where Postgres raises an error too."
+);
+
+pub fn shape_filter(e: FilterError) -> PyErr {
+    Python::attach(|py| {
+        let err = ShapeFilterError::new_err(e.to_string());
+        let value = err.value(py);
+        match value
+            .setattr("position", e.position)
+            .and_then(|()| value.setattr("reason", &e.message))
+        {
+            Ok(()) => err,
+            Err(set) => set,
+        }
+    })
+}
+
+pub fn shape_evaluation(e: EvalError) -> PyErr {
+    ShapeEvaluationError::new_err(e.to_string())
+}
+
 pub fn wire(e: WireError) -> PyErr {
     ProtocolError::new_err(e.to_string())
 }
@@ -87,6 +121,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("ProtocolError", py.get_type::<ProtocolError>()),
         ("ValueDecodeError", py.get_type::<ValueDecodeError>()),
         ("PgOutputError", py.get_type::<PgOutputError>()),
+        ("ShapeFilterError", py.get_type::<ShapeFilterError>()),
+        (
+            "ShapeEvaluationError",
+            py.get_type::<ShapeEvaluationError>(),
+        ),
     ] {
         ty.setattr("__module__", "electric_trio.errors")?;
         m.add(name, ty)?;

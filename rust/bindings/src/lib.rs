@@ -7,6 +7,8 @@ mod errors;
 mod pgoutput;
 mod pgwire;
 mod satellite;
+mod satellite_stream;
+mod shapes;
 mod values;
 
 #[pymodule]
@@ -17,5 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pgoutput::register(m)?;
     electric::register(m)?;
     satellite::register(m)?;
+    satellite_stream::register(m)?;
+    shapes::register(m)?;
     Ok(())
 }

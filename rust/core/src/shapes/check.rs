@@ -73,6 +73,7 @@ pub enum Kind {
         escape: Escape,
         case_insensitive: bool,
     },
+    /// `x = ANY(constants)`; other IN items are ORed comparisons.
     In(Box<Expr>, Vec<Expr>),
     /// `+ - * / % & | #` on two operands of the node's (numeric) type.
     Arith(BinOp, Box<Expr>, Box<Expr>),
@@ -329,6 +330,30 @@ impl Checker<'_> {
             Kind::In(x, items) => std::iter::once(&**x).chain(items).collect(),
             Kind::Func(_, args) => args.iter().collect(),
         };
+        let konst = |c: &Expr, v: &Val<'_>| matches!(&c.kind, Kind::Const(k) if k == v);
+        // Postgres's planner simplifications that decide what is evaluated at all: a FALSE
+        // operand makes an AND false and a TRUE one an OR true, and a strict operator or
+        // function with a NULL constant operand is NULL, whatever the other operands are.
+        let absorbed = match &e.kind {
+            Kind::And(..) if children.iter().any(|c| konst(c, &Val::Bool(false))) => {
+                Some(Val::Bool(false))
+            }
+            Kind::Or(..) if children.iter().any(|c| konst(c, &Val::Bool(true))) => {
+                Some(Val::Bool(true))
+            }
+            Kind::Not(_)
+            | Kind::And(..)
+            | Kind::Or(..)
+            | Kind::IsNull(_)
+            | Kind::IsBool(..)
+            | Kind::Distinct(..)
+            | Kind::In(..) => None,
+            _ if children.iter().any(|c| konst(c, &Val::Null)) => Some(Val::Null),
+            _ => None,
+        };
+        if let Some(v) = absorbed {
+            return Ok(Self::konst(e.ty, e.pos, v));
+        }
         if !children.iter().all(|c| matches!(c.kind, Kind::Const(_))) {
             return Ok(e);
         }
@@ -336,6 +361,46 @@ impl Checker<'_> {
             Ok(v) => Ok(Self::konst(e.ty, e.pos, v)),
             Err(err) => Err(self.err(e.pos, err.to_string())),
         }
+    }
+
+    /// `x IN (items)` as Postgres plans it: one `x = ANY(array)` of the constant items when
+    /// there are several, then `x = item` for each other item, ORed in order.
+    fn in_list(&self, x: Expr, items: Vec<Expr>, pos: usize) -> Result<Expr, FilterError> {
+        let is_const = |i: &Expr| matches!(i.kind, Kind::Const(_));
+        let grouped = items.iter().filter(|i| is_const(i)).count() > 1;
+        let mut parts = Vec::new();
+        let mut consts = Vec::new();
+        for item in items {
+            if grouped && is_const(&item) {
+                consts.push(item);
+            } else {
+                parts.push(self.fold(Expr {
+                    ty: Type::Bool,
+                    pos,
+                    kind: Kind::Cmp(BinOp::Eq, boxed(x.clone()), boxed(item)),
+                })?);
+            }
+        }
+        if grouped {
+            parts.insert(
+                0,
+                Expr {
+                    ty: Type::Bool,
+                    pos,
+                    kind: Kind::In(boxed(x), consts),
+                },
+            );
+        }
+        let mut parts = parts.into_iter();
+        let mut acc = parts.next().expect("IN has at least one item");
+        for p in parts {
+            acc = self.fold(Expr {
+                ty: Type::Bool,
+                pos,
+                kind: Kind::Or(boxed(acc), boxed(p)),
+            })?;
+        }
+        Ok(acc)
     }
 
     fn check_node(&mut self, n: &Node) -> Result<Expr, FilterError> {
@@ -504,14 +569,7 @@ impl Checker<'_> {
                     .into_iter()
                     .map(|i| self.coerce(i, ty))
                     .collect::<Result<Vec<_>, _>>()?;
-                negate(
-                    *negated,
-                    Expr {
-                        ty: Type::Bool,
-                        pos,
-                        kind: Kind::In(boxed(e), items),
-                    },
-                )
+                negate(*negated, self.in_list(e, items, pos)?)
             }
             Ast::Between(e, lo, hi, negated) => {
                 let e = self.check(e)?;
@@ -524,7 +582,9 @@ impl Checker<'_> {
                     (BinOp::Ge, BinOp::Le)
                 };
                 let l = self.binary(op_lo, e.clone(), lo, pos)?;
+                let l = self.fold(l)?;
                 let r = self.binary(op_hi, e, hi, pos)?;
+                let r = self.fold(r)?;
                 let kind = if *negated {
                     Kind::Or(boxed(l), boxed(r))
                 } else {
@@ -680,6 +740,13 @@ impl Checker<'_> {
             return self.literal_as(e, to);
         }
         let ok = match (e.ty, to) {
+            (Text, TimestampTz) => {
+                return Err(self.err(
+                    pos,
+                    "casting text to timestamptz is not supported: text without an offset \
+                     would be read in the session's time zone",
+                ))
+            }
             (Float4 | Float8, Numeric) => {
                 return Err(self.err(
                     pos,

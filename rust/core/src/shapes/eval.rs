@@ -363,13 +363,13 @@ impl<'a, R: RowValues + ?Sized> Ev<'a, R> {
                 }
             }
             Kind::Func(f, args) => {
-                let mut vals = Vec::with_capacity(args.len());
-                for a in args {
-                    let v = self.eval(a)?;
-                    if v == Val::Null {
-                        return Ok(Val::Null);
-                    }
-                    vals.push(v);
+                // Strict, like Postgres's: every argument is evaluated, then NULL in, NULL out.
+                let vals = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if vals.contains(&Val::Null) {
+                    return Ok(Val::Null);
                 }
                 self.function(*f, e.ty, vals)?
             }

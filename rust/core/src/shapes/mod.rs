@@ -31,7 +31,8 @@
 //!   integer division and its errors (overflow, division by zero); `& | #` on integers;
 //!   `date ± integer`, `date - date`; `||` on text (other types are cast to text);
 //! - casts between numbers (not float to numeric), int4 ↔ bool, anything to text, text to
-//!   anything, date → timestamp(tz), timestamp ↔ timestamptz, timestamp(tz) → date or time;
+//!   anything but timestamptz, date → timestamp(tz), timestamp ↔ timestamptz,
+//!   timestamp(tz) → date or time;
 //! - functions: `lower`, `upper`, `length`/`char_length`/`character_length`, `starts_with`,
 //!   `abs`.
 //!
@@ -39,10 +40,11 @@
 //! make the initial query and the live stream disagree), intervals, `SIMILAR TO`, `CASE`,
 //! `COALESCE`, subqueries, arrays, `E'…'`/dollar-quoted strings, parameters, type modifiers.
 //!
-//! Dates, times and timestamps follow the settings of every electric-trio session (DateStyle
-//! ISO, TimeZone UTC): a timestamptz literal without an offset is UTC, and the generated SQL
-//! relies on these settings where Postgres's result depends on them (casts to text, date to
-//! timestamptz).
+//! Time zones are UTC: a timestamptz literal without an offset is UTC, and the generated SQL
+//! converts between dates, timestamps and timestamptz `AT TIME ZONE 'UTC'`, whatever the
+//! session's TimeZone (text to timestamptz casts, which would depend on it, are refused). Casts
+//! to text assume the output settings of electric-trio sessions: DateStyle ISO and the default
+//! extra_float_digits (shortest exact floats).
 
 mod check;
 mod datetime;

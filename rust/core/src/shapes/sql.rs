@@ -94,6 +94,48 @@ impl Gen<'_> {
         self.out.push(')');
     }
 
+    /// A conversion; those Postgres would do in the session's time zone are done in UTC, the
+    /// evaluator's (and electric-trio's) convention, whatever the session's TimeZone.
+    fn cast(&mut self, x: &Expr, to: Type) {
+        const UTC: &str = " AT TIME ZONE 'UTC')";
+        match (x.ty, to) {
+            (Type::Date, Type::TimestampTz) => {
+                self.out.push_str("(CAST(");
+                self.expr(x);
+                self.out.push_str(" AS timestamp)");
+                self.out.push_str(UTC);
+            }
+            (Type::Timestamp, Type::TimestampTz) | (Type::TimestampTz, Type::Timestamp) => {
+                self.out.push('(');
+                self.expr(x);
+                self.out.push_str(UTC);
+            }
+            (Type::TimestampTz, Type::Date | Type::Time) => {
+                self.out.push_str("CAST((");
+                self.expr(x);
+                self.out.push_str(UTC);
+                write!(self.out, " AS {})", to.sql_name().expect("builtin")).expect("write");
+            }
+            (Type::TimestampTz, Type::Text) => {
+                // Postgres prints finite values in the session's zone: print them in UTC.
+                self.out.push_str("(CASE WHEN isfinite(");
+                self.expr(x);
+                self.out.push_str(") THEN CAST((");
+                self.expr(x);
+                self.out.push_str(UTC);
+                self.out.push_str(" AS text) || '+00' ELSE CAST(");
+                self.expr(x);
+                self.out.push_str(" AS text) END)");
+            }
+            _ => {
+                self.out.push_str("CAST(");
+                self.expr(x);
+                let name = to.sql_name().expect("casts go to builtin types");
+                write!(self.out, " AS {name})").expect("write to String");
+            }
+        }
+    }
+
     fn collated(&mut self, e: &Expr) {
         self.expr(e);
         self.out.push_str(" COLLATE \"C\"");
@@ -201,12 +243,7 @@ impl Gen<'_> {
                 }
                 self.out.push(')');
             }
-            Kind::Cast(x) => {
-                self.out.push_str("CAST(");
-                self.expr(x);
-                let name = e.ty.sql_name().expect("casts go to builtin types");
-                write!(self.out, " AS {name})").expect("write to String");
-            }
+            Kind::Cast(x) => self.cast(x, e.ty),
         }
     }
 }
