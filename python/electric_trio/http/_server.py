@@ -282,7 +282,9 @@ class _Connection:
         raise _Closed
 
     async def _respond(self, response: Response, *, head_only: bool = False) -> None:
-        headers = [_SERVER_HEADER, ("content-length", str(len(response.body)))]
+        headers = [_SERVER_HEADER]
+        if response.status != 204:  # RFC 9110: a 204 carries no Content-Length
+            headers.append(("content-length", str(len(response.body))))
         if response.content_type is not None:
             headers.append(("content-type", response.content_type))
         headers.extend(response.headers)
