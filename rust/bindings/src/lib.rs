@@ -7,7 +7,6 @@ mod errors;
 mod pgoutput;
 mod pgwire;
 mod satellite;
-mod satellite_stream;
 mod shapes;
 mod values;
 
@@ -19,7 +18,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pgoutput::register(m)?;
     electric::register(m)?;
     satellite::register(m)?;
-    satellite_stream::register(m)?;
     shapes::register(m)?;
     Ok(())
 }
