@@ -40,8 +40,10 @@ __all__ = [
     "encode_startup",
     "encode_sync",
     "encode_terminate",
+    "encode_transaction_oplog",
     "frame_type_ids",
     "parse_replication_message",
+    "transaction_relations",
 ]
 
 __version__: str
@@ -225,3 +227,12 @@ class ShapeFilter:
     def to_sql(
         self, alias: str, first_param: int = 1
     ) -> tuple[str, list[tuple[str | None, int]]]: ...
+
+# ---- Satellite stream: SatOpLog frames of folded transactions ---------------------------------
+
+def encode_transaction_oplog(
+    txn: ElectricTransaction, changes: list[int], migrate: list[bytes] = ...
+) -> bytes: ...
+def transaction_relations(
+    txn: ElectricTransaction, changes: list[int]
+) -> list[tuple[int, str, str, list[tuple[str, int]]]]: ...

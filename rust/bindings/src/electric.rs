@@ -36,7 +36,7 @@ impl<'py> TagLists<'py> {
 /// marker; newly electrified tables; referenced records.
 #[pyclass(name = "ElectricTransaction", module = "electric_trio._native", frozen)]
 pub struct PyElectricTransaction {
-    inner: ElectricTransaction,
+    pub(crate) inner: ElectricTransaction,
 }
 
 #[pymethods]

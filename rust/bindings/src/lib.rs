@@ -7,6 +7,7 @@ mod errors;
 mod pgoutput;
 mod pgwire;
 mod satellite;
+mod satellite_stream;
 mod shapes;
 mod values;
 
@@ -18,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pgoutput::register(m)?;
     electric::register(m)?;
     satellite::register(m)?;
+    satellite_stream::register(m)?;
     shapes::register(m)?;
     Ok(())
 }
