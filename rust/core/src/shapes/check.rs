@@ -363,6 +363,19 @@ impl Checker<'_> {
         }
     }
 
+    /// `e`, or `NOT e`, each folded.
+    fn negate(&self, negated: bool, e: Expr) -> Result<Expr, FilterError> {
+        let e = self.fold(e)?;
+        if !negated {
+            return Ok(e);
+        }
+        self.fold(Expr {
+            ty: Type::Bool,
+            pos: e.pos,
+            kind: Kind::Not(boxed(e)),
+        })
+    }
+
     /// `x IN (items)` as Postgres plans it: one `x = ANY(array)` of the constant items when
     /// there are several, then `x = item` for each other item, ORed in order.
     fn in_list(&self, x: Expr, items: Vec<Expr>, pos: usize) -> Result<Expr, FilterError> {
@@ -459,38 +472,38 @@ impl Checker<'_> {
             }
             Ast::IsNull(e, negated) => {
                 let e = self.check(e)?;
-                negate(
+                self.negate(
                     *negated,
                     Expr {
                         ty: Type::Bool,
                         pos,
                         kind: Kind::IsNull(boxed(e)),
                     },
-                )
+                )?
             }
             Ast::IsBool(e, value, negated) => {
                 let e = self.boolean(e, "IS")?;
-                negate(
+                self.negate(
                     *negated,
                     Expr {
                         ty: Type::Bool,
                         pos,
                         kind: Kind::IsBool(boxed(e), *value),
                     },
-                )
+                )?
             }
             Ast::Distinct(l, r, negated) => {
                 let l = self.check(l)?;
                 let r = self.check(r)?;
                 let (l, r) = self.unify_pair(l, r, pos, "IS DISTINCT FROM")?;
-                negate(
+                self.negate(
                     *negated,
                     Expr {
                         ty: Type::Bool,
                         pos,
                         kind: Kind::Distinct(boxed(l), boxed(r)),
                     },
-                )
+                )?
             }
             Ast::Like {
                 expr,
@@ -531,7 +544,7 @@ impl Checker<'_> {
                     ),
                     _ => None,
                 };
-                negate(
+                self.negate(
                     *negated,
                     Expr {
                         ty: Type::Bool,
@@ -544,7 +557,7 @@ impl Checker<'_> {
                             case_insensitive: *case_insensitive,
                         },
                     },
-                )
+                )?
             }
             Ast::In(e, list, negated) => {
                 let e = self.check(e)?;
@@ -569,7 +582,7 @@ impl Checker<'_> {
                     .into_iter()
                     .map(|i| self.coerce(i, ty))
                     .collect::<Result<Vec<_>, _>>()?;
-                negate(*negated, self.in_list(e, items, pos)?)
+                self.negate(*negated, self.in_list(e, items, pos)?)?
             }
             Ast::Between(e, lo, hi, negated) => {
                 let e = self.check(e)?;
@@ -816,17 +829,5 @@ impl Checker<'_> {
             pos,
             kind: Kind::Func(f, args),
         })
-    }
-}
-
-fn negate(negated: bool, e: Expr) -> Expr {
-    if negated {
-        Expr {
-            ty: Type::Bool,
-            pos: e.pos,
-            kind: Kind::Not(boxed(e)),
-        }
-    } else {
-        e
     }
 }

@@ -167,7 +167,9 @@ impl<'a, R: RowValues + ?Sized> Ev<'a, R> {
             (_, Value::Null) => Val::Null,
             (Type::Bool, Value::Bool(b)) => Val::Bool(*b),
             (Type::Int2 | Type::Int4 | Type::Int8, Value::Int(i)) => Val::Int(*i),
-            (Type::Float4 | Type::Float8, Value::Float(f)) => Val::Float(*f),
+            // A float4 read from its shortest text is the nearest double: make it the float4.
+            (Type::Float4, Value::Float(f)) => Val::Float(*f as f32 as f64),
+            (Type::Float8, Value::Float(f)) => Val::Float(*f),
             (Type::Numeric, Value::Numeric(s)) => match Dec::parse(s) {
                 Some(d) => Val::Num(d),
                 None => {

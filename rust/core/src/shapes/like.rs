@@ -82,39 +82,36 @@ impl Pattern {
                 c
             }
         };
-        // Fast paths for the common shapes: exact text, 'prefix%'.
-        if self.toks.iter().all(|t| matches!(t, Tok::Lit(_))) && !self.case_insensitive {
-            let mut it = text.chars();
-            return self
-                .toks
-                .iter()
-                .all(|t| Some(*t) == it.next().map(Tok::Lit))
-                && it.next().is_none();
-        }
-        // Greedy matching with backtracking to the last `%` (sufficient for LIKE's wildcards).
-        let s: Vec<char> = text.chars().map(fold).collect();
+        // Greedy matching with backtracking to the last `%` (sufficient for LIKE's wildcards),
+        // over byte offsets of `text` so that nothing is allocated.
         let p = &self.toks;
+        let next = |si: usize| {
+            let c = text[si..].chars().next().expect("in the text");
+            (fold(c), si + c.len_utf8())
+        };
         let (mut si, mut pi) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
+        while si < text.len() {
+            let (c, after) = next(si);
             match p.get(pi) {
                 Some(Tok::Many) => {
                     star = Some((pi, si));
                     pi += 1;
                 }
                 Some(Tok::One) => {
-                    si += 1;
+                    si = after;
                     pi += 1;
                 }
-                Some(Tok::Lit(c)) if *c == s[si] => {
-                    si += 1;
+                Some(Tok::Lit(l)) if *l == c => {
+                    si = after;
                     pi += 1;
                 }
                 _ => match star {
                     Some((sp, ss)) => {
+                        let (_, ss_after) = next(ss);
                         pi = sp + 1;
-                        si = ss + 1;
-                        star = Some((sp, ss + 1));
+                        si = ss_after;
+                        star = Some((sp, ss_after));
                     }
                     None => return false,
                 },
