@@ -37,8 +37,17 @@
 //!   `abs`.
 //!
 //! Not supported (each a clear error): clock functions (`now()`, `current_date`…, which would
-//! make the initial query and the live stream disagree), intervals, `SIMILAR TO`, `CASE`,
-//! `COALESCE`, subqueries, arrays, `E'…'`/dollar-quoted strings, parameters, type modifiers.
+//! make the initial query and the live stream disagree), intervals (and so timestamp
+//! arithmetic, `justify_*`, `timezone()`), `^`, `@`, `|/`, the `int4out`-style output functions,
+//! `SIMILAR TO`, `CASE`, `COALESCE`, subqueries, arrays, `E'…'`/dollar-quoted strings,
+//! parameters, type modifiers, numerics beyond 38 significant digits.
+//!
+//! Constant sub-expressions are folded when compiling, as Postgres's planner folds them (a
+//! FALSE operand decides an AND, a NULL operand a strict operator), and `IN` lists are
+//! evaluated as Postgres plans them, so both sides evaluate — and fail on — the same things
+//! for a row. One difference remains: Postgres may evaluate the top-level AND's operands in
+//! another order (cheapest first), so a row that makes one operand fail may fail the initial
+//! query while the evaluator has already found another operand FALSE, or the other way round.
 //!
 //! Time zones are UTC: a timestamptz literal without an offset is UTC, and the generated SQL
 //! converts between dates, timestamps and timestamptz `AT TIME ZONE 'UTC'`, whatever the

@@ -683,3 +683,37 @@ fn generated_sql() {
     assert_eq!(q.params[1].value.as_deref(), Some("1e+30"));
     assert_eq!(q.params[0].value.as_deref(), Some("2024-01-01 10:00:00+00"));
 }
+
+#[test]
+fn planned_like_postgres() {
+    // Constant parts are folded when compiled, as Postgres's planner does, so what is left to
+    // evaluate (and to fail) is the same on both sides.
+    let sql = |c: &str| compile(c).to_sql("t", 1).sql;
+    assert_eq!(sql("this.id IN (NULL)"), "$1::bool");
+    assert_eq!(sql("-this.id = 1 AND (1 > 2)"), "$1::bool");
+    assert_eq!(sql("(1 < 2) OR this.id / 0 = 1"), "$1::bool");
+    assert_eq!(sql("NOT ('A' NOT LIKE '')"), "$1::bool");
+    assert_eq!(sql("this.id + NULL > 1"), "$1::bool");
+    // IN: one `= ANY` of the constants, then the other items in order.
+    assert_eq!(
+        sql("this.id IN (this.i2, 1, 2)"),
+        "((\"t\".\"id\" IN ($1::int4, $2::int4)) OR (\"t\".\"id\" = CAST(\"t\".\"i2\" AS int4)))"
+    );
+    assert_eq!(
+        sql("this.id IN (this.i2, 1)"),
+        "((\"t\".\"id\" = CAST(\"t\".\"i2\" AS int4)) OR (\"t\".\"id\" = $1::int4))"
+    );
+    // Conversions that depend on the session's time zone are made in UTC.
+    assert_eq!(
+        sql("this.d < this.tz"),
+        "((CAST(\"t\".\"d\" AS timestamp) AT TIME ZONE 'UTC') < \"t\".\"tz\")"
+    );
+    assert_eq!(
+        sql("this.tz::date = this.d"),
+        "(CAST((\"t\".\"tz\" AT TIME ZONE 'UTC') AS date) = \"t\".\"d\")"
+    );
+    assert!(sql("this.tz::text = ''").contains("isfinite"));
+    assert!(error("this.t::timestamptz > '2024-01-01'")
+        .message
+        .contains("session's time zone"));
+}
