@@ -8,6 +8,7 @@ is printed as a table and written to its own section of ``benches/RESULTS.md``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime
@@ -295,3 +296,36 @@ class Progress:
     def step(self, message: str) -> None:
         elapsed = time.monotonic() - self._start
         print(f"[{self._name} {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(
+    argv: Sequence[str],
+    *,
+    prog: str,
+    description: str,
+    rows_help: str = "rows",
+    quick_rows: int = 200_000,
+    full_rows: int = 1_000_000,
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--rows``, ``--repeat``, ``--quick``, ``--record``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--rows", type=int, help=f"{rows_help} (default {full_rows:,})")
+    parser.add_argument("--repeat", type=int, help="timed runs per side (default 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{quick_rows:,} rows, 2 runs per side"
+    )
+    parser.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        help="write the section of benches/RESULTS.md (default: yes, except with --quick)",
+    )
+    args = parser.parse_args(argv)
+    if args.rows is None:
+        args.rows = quick_rows if args.quick else full_rows
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 5
+    if args.record is None:
+        args.record = not args.quick
+    if args.rows < 1 or args.repeat < 1:
+        parser.error("--rows and --repeat must be at least 1")
+    return args

@@ -31,6 +31,7 @@ from ._harness import (
     Report,
     command_line,
     machine_facts,
+    parse_args,
     postgres,
     write_section,
 )
@@ -58,28 +59,13 @@ first. Client and server share the machine.
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    return parse_args(
+        argv,
         prog="python -m benches pgwire",
         description="Fetch and COPY out a 6-column table: electric_trio.pg against psycopg 3.",
+        rows_help="rows in the table",
+        quick_rows=200_000,
     )
-    parser.add_argument("--rows", type=int, help="rows in the table (default 1,000,000)")
-    parser.add_argument("--repeat", type=int, help="timed runs per side (default 5)")
-    parser.add_argument("--quick", action="store_true", help="200,000 rows, 2 runs per side")
-    parser.add_argument(
-        "--record",
-        action=argparse.BooleanOptionalAction,
-        help="write the section of benches/RESULTS.md (default: yes, except with --quick)",
-    )
-    args = parser.parse_args(argv)
-    if args.rows is None:
-        args.rows = 200_000 if args.quick else 1_000_000
-    if args.repeat is None:
-        args.repeat = 2 if args.quick else 5
-    if args.record is None:
-        args.record = not args.quick
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
-    return args
 
 
 def _psycopg_impl() -> str:

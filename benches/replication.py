@@ -45,6 +45,7 @@ from ._harness import (
     Progress,
     Report,
     machine_facts,
+    parse_args,
     postgres,
     write_section,
 )
@@ -80,28 +81,13 @@ Batches = list[list[bytes]]
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    return parse_args(
+        argv,
         prog="python -m benches replication",
         description="Decode a captured pgoutput stream: Rust against pypgoutput and struct.",
+        rows_help="row changes in the stream",
+        quick_rows=200_000,
     )
-    parser.add_argument("--rows", type=int, help="row changes in the stream (default 1,000,000)")
-    parser.add_argument("--repeat", type=int, help="timed runs per side (default 5)")
-    parser.add_argument("--quick", action="store_true", help="200,000 rows, 2 runs per side")
-    parser.add_argument(
-        "--record",
-        action=argparse.BooleanOptionalAction,
-        help="write the section of benches/RESULTS.md (default: yes, except with --quick)",
-    )
-    args = parser.parse_args(argv)
-    if args.rows is None:
-        args.rows = 200_000 if args.quick else 1_000_000
-    if args.repeat is None:
-        args.repeat = 2 if args.quick else 5
-    if args.record is None:
-        args.record = not args.quick
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
-    return args
 
 
 # -- the stream -------------------------------------------------------------------------------

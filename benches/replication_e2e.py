@@ -54,6 +54,7 @@ from ._harness import (
     Report,
     command_line,
     machine_facts,
+    parse_args,
     postgres,
     write_section,
 )
@@ -90,29 +91,16 @@ Client and server share the machine.
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    return parse_args(
+        argv,
         prog="python -m benches replication-e2e",
-        description="Postgres commit -> transaction log: the service's reader against "
-        "pg_recvlogical on the same WAL.",
+        description=(
+            "Postgres commit -> transaction log: the service's reader against "
+            "pg_recvlogical on the same WAL."
+        ),
+        rows_help="rows per repetition",
+        quick_rows=100_000,
     )
-    parser.add_argument("--rows", type=int, help="rows per repetition (default 1,000,000)")
-    parser.add_argument("--repeat", type=int, help="repetitions (default 5)")
-    parser.add_argument("--quick", action="store_true", help="100,000 rows, 2 repetitions")
-    parser.add_argument(
-        "--record",
-        action=argparse.BooleanOptionalAction,
-        help="write the section of benches/RESULTS.md (default: yes, except with --quick)",
-    )
-    args = parser.parse_args(argv)
-    if args.rows is None:
-        args.rows = 100_000 if args.quick else 1_000_000
-    if args.repeat is None:
-        args.repeat = 2 if args.quick else 5
-    if args.record is None:
-        args.record = not args.quick
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
-    return args
 
 
 # -- what a run measured ---------------------------------------------------------------------
