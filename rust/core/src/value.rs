@@ -200,6 +200,31 @@ pub enum Value<'a> {
     Array(Vec<Value<'a>>),
 }
 
+impl Value<'_> {
+    /// The same value with nothing borrowed from the input.
+    pub fn into_owned(self) -> Value<'static> {
+        use std::borrow::Cow::Owned;
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Int(i) => Value::Int(i),
+            Value::Float(f) => Value::Float(f),
+            Value::Numeric(s) => Value::Numeric(Owned(s.into_owned())),
+            Value::Text(s) => Value::Text(Owned(s.into_owned())),
+            Value::Json(s) => Value::Json(Owned(s.into_owned())),
+            Value::Bytes(b) => Value::Bytes(b),
+            Value::Uuid(u) => Value::Uuid(u),
+            Value::Date(d) => Value::Date(d),
+            Value::Infinity { positive, of } => Value::Infinity { positive, of },
+            Value::Time(t) => Value::Time(t),
+            Value::TimeTz(t, o) => Value::TimeTz(t, o),
+            Value::Timestamp(d, t) => Value::Timestamp(d, t),
+            Value::TimestampTz(d, t) => Value::TimestampTz(d, t),
+            Value::Array(a) => Value::Array(a.into_iter().map(Value::into_owned).collect()),
+        }
+    }
+}
+
 fn utf8<'a>(type_name: &'static str, raw: &'a [u8]) -> Result<&'a str, DecodeError> {
     std::str::from_utf8(raw).map_err(|_| DecodeError::new(type_name, raw, "invalid UTF-8"))
 }
@@ -635,10 +660,9 @@ impl<'a> ArrayParser<'a> {
                     self.i += 1;
                     items.push(match owned {
                         None => self.element(text)?,
-                        Some(o) => into_owned(
-                            decode_text(self.elem.kind(), &o)
-                                .map_err(|_| self.err("bad element"))?,
-                        ),
+                        Some(o) => decode_text(self.elem.kind(), &o)
+                            .map_err(|_| self.err("bad element"))?
+                            .into_owned(),
                     });
                 }
                 Some(_) => {
@@ -674,28 +698,6 @@ impl<'a> ArrayParser<'a> {
 
     fn element(&self, text: &'a [u8]) -> Result<Value<'a>, DecodeError> {
         decode_text(self.elem.kind(), text)
-    }
-}
-
-fn into_owned(v: Value<'_>) -> Value<'static> {
-    use std::borrow::Cow::Owned;
-    match v {
-        Value::Null => Value::Null,
-        Value::Bool(b) => Value::Bool(b),
-        Value::Int(i) => Value::Int(i),
-        Value::Float(f) => Value::Float(f),
-        Value::Numeric(s) => Value::Numeric(Owned(s.into_owned())),
-        Value::Text(s) => Value::Text(Owned(s.into_owned())),
-        Value::Json(s) => Value::Json(Owned(s.into_owned())),
-        Value::Bytes(b) => Value::Bytes(b),
-        Value::Uuid(u) => Value::Uuid(u),
-        Value::Date(d) => Value::Date(d),
-        Value::Infinity { positive, of } => Value::Infinity { positive, of },
-        Value::Time(t) => Value::Time(t),
-        Value::TimeTz(t, o) => Value::TimeTz(t, o),
-        Value::Timestamp(d, t) => Value::Timestamp(d, t),
-        Value::TimestampTz(d, t) => Value::TimestampTz(d, t),
-        Value::Array(a) => Value::Array(a.into_iter().map(into_owned).collect()),
     }
 }
 

@@ -265,29 +265,6 @@ fn sequence(what: impl Into<String>) -> StreamErrorKind {
     StreamErrorKind::Sequence(what.into())
 }
 
-/// The owned form of a value borrowed from the message.
-fn owned(v: Value<'_>) -> Value<'static> {
-    use Cow::Owned;
-    match v {
-        Value::Null => Value::Null,
-        Value::Bool(b) => Value::Bool(b),
-        Value::Int(i) => Value::Int(i),
-        Value::Float(f) => Value::Float(f),
-        Value::Numeric(s) => Value::Numeric(Owned(s.into_owned())),
-        Value::Text(s) => Value::Text(Owned(s.into_owned())),
-        Value::Json(s) => Value::Json(Owned(s.into_owned())),
-        Value::Bytes(b) => Value::Bytes(b),
-        Value::Uuid(u) => Value::Uuid(u),
-        Value::Date(d) => Value::Date(d),
-        Value::Infinity { positive, of } => Value::Infinity { positive, of },
-        Value::Time(t) => Value::Time(t),
-        Value::TimeTz(t, o) => Value::TimeTz(t, o),
-        Value::Timestamp(d, t) => Value::Timestamp(d, t),
-        Value::TimestampTz(d, t) => Value::TimestampTz(d, t),
-        Value::Array(a) => Value::Array(a.into_iter().map(owned).collect()),
-    }
-}
-
 /// Decodes a text value, with the most common kinds inlined.
 #[inline]
 fn decode_value(kind: Kind, raw: &[u8]) -> Result<Value<'static>, DecodeError> {
@@ -304,7 +281,7 @@ fn decode_value(kind: Kind, raw: &[u8]) -> Result<Value<'static>, DecodeError> {
         }
         _ => {}
     }
-    decode_text(kind, raw).map(owned)
+    decode_text(kind, raw).map(Value::into_owned)
 }
 
 fn decode_row(rel: &Relation, t: &TupleData<'_>) -> Result<Row, StreamErrorKind> {
