@@ -225,8 +225,9 @@ def default_subsystems() -> list[Subsystem]:
     """The parts of a full service, in start order."""
     from .http.migrations import MigrationsApi
     from .replication import ReplicationSubsystem
+    from .satellite.server import SatelliteSubsystem
 
-    return [ReplicationSubsystem(), MigrationsApi()]
+    return [ReplicationSubsystem(), MigrationsApi(), SatelliteSubsystem()]
 
 
 async def serve(

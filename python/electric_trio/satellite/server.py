@@ -1,0 +1,433 @@
+"""The Satellite WebSocket endpoint: ``/ws`` on the HTTP port (satellite-protocol.md §1).
+
+:class:`SatelliteSubsystem` routes ``/ws`` and, once started, serves every upgrade with a
+:class:`SatelliteServer`: the HTTP checks (service ready, a valid WebSocket upgrade, a supported
+``electric.<major>.<minor>`` subprotocol) answered with the original's status codes and texts,
+then the WebSocket handshake and a :class:`~.session.Session`, all inside one nursery per
+connection: whatever happens on one connection ends that connection only.
+
+The server also holds what sessions share: the client ids connected now (a client id connects
+once), the position each client acknowledged, and one Postgres connection for the few queries
+sessions make (the acknowledged client LSN, table OIDs, migration times).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, wrap_server_stream
+
+from ..errors import ElectricError
+from ..http import Request, Response
+from ..pg import (
+    Connection,
+    ConnectionLostError,
+    ConnectParams,
+    PgAuthError,
+    PgConnectError,
+    PgError,
+    connect,
+)
+from .auth import Authenticator
+from .messages import MAX_FRAME_LEN, SatErrorResp, encode
+from .session import CLOSE_SERVER_ERROR, Session
+from .stream import OWNER_COLUMN
+
+if TYPE_CHECKING:
+    from ..ddlx.history import MigrationHistory
+    from ..replication import TransactionLog
+    from ..service import Service
+
+__all__ = [
+    "PROTOCOL_PREFIX",
+    "SATELLITE_VERSION",
+    "SatelliteServer",
+    "SatelliteSettings",
+    "SatelliteSubsystem",
+    "check_upgrade",
+]
+
+log = logging.getLogger("electric_trio.satellite")
+
+PROTOCOL_PREFIX = "electric."
+#: The protocol version this server speaks: that of the official client electric-sql 0.12.1.
+#: Clients from 0.10 up to it are accepted.
+SATELLITE_VERSION = "0.12.1"
+_MIN_VERSION = (0, 10, 0)
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
+_REASONS = {400: "Bad Request", 503: "Service Unavailable"}
+
+
+class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the Satellite endpoint behaves (the defaults are the original's)."""
+
+    #: Seconds between keepalive checks: a silent client is pinged, then closed one interval
+    #: later if still silent.
+    ping_interval: float = 20.0
+    #: Largest frame accepted from a client, in bytes.
+    max_frame_len: int = MAX_FRAME_LEN
+    #: Transactions sent and not yet acknowledged before the stream pauses.
+    unacked_window: int = 30
+    #: How long a client id still connected elsewhere may take to go away.
+    duplicate_client_wait: float = 1.0
+    #: Seconds for the WebSocket handshake, and for a close to complete.
+    handshake_timeout: float = 10.0
+    close_timeout: float = 5.0
+    #: Seconds for a Postgres query of a session (then "Postgres is unavailable").
+    query_timeout: float = 5.0
+
+
+def _semver(text: str) -> tuple[int, int, int, int] | None:
+    """A semantic version as a sortable key (a pre-release before its release), or None."""
+    match = _SEMVER.fullmatch(text)
+    if match is None:
+        return None
+    major, minor, patch = (int(g) for g in match.group(1, 2, 3))
+    return major, minor, patch, 0 if match.group(4) else 1
+
+
+def check_upgrade(request: Request, server_version: str = SATELLITE_VERSION) -> Response | str:
+    """The subprotocol to answer with (``electric.<major>.<minor>`` of the client), or the
+    HTTP error for an upgrade request that is not a Satellite WebSocket handshake."""
+    connection = {t.strip().lower() for t in (request.header("connection") or "").split(",")}
+    if (
+        request.method != "GET"
+        or request.http_version != "1.1"
+        or (request.header("upgrade") or "").strip().lower() != "websocket"
+        or "upgrade" not in connection
+        or not request.header("sec-websocket-key")
+        or (request.header("sec-websocket-version") or "").strip() != "13"
+    ):
+        return Response.text(400, "Bad request")
+    # One value per header line, not split on commas (as the original): exactly one must name
+    # the protocol.
+    offered = [
+        v for k, v in request.headers if k == "sec-websocket-protocol" and v.startswith("electric.")
+    ]
+    version = offered[0].removeprefix(PROTOCOL_PREFIX) if len(offered) == 1 else ""
+    parsed = _semver(version + ".0") if 0 < len(version.encode()) < 20 else None
+    if parsed is None:
+        return Response.text(400, "Missing satellite websocket subprotocol")
+    top = _semver(server_version)
+    assert top is not None
+    if not ((*_MIN_VERSION, 1) <= parsed and parsed[:3] <= top[:3]):
+        limits = ".".join(map(str, _MIN_VERSION)), server_version.partition("-")[0]
+        return Response.text(
+            400,
+            f"Cannot connect satellite version {version}.0: "
+            f"this server requires >= {limits[0]} and <= {limits[1]}",
+        )
+    return f"{PROTOCOL_PREFIX}{parsed[0]}.{parsed[1]}"
+
+
+async def _send_http(stream: trio.abc.Stream, response: Response) -> None:
+    """Answers an upgrade request with a plain HTTP response, then the connection closes."""
+    head = (
+        f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}\r\n"
+        "server: electric-trio\r\n"
+        f"content-type: {response.content_type}\r\n"
+        f"content-length: {len(response.body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(head.encode("latin-1") + response.body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+class PostgresUnavailableError(ElectricError):
+    """A session's query could not reach Postgres."""
+
+
+class _Database:
+    """One connection for the sessions' few queries, opened on first use and after a loss."""
+
+    def __init__(self, params: ConnectParams, timeout: float) -> None:
+        self._params = params
+        self._timeout = timeout
+        self._conn: Connection | None = None
+        self._closed = False
+        self._lock = trio.Lock()
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        async with self._lock:
+            # A connection lost since the last query gets one second chance on a new one.
+            for attempt in (1, 2):
+                fresh = self._conn is None
+                try:
+                    with trio.fail_after(self._timeout):
+                        if self._conn is None:
+                            # Shielded (and bounded): a session that goes away meanwhile must
+                            # not cancel a connect half-way, which would leak its socket.
+                            with trio.CancelScope(shield=True):
+                                conn = await connect(self._params)
+                            if self._closed:
+                                await conn.aclose()
+                                raise PostgresUnavailableError("the service is stopping")
+                            self._conn = conn
+                        return await self._conn.fetch(sql, *args)
+                except (PgError, OSError, trio.TooSlowError) as e:
+                    if isinstance(e, PgError) and not _connection_problem(e, self._conn):
+                        raise
+                    await self._drop()
+                    if fresh or attempt == 2:
+                        raise PostgresUnavailableError(f"Postgres is unavailable: {e}") from e
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+
+def _connection_problem(error: PgError, conn: Connection | None) -> bool:
+    """Whether ``error`` means the connection failed (rather than the query)."""
+    return (
+        isinstance(error, ConnectionLostError | PgConnectError | PgAuthError)
+        or conn is None
+        or conn.closed
+    )
+
+
+class _Registration:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.gone = trio.Event()
+
+
+class SatelliteServer:
+    """What the sessions of one service share."""
+
+    def __init__(
+        self,
+        *,
+        settings: SatelliteSettings,
+        authenticator: Authenticator,
+        instance_id: str,
+        history: MigrationHistory,
+        txlog: TransactionLog[Any],
+        params: ConnectParams,
+    ) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self.instance_id = instance_id
+        self.history = history
+        self.txlog = txlog
+        self.db = _Database(params, settings.query_timeout)
+        #: The sessions by client id (one connection per client id).
+        self.clients: dict[str, Session] = {}
+        self._registrations: dict[str, _Registration] = {}
+        #: The last position each client acknowledged (resume validation, §7.2).
+        # TODO(resume): keep it in Postgres (electric.client_checkpoints) across restarts.
+        self.checkpoints: dict[str, int] = {}
+        self._oids: dict[tuple[str, str], int] = {}
+        self._migration_times: dict[str, int] = {}
+
+    # ---- clients -------------------------------------------------------------------------
+
+    async def register(self, client_id: str, session: Session) -> bool:
+        """Records ``session`` as ``client_id``'s connection; False when another connection
+        of that client id is still there after ``duplicate_client_wait`` seconds."""
+        current = self._registrations.get(client_id)
+        if current is not None:
+            with trio.move_on_after(self.settings.duplicate_client_wait):
+                await current.gone.wait()
+            if client_id in self._registrations:
+                return False
+        self._registrations[client_id] = _Registration(session)
+        self.clients[client_id] = session
+        return True
+
+    def unregister(self, client_id: str, session: Session) -> None:
+        current = self._registrations.get(client_id)
+        if current is not None and current.session is session:
+            del self._registrations[client_id]
+            del self.clients[client_id]
+            current.gone.set()
+
+    def checkpoint(self, client_id: str, lsn: int) -> None:
+        """Records an acknowledged position (they only move forward)."""
+        if lsn > self.checkpoints.get(client_id, 0):
+            self.checkpoints[client_id] = lsn
+
+    def forget(self, client_id: str) -> None:
+        """Drops what is known of a client that starts over."""
+        self.checkpoints.pop(client_id, None)
+
+    # ---- Postgres ------------------------------------------------------------------------
+
+    async def acknowledged_client_lsn(self, client_id: str) -> bytes | None:
+        """The client's last transaction Postgres has (its opaque LSN bytes; empty if none),
+        or None when Postgres cannot be reached."""
+        try:
+            rows = await self.db.fetch(
+                "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
+                client_id,
+            )
+        except PostgresUnavailableError as e:
+            log.warning("cannot read the acknowledged LSN client_id=%s: %s", client_id, e)
+            return None
+        return bytes(rows[0][0]) if rows else b""
+
+    async def table_oid(self, schema: str, name: str) -> int:
+        """The OID of table ``schema.name`` (the ``relation_id`` clients see)."""
+        key = (schema, name)
+        oid = self._oids.get(key)
+        if oid is None:
+            rows = await self.db.fetch(
+                "SELECT c.oid::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relname = $2",
+                schema,
+                name,
+            )
+            oid = int(rows[0][0]) if rows else 0
+            if oid:
+                self._oids[key] = oid
+        return oid
+
+    async def migration_times(self) -> dict[str, int]:
+        """When each migration version was recorded, in ms since 1970 (the commit time its
+        transaction gets at a client's first sync)."""
+        if any(m.version not in self._migration_times for m in self.history.migrations):
+            rows = await self.db.fetch(
+                "SELECT version, (extract(epoch FROM inserted_at) * 1000)::int8"
+                " FROM electric.migration_versions"
+            )
+            self._migration_times.update((str(v), int(ms)) for v, ms in rows)
+        return self._migration_times
+
+    def is_owned_table(self, schema: str, name: str) -> bool:
+        """Whether the table's rows belong to users (an ``electric_user_id`` column)."""
+        table = self.history.schema.table(schema, name)
+        return table is not None and table.column(OWNER_COLUMN) is not None
+
+    # ---- connections ---------------------------------------------------------------------
+
+    async def serve_connection(
+        self, request: Request, stream: trio.abc.Stream, subprotocol: str
+    ) -> None:
+        """The WebSocket handshake and the session, in the connection's own nursery; never
+        raises for anything that happens on the connection."""
+        try:
+            await self._serve_connection(request, stream, subprotocol)
+        except Exception:
+            log.exception("satellite connection failed remote=%s", request.remote)
+
+    async def _serve_connection(
+        self, request: Request, stream: trio.abc.Stream, subprotocol: str
+    ) -> None:
+        remote = request.remote or "?"
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(self.settings.handshake_timeout):
+                    ws_request = await wrap_server_stream(
+                        nursery,
+                        stream,
+                        # trio-websocket closes 1009 beyond this without a word; up to it the
+                        # session answers an oversized frame with an error first.
+                        max_message_size=2 * self.settings.max_frame_len,
+                    )
+                    ws = await ws_request.accept(subprotocol=subprotocol)
+            except (trio.TooSlowError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
+                log.info("WebSocket handshake failed remote=%s: %s", remote, e)
+                nursery.cancel_scope.cancel()
+                return
+            session = Session(self, ws, remote)
+            try:
+                await session.run()
+            except Exception:
+                log.exception("satellite session failed client_id=%s", session.client_id)
+                with trio.move_on_after(self.settings.close_timeout):
+                    try:
+                        await ws.send_message(encode(SatErrorResp()))
+                    except ConnectionClosed:
+                        pass
+                    await ws.aclose(CLOSE_SERVER_ERROR, "Failed to process message")
+            with trio.move_on_after(self.settings.close_timeout):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+
+class SatelliteSubsystem:
+    """``/ws``: the Satellite protocol for the official client (satellite-protocol.md)."""
+
+    name = "satellite"
+
+    def __init__(self, settings: SatelliteSettings | None = None) -> None:
+        self.settings = settings or SatelliteSettings()
+        self.server: SatelliteServer | None = None
+        self._service: Service | None = None
+
+    def install(self, service: Service) -> None:
+        self._service = service
+        service.router.add(
+            "/ws",
+            self._not_an_upgrade,
+            upgrade=self._upgrade,
+            methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+        )
+        service.add_readiness_gate(lambda: self.server is not None)
+
+    async def _not_an_upgrade(self, request: Request) -> Response:
+        return Response.text(400, "Bad request")
+
+    async def _upgrade(self, request: Request, stream: trio.abc.Stream) -> None:
+        service = self._service
+        assert service is not None
+        status = service.status()
+        server = self.server
+        if status != "ready" or server is None:
+            await _send_http(
+                stream, Response.text(503, f"Postgres connection is not ready: {status}...")
+            )
+            return
+        checked = check_upgrade(request)
+        if isinstance(checked, Response):
+            log.debug(
+                "refused a satellite upgrade remote=%s: %s", request.remote, checked.body.decode()
+            )
+            await _send_http(stream, checked)
+            return
+        await server.serve_connection(request, stream, checked)
+
+    async def run(
+        self, service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from ..service import connect_params
+
+        if service.txlog is None or service.migrations is None:
+            raise RuntimeError("the satellite subsystem starts after replication")
+        authenticator = Authenticator(service.config.auth)
+        if authenticator.key_warning:
+            log.warning(authenticator.key_warning)
+        server = SatelliteServer(
+            settings=self.settings,
+            authenticator=authenticator,
+            instance_id=service.config.instance_id,
+            history=service.migrations,
+            txlog=service.txlog,
+            params=connect_params(service.config.database),
+        )
+        self.server = server
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self.server = None
+            with trio.CancelScope(shield=True):
+                await server.aclose()
