@@ -517,6 +517,12 @@ class Session:
             # First sync: the migrations the client lacks, at the log's current position.
             lsn = txlog.last_lsn or 0
             initial = await outbound.initial_migrations(start.schema_version, lsn)
+        log.info(
+            "replication started client_id=%s from=%s initial_transactions=%d",
+            self.client_id,
+            lsn,
+            len(initial),
+        )
         self.outbound = outbound
         self._streaming, self._stopping = True, False
         self._stream_done = trio.Event()
