@@ -4,7 +4,9 @@ golden stream of an electrified database (rust/core/testdata/electric.bin)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,11 @@ from electric_trio._native import (
     encode_transaction_oplog,
     transaction_relations,
 )
+from electric_trio.ddlx.history import SchemaMigration
+from electric_trio.ddlx.migration import apply_migration
+from electric_trio.ddlx.schema import Schema
 from electric_trio.satellite import messages as m
+from electric_trio.satellite.stream import ChangeFilter, NoChanges, Outbound, OwnershipFilter
 
 TESTDATA = Path(__file__).resolve().parents[2] / "rust" / "core" / "testdata"
 PG_EPOCH_MS = 946_684_800_000
@@ -84,3 +90,140 @@ def test_a_change_index_out_of_range() -> None:
         encode_transaction_oplog(pg, [2])
     with pytest.raises(IndexError):
         transaction_relations(pg, [0, 5])
+
+
+# ---- what a session sends of a transaction (satellite/stream.py) ----------------------------
+
+
+class FakeHistory:
+    """The parts of a MigrationHistory the outbound stream reads."""
+
+    def __init__(self, statements: list[str], migrations: Sequence[SchemaMigration] = ()) -> None:
+        self.schema, _ = apply_migration(Schema(), "0", statements)
+        self.migrations = list(migrations)
+
+    def after(self, version: str | None) -> list[SchemaMigration]:
+        return list(self.migrations) if version is None else []
+
+    def for_transaction(self, end_lsn: int) -> list[SchemaMigration]:
+        return [m for m in self.migrations if m.end_lsn == end_lsn]
+
+
+class EveryChange:
+    def select(self, txn: ElectricTransaction) -> list[int]:
+        return list(range(len(txn)))
+
+
+def outbound(
+    history: FakeHistory, changes: ChangeFilter | None = None, client_id: str = "me"
+) -> Outbound:
+    async def table_oid(schema: str, name: str) -> int:
+        return 4242
+
+    async def migration_times() -> dict[str, int]:
+        return {"7": 1_700_000_000_000}
+
+    return Outbound(
+        client_id=client_id,
+        dialect="sqlite",
+        history=history,  # type: ignore[arg-type]
+        changes=changes or NoChanges(),
+        table_oid=table_oid,
+        migration_times=migration_times,
+    )
+
+
+PARENT = "CREATE TABLE parent (id int8 PRIMARY KEY, name text NOT NULL)"
+
+
+async def test_nothing_goes_out_of_a_transaction_the_client_does_not_see() -> None:
+    pg, _delete, _child, c1, *_ = ElectricDecoder().decode(payloads())
+    out = outbound(FakeHistory([PARENT]))
+    assert await out.transaction(pg) is None
+    # its own write comes back, even with no row it can see
+    echo = await outbound(FakeHistory([PARENT]), client_id="client_1").transaction(c1)
+    assert echo is not None
+    assert (echo.transaction_id, echo.lsn) == (c1.xid, c1.end_lsn)
+    [frame] = echo.frames
+    assert [op.begin is not None for op in m.decode(frame).ops] == [True, False]  # type: ignore[attr-defined]
+
+
+async def test_relations_go_before_their_first_use_only() -> None:
+    pg, delete, *_ = ElectricDecoder().decode(payloads())
+    out = outbound(FakeHistory([PARENT]), EveryChange())
+    first = await out.transaction(pg)
+    assert first is not None
+    relation_frame, log_frame = first.frames
+    relation = m.decode(relation_frame)
+    assert relation == m.SatRelation(
+        schema_name="public",
+        table_name="parent",
+        relation_id=transaction_relations(pg, [0])[0][0],
+        columns=(
+            m.SatRelationColumn(name="id", type="int8", primary_key=True, is_nullable=False),
+            m.SatRelationColumn(name="name", type="text", is_nullable=False),
+        ),
+    )
+    assert [op.insert is not None for op in m.decode(log_frame).ops[1:-1]] == [True, False]  # type: ignore[attr-defined]
+    second = await out.transaction(delete)
+    assert second is not None
+    [only] = second.frames
+    assert m.decode(only).ops[1].delete is not None  # type: ignore[attr-defined]
+
+
+async def test_a_migration_sent_at_first_sync_is_not_sent_again_from_the_log() -> None:
+    txns = ElectricDecoder().decode(payloads())
+    migration_txn = txns[5]
+    _, ops = apply_migration(Schema(), "7", ["CREATE TABLE later (id int8 PRIMARY KEY, v text)"])
+    migration = SchemaMigration(
+        "7", 99, ("CREATE TABLE later ...",), tuple(ops), migration_txn.end_lsn
+    )
+    history = FakeHistory(["CREATE TABLE later (id int8 PRIMARY KEY, v text)"], [migration])
+
+    live = await outbound(history).transaction(migration_txn)
+    assert live is not None
+    relation, log = (m.decode(f) for f in live.frames)
+    assert isinstance(relation, m.SatRelation)
+    assert relation.relation_id == 4242
+    assert log.ops[1].migrate.version == "7"  # type: ignore[attr-defined]
+
+    out = outbound(history)
+    [initial] = await out.initial_migrations(None, 555)
+    assert (initial.transaction_id, initial.lsn) == (99, 555)
+    begin = m.decode(initial.frames[-1]).ops[0].begin  # type: ignore[attr-defined]
+    assert (begin.lsn, begin.commit_timestamp, begin.transaction_id) == (
+        b"555",
+        1_700_000_000_000,
+        99,
+    )
+    assert await out.transaction(migration_txn) is None
+
+
+class FakeTxn:
+    """Changes as ElectricTransaction.changes() gives them."""
+
+    def __init__(self, changes: list[tuple[str, str, str, Any, Any, list[str]]]) -> None:
+        self._changes = changes
+
+    def __len__(self) -> int:
+        return len(self._changes)
+
+    def changes(self, start: int = 0, stop: int | None = None) -> list[Any]:
+        return self._changes[start:stop]
+
+
+def test_the_ownership_filter() -> None:
+    txn = FakeTxn(
+        [
+            ("insert", "public", "todos", {"id": 1, "electric_user_id": "alice"}, None, []),
+            ("insert", "public", "todos", {"id": 2, "electric_user_id": "bob"}, None, []),
+            ("insert", "public", "todos", {"id": 3, "electric_user_id": None}, None, []),
+            ("update", "public", "todos", {"id": 4, "electric_user_id": ""}, {"id": 4}, []),
+            ("delete", "public", "todos", None, {"id": 5, "electric_user_id": "bob"}, []),
+            ("delete", "public", "todos", None, {"id": 6, "electric_user_id": "alice"}, []),
+            ("insert", "public", "shared", {"id": 7, "electric_user_id": "bob"}, None, []),
+        ]
+    )
+    owned = OwnershipFilter(EveryChange(), "alice", lambda s, t: t == "todos")
+    assert owned.select(txn) == [0, 2, 3, 5, 6]  # type: ignore[arg-type]
+    assert OwnershipFilter(NoChanges(), "alice", lambda s, t: True).select(txn) == []  # type: ignore[arg-type]
