@@ -814,3 +814,26 @@ async def test_silent_clients_are_pinged_then_closed(db: str, nursery: trio.Nurs
             assert close[4 : 2 + close[1]] == b"Client not responding to pings"
         await trio.sleep(0.8)
         await assert_still_served(alive)
+
+
+async def test_postgres_unavailable(db: str, pg_server: Any, service: Service) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await wait_versions(service, 1)
+    async with client(service) as c:
+        await c.connect("c")
+        name = db.rsplit("/", 1)[1]
+        async with await connect(pg_server.url) as admin:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{name}' AND application_name = 'electric-trio satellite'"
+            )
+        try:
+            # the first sync needs the migrations' times from Postgres
+            await c.request("startReplication", m.SatInStartReplicationReq())
+            assert await c.expect_close(1011) == [
+                m.SatErrorResp(error_type=Code.INTERNAL, message="Postgres is unavailable")
+            ]
+        finally:
+            async with await connect(pg_server.url) as admin:
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

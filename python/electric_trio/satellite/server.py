@@ -21,17 +21,9 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
-from ..errors import ElectricError
 from ..http import Request, Response
-from ..pg import (
-    Connection,
-    ConnectionLostError,
-    ConnectParams,
-    PgAuthError,
-    PgConnectError,
-    PgError,
-    connect,
-)
+from ..pg import ConnectParams
+from ._db import SessionDatabase
 from .auth import Authenticator
 from .messages import MAX_FRAME_LEN, SatErrorResp, encode
 from .session import CLOSE_SERVER_ERROR, Session
@@ -63,6 +55,8 @@ _SEMVER = re.compile(
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
 _REASONS = {400: "Bad Request", 503: "Service Unavailable"}
+#: The ``application_name`` of the sessions' Postgres connection.
+APPLICATION_NAME = "electric-trio satellite"
 
 
 class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,64 +137,6 @@ async def _send_http(stream: trio.abc.Stream, response: Response) -> None:
             pass
 
 
-class PostgresUnavailableError(ElectricError):
-    """A session's query could not reach Postgres."""
-
-
-class _Database:
-    """One connection for the sessions' few queries, opened on first use and after a loss."""
-
-    def __init__(self, params: ConnectParams, timeout: float) -> None:
-        self._params = params
-        self._timeout = timeout
-        self._conn: Connection | None = None
-        self._closed = False
-        self._lock = trio.Lock()
-
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        async with self._lock:
-            # A connection lost since the last query gets one second chance on a new one.
-            for attempt in (1, 2):
-                fresh = self._conn is None
-                try:
-                    with trio.fail_after(self._timeout):
-                        if self._conn is None:
-                            # Shielded (and bounded): a session that goes away meanwhile must
-                            # not cancel a connect half-way, which would leak its socket.
-                            with trio.CancelScope(shield=True):
-                                conn = await connect(self._params)
-                            if self._closed:
-                                await conn.aclose()
-                                raise PostgresUnavailableError("the service is stopping")
-                            self._conn = conn
-                        return await self._conn.fetch(sql, *args)
-                except (PgError, OSError, trio.TooSlowError) as e:
-                    if isinstance(e, PgError) and not _connection_problem(e, self._conn):
-                        raise
-                    await self._drop()
-                    if fresh or attempt == 2:
-                        raise PostgresUnavailableError(f"Postgres is unavailable: {e}") from e
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await self._drop()
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.aclose()
-
-
-def _connection_problem(error: PgError, conn: Connection | None) -> bool:
-    """Whether ``error`` means the connection failed (rather than the query)."""
-    return (
-        isinstance(error, ConnectionLostError | PgConnectError | PgAuthError)
-        or conn is None
-        or conn.closed
-    )
-
-
 class _Registration:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -225,7 +161,7 @@ class SatelliteServer:
         self.instance_id = instance_id
         self.history = history
         self.txlog = txlog
-        self.db = _Database(params, settings.query_timeout)
+        self.db = SessionDatabase(params, settings.query_timeout)
         #: The sessions by client id (one connection per client id).
         self.clients: dict[str, Session] = {}
         self._registrations: dict[str, _Registration] = {}
@@ -268,17 +204,12 @@ class SatelliteServer:
 
     # ---- Postgres ------------------------------------------------------------------------
 
-    async def acknowledged_client_lsn(self, client_id: str) -> bytes | None:
-        """The client's last transaction Postgres has (its opaque LSN bytes; empty if none),
-        or None when Postgres cannot be reached."""
-        try:
-            rows = await self.db.fetch(
-                "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
-                client_id,
-            )
-        except PostgresUnavailableError as e:
-            log.warning("cannot read the acknowledged LSN client_id=%s: %s", client_id, e)
-            return None
+    async def acknowledged_client_lsn(self, client_id: str) -> bytes:
+        """The client's last transaction Postgres has (its opaque LSN bytes; empty if none).
+        Raises :class:`PostgresUnavailableError`."""
+        rows = await self.db.fetch(
+            "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1", client_id
+        )
         return bytes(rows[0][0]) if rows else b""
 
     async def table_oid(self, schema: str, name: str) -> int:
@@ -421,7 +352,9 @@ class SatelliteSubsystem:
             instance_id=service.config.instance_id,
             history=service.migrations,
             txlog=service.txlog,
-            params=connect_params(service.config.database),
+            params=msgspec.structs.replace(
+                connect_params(service.config.database), application_name=APPLICATION_NAME
+            ),
         )
         self.server = server
         try:

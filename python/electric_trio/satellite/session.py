@@ -23,6 +23,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..ddlx.migration import Dialect
+from ._db import PostgresUnavailableError
 from .auth import AuthFailure, AuthResult
 from .messages import (
     FrameMessage,
@@ -416,16 +417,22 @@ class Session:
         """Our ``startReplication`` call: the client may send transactions after the last one
         Postgres has (§7.3)."""
         assert self.client_id is not None
-        lsn = await self.server.acknowledged_client_lsn(self.client_id)
-        if lsn is None:
-            await self.close(
-                CLOSE_SERVER_ERROR,
-                "Postgres is unavailable",
-                SatErrorResp(error_type=_Code.INTERNAL, message="Postgres is unavailable"),
-                log_level=logging.WARNING,
-            )
+        try:
+            lsn = await self.server.acknowledged_client_lsn(self.client_id)
+        except PostgresUnavailableError as e:
+            await self._postgres_unavailable(e)
             return
         await self.call("startReplication", SatInStartReplicationReq(lsn=lsn))
+
+    async def _postgres_unavailable(self, error: PostgresUnavailableError) -> None:
+        """§7.10: the client gets INTERNAL "Postgres is unavailable" and a close."""
+        log.warning("Postgres query failed client_id=%s: %s", self.client_id, error)
+        await self.close(
+            CLOSE_SERVER_ERROR,
+            "Postgres is unavailable",
+            SatErrorResp(error_type=_Code.INTERNAL, message="Postgres is unavailable"),
+            log_level=logging.WARNING,
+        )
 
     async def stop_inbound(self) -> None:
         """Our ``stopReplication`` call: the client stops sending its transactions."""
@@ -516,7 +523,11 @@ class Session:
         if lsn is None:
             # First sync: the migrations the client lacks, at the log's current position.
             lsn = txlog.last_lsn or 0
-            initial = await outbound.initial_migrations(start.schema_version, lsn)
+            try:
+                initial = await outbound.initial_migrations(start.schema_version, lsn)
+            except PostgresUnavailableError as e:
+                await self._postgres_unavailable(e)
+                return
         log.info(
             "replication started client_id=%s from=%s initial_transactions=%d",
             self.client_id,
@@ -582,7 +593,11 @@ class Session:
                         return
                     continue
                 for txn in batch:
-                    outgoing_txn = await outbound.transaction(txn)
+                    try:
+                        outgoing_txn = await outbound.transaction(txn)
+                    except PostgresUnavailableError as e:
+                        await self._postgres_unavailable(e)
+                        return
                     position = txn.end_lsn
                     if outgoing_txn is not None and not await self._send_transaction(outgoing_txn):
                         return
