@@ -76,7 +76,7 @@ impl ShapeFilter {
         // whose str() is that form.
         let text = v.str()?.to_string();
         match decode_text(kind, text.as_bytes()) {
-            Ok(v) => Ok(owned(v)),
+            Ok(v) => Ok(v.into_owned()),
             Err(e) => Err(errors::decode(e)),
         }
     }
@@ -90,28 +90,6 @@ impl ShapeFilter {
             }
         }
         Ok(values)
-    }
-}
-
-fn owned(v: Value<'_>) -> Value<'static> {
-    use std::borrow::Cow::Owned;
-    match v {
-        Value::Text(s) => Value::Text(Owned(s.into_owned())),
-        Value::Numeric(s) => Value::Numeric(Owned(s.into_owned())),
-        Value::Json(s) => Value::Json(Owned(s.into_owned())),
-        Value::Null => Value::Null,
-        Value::Bool(b) => Value::Bool(b),
-        Value::Int(i) => Value::Int(i),
-        Value::Float(f) => Value::Float(f),
-        Value::Bytes(b) => Value::Bytes(b),
-        Value::Uuid(u) => Value::Uuid(u),
-        Value::Date(d) => Value::Date(d),
-        Value::Infinity { positive, of } => Value::Infinity { positive, of },
-        Value::Time(t) => Value::Time(t),
-        Value::TimeTz(t, o) => Value::TimeTz(t, o),
-        Value::Timestamp(d, t) => Value::Timestamp(d, t),
-        Value::TimestampTz(d, t) => Value::TimestampTz(d, t),
-        Value::Array(a) => Value::Array(a.into_iter().map(owned).collect()),
     }
 }
 
