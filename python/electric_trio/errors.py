@@ -9,6 +9,8 @@ from __future__ import annotations
 from ._native import ElectricError as ElectricError
 from ._native import PgOutputError as PgOutputError
 from ._native import ProtocolError as ProtocolError
+from ._native import ShapeEvaluationError as ShapeEvaluationError
+from ._native import ShapeFilterError as ShapeFilterError
 from ._native import ValueDecodeError as ValueDecodeError
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "ElectricError",
     "PgOutputError",
     "ProtocolError",
+    "ShapeEvaluationError",
+    "ShapeFilterError",
     "ValueDecodeError",
 ]
 
