@@ -65,7 +65,9 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds between keepalive checks: a silent client is pinged, then closed one interval
     #: later if still silent.
     ping_interval: float = 20.0
-    #: Largest frame accepted from a client, in bytes.
+    #: Largest frame accepted from a client, in bytes: a longer one is answered with
+    #: ``SatErrorResp{INVALID_REQUEST}`` and close 1009. The WebSocket layer buffers at most
+    #: twice this and closes 1009 by itself (no error frame) beyond that.
     max_frame_len: int = MAX_FRAME_LEN
     #: Transactions sent and not yet acknowledged before the stream pauses.
     unacked_window: int = 30
