@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from .._native import ElectricTransaction
 from ..ddlx.migration import Dialect
 from ._db import PostgresUnavailableError
 from .auth import AuthFailure, AuthResult
@@ -124,14 +125,24 @@ class _Window:
         self._changed = trio.Event()
 
 
+class _CurrentFilter:
+    """The session's filter as it is at each transaction (subscriptions replace it)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def select(self, txn: ElectricTransaction) -> Sequence[int]:
+        return self._session.changes.select(txn)
+
+
 class Session:
     """The server side of one WebSocket connection.
 
     For the shape engineer: :attr:`changes` is the :class:`~.stream.ChangeFilter` deciding which
-    row changes this client sees (wrapped in the ownership filter of :attr:`user_id` when
-    replication starts); :meth:`send` writes frames in order with the stream (it waits for the
-    transaction being sent to finish); :meth:`unknown_subscription` is where resumed
-    subscription ids are checked.
+    row changes this client sees (replace it at any time: it is read at each transaction, behind
+    the ownership filter of :attr:`user_id`); :meth:`send` writes frames in order with the
+    stream (it waits for the transaction being sent to finish); :meth:`unknown_subscription` is
+    where resumed subscription ids are checked.
     """
 
     def __init__(self, server: SatelliteServer, ws: WebSocketConnection, remote: str) -> None:
@@ -515,7 +526,7 @@ class Session:
             client_id=self.client_id,
             dialect=dialect,
             history=history,
-            changes=OwnershipFilter(self.changes, self.user_id, server.is_owned_table),
+            changes=OwnershipFilter(_CurrentFilter(self), self.user_id, server.is_owned_table),
             table_oid=server.table_oid,
             migration_times=server.migration_times,
         )
