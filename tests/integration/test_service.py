@@ -162,3 +162,33 @@ async def test_refused_credentials_on_reconnection_show_as_failure(
     )
     with trio.fail_after(15):
         await service.postgres.wait_state("ready")
+
+
+async def test_replication_connection_lost_restarts_the_reader(
+    pg_url: str, nursery: trio.Nursery
+) -> None:
+    """A killed walsender stops the reader, not the service: it reconnects and streams again."""
+    from electric_trio.replication import ReplicationSubsystem
+
+    replication = ReplicationSubsystem()
+    service: Service = await nursery.start(
+        partial(serve, make_config(pg_url), subsystems=[replication], handle_signals=False)
+    )
+    with trio.fail_after(60):
+        await service.wait_ready()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+            " WHERE database = current_database() AND temporary AND active"
+        ).fetchall()
+    assert killed == [(True,)]
+    with trio.fail_after(30):
+        while replication.streaming:
+            await trio.sleep(0.05)
+        assert await get_status(service.http_port) == (
+            503,
+            b"Initializing connection to Posgres...",
+        )
+        while not replication.streaming:
+            await trio.sleep(0.05)
+    assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")

@@ -106,12 +106,17 @@ async def _open_stream(params: ConnectParams) -> trio.abc.Stream:
     except (OSError, trio.BrokenResourceError) as e:
         await trio.aclose_forcefully(sock)
         raise PgConnectError(f"cannot connect to Postgres at {where}: {e}") from None
+    except BaseException:  # cancelled meanwhile: do not leak the socket
+        await trio.aclose_forcefully(sock)
+        raise
     if answer == b"S":
         tls = trio.SSLStream(sock, _ssl_context(), server_hostname=params.host)
         try:
             await tls.do_handshake()
-        except (trio.BrokenResourceError, ssl.SSLError) as e:
+        except BaseException as e:
             await trio.aclose_forcefully(sock)
+            if not isinstance(e, trio.BrokenResourceError | ssl.SSLError):
+                raise
             if params.sslmode == "require":
                 raise PgConnectError(
                     f"TLS handshake with Postgres at {where} failed: {e}"

@@ -86,13 +86,30 @@ class ReplicationSubsystem:
                         before_append=apply_migrations,
                         task_status=cast("trio.TaskStatus[ReaderStatus]", _Started(self, outer)),
                     )
-            except (ElectricError, OSError, trio.BrokenResourceError) as e:
+            except BaseException as group:
+                # The reader runs a nursery: its errors may come wrapped in an ExceptionGroup.
+                err = _restartable(group)
+                if err is None:
+                    raise
                 self.streaming = False
                 if not self.ever_started:
-                    raise StartupError(_describe_startup_failure(e)) from None
-                log.warning("replication stopped; restarting", error=str(e), retry_in=delay)
+                    raise StartupError(_describe_startup_failure(err)) from None
+                log.warning("replication stopped; restarting", error=str(err), retry_in=delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
+
+
+_RESTARTABLE = (ElectricError, OSError, trio.BrokenResourceError)
+
+
+def _restartable(error: BaseException) -> BaseException | None:
+    """The error a reader restart answers, if every error in ``error`` is one; else None."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_restartable(e) for e in error.exceptions]
+        if not leaves or any(leaf is None for leaf in leaves):
+            return None
+        return leaves[0]
+    return error if isinstance(error, _RESTARTABLE) else None
 
 
 class _Started:
