@@ -183,12 +183,12 @@ async def test_replication_connection_lost_restarts_the_reader(
         ).fetchall()
     assert killed == [(True,)]
     with trio.fail_after(30):
-        while replication.streaming:
+        while replication.streaming:  # noqa: ASYNC110 - a flag of the subsystem
             await trio.sleep(0.05)
         assert await get_status(service.http_port) == (
             503,
             b"Initializing connection to Posgres...",
         )
-        while not replication.streaming:
+        while not replication.streaming:  # noqa: ASYNC110
             await trio.sleep(0.05)
     assert await get_status(service.http_port) == (200, b"Connection to Postgres is up!")
