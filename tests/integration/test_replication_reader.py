@@ -185,3 +185,32 @@ async def test_restart_in_the_middle_of_a_streamed_transaction(db: str) -> None:
     assert len(txns) == 1
     ids = [new["id"] for _, _, _, new, _, _ in txns[0].changes()]
     assert ids == list(range(1, rows + 1))
+
+
+async def test_a_dropped_main_slot_is_recreated_at_start(db: str) -> None:
+    txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
+    async with trio.open_nursery() as nursery:
+        status, scope = await start_reader(nursery, db, txlog)
+        scope.cancel()
+    async with await connect(db) as c:
+        await c.execute("SELECT pg_drop_replication_slot($1)", status.main_slot)
+        assert (
+            await c.fetchval(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", status.main_slot
+            )
+            == 0
+        )
+    async with trio.open_nursery() as nursery:
+        again, scope = await start_reader(nursery, db, txlog)
+        async with await connect(db) as c:
+            await c.execute("INSERT INTO items VALUES (7, 'after the drop')")
+            assert (
+                await c.fetchval(
+                    "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                    again.main_slot,
+                )
+                == 1
+            )
+        txns = await wait_for_changes(txlog, 1)
+        scope.cancel()
+    assert [new["id"] for t in txns for _, _, _, new, _, _ in t.changes()] == [7]
