@@ -8,17 +8,17 @@ reading the log finds the migration's client ops ready. Each version's schema is
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
+from .._log import get_logger
 from ..pg import Connection
 from .migration import MigrateOp, apply_migration
 from .schema import DDLError, Schema, schema_to_json
 
-log = logging.getLogger("electric_trio.ddlx")
+log = get_logger(__name__)
 
 
 class _HasDdl(Protocol):
@@ -98,17 +98,20 @@ class MigrationHistory:
                 if version is None:
                     log.error(
                         "captured DDL without a migration version; not sent to clients",
-                        extra={"txid": txid, "statements": statements},
+                        txid=txid,
+                        statements=statements,
                     )
                     continue
                 if self.version is not None and version <= self.version:
                     continue
                 for statement in statements:
-                    log.info("Applying migration %s: %s", version, statement)
+                    log.info(f"Applying migration {version}: {statement}")
                 try:
                     migration = self._apply(version, txid, statements, end_lsn=txn.end_lsn)
                 except DDLError as e:
-                    log.error("migration %s cannot be applied to the schema: %s", version, e)
+                    log.error(
+                        "migration cannot be applied to the schema", version=version, error=str(e)
+                    )
                     continue
                 await conn.execute(
                     "INSERT INTO electric.schema (version, schema, migration_ddl)"
@@ -117,7 +120,7 @@ class MigrationHistory:
                     schema_to_json(self.schema).decode(),
                     list(statements),
                 )
-                log.info("Saved schema version %s", version)
+                log.info(f"Saved schema version {version}")
                 applied.append(migration)
         return applied
 

@@ -9,7 +9,6 @@ and a second, ordinary connection keeps the main slot within the resumable windo
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ import msgspec
 import trio
 
 from .. import _native
+from .._log import get_logger
 from ..pg import ConnectParams, connect, format_lsn
 from ._log import TransactionLog
 from ._slot import (
@@ -29,7 +29,7 @@ from ._slot import (
     temp_slot_name,
 )
 
-log = logging.getLogger("electric_trio.replication")
+log = get_logger(__name__)
 
 #: Batches larger than this are decoded in a worker thread (the decoder releases the GIL).
 _THREAD_BATCH = 512
@@ -87,7 +87,7 @@ async def serve_replication(
             f"publication_names '{settings.publication}')"
         )
         status = ReaderStatus(main_slot=main, temp_slot=temp, start_lsn=start, flushed_lsn=start)
-        log.info("replication started slot=%s from=%s", main, format_lsn(start))
+        log.info("replication started", slot=main, start_lsn=format_lsn(start))
         decoder = _native.ElectricDecoder()
         task_status.started(status)
         async with trio.open_nursery() as nursery:
@@ -106,7 +106,7 @@ async def serve_replication(
                     # Keep what was complete before the bad message, then stop loudly.
                     if e.transactions:
                         txlog.append(e.transactions)
-                    log.error("undecodable replication message: %s", e)
+                    log.error("undecodable replication message", error=str(e), lsn=e.lsn)
                     raise
                 if txns and txlog.last_lsn is not None and txns[0].end_lsn <= txlog.last_lsn:
                     # After a reconnection the slot replays its window: keep each transaction
@@ -136,5 +136,5 @@ async def _keep_slot_in_window(service: Any, main: str, settings: ReaderSettings
     while True:
         moved = await advance_main_slot(service, main, settings.resumable_wal_window)
         if moved is not None:
-            log.debug("advanced slot=%s to=%s", main, format_lsn(moved))
+            log.debug("advanced slot", slot=main, to=format_lsn(moved))
         await trio.sleep(settings.advance_interval)
