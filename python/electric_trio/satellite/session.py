@@ -26,6 +26,7 @@ from .._native import ElectricTransaction
 from ..ddlx.migration import Dialect
 from ._db import PostgresUnavailableError
 from .auth import AuthFailure, AuthResult
+from .inbound import Inbound
 from .messages import (
     FrameMessage,
     ProtoMessage,
@@ -159,6 +160,8 @@ class Session:
         #: The client answered our ``startReplication``: its transactions may come in.
         self.inbound_active = False
         self.outbound: Outbound | None = None
+        #: The client's own transactions (its relations and oplog frames).
+        self.inbound = Inbound(self)
         self.window = _Window(self.settings.unacked_window)
         self._request_ids = 0
         self._calls: dict[tuple[str, int], None] = {}
@@ -282,10 +285,7 @@ class Session:
         elif isinstance(message, SatOpLogAck):
             await self._on_ack(message)
         elif isinstance(message, SatRelation | SatOpLog):
-            # Client writes are not applied to Postgres yet (the writes issue): accepted once the
-            # client answered our startReplication (ignored before, as the original did) and
-            # dropped, and never acknowledged, so the client keeps them in its oplog.
-            pass
+            await self.inbound.receive(message)
         else:
             await self.close(
                 CLOSE_PROTOCOL_ERROR,
