@@ -6,6 +6,7 @@ __all__ = [
     "SATELLITE_MAX_FRAME_LEN",
     "UNCHANGED_TOAST",
     "BackendReader",
+    "ClientRowCodec",
     "ElectricDecoder",
     "ElectricError",
     "ElectricTransaction",
@@ -236,3 +237,11 @@ def encode_transaction_oplog(
 def transaction_relations(
     txn: ElectricTransaction, changes: list[int]
 ) -> list[tuple[int, str, str, list[tuple[str, int]]]]: ...
+
+# ---- Client writes: a client's row values to Postgres text input -------------------------------
+
+@final
+class ClientRowCodec:
+    def __new__(cls, types: list[tuple[str, list[str] | None]]) -> ClientRowCodec: ...
+    def to_pg_text(self, nulls_bitmask: bytes, values: list[bytes]) -> list[str | None]: ...
+    def __len__(self) -> int: ...

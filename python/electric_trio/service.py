@@ -26,6 +26,7 @@ from .pg import Connection, ConnectParams, PgAuthError, PgConnectError, PgError,
 if TYPE_CHECKING:
     from .ddlx.history import MigrationHistory
     from .replication import TransactionLog
+    from .writes import Writer
 
 __all__ = ["PostgresConnector", "Service", "StartupError", "Subsystem", "serve"]
 
@@ -177,6 +178,8 @@ class Service:
         self.txlog: TransactionLog[Any] | None = None
         #: The electrified schema and its migrations (set by the replication subsystem).
         self.migrations: MigrationHistory | None = None
+        #: Where accepted client transactions go (set by the writes subsystem).
+        self.writer: Writer | None = None
         self._gates: list[Callable[[], bool]] = []
         self._started = trio.Event()
 
@@ -226,8 +229,9 @@ def default_subsystems() -> list[Subsystem]:
     from .http.migrations import MigrationsApi
     from .replication import ReplicationSubsystem
     from .satellite.server import SatelliteSubsystem
+    from .writes.subsystem import WritesSubsystem
 
-    return [ReplicationSubsystem(), MigrationsApi(), SatelliteSubsystem()]
+    return [ReplicationSubsystem(), MigrationsApi(), SatelliteSubsystem(), WritesSubsystem()]
 
 
 async def serve(

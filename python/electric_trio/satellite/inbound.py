@@ -1,21 +1,121 @@
 """The client's half of replication: its ``SatRelation`` and ``SatOpLog`` frames (§7.3).
 
-One :class:`Inbound` per session. Today the client's transactions are accepted once it answered
-our ``startReplication`` and dropped, never acknowledged, so the client keeps them in its oplog
-(the writes issue fills this in: validation, :class:`~electric_trio.writes.ClientWrite`, the
-writer).
+One :class:`Inbound` per session. Relations are kept as the client sent them (its own relation
+ids) and matched by schema and table name against the electrified schema when a transaction uses
+them. A transaction (``begin`` … ``commit``, possibly over several frames) is validated change
+by change as it arrives: only electrified tables, every column of the table present, values of
+the columns' types (decoded and converted to Postgres text in Rust), no NULL where the client or
+the table says NOT NULL (compensations excepted), no change of a primary key. An accepted
+transaction with changes becomes one :class:`~electric_trio.writes.ClientWrite` handed to the
+service's writer; the session reads no further frame until the writer has it. A rejected one
+closes the connection with ``SatErrorResp{INVALID_REQUEST, lsn}`` (1007) and nothing of it is
+written.
+
+Transactions are accepted only once the client answered our ``startReplication``; before that
+they are ignored, as the original did. Without a writer (a service run without the writes
+subsystem) they are dropped unacknowledged, so the client keeps them in its oplog.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from .messages import SatOpLog, SatRelation
+import msgspec
+
+from .._native import ClientRowCodec, ValueDecodeError
+from ..ddlx.schema import Schema, Table
+from ..writes.model import ClientWrite, RowInsert, Writer, WriteRejectedError
+from ..writes.rows import (
+    ChangeKind,
+    InvalidTagError,
+    ack_row,
+    change_rows,
+    observed_tags_literal,
+    tag_literal,
+)
+from .messages import (
+    SatErrorResp,
+    SatErrorRespErrorCode,
+    SatOpLog,
+    SatOpRow,
+    SatRelation,
+    SatTransOp,
+)
 
 if TYPE_CHECKING:
     from .session import Session
 
 __all__ = ["Inbound"]
+
+log = logging.getLogger("electric_trio.satellite")
+
+_CLOSE_PROTOCOL_ERROR = 1007
+
+
+class _Invalid(Exception):
+    """A client transaction that fails validation; the message says why."""
+
+
+class _Relation(msgspec.Struct, frozen=True, gc=False):
+    """A client relation matched to an electrified table."""
+
+    table: Table
+    codec: ClientRowCodec
+    #: For each table column, its index among the client's columns.
+    order: tuple[int, ...]
+    #: Per table column: whether NULL is refused (the client's or the table's NOT NULL).
+    not_null: tuple[bool, ...]
+    #: Table indexes of the key columns, and of the others.
+    pk: tuple[int, ...]
+    non_pk: tuple[int, ...]
+
+
+def _resolve(relation: SatRelation, schema: Schema) -> _Relation:
+    table = schema.table(relation.schema_name, relation.table_name)
+    if table is None:
+        raise _Invalid(f"table {relation.schema_name}.{relation.table_name} is not electrified")
+    position = {c.name: i for i, c in enumerate(relation.columns)}
+    if len(position) != len(relation.columns):
+        raise _Invalid(f"relation {table.name} names a column twice")
+    unknown = set(position) - set(table.column_names)
+    if unknown:
+        raise _Invalid(f"table {table.name} has no column {sorted(unknown)[0]}")
+    missing = [name for name in table.column_names if name not in position]
+    if missing:
+        raise _Invalid(f"relation {table.name} lacks column {missing[0]}")
+    types: list[tuple[str, list[str] | None]] = []
+    for client_column in relation.columns:
+        column = table.column(client_column.name)
+        assert column is not None
+        enum = schema.enum_type(column.type.name)
+        types.append((column.type.name, list(enum.labels) if enum is not None else None))
+    try:
+        codec = ClientRowCodec(types)
+    except ValueError as e:
+        raise _Invalid(f"table {table.name}: {e}") from None
+    order = tuple(position[name] for name in table.column_names)
+    pk = set(table.primary_key)
+    return _Relation(
+        table=table,
+        codec=codec,
+        order=order,
+        not_null=tuple(
+            c.not_null or not relation.columns[position[c.name]].is_nullable for c in table.columns
+        ),
+        pk=tuple(i for i, c in enumerate(table.columns) if c.name in pk),
+        non_pk=tuple(i for i, c in enumerate(table.columns) if c.name not in pk),
+    )
+
+
+class _Transaction:
+    """A client transaction being received."""
+
+    def __init__(self, lsn: bytes, commit_timestamp_ms: int, tag: str) -> None:
+        self.lsn = lsn
+        self.commit_timestamp_ms = commit_timestamp_ms
+        self.tag = tag
+        self.inserts: list[RowInsert] = []
 
 
 class Inbound:
@@ -23,7 +123,195 @@ class Inbound:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._relations: dict[int, SatRelation] = {}
+        self._resolved: dict[int, _Relation] = {}
+        self._schema: Schema | None = None
+        self._txn: _Transaction | None = None
 
     async def receive(self, message: SatRelation | SatOpLog) -> None:
         """Handles one frame from the client, in order with the others."""
-        del message
+        if isinstance(message, SatRelation):
+            self._relations[message.relation_id] = message
+            self._resolved.pop(message.relation_id, None)
+            return
+        if not self.session.inbound_active:
+            log.info(
+                "client transaction before replication started, ignored client_id=%s",
+                self.session.client_id,
+            )
+            return
+        for op in message.ops:
+            try:
+                done = self._op(op)
+            except _Invalid as e:
+                await self._reject(str(e))
+                return
+            if done is not None:
+                await self._write(done)
+
+    # ---- assembling and validating -------------------------------------------------------
+
+    def _op(self, op: SatTransOp) -> _Transaction | None:
+        """Adds ``op`` to the transaction; returns the transaction it completes."""
+        txn = self._txn
+        if op.begin is not None:
+            if txn is not None:
+                raise _Invalid("begin inside a transaction")
+            if not op.begin.lsn:
+                raise _Invalid("begin without an lsn")
+            ms = op.begin.commit_timestamp
+            assert self.session.client_id is not None
+            try:
+                tag = tag_literal(ms, self.session.client_id)
+            except InvalidTagError as e:
+                self._txn = _Transaction(op.begin.lsn, ms, "")
+                raise _Invalid(str(e)) from None
+            self._txn = _Transaction(op.begin.lsn, ms, tag)
+            return None
+        if txn is None:
+            raise _Invalid("a change or commit outside a transaction")
+        if op.commit is not None:
+            self._txn = None
+            return txn
+        if op.insert is not None:
+            self._change(
+                txn, "insert", op.insert.relation_id, op.insert.row_data, None, op.insert.tags
+            )
+        elif op.update is not None:
+            update = op.update
+            if update.old_row_data is None:  # the old clients' form of a compensation
+                self._change(
+                    txn, "compensation", update.relation_id, update.row_data, None, update.tags
+                )
+            else:
+                self._change(
+                    txn,
+                    "update",
+                    update.relation_id,
+                    update.row_data,
+                    update.old_row_data,
+                    update.tags,
+                )
+        elif op.delete is not None:
+            self._change(
+                txn, "delete", op.delete.relation_id, op.delete.old_row_data, None, op.delete.tags
+            )
+        elif op.compensation is not None:
+            c = op.compensation
+            self._change(txn, "compensation", c.relation_id, c.pk_data, None, c.tags)
+        else:
+            raise _Invalid("a client cannot send migrate, gone or additional data operations")
+        return None
+
+    def _relation(self, relation_id: int) -> _Relation:
+        schema = self.session.server.history.schema
+        if schema is not self._schema:
+            self._resolved.clear()
+            self._schema = schema
+        resolved = self._resolved.get(relation_id)
+        if resolved is None:
+            relation = self._relations.get(relation_id)
+            if relation is None:
+                raise _Invalid(f"unknown relation id {relation_id}")
+            resolved = self._resolved[relation_id] = _resolve(relation, schema)
+        return resolved
+
+    def _row(self, relation: _Relation, row: SatOpRow | None, *, nulls: bool) -> list[str | None]:
+        """The row in table order as Postgres text."""
+        table = relation.table
+        if row is None:
+            raise _Invalid(f"a change of {table.name} without its row")
+        try:
+            client_order = relation.codec.to_pg_text(row.nulls_bitmask, list(row.values))
+        except ValueDecodeError as e:
+            column: int | None = getattr(e, "column", None)
+            where = ""
+            if column is not None:
+                where = f" column {table.columns[relation.order.index(column)].name}:"
+            raise _Invalid(f"invalid value in {table.name}{where} {e}") from None
+        values = [client_order[i] for i in relation.order]
+        if not nulls:
+            for i, value in enumerate(values):
+                if value is None and relation.not_null[i]:
+                    raise _Invalid(f"NULL in NOT NULL column {table.columns[i].name}")
+        for i in relation.pk:
+            if values[i] is None:
+                raise _Invalid(f"NULL in primary key column {table.columns[i].name}")
+        return values
+
+    def _change(
+        self,
+        txn: _Transaction,
+        kind: ChangeKind,
+        relation_id: int,
+        row: SatOpRow | None,
+        old_row: SatOpRow | None,
+        tags: tuple[str, ...],
+    ) -> None:
+        relation = self._relation(relation_id)
+        values = self._row(relation, row, nulls=kind == "compensation")
+        if kind == "insert":
+            modified = [True] * len(relation.non_pk)
+        elif kind == "update":
+            old = self._row(relation, old_row, nulls=False)
+            for i in relation.pk:
+                if old[i] != values[i]:
+                    name = relation.table.columns[i].name
+                    raise _Invalid(
+                        f"primary key column {name} of {relation.table.name} cannot be updated"
+                    )
+            modified = [old[i] != values[i] for i in relation.non_pk]
+        else:
+            modified = [False] * len(relation.non_pk)
+        if kind == "compensation":
+            # Only the key counts: the main row is the key and NULLs (§6).
+            keep = set(relation.pk)
+            values = [v if i in keep else None for i, v in enumerate(values)]
+        try:
+            observed = observed_tags_literal(tags)
+        except InvalidTagError as e:
+            raise _Invalid(str(e)) from None
+        txn.inserts.extend(change_rows(relation.table, kind, values, txn.tag, observed, modified))
+
+    # ---- outcomes ------------------------------------------------------------------------
+
+    async def _reject(self, reason: str) -> None:
+        txn, self._txn = self._txn, None
+        session = self.session
+        log.warning(
+            "client transaction failed write validation client_id=%s lsn=%s: %s",
+            session.client_id,
+            txn.lsn.hex() if txn is not None else None,
+            reason,
+        )
+        await session.close(
+            _CLOSE_PROTOCOL_ERROR,
+            "Invalid transaction",
+            SatErrorResp(
+                error_type=SatErrorRespErrorCode.INVALID_REQUEST,
+                lsn=txn.lsn if txn is not None else None,
+                message=reason,
+            ),
+        )
+
+    async def _write(self, txn: _Transaction) -> None:
+        session = self.session
+        client_id = session.client_id
+        assert client_id is not None
+        if not txn.inserts:
+            return  # transactions with no changes are dropped (§7)
+        writer: Writer | None = session.server.writer()
+        if writer is None:
+            log.info("no writer: client transaction dropped client_id=%s", client_id)
+            return
+        write = ClientWrite(
+            client_id=client_id,
+            lsn=txn.lsn,
+            commit_timestamp_ms=txn.commit_timestamp_ms,
+            inserts=(ack_row(client_id, txn.lsn), *txn.inserts),
+        )
+        try:
+            await writer.write(write)
+        except WriteRejectedError as e:
+            self._txn = txn
+            await self._reject(f"Postgres refused the transaction: {e}")

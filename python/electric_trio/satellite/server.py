@@ -30,9 +30,12 @@ from .session import CLOSE_SERVER_ERROR, Session
 from .stream import OWNER_COLUMN
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..ddlx.history import MigrationHistory
     from ..replication import TransactionLog
     from ..service import Service
+    from ..writes import Writer
 
 __all__ = [
     "PROTOCOL_PREFIX",
@@ -172,6 +175,9 @@ class SatelliteServer:
         self.checkpoints: dict[str, int] = {}
         self._oids: dict[tuple[str, str], int] = {}
         self._migration_times: dict[str, int] = {}
+        #: The service's writer of client transactions, looked up at each transaction (the
+        #: writes subsystem starts after this one); None: client transactions are dropped.
+        self.writer: Callable[[], Writer | None] = lambda: None
 
     # ---- clients -------------------------------------------------------------------------
 
@@ -358,6 +364,7 @@ class SatelliteSubsystem:
                 connect_params(service.config.database), application_name=APPLICATION_NAME
             ),
         )
+        server.writer = lambda: service.writer
         self.server = server
         try:
             task_status.started()

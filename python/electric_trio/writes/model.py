@@ -15,7 +15,9 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["ClientWrite", "RowInsert", "Writer"]
+from ..errors import ElectricError
+
+__all__ = ["ClientWrite", "RowInsert", "WriteRejectedError", "Writer"]
 
 
 class RowInsert(msgspec.Struct, frozen=True, gc=False):
@@ -42,10 +44,18 @@ class ClientWrite(msgspec.Struct, frozen=True, gc=False):
     inserts: tuple[RowInsert, ...]
 
 
+class WriteRejectedError(ElectricError):
+    """Postgres refused a client transaction (a constraint it breaks, a value it does not
+    take): it can never be written. The session tells the client (``SatErrorResp
+    {INVALID_REQUEST, lsn}``) and closes the connection."""
+
+
 class Writer(Protocol):
     """Takes accepted client transactions into Postgres, in the order they are given."""
 
     async def write(self, write: ClientWrite) -> None:
         """Returns once ``write`` is committed (direct) or queued for the publisher; raises
-        :class:`~electric_trio.errors.ElectricError` when it cannot be written."""
+        :class:`WriteRejectedError` when Postgres refuses it. A transaction at or below the
+        client's position already in ``electric.acknowledged_client_lsns`` (a replay) is not
+        written again."""
         ...

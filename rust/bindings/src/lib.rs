@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod client_writes;
 mod electric;
 mod errors;
 mod pgoutput;
@@ -21,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     satellite::register(m)?;
     satellite_stream::register(m)?;
     shapes::register(m)?;
+    client_writes::register(m)?;
     Ok(())
 }

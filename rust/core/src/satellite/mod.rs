@@ -4,13 +4,14 @@
 //! The message types are generated from `proto/satellite.proto` ([`proto`]); [`dynamic`] gives
 //! the same messages with their .proto field names for the Python binding.
 
+mod client_ops;
 pub mod dynamic;
 mod frame;
 mod ids;
 mod oplog;
 mod row;
 mod rpc;
-mod values;
+pub(crate) mod values;
 
 /// Types generated from `proto/satellite.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -18,6 +19,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/electric.satellite.rs"));
 }
 
+pub use client_ops::{client_row_to_pg_text, client_value_to_pg_text};
 pub use frame::{split, Frame, FrameError, MessageType, DEFAULT_MAX_FRAME_LEN};
 pub use ids::{
     client_lsn, commit_timestamp_ms, format_tag, parse_client_lsn, parse_server_lsn, parse_tag,

@@ -1,0 +1,247 @@
+"""``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``: client transactions written on our own connection
+(server-behaviour.md §7).
+
+The connection runs with ``electric.session_replication_role = replica``, so the triggers of
+electrified tables treat its inserts as client writes (the builtin role stays ``origin``: the
+plain-ENABLE triggers still fire but their WHEN clauses are false). Each client transaction is
+one Postgres transaction sent as one simple query, one round trip: ``BEGIN``, the upsert of the
+client's row in ``electric.acknowledged_client_lsns``, per change the main-table ``INSERT`` then
+the shadow ``INSERT``, ``COMMIT``.
+
+Exactly once: the acknowledged position is the idempotency record. Before writing a client's
+first transaction (and after any connection loss, when it is unknown whether the last ``COMMIT``
+landed) the writer reads that row; a transaction at or below it is a replay and is not written
+again. A lost connection is re-opened with a 1-10 s backoff and the transaction retried; a
+transaction Postgres refuses (a constraint, a value) raises :class:`WriteRejectedError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+import trio
+
+from .._log import get_logger
+from ..pg import Connection, ConnectionLostError, ConnectParams, PgConnectError, PgError, connect
+from .model import ClientWrite, RowInsert, WriteRejectedError
+
+__all__ = ["APPLICATION_NAME", "DirectWriter", "DirectWriterStatistics", "transaction_sql"]
+
+log = get_logger(__name__)
+
+#: The ``application_name`` of the writer's connection.
+APPLICATION_NAME = "electric-trio writer"
+RECONNECT_BACKOFF_MIN = 1.0
+RECONNECT_BACKOFF_MAX = 10.0
+_ACK_TABLE = ("electric", "acknowledged_client_lsns")
+_SETUP = "SET electric.session_replication_role = replica; SET standard_conforming_strings = on"
+# Errors worth a retry of the same transaction: a serialization failure or a deadlock with a
+# concurrent Postgres-side writer.
+_RETRY_SQLSTATES = ("40001", "40P01")
+
+
+class DirectWriterStatistics(msgspec.Struct, frozen=True):
+    """What a :class:`DirectWriter` did so far."""
+
+    transactions: int
+    rows: int
+    replays: int
+    reconnects: int
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _Statements:
+    """SQL text of row inserts, with the ``INSERT INTO … (columns) VALUES`` head cached."""
+
+    def __init__(self) -> None:
+        self._heads: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+    def head(self, row: RowInsert) -> str:
+        key = (row.schema, row.table, row.columns)
+        head = self._heads.get(key)
+        if head is None:
+            columns = ", ".join(_ident(c) for c in row.columns)
+            head = f"INSERT INTO {_ident(row.schema)}.{_ident(row.table)} ({columns}) VALUES ("
+            if (row.schema, row.table) == _ACK_TABLE:
+                head = head.replace(" (", " AS t (", 1)
+            self._heads[key] = head
+        return head
+
+    def insert(self, row: RowInsert) -> str:
+        sql = self.head(row) + ", ".join(_literal(v) for v in row.values) + ")"
+        if (row.schema, row.table) == _ACK_TABLE:
+            sql += " ON CONFLICT (client_id) DO UPDATE SET lsn = excluded.lsn"
+        return sql
+
+    def transaction(self, rows: Iterable[RowInsert]) -> str:
+        return "BEGIN;\n" + "".join(self.insert(r) + ";\n" for r in rows) + "COMMIT"
+
+
+def transaction_sql(write: ClientWrite) -> str:
+    """The one simple query that writes ``write`` (``BEGIN`` … ``COMMIT``)."""
+    return _Statements().transaction(write.inserts)
+
+
+def client_position(lsn: bytes) -> int:
+    """A client's position as a number (its LSN bytes, big-endian)."""
+    return int.from_bytes(lsn, "big")
+
+
+def _connection_problem(error: BaseException) -> bool:
+    """Whether ``error`` means the connection (not the transaction) failed."""
+    if isinstance(error, ConnectionLostError | PgConnectError):
+        return True
+    if isinstance(error, PgError):
+        return error.severity in ("FATAL", "PANIC") or (error.sqlstate or "").startswith(
+            ("08", "57")
+        )
+    return isinstance(error, OSError | trio.TooSlowError | trio.BrokenResourceError)
+
+
+class DirectWriter:
+    """Writes client transactions on one Postgres connection of its own, one at a time, in
+    the order :meth:`write` is called."""
+
+    def __init__(self, params: ConnectParams) -> None:
+        self._params = msgspec.structs.replace(params, application_name=APPLICATION_NAME)
+        self._conn: Connection | None = None
+        self._lock = trio.Lock()
+        self._statements = _Statements()
+        #: Each client's position known to be in Postgres (-1: none).
+        self._acked: dict[str, int] = {}
+        self._closed = False
+        self._transactions = self._rows = self._replays = self._reconnects = 0
+
+    @property
+    def statistics(self) -> DirectWriterStatistics:
+        return DirectWriterStatistics(
+            transactions=self._transactions,
+            rows=self._rows,
+            replays=self._replays,
+            reconnects=self._reconnects,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Opens the connection (writes re-open it when it is lost), ``task_status.started()``,
+        then keeps it until cancelled."""
+        try:
+            async with self._lock:
+                await self._connection()
+        except Exception as e:
+            if not _connection_problem(e):
+                raise
+            log.warning("the direct writer cannot connect yet", error=str(e))
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._drop()
+
+    async def write(self, write: ClientWrite) -> None:
+        """Commits ``write`` (unless Postgres has it already); retries over connection losses
+        until it is committed or the caller is cancelled."""
+        delay = RECONNECT_BACKOFF_MIN
+        async with self._lock:
+            while True:
+                try:
+                    await self._write_once(write)
+                    return
+                except Exception as e:
+                    if isinstance(e, PgError) and not _connection_problem(e):
+                        await self._rollback()
+                        if e.sqlstate in _RETRY_SQLSTATES:
+                            continue
+                        raise WriteRejectedError(
+                            f"{e.message} (SQLSTATE {e.sqlstate})" if e.sqlstate else e.message
+                        ) from e
+                    if not _connection_problem(e):
+                        raise
+                    await self._drop()
+                    log.warning(
+                        "the direct writer lost its connection; retrying",
+                        client_id=write.client_id,
+                        error=str(e),
+                        retry_in=delay,
+                    )
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+
+    async def _write_once(self, write: ClientWrite) -> None:
+        conn = await self._connection()
+        position = client_position(write.lsn)
+        acked = self._acked.get(write.client_id)
+        if acked is None:
+            row = await conn.fetchrow(
+                "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
+                write.client_id,
+            )
+            acked = self._acked[write.client_id] = -1 if row is None else client_position(row[0])
+        if position <= acked:
+            self._replays += 1
+            log.info(
+                "client transaction already written, skipped",
+                client_id=write.client_id,
+                lsn=write.lsn.hex(),
+            )
+            return
+        sql = self._statements.transaction(write.inserts)
+        try:
+            await conn.execute(sql)
+        except BaseException as e:
+            # Whether the COMMIT landed is unknown until the row is read again.
+            self._acked.pop(write.client_id, None)
+            if not isinstance(e, PgError) and conn.transaction_status != "I":
+                await self._drop()  # cancelled half-way: closing aborts what was begun
+            raise
+        self._acked[write.client_id] = position
+        self._transactions += 1
+        self._rows += len(write.inserts) - 1
+
+    async def _connection(self) -> Connection:
+        if self._closed:
+            raise ConnectionLostError("the direct writer is closed")
+        if self._conn is None or self._conn.closed:
+            # Shielded and bounded: a connect cancelled half-way would leak its socket.
+            with trio.CancelScope(shield=True), trio.fail_after(self._params.connect_timeout + 5):
+                conn = await connect(self._params)
+                try:
+                    await conn.execute(_SETUP)
+                except BaseException:
+                    await conn.aclose()
+                    raise
+            if self._conn is not None:
+                self._reconnects += 1
+            self._conn = conn
+            self._acked.clear()
+        return self._conn
+
+    async def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and not conn.closed and conn.transaction_status != "I":
+            try:
+                await conn.execute("ROLLBACK")
+            except Exception:
+                await self._drop()
+
+    async def _drop(self) -> None:
+        conn = self._conn
+        self._acked.clear()
+        if conn is not None:
+            # keep the object: a later connect counts as a reconnect
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
