@@ -10,6 +10,7 @@ __all__ = [
     "ElectricDecoder",
     "ElectricError",
     "ElectricTransaction",
+    "FrameScanner",
     "PgOutputDecoder",
     "PgOutputError",
     "ProtocolError",
@@ -24,16 +25,21 @@ __all__ = [
     "decode_frame",
     "decode_message",
     "decode_text_value",
+    "encode_authentication",
     "encode_cancel_request",
+    "encode_command_complete",
     "encode_copy_data",
     "encode_copy_data_many",
     "encode_copy_done",
     "encode_copy_fail",
+    "encode_error_response",
     "encode_extended_query",
     "encode_frame",
     "encode_message",
     "encode_password",
+    "encode_pg_message",
     "encode_query",
+    "encode_ready_for_query",
     "encode_sasl_initial_response",
     "encode_sasl_response",
     "encode_ssl_request",
@@ -43,7 +49,9 @@ __all__ = [
     "encode_terminate",
     "encode_transaction_oplog",
     "frame_type_ids",
+    "parse_frontend",
     "parse_replication_message",
+    "parse_startup",
     "transaction_relations",
 ]
 
@@ -90,6 +98,25 @@ def parse_replication_message(payload: bytes) -> tuple[Any, ...]: ...
 def encode_standby_status(
     write: int, flush: int, apply: int, send_time: int, reply_requested: bool = False
 ) -> bytes: ...
+
+# ---- Migrations proxy: relay scanner, client message parsers, server messages it writes -------
+
+@final
+class FrameScanner:
+    def __new__(cls, max_message: int = ...) -> FrameScanner: ...
+    def feed(self, data: bytes) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+    def next_untagged(self) -> bytes | None: ...
+    def next(self, stop: bytes) -> tuple[bytes, int, bytes]: ...
+
+def parse_startup(body: bytes) -> tuple[Any, ...]: ...
+def parse_frontend(tag: int, body: bytes) -> tuple[Any, ...]: ...
+def encode_authentication(code: int, salt: bytes | None = None) -> bytes: ...
+def encode_error_response(fields: list[tuple[str, str]], notice: bool = False) -> bytes: ...
+def encode_ready_for_query(status: int) -> bytes: ...
+def encode_command_complete(tag: str) -> bytes: ...
+def encode_pg_message(tag: int, body: bytes) -> bytes: ...
 
 # ---- pgoutput ---------------------------------------------------------------------------------
 

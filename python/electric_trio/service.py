@@ -227,11 +227,18 @@ class Subsystem(Protocol):
 def default_subsystems() -> list[Subsystem]:
     """The parts of a full service, in start order."""
     from .http.migrations import MigrationsApi
+    from .proxy import ProxySubsystem
     from .replication import ReplicationSubsystem
     from .satellite.server import SatelliteSubsystem
     from .writes.subsystem import WritesSubsystem
 
-    return [ReplicationSubsystem(), MigrationsApi(), SatelliteSubsystem(), WritesSubsystem()]
+    return [
+        ReplicationSubsystem(),
+        MigrationsApi(),
+        SatelliteSubsystem(),
+        WritesSubsystem(),
+        ProxySubsystem(),
+    ]
 
 
 async def serve(

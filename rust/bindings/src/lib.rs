@@ -6,6 +6,7 @@ mod client_writes;
 mod electric;
 mod errors;
 mod pgoutput;
+mod pgproxy;
 mod pgwire;
 mod satellite;
 mod satellite_stream;
@@ -18,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     pgwire::register(m)?;
     pgoutput::register(m)?;
+    pgproxy::register(m)?;
     electric::register(m)?;
     satellite::register(m)?;
     satellite_stream::register(m)?;

@@ -1,0 +1,475 @@
+"""One client of the migrations proxy: startup, password check, the upstream connection and
+the relay in both directions (server-behaviour.md §10).
+
+The relay is two tasks. Client -> upstream forwards runs of messages untouched and stops only at
+the messages migration mode reads (Query, Parse, Bind, Execute, Sync), which it may rewrite.
+Upstream -> client forwards everything untouched too, except inside the response to a rewritten
+request: there it puts back the command tags the client expects and swallows the answers to
+requests the proxy made itself. Requests are matched to answers by counting ReadyForQuery:
+each Query and each Sync sent upstream gets exactly one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+import trio
+
+from .. import _native
+from .._log import get_logger
+from ..errors import ElectricError
+from ..pg import ConnectParams, PgAuthError, PgConnectError, PgError, connect
+from . import _analyse
+from ._analyse import Rejection, Table
+
+if TYPE_CHECKING:
+    from ._server import ProxyServer
+
+__all__ = ["ProxySession"]
+
+log = get_logger(__name__)
+
+#: Largest message accepted from a client (Postgres's own limit is 1 GiB).
+MAX_MESSAGE = 128 * 2**20
+RECV_SIZE = 65536
+STARTUP_TIMEOUT = 30.0
+_ALL_TAGS = bytes(range(256))
+_MIGRATION_STOPS = b"QPBESX"
+_DROP = "\0drop"
+# Errors that mean one side of the relay has gone away.
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+Mode = Literal["migration", "transparent"]
+
+
+class _ClientGone(Exception):
+    pass
+
+
+@dataclass
+class _Group:
+    """The answer to one upstream Query or Sync that the relay must edit."""
+
+    #: Number of the ReadyForQuery that ends it (1 = the first after startup).
+    seq: int
+    #: Per statement / Execute, in order: the tag to put back, None to keep, _DROP to swallow.
+    tags: deque[str | None] = field(default_factory=deque)
+    #: Swallow the whole answer (a request of the proxy's own).
+    hidden: bool = False
+
+
+def _fatal(code: str, message: str) -> bytes:
+    return _native.encode_error_response(
+        [("S", "FATAL"), ("V", "FATAL"), ("C", code), ("M", message)]
+    )
+
+
+def _encode_parse(name: str, sql: str, types: list[int]) -> bytes:
+    body = (
+        name.encode()
+        + b"\0"
+        + sql.encode()
+        + b"\0"
+        + struct.pack(f"!h{len(types)}I", len(types), *types)
+    )
+    return _native.encode_pg_message(ord("P"), body)
+
+
+class ProxySession:
+    def __init__(self, server: ProxyServer, client: trio.abc.Stream, remote: str) -> None:
+        self.server = server
+        self.client = client
+        self.remote = remote
+        self.user = ""
+        self.mode: Mode = "migration"
+        self._upstream: trio.abc.Stream | None = None
+        self._client_scanner = _native.FrameScanner(MAX_MESSAGE)
+        self._upstream_scanner = _native.FrameScanner()
+        # Request/answer matching.
+        self._syncs_sent = 0
+        self._z_seen = 0
+        self._pending: deque[_Group] = deque()
+        self._open: _Group | None = None
+        self._batch_executes = 0
+        # Transaction and migration state.
+        self.tx_status = "I"
+        self._migration_tx = False
+        self._electrified_in_tx: set[Table] = set()
+        #: A framework's version seen outside any transaction (priority 2, used once).
+        self._session_version: str | None = None
+        self._after_sync: list[str] = []
+        # Extended protocol: statement -> tag to put back / framework insert; portal -> tag.
+        self._statement_tags: dict[str, str | None] = {}
+        self._framework_statements: dict[str, tuple[str, list[str]]] = {}
+        self._portal_tags: dict[str, str | None] = {}
+
+    # ---- startup ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                params = await self._startup()
+            if params is None:
+                return
+            upstream = await self._connect_upstream(params)
+            if upstream is None:
+                return
+            self._upstream = upstream
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._upstream_to_client, nursery.cancel_scope)
+                    await self._relay_client()
+                    nursery.cancel_scope.cancel()
+            finally:
+                await trio.aclose_forcefully(upstream)
+        except trio.TooSlowError:
+            log.info("proxy client too slow to start up", remote=self.remote)
+        except _ClientGone:
+            pass
+        except _native.ProtocolError as e:
+            log.info("proxy client broke the protocol", remote=self.remote, error=str(e))
+            await self._send_quietly(_fatal("08P01", f"invalid message from client: {e}"))
+
+    async def _send_quietly(self, data: bytes) -> None:
+        with trio.move_on_after(2):
+            try:
+                await self.client.send_all(data)
+            except _GONE:
+                pass
+
+    async def _receive(self) -> bytes:
+        try:
+            data = bytes(await self.client.receive_some(RECV_SIZE))
+        except _GONE:
+            raise _ClientGone from None
+        if not data:
+            raise _ClientGone
+        return data
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self.client.send_all(data)
+        except _GONE:
+            raise _ClientGone from None
+
+    async def _next_untagged(self) -> bytes:
+        while True:
+            body = self._client_scanner.next_untagged()
+            if body is not None:
+                return body
+            self._client_scanner.feed(await self._receive())
+
+    async def _next_message(self) -> tuple[int, bytes]:
+        while True:
+            _, tag, body = self._client_scanner.next(_ALL_TAGS)
+            if tag >= 0:
+                return tag, body
+            self._client_scanner.feed(await self._receive())
+
+    async def _startup(self) -> dict[str, str] | None:
+        while True:
+            msg = _native.parse_startup(await self._next_untagged())
+            if msg[0] in ("ssl", "gss"):
+                await self._send(b"N")
+                continue
+            if msg[0] == "cancel":
+                return None
+            break
+        params = dict(msg[2])
+        user = params.get("user")
+        if not user:
+            await self._send_quietly(
+                _fatal("28000", "no PostgreSQL user name specified in startup packet")
+            )
+            return None
+        self.user = user
+        if user == "transparent":
+            self.mode = "transparent"
+        password = self.server.password
+        if "password" in params:
+            ok = hmac.compare_digest(params["password"].encode(), password.encode())
+        else:
+            salt = secrets.token_bytes(4)
+            await self._send(_native.encode_authentication(5, salt))
+            tag, body = await self._next_message()
+            if tag != ord("p"):
+                await self._send_quietly(_fatal("08P01", "expected a password message"))
+                return None
+            (sent,) = _native.parse_frontend(tag, body)
+            inner = hashlib.md5((password + user).encode()).hexdigest()
+            expected = b"md5" + hashlib.md5(inner.encode() + salt).hexdigest().encode()
+            ok = hmac.compare_digest(sent.rstrip(b"\0"), expected)
+        if not ok:
+            log.info("proxy password refused", user=user, remote=self.remote)
+            await self._send_quietly(
+                _fatal("28P01", f'Password authentication failed for user "{user}"')
+            )
+            return None
+        await self._send(_native.encode_authentication(0))
+        return params
+
+    async def _connect_upstream(self, params: dict[str, str]) -> trio.abc.Stream | None:
+        base: ConnectParams = self.server.upstream_params
+        upstream_params = msgspec.structs.replace(
+            base,
+            options={},
+            application_name=params.get("application_name") or "electric-trio proxy",
+        )
+        try:
+            conn = await connect(upstream_params)
+        except (PgConnectError, PgAuthError, PgError, ElectricError, OSError) as e:
+            log.warning("proxy cannot reach Postgres", error=str(e))
+            await self._send_quietly(_fatal("08006", f"the proxy cannot reach Postgres: {e}"))
+            return None
+        # The connection is ours from here on: its stream is relayed as raw bytes.
+        stream = conn._stream
+        leftover = conn._reader.take_buffered()
+        out = [
+            _native.encode_pg_message(ord("S"), k.encode() + b"\0" + v.encode() + b"\0")
+            for k, v in conn.server_parameters.items()
+        ]
+        out.append(
+            _native.encode_pg_message(
+                ord("K"), struct.pack("!i", conn.backend_pid) + conn._secret_key
+            )
+        )
+        out.append(_native.encode_ready_for_query(ord(conn.transaction_status)))
+        if leftover:
+            self._upstream_scanner.feed(leftover)
+        try:
+            await self._send(b"".join(out))
+        except _ClientGone:
+            await trio.aclose_forcefully(stream)
+            raise
+        self.server.session_started(self)
+        return stream
+
+    # ---- client -> upstream ------------------------------------------------------------------
+
+    async def _to_upstream(self, data: bytes) -> None:
+        assert self._upstream is not None
+        try:
+            await self._upstream.send_all(data)
+        except _GONE:
+            raise _ClientGone from None  # upstream gone: end the session
+
+    async def _relay_client(self) -> None:
+        try:
+            await self._client_to_upstream()
+        except _ClientGone:
+            pass
+        except _native.ProtocolError as e:
+            log.info("proxy client broke the protocol", remote=self.remote, error=str(e))
+            await self._send_quietly(_fatal("08P01", f"invalid message from client: {e}"))
+        except ElectricError as e:  # the catalogue look-up failed: Postgres is unreachable
+            log.warning("proxy session ends", remote=self.remote, error=str(e))
+            await self._send_quietly(_fatal("08006", f"the proxy lost Postgres: {e}"))
+
+    async def _client_to_upstream(self) -> None:
+        data = self._client_scanner.next(b"")[0]  # anything pipelined after startup
+        if data:
+            await self._to_upstream(data)
+        if self.mode == "transparent":
+            while True:
+                await self._to_upstream(await self._receive())
+        while True:
+            out: list[bytes] = []
+            while True:
+                passed, tag, body = self._client_scanner.next(_MIGRATION_STOPS)
+                if passed:
+                    out.append(passed)
+                if tag < 0:
+                    break
+                if tag == ord("X"):
+                    out.append(_native.encode_pg_message(tag, body))
+                    await self._to_upstream(b"".join(out))
+                    return
+                # Anything the rewrite sends must follow what came before it.
+                if out and tag in (ord("Q"), ord("P")):
+                    await self._to_upstream(b"".join(out))
+                    out = []
+                out.append(await self._handle(tag, body))
+            if out:
+                await self._to_upstream(b"".join(out))
+            self._client_scanner.feed(await self._receive())
+
+    async def _handle(self, tag: int, body: bytes) -> bytes:
+        raw = _native.encode_pg_message(tag, body)
+        if tag == ord("Q"):
+            (sql,) = _native.parse_frontend(tag, body)
+            return await self._query(sql, raw)
+        if tag == ord("P"):
+            name, sql, types = _native.parse_frontend(tag, body)
+            return await self._parse(name, sql, types, raw)
+        if tag == ord("B"):
+            portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
+            self._portal_tags[portal] = self._statement_tags.get(statement)
+            insert = self._framework_statements.get(statement)
+            if insert is not None:
+                self._framework_version(_analyse.framework_version(insert, params, formats))
+            return raw
+        if tag == ord("E"):
+            portal, _ = _native.parse_frontend(tag, body)
+            self._execute(self._portal_tags.get(portal))
+            return raw
+        # Sync
+        self._syncs_sent += 1
+        self._open = None
+        self._batch_executes = 0
+        hidden = b"".join(self._hidden_query(sql) for sql in self._after_sync)
+        self._after_sync.clear()
+        return raw + hidden
+
+    def _hidden_query(self, sql: str) -> bytes:
+        self._syncs_sent += 1
+        self._pending.append(_Group(seq=self._syncs_sent, hidden=True))
+        return _native.encode_query(sql)
+
+    def _execute(self, tag: str | None) -> None:
+        if tag is not None and self._open is None:
+            self._open = _Group(seq=self._syncs_sent + 1)
+            self._open.tags.extend([None] * self._batch_executes)
+            self._pending.append(self._open)
+        if self._open is not None:
+            self._open.tags.append(tag)
+        self._batch_executes += 1
+
+    def _framework_version(self, version: str | None) -> None:
+        if version is None:
+            return
+        if self.tx_status == "I":
+            self._session_version = version
+        elif self._migration_tx:
+            self._after_sync.append(
+                f"CALL electric.assign_migration_version({_analyse.quote(version)}, 4)"
+            )
+
+    def _version(self) -> tuple[str, int]:
+        if self._session_version is not None:
+            return (self._session_version, 2)
+        return (_analyse.generated_version(), 0)
+
+    async def _plan(self, parsed: _analyse.Parsed, *, extended: bool) -> _analyse.Plan:
+        electrified, index_tables = await self.server.catalog.lookup(parsed.tables, parsed.indexes)
+        plan = _analyse.plan(
+            parsed,
+            electrified | self._electrified_in_tx,
+            index_tables,
+            version=self._version(),
+            features=self.server.features,
+            extended=extended,
+        )
+        if plan.migration:
+            self._migration_tx = True
+            self._session_version = None
+            self._electrified_in_tx |= plan.electrified
+        if plan.rejection is not None:
+            log.info(
+                "proxy refused a statement",
+                code=plan.rejection.code,
+                message=plan.rejection.message,
+            )
+        return plan
+
+    async def _query(self, sql: str, raw: bytes) -> bytes:
+        self._syncs_sent += 1
+        parsed = _analyse.parse(sql)
+        if parsed.statements is None:
+            return raw
+        plan = await self._plan(parsed, extended=False)
+        if plan.rejection is not None:
+            return _native.encode_query(_rejection_sql(plan.rejection))
+        if not plan.changed:
+            return raw
+        self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
+        return _native.encode_query(plan.sql)
+
+    async def _parse(self, name: str, sql: str, types: list[int], raw: bytes) -> bytes:
+        self._statement_tags.pop(name, None)
+        self._framework_statements.pop(name, None)
+        parsed = _analyse.parse(sql, extended=True)
+        if parsed.framework_insert is not None:
+            self._framework_statements[name] = parsed.framework_insert
+        if parsed.statements is None:
+            return raw
+        plan = await self._plan(parsed, extended=True)
+        if plan.rejection is not None:
+            return _encode_parse(name, _rejection_sql(plan.rejection), [])
+        if not plan.changed or len(plan.statements) != 1:
+            return raw
+        self._statement_tags[name] = plan.tags[0]
+        return _encode_parse(name, plan.sql, types)
+
+    # ---- upstream -> client ------------------------------------------------------------------
+
+    async def _upstream_to_client(self, cancel_scope: trio.CancelScope) -> None:
+        assert self._upstream is not None
+        scanner = self._upstream_scanner
+        try:
+            while True:
+                await self._relay_buffered()
+                data = await self._upstream.receive_some(RECV_SIZE)
+                if not data:
+                    break
+                scanner.feed(bytes(data))
+        except _GONE:
+            pass
+        except _ClientGone:
+            pass
+        # Postgres ended the session (or we lost it): so does the client's.
+        cancel_scope.cancel()
+
+    async def _relay_buffered(self) -> None:
+        scanner = self._upstream_scanner
+        out: list[bytes] = []
+        while True:
+            group = self._pending[0] if self._pending else None
+            active = group is not None and group.seq == self._z_seen + 1
+            if not active:
+                stop = b"Z"
+            elif group is not None and group.hidden:
+                stop = _ALL_TAGS
+            else:
+                stop = b"CZIs"
+            passed, tag, body = scanner.next(stop)
+            if passed:
+                out.append(passed)
+            if tag < 0:
+                break
+            if tag == ord("Z"):
+                self._z_seen += 1
+                self._ready(chr(body[0]))
+                if active:
+                    assert group is not None
+                    self._pending.popleft()
+                    if group.hidden:
+                        continue
+                out.append(_native.encode_pg_message(tag, body))
+                continue
+            assert group is not None
+            if group.hidden:
+                continue
+            replacement = group.tags.popleft() if group.tags else None
+            if replacement is None or tag != ord("C"):
+                out.append(_native.encode_pg_message(tag, body))
+            elif replacement != _DROP:
+                out.append(_native.encode_command_complete(replacement))
+        if out:
+            await self._send(b"".join(out))
+
+    def _ready(self, status: str) -> None:
+        self.tx_status = status
+        if status == "I":
+            self._migration_tx = False
+            self._electrified_in_tx.clear()
+
+
+def _rejection_sql(rejection: Rejection) -> str:
+    return _analyse.rejection_sql(rejection)
