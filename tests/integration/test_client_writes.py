@@ -22,6 +22,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from electric_trio.config import Config
+from electric_trio.http.migrations import MigrationsApi
 from electric_trio.pg import Connection, connect
 from electric_trio.replication import ReplicationSubsystem
 from electric_trio.satellite import messages as m
@@ -29,7 +30,7 @@ from electric_trio.satellite.server import SatelliteSettings, SatelliteSubsystem
 from electric_trio.service import Service, serve
 from electric_trio.writes.direct import APPLICATION_NAME
 from electric_trio.writes.subsystem import WritesSubsystem
-from official_client import insecure_token
+from official_client import describe_schema, insecure_token
 
 _counter = itertools.count()
 Code = m.SatErrorRespErrorCode
@@ -841,3 +842,88 @@ async def test_a_transaction_postgres_refuses_closes_the_connection(
     assert "foreign key" in (errors[0].message or "")
     assert await pg.fetchval("SELECT count(*) FROM other_items") == 0
     assert await acked(pg, "client_1_1") is None
+
+
+# ---- the official client (electric-sql 0.12.1 in Node) --------------------------------------
+
+
+async def pg_rows(pg: Connection, sql: str, count: int) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` once there are ``count`` of them (client writes land asynchronously)."""
+    with trio.fail_after(15):
+        while len(rows := [tuple(r) for r in await pg.fetch(sql)]) != count:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    return rows
+
+
+async def test_official_client_writes_reach_postgres_once(
+    db: str, mode: str, nursery: trio.Nursery, pg: Connection, official_client: Any
+) -> None:
+    service: Service = await nursery.start(
+        partial(
+            serve,
+            make_config(db, mode),
+            subsystems=[
+                ReplicationSubsystem(),
+                MigrationsApi(),
+                SatelliteSubsystem(SETTINGS),
+                WritesSubsystem(),
+            ],
+            handle_signals=False,
+        )
+    )
+    with trio.fail_after(60):
+        await service.wait_ready()
+    await migrate(
+        service,
+        pg,
+        "20240101000000",
+        "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
+        " CALL electric.electrify('items');",
+    )
+    assert service.migrations is not None
+    url = f"http://127.0.0.1:{service.http_port}"
+    client = await official_client()
+    opened = await client.open(
+        db=official_client.db_path("a"),
+        schema=describe_schema(service.migrations.schema),
+        migrations_url=url,
+        url=url,
+        user_id="alice",
+    )
+    client_id = opened["client_id"]
+    await client.connect()
+    # no shape subscription: the client writes to the table its migrations created
+    await client.call("create", table="items", data={"id": "i1", "title": "local", "n": 1})
+    assert await pg_rows(pg, "SELECT * FROM items", 1) == [("i1", "local", 1)]
+    # the write came back with the client's id as origin: the client trimmed its oplog
+    await client.wait_rows(
+        "SELECT count(*) AS n FROM _electric_oplog", until=lambda rows: rows[0]["n"] == 0
+    )
+    position = await acked(pg, client_id)
+    assert position is not None
+    await client.call("update", table="items", where={"id": "i1"}, data={"n": 2})
+    assert await pg_rows(pg, "SELECT * FROM items WHERE n = 2", 1) == [("i1", "local", 2)]
+    await client.wait_rows(
+        "SELECT count(*) AS n FROM _electric_oplog", until=lambda rows: rows[0]["n"] == 0
+    )
+    # offline writes are sent once the client is back, and only once
+    await client.disconnect()
+    await client.call("create", table="items", data={"id": "i2", "title": "offline", "n": 3})
+    await client.connect()
+    assert await pg_rows(pg, "SELECT * FROM items ORDER BY id", 2) == [
+        ("i1", "local", 2),
+        ("i2", "offline", 3),
+    ]
+    await client.wait_rows(
+        "SELECT count(*) AS n FROM _electric_oplog", until=lambda rows: rows[0]["n"] == 0
+    )
+    last = await acked(pg, client_id)
+    assert last is not None
+    assert int.from_bytes(last, "big") > int.from_bytes(position, "big")
+    # a reconnection resends nothing: Postgres keeps one copy and the same position
+    await client.disconnect()
+    await client.connect()
+    await client.call("create", table="items", data={"id": "i3", "title": "marker", "n": 4})
+    assert len(await pg_rows(pg, "SELECT * FROM items", 3)) == 3
+    assert await pg.fetchval("SELECT count(*) FROM electric.shadow__public__items") == 3
+    assert client.unhandled() == []
