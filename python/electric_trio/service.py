@@ -226,6 +226,7 @@ class Subsystem(Protocol):
 
 def default_subsystems() -> list[Subsystem]:
     """The parts of a full service, in start order."""
+    from .http.metrics import MetricsApi
     from .http.migrations import MigrationsApi
     from .proxy import ProxySubsystem
     from .replication import ReplicationSubsystem
@@ -238,6 +239,7 @@ def default_subsystems() -> list[Subsystem]:
         SatelliteSubsystem(),
         WritesSubsystem(),
         ProxySubsystem(),
+        MetricsApi(),
     ]
 
 

@@ -48,6 +48,10 @@ log = get_logger(__name__)
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "proxy-tunnel":
+        from ._tunnel import proxy_tunnel
+
+        return proxy_tunnel(args.service, args.local_port)
     overrides: dict[str, str | None] = {s.env: getattr(args, _dest(s.env)) for s in SETTINGS}
     if args.command == "serve":
         return _serve(os.environ, overrides)
@@ -82,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_DATA_DIR),
         metavar="DIR",
         help="where the embedded PostgreSQL keeps its data (default: ./.electric)",
+    )
+    tunnel_cmd = commands.add_parser(
+        "proxy-tunnel",
+        help="carry local Postgres connections to the service's migrations proxy over WebSockets",
+        description="Listen on --local-port and carry each connection to the migrations proxy "
+        "through its own WebSocket to <service>/proxy (the service needs PG_PROXY_PORT=http).",
+    )
+    tunnel_cmd.add_argument(
+        "--service",
+        default=os.environ.get("ELECTRIC_SERVICE", "http://localhost:5133"),
+        help="the service's URL (default: $ELECTRIC_SERVICE or http://localhost:5133)",
+    )
+    tunnel_cmd.add_argument(
+        "--local-port", type=int, default=65432, help="local port to listen on (default 65432)"
     )
     for command in (serve_cmd, dev_cmd):
         group = command.add_argument_group("settings")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import trio
-from trio_websocket import HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from .._log import get_logger
 from ._server import pipe_websocket
@@ -43,17 +43,17 @@ async def run_tunnel(
 
     async def handle(tcp: trio.SocketStream) -> None:
         try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                ws_cm = open_websocket_url(url, message_queue_size=64)
-                ws = await ws_cm.__aenter__()
-        except (trio.TooSlowError, HandshakeError, OSError) as e:
+            async with open_websocket_url(
+                url,
+                message_queue_size=64,
+                connect_timeout=CONNECT_TIMEOUT,
+                disconnect_timeout=CONNECT_TIMEOUT,
+            ) as ws:
+                await pipe_websocket(ws, tcp)
+        except (trio.TooSlowError, HandshakeError, ConnectionClosed, OSError) as e:
             log.warning("proxy tunnel cannot open the WebSocket", url=url, error=str(e))
-            await trio.aclose_forcefully(tcp)
-            return
-        try:
-            await pipe_websocket(ws, tcp)
         finally:
-            await ws_cm.__aexit__(None, None, None)
+            await trio.aclose_forcefully(tcp)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
