@@ -11,6 +11,7 @@ __all__ = [
     "ElectricError",
     "ElectricTransaction",
     "FrameScanner",
+    "FrontendReader",
     "PgOutputDecoder",
     "PgOutputError",
     "ProtocolError",
@@ -25,9 +26,12 @@ __all__ = [
     "decode_frame",
     "decode_message",
     "decode_text_value",
+    "encode_auth_request",
     "encode_authentication",
+    "encode_backend_key_data",
     "encode_cancel_request",
     "encode_command_complete",
+    "encode_copy_both_response",
     "encode_copy_data",
     "encode_copy_data_many",
     "encode_copy_done",
@@ -35,10 +39,15 @@ __all__ = [
     "encode_error_response",
     "encode_extended_query",
     "encode_frame",
+    "encode_keepalive",
     "encode_message",
+    "encode_parameter_status",
     "encode_password",
     "encode_pg_message",
+    "encode_pgoutput_transaction",
     "encode_query",
+    "encode_query_error",
+    "encode_query_result",
     "encode_ready_for_query",
     "encode_sasl_initial_response",
     "encode_sasl_response",
@@ -51,6 +60,7 @@ __all__ = [
     "frame_type_ids",
     "parse_frontend",
     "parse_replication_message",
+    "parse_sasl_initial_response",
     "parse_startup",
     "transaction_relations",
 ]
@@ -117,6 +127,37 @@ def encode_error_response(fields: list[tuple[str, str]], notice: bool = False) -
 def encode_ready_for_query(status: int) -> bytes: ...
 def encode_command_complete(tag: str) -> bytes: ...
 def encode_pg_message(tag: int, body: bytes) -> bytes: ...
+
+# ---- Publisher: the server side of the wire protocol, pgoutput transactions -------------------
+
+@final
+class FrontendReader:
+    def __new__(cls, max_message: int = ...) -> FrontendReader: ...
+    def feed(self, data: bytes | bytearray) -> None: ...
+    def next_startup(self) -> tuple[Any, ...] | None: ...
+    def next(self) -> tuple[Any, ...] | None: ...
+
+def parse_sasl_initial_response(body: bytes) -> tuple[str, bytes | None]: ...
+def encode_auth_request(code: int, data: bytes = ...) -> bytes: ...
+def encode_parameter_status(name: str, value: str) -> bytes: ...
+def encode_backend_key_data(process_id: int, secret_key: bytes) -> bytes: ...
+def encode_query_error(fields: list[tuple[str, str]], ready: str | None = None) -> bytes: ...
+def encode_query_result(
+    columns: list[tuple[str, int]] | None,
+    rows: list[list[str | None]],
+    tag: str,
+    ready: str | None = ...,
+) -> bytes: ...
+def encode_copy_both_response() -> bytes: ...
+def encode_keepalive(wal_end: int, send_time: int, reply_requested: bool = False) -> bytes: ...
+def encode_pgoutput_transaction(
+    after_lsn: int,
+    commit_timestamp: int,
+    send_time: int,
+    relations: list[tuple[int, str, str, str, list[tuple[str, int, int, bool]]]],
+    inserts: list[tuple[int, list[str | None]]],
+    xid: int = 0,
+) -> tuple[bytes, int, int]: ...
 
 # ---- pgoutput ---------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ reading the log finds the migration's client ops ready. Each version's schema is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -49,6 +49,11 @@ class MigrationHistory:
         self.schema = Schema()
         self.migrations: list[SchemaMigration] = []
         self._by_lsn: dict[int, list[SchemaMigration]] = {}
+        self._on_applied: list[Callable[[list[SchemaMigration]], None]] = []
+
+    def on_applied(self, callback: Callable[[list[SchemaMigration]], None]) -> None:
+        """Calls ``callback`` with each non-empty batch of migrations :meth:`process` applied."""
+        self._on_applied.append(callback)
 
     @property
     def version(self) -> str | None:
@@ -122,6 +127,9 @@ class MigrationHistory:
                 )
                 log.info(f"Saved schema version {version}")
                 applied.append(migration)
+        if applied:
+            for callback in self._on_applied:
+                callback(applied)
         return applied
 
     def for_transaction(self, end_lsn: int) -> list[SchemaMigration]:

@@ -7,6 +7,7 @@ mod electric;
 mod errors;
 mod pgoutput;
 mod pgproxy;
+mod pgserver;
 mod pgwire;
 mod satellite;
 mod satellite_stream;
@@ -19,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     pgwire::register(m)?;
     pgoutput::register(m)?;
+    pgserver::register(m)?;
     pgproxy::register(m)?;
     electric::register(m)?;
     satellite::register(m)?;

@@ -7,6 +7,7 @@
 mod decoder;
 mod error;
 mod message;
+pub mod publish;
 mod reader;
 mod tuple;
 
