@@ -19,6 +19,7 @@ __all__ = [
     "ShapeEvaluationError",
     "ShapeFilter",
     "ShapeFilterError",
+    "ShapeGraph",
     "Transaction",
     "UnchangedToastType",
     "ValueDecodeError",
@@ -312,4 +313,47 @@ def transaction_relations(
 class ClientRowCodec:
     def __new__(cls, types: list[tuple[str, list[str] | None]]) -> ClientRowCodec: ...
     def to_pg_text(self, nulls_bitmask: bytes, values: list[bytes]) -> list[str | None]: ...
+    def __len__(self) -> int: ...
+
+# ---- One client's sent-rows graph -------------------------------------------------------------
+
+_RelationInfo = tuple[int, str, str, list[tuple[str, int]]]
+
+@final
+class ShapeGraph:
+    def __new__(cls, user_id: str | None = None) -> ShapeGraph: ...
+    def define_table(
+        self,
+        schema: str,
+        name: str,
+        oid: int,
+        columns: list[tuple[str, int, list[str] | None]],
+        primary_key: list[str],
+        owner_column: str | None = None,
+    ) -> None: ...
+    def add_layer(
+        self,
+        subscription: str,
+        schema: str,
+        table: str,
+        where_clause: str,
+        parent: int | None = None,
+        fk: list[str] = ...,
+        holds_fk: bool = False,
+    ) -> int: ...
+    def add_rows(
+        self, layer: int, rows: list[tuple[list[str], list[str | None]]]
+    ) -> list[tuple[int, list[list[str]]]]: ...
+    def remove_subscription(self, subscription: str) -> int: ...
+    def take_data(
+        self, max_ops: int = 1000, additional_ref: int | None = None
+    ) -> tuple[list[bytes], list[_RelationInfo]]: ...
+    def process(
+        self,
+        txn: ElectricTransaction,
+        migrate: list[bytes] = ...,
+        force: bool = False,
+        additional_ref: int = 0,
+    ) -> tuple[bytes, list[_RelationInfo], list[tuple[int, list[list[str]]]]] | None: ...
+    def contains(self, schema: str, table: str, pk: list[str]) -> bool: ...
     def __len__(self) -> int: ...

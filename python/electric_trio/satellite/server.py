@@ -26,7 +26,7 @@ from ..pg import ConnectParams
 from ._db import SessionDatabase
 from .auth import Authenticator
 from .messages import MAX_FRAME_LEN, SatErrorResp, encode
-from .session import CLOSE_SERVER_ERROR, Session
+from .session import CLOSE_SERVER_ERROR, ClientShapes, Session
 from .stream import OWNER_COLUMN
 
 if TYPE_CHECKING:
@@ -81,6 +81,9 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     close_timeout: float = 5.0
     #: Seconds for a Postgres query of a session (then "Postgres is unavailable").
     query_timeout: float = 5.0
+    #: Seconds a shape's data read may take to get its snapshot before the subscription is
+    #: refused ("Internal error while checking data availability").
+    data_start_timeout: float = 1.0
 
 
 def _semver(text: str) -> tuple[int, int, int, int] | None:
@@ -167,6 +170,10 @@ class SatelliteServer:
         self.history = history
         self.txlog = txlog
         self.db = SessionDatabase(params, settings.query_timeout)
+        #: For the connections sessions open (shape data reads in their own snapshot).
+        self.params = params
+        #: Each client's shapes, kept between its connections (resume, §7.2).
+        self.client_shapes: dict[str, ClientShapes] = {}
         #: The sessions by client id (one connection per client id).
         self.clients: dict[str, Session] = {}
         self._registrations: dict[str, _Registration] = {}
@@ -209,6 +216,7 @@ class SatelliteServer:
     def forget(self, client_id: str) -> None:
         """Drops what is known of a client that starts over."""
         self.checkpoints.pop(client_id, None)
+        self.client_shapes.pop(client_id, None)
 
     # ---- Postgres ------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from .._native import ElectricTransaction
+from .. import _native
 from ..ddlx.migration import Dialect
+from ..pg import Connection, PgError, connect
 from ._db import PostgresUnavailableError
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
@@ -47,9 +48,16 @@ from .messages import (
     SatRelation,
     SatRpcRequest,
     SatRpcResponse,
+    SatShapeDataBegin,
+    SatShapeDataEnd,
+    SatSubsDataBegin,
+    SatSubsDataEnd,
+    SatSubsDataError,
     SatSubsError,
     SatSubsReq,
     SatSubsResp,
+    SatUnsubsDataBegin,
+    SatUnsubsDataEnd,
     SatUnsubsReq,
     SatUnsubsResp,
     decode,
@@ -58,7 +66,8 @@ from .messages import (
     rpc_request_body,
     rpc_response_body,
 )
-from .stream import ChangeFilter, NoChanges, Outbound, Outgoing, OwnershipFilter
+from .shapes import LayerPlan, Row, SubscriptionPlan, fetch_layers, plan_subscription, xid_at_least
+from .stream import Outbound, Outgoing
 
 if TYPE_CHECKING:
     from .server import SatelliteServer
@@ -126,14 +135,33 @@ class _Window:
         self._changed = trio.Event()
 
 
-class _CurrentFilter:
-    """The session's filter as it is at each transaction (subscriptions replace it)."""
+class _Delivery:
+    """Rows read from one snapshot, to be spliced into the stream before the first
+    transaction whose xid is at least the snapshot's xmin: a subscription's data, or the
+    additional data of a move-in."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, subscription: SubscriptionPlan | None = None, ref: int = 0) -> None:
+        self.subscription = subscription
+        self.ref = ref
+        self.xmin: int | None = None
+        self.xmin_known = trio.Event()
+        self.rows: list[tuple[LayerPlan, list[Row]]] | None = None
+        self.error: str | None = None
+        self.ready = trio.Event()
+        self.scope = trio.CancelScope()
 
-    def select(self, txn: ElectricTransaction) -> Sequence[int]:
-        return self._session.changes.select(txn)
+
+class ClientShapes:
+    """What a client's shapes are, kept by the server between its connections: its sent-rows
+    graph and its delivered subscriptions (a reconnecting client resumes them)."""
+
+    def __init__(self, user_id: str | None) -> None:
+        self.user_id = user_id
+        self.graph = _native.ShapeGraph(user_id)
+        #: Delivered subscriptions by id.
+        self.subscriptions: dict[str, SubscriptionPlan] = {}
+        #: The layer plans by graph layer id.
+        self.layers: dict[int, LayerPlan] = {}
 
 
 class Session:
@@ -155,8 +183,15 @@ class Session:
         self.client_id: str | None = None
         self.user_id: str | None = None
         self.auth: AuthResult | None = None
-        #: Which row changes the client sees (none until shape subscriptions exist).
-        self.changes: ChangeFilter = NoChanges()
+        #: The client's shapes (its graph and subscriptions), set once authenticated.
+        self.shapes: ClientShapes | None = None
+        #: Subscriptions whose data is still coming, by id.
+        self._pending_subs: dict[str, _Delivery] = {}
+        self._deliveries: list[_Delivery] = []
+        #: Held while a transaction is turned into frames and sent, and while a GONE batch is.
+        self._graph_lock = trio.Lock()
+        #: The position of the last transaction streamed to the client.
+        self._position = 0
         #: The client answered our ``startReplication``: its transactions may come in.
         self.inbound_active = False
         self.outbound: Outbound | None = None
@@ -189,6 +224,8 @@ class Session:
                     nursery.cancel_scope.cancel()
         finally:
             if self.client_id is not None:
+                if self.shapes is not None:
+                    self.server.client_shapes[self.client_id] = self.shapes
                 self.server.unregister(self.client_id, self)
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
@@ -347,13 +384,9 @@ class Session:
         elif isinstance(body, SatInStopReplicationReq):
             await self._stop_replication(request)
         elif isinstance(body, SatSubsReq):
-            # TODO(shapes): subscriptions; until then every request is refused as a result.
-            error = SatSubsError(message="Shape subscriptions are not supported yet")
-            await self._respond(
-                request, SatSubsResp(subscription_id=body.subscription_id, err=error)
-            )
+            await self._subscribe(request, body)
         elif isinstance(body, SatUnsubsReq):
-            await self._respond(request, SatUnsubsResp())  # unknown ids are ignored
+            await self._unsubscribe(request, body)
 
     async def _on_response(self, response: SatRpcResponse) -> None:
         key = (response.method, response.request_id)
@@ -420,6 +453,12 @@ class Session:
             )
             return
         self.client_id, self.user_id, self.auth = auth.id, result.user_id, result
+        kept = self.server.client_shapes.get(auth.id)
+        self.shapes = (
+            kept
+            if kept is not None and kept.user_id == result.user_id
+            else ClientShapes(result.user_id)
+        )
         log.info("client connected client_id=%s user_id=%s", auth.id, result.user_id)
         await self._respond(request, instance)
         await self._start_inbound()
@@ -452,9 +491,9 @@ class Session:
     # ---- replication out (§7.2, §7.4, §7.5) ------------------------------------------------
 
     def unknown_subscription(self, ids: tuple[str, ...]) -> str | None:
-        """The first of ``ids`` this client has no subscription for."""
-        # TODO(shapes, resume): look the ids up once subscriptions are kept.
-        return ids[0] if ids else None
+        """The first of ``ids`` this client has no delivered subscription for."""
+        known = self.shapes.subscriptions if self.shapes is not None else {}
+        return next((i for i in ids if i not in known), None)
 
     async def _start_replication(
         self, request: SatRpcRequest, start: SatInStartReplicationReq
@@ -489,6 +528,7 @@ class Session:
                 text = "Cannot resume subscriptions for a first-time client"
             else:
                 server.forget(self.client_id)
+                self.shapes = ClientShapes(self.user_id)
         elif not txlog.is_resumable(lsn):
             server.forget(self.client_id)
             code, text = (
@@ -521,14 +561,17 @@ class Session:
             if start.sql_dialect == SatInStartReplicationReqDialect.POSTGRES
             else "sqlite"
         )
-        assert self.user_id is not None
+        assert self.shapes is not None
         outbound = Outbound(
             client_id=self.client_id,
             dialect=dialect,
             history=history,
-            changes=OwnershipFilter(_CurrentFilter(self), self.user_id, server.is_owned_table),
+            graph=self.shapes.graph,
             table_oid=server.table_oid,
             migration_times=server.migration_times,
+        )
+        await outbound.describe_tables(
+            (layer.table.schema, layer.table.name) for layer in self.shapes.layers.values()
         )
         initial: list[Outgoing] = []
         if lsn is None:
@@ -578,6 +621,7 @@ class Session:
 
     async def _stream(self, position: int, initial: list[Outgoing]) -> None:
         """Sends ``initial``, then every transaction of the log after ``position``."""
+        self._position = position
         txlog = self.server.txlog
         outbound = self.outbound
         assert outbound is not None
@@ -604,14 +648,21 @@ class Session:
                         return
                     continue
                 for txn in batch:
-                    try:
-                        outgoing_txn = await outbound.transaction(txn)
-                    except PostgresUnavailableError as e:
-                        await self._postgres_unavailable(e)
-                        return
-                    position = txn.end_lsn
-                    if outgoing_txn is not None and not await self._send_transaction(outgoing_txn):
-                        return
+                    async with self._graph_lock:
+                        if not await self._deliver_due(txn.xid, position):
+                            return
+                        try:
+                            outgoing_txn = await outbound.transaction(txn)
+                        except PostgresUnavailableError as e:
+                            await self._postgres_unavailable(e)
+                            return
+                        position = self._position = txn.end_lsn
+                        if outgoing_txn is None:
+                            continue
+                        if not await self._send_transaction(outgoing_txn):
+                            return
+                        if outgoing_txn.move_ins:
+                            self._start_move_in(outgoing_txn)
         finally:
             self._streaming = False
             self._stream_done.set()
@@ -643,6 +694,230 @@ class Session:
             reason,
             SatErrorResp(error_type=_Code.INVALID_REQUEST, message=message),
         )
+
+    # ---- shape subscriptions (§7.6-7.8) ------------------------------------------------------
+
+    async def _subscribe(self, request: SatRpcRequest, body: SatSubsReq) -> None:
+        shapes = self.shapes
+        assert shapes is not None
+        sub_id = body.subscription_id
+        plan = plan_subscription(
+            body,
+            self.server.history.schema,
+            lambda i: i in shapes.subscriptions or i in self._pending_subs,
+        )
+        if isinstance(plan, SatSubsError):
+            if plan.message == "ID too long":
+                sub_id = sub_id[1:129] + "..."
+            log.info(
+                "refused subscription client_id=%s id=%s: %s %s",
+                self.client_id,
+                body.subscription_id,
+                plan.message,
+                [e.message for e in plan.shape_request_error],
+            )
+            await self._respond(request, SatSubsResp(subscription_id=sub_id, err=plan))
+            return
+        delivery = _Delivery(subscription=plan)
+        starts: list[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]] = [
+            (root, (), ()) for _, root in plan.requests
+        ]
+        self._pending_subs[sub_id] = delivery
+        self._deliveries.append(delivery)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._fetch, delivery, starts, f"subscription:{sub_id}")
+        with trio.move_on_after(self.settings.data_start_timeout):
+            await delivery.xmin_known.wait()
+        if delivery.xmin is None:
+            delivery.scope.cancel()
+            self._drop_delivery(delivery)
+            error = SatSubsError(message="Internal error while checking data availability")
+            await self._respond(request, SatSubsResp(subscription_id=sub_id, err=error))
+            return
+        log.info(
+            "subscription client_id=%s id=%s shapes=%d xmin=%d",
+            self.client_id,
+            sub_id,
+            len(plan.requests),
+            delivery.xmin,
+        )
+        await self._respond(request, SatSubsResp(subscription_id=sub_id))
+
+    def _drop_delivery(self, delivery: _Delivery) -> None:
+        if delivery in self._deliveries:
+            self._deliveries.remove(delivery)
+        if delivery.subscription is not None:
+            self._pending_subs.pop(delivery.subscription.id, None)
+
+    async def _connect(self) -> Connection:
+        return await connect(self.server.params)
+
+    async def _fetch(
+        self,
+        delivery: _Delivery,
+        starts: list[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]],
+        caused_by: str,
+    ) -> None:
+        """Reads a delivery's rows; the stream sends them at their insertion point."""
+
+        def on_xmin(xmin: int) -> None:
+            delivery.xmin = xmin
+            delivery.xmin_known.set()
+
+        with delivery.scope:
+            try:
+                delivery.rows = await fetch_layers(
+                    self._connect, starts, self.user_id, caused_by, on_xmin
+                )
+            except (PgError, OSError, trio.BrokenResourceError) as e:
+                log.warning(
+                    "cannot read shape data client_id=%s caused_by=%s: %s",
+                    self.client_id,
+                    caused_by,
+                    e,
+                )
+                delivery.error = str(e)
+        delivery.ready.set()
+
+    async def _deliver_due(self, xid: int, position: int) -> bool:
+        """Sends the deliveries whose insertion point is transaction ``xid`` (waiting for their
+        rows); False when replication stopped meanwhile."""
+        for delivery in list(self._deliveries):
+            if delivery.xmin is None or not xid_at_least(xid, delivery.xmin):
+                continue
+            if not await self._until_stopped(delivery.ready.wait):
+                return False
+            self._drop_delivery(delivery)
+            await self._send_delivery(delivery, position)
+        return True
+
+    async def _send_delivery(self, delivery: _Delivery, position: int) -> None:
+        shapes, outbound = self.shapes, self.outbound
+        assert shapes is not None
+        assert outbound is not None
+        graph = shapes.graph
+        plan = delivery.subscription
+        if delivery.error is not None or delivery.rows is None:
+            if plan is not None:
+                failed = SatSubsDataError(
+                    subscription_id=plan.id,
+                    message="Could not retrieve initial data for subscription",
+                )
+                await self.send(encode(failed))
+                return
+            await self.close(
+                CLOSE_PROTOCOL_ERROR,
+                "Move-in failed",
+                SatErrorResp(
+                    error_type=_Code.REPLICATION_FAILED, message="could not read move-in data"
+                ),
+            )
+            return
+        if plan is not None:
+            # The subscription's layers join the graph at its insertion point.
+            await outbound.describe_tables(
+                {(layer.table.schema, layer.table.name) for layer in plan.layers()}
+            )
+
+            def register(layer: LayerPlan, parent: int | None) -> None:
+                layer.layer_id = graph.add_layer(
+                    plan.id,
+                    layer.table.schema,
+                    layer.table.name,
+                    layer.where,
+                    parent,
+                    list(layer.fk),
+                    layer.holds_fk,
+                )
+                shapes.layers[layer.layer_id] = layer
+                for child in layer.children:
+                    register(child, layer.layer_id)
+
+            for _, root in plan.requests:
+                register(root, None)
+        for layer, rows in delivery.rows:
+            assert layer.layer_id is not None
+            graph.add_rows(layer.layer_id, rows)
+        if plan is None:
+            frames, relations = graph.take_data(additional_ref=delivery.ref)
+            out = outbound.relation_frames(relations) + frames
+        else:
+            frames, relations = graph.take_data()
+            ids = [request_id for request_id, _ in plan.requests]
+            out = outbound.relation_frames(relations)
+            begin = SatSubsDataBegin(subscription_id=plan.id, lsn=str(position).encode())
+            out.append(encode(begin))
+            for request_id in reversed(ids[:-1]):
+                out.append(encode(SatShapeDataBegin(request_id=request_id)))
+                out.append(encode(SatShapeDataEnd()))
+            out.append(encode(SatShapeDataBegin(request_id=ids[-1])))
+            out.extend(frames or [encode(SatOpLog())])
+            out.append(encode(SatShapeDataEnd()))
+            out.append(encode(SatSubsDataEnd()))
+            shapes.subscriptions[plan.id] = plan
+            log.info(
+                "subscription data sent client_id=%s id=%s rows=%d",
+                self.client_id,
+                plan.id,
+                sum(len(rows) for _, rows in delivery.rows),
+            )
+        async with self._send_lock:
+            for frame in out:
+                await self.ws.send_message(frame)
+
+    def _start_move_in(self, outgoing: Outgoing) -> None:
+        """Fetches the rows that moved in with ``outgoing``, sent later as additional data."""
+        shapes = self.shapes
+        assert shapes is not None
+        assert self._nursery is not None
+        starts: list[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]] = []
+        for layer_id, keys in outgoing.move_ins:
+            layer = shapes.layers.get(layer_id)
+            if layer is None:
+                continue
+            columns = layer.fk if layer.holds_fk else layer.table.primary_key
+            starts.append((layer, columns, keys))
+        delivery = _Delivery(ref=outgoing.additional_ref)
+        self._deliveries.append(delivery)
+        self._nursery.start_soon(
+            self._fetch, delivery, starts, f"tx_subquery:{outgoing.additional_ref}"
+        )
+
+    async def _unsubscribe(self, request: SatRpcRequest, body: SatUnsubsReq) -> None:
+        shapes = self.shapes
+        assert shapes is not None
+        await self._respond(request, SatUnsubsResp())  # unknown ids are ignored
+        delivered = False
+        for sub_id in body.subscription_ids:
+            pending = self._pending_subs.get(sub_id)
+            if pending is not None:
+                pending.scope.cancel()
+                self._drop_delivery(pending)
+            if shapes.subscriptions.pop(sub_id, None) is not None:
+                delivered = True
+        if not delivered:
+            return
+        async with self._graph_lock:
+            for sub_id in body.subscription_ids:
+                shapes.graph.remove_subscription(sub_id)
+            kept = {id(layer) for plan in shapes.subscriptions.values() for layer in plan.layers()}
+            for layer_id in [i for i, layer in shapes.layers.items() if id(layer) not in kept]:
+                del shapes.layers[layer_id]
+            frames, relations = shapes.graph.take_data()
+            out = self.outbound.relation_frames(relations) if self.outbound else []
+            out.append(
+                encode(
+                    SatUnsubsDataBegin(
+                        subscription_ids=body.subscription_ids,
+                        lsn=str(self._position).encode(),
+                    )
+                )
+            )
+            out.extend(frames or [encode(SatOpLog())])
+            out.append(encode(SatUnsubsDataEnd()))
+            async with self._send_lock:
+                for frame in out:
+                    await self.ws.send_message(frame)
 
     # ---- keepalive (§1) ------------------------------------------------------------------
 

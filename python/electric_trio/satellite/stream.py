@@ -3,26 +3,26 @@
 Per transaction: a ``SatRelation`` for every relation the client has not been sent yet in its
 current shape, then one ``SatOpLog`` frame ``begin, ops…, commit``. Migrations go out as migrate
 ops (all the migrations newer than the client's schema version at its first sync, one
-transaction per version; later ones as they arrive in the log); row changes only as far as the
-session's :class:`ChangeFilter` lets them through.
+transaction per version; later ones as they arrive in the log); row changes as the client's
+shape graph decides.
 
-The audience seam: a session holds one :class:`ChangeFilter` that says which changes of a
-transaction its client sees (indexes into ``ElectricTransaction.changes()``). Until shape
-subscriptions exist that is :class:`NoChanges`; :class:`OwnershipFilter` wraps any filter with
-the ownership rule of server-behaviour.md §6. The frame of the chosen changes is encoded in Rust
-(``_native.encode_transaction_oplog``), rows never becoming Python objects.
+The client's :class:`~electric_trio._native.ShapeGraph` (Rust) holds the layers of its
+subscriptions and the rows it was sent: for each transaction it picks the changes the client
+sees (where clauses, include trees, the ownership rule of server-behaviour.md §6), turns rows
+that move in into inserts and rows that leave into gones, and encodes the ``SatOpLog`` frame,
+rows never becoming Python objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import msgspec
 
 from .. import _native
 from ..ddlx.history import MigrationHistory
 from ..ddlx.migration import Dialect, MigrateOp
+from ..ddlx.schema import Schema, Table
 from ..http.migrations import sat_op_migrate
 from .messages import (
     SatOpBegin,
@@ -38,11 +38,9 @@ from .messages import (
 __all__ = [
     "OWNER_COLUMN",
     "POSTGRES_ORIGIN",
-    "ChangeFilter",
-    "NoChanges",
     "Outbound",
     "Outgoing",
-    "OwnershipFilter",
+    "column_defs",
 ]
 
 #: The origin of writes made in Postgres (the connector's name).
@@ -70,47 +68,38 @@ _TYPE_NAMES = {
 }
 
 
-class ChangeFilter(Protocol):
-    """Decides which changes of a transaction one session's client sees."""
+#: OIDs of the built-in types electrified columns may have (enums are looked up by name).
+TYPE_OIDS = {
+    "bool": 16,
+    "bytea": 17,
+    "int8": 20,
+    "int2": 21,
+    "int4": 23,
+    "text": 25,
+    "json": 114,
+    "float4": 700,
+    "float8": 701,
+    "bpchar": 1042,
+    "varchar": 1043,
+    "date": 1082,
+    "time": 1083,
+    "timestamp": 1114,
+    "timestamptz": 1184,
+    "numeric": 1700,
+    "uuid": 2950,
+    "jsonb": 3802,
+}
 
-    def select(self, txn: _native.ElectricTransaction) -> Sequence[int]:
-        """Indexes into ``txn.changes()``, in the order they are to be sent."""
-        ...
 
-
-class NoChanges:
-    """No row changes at all: what a client with no shape subscription sees."""
-
-    def select(self, txn: _native.ElectricTransaction) -> Sequence[int]:
-        return ()
-
-
-class OwnershipFilter:
-    """The changes of ``inner`` that user ``user_id`` may see: in a table with an
-    ``electric_user_id`` column (``owned(schema, table)``), only rows whose value there (new row
-    for inserts and updates, old row for deletes) is ``user_id``, NULL or ``""``.
-    """
-
-    def __init__(
-        self, inner: ChangeFilter, user_id: str, owned: Callable[[str, str], bool]
-    ) -> None:
-        self.inner = inner
-        self.user_id = user_id
-        self.owned = owned
-
-    def select(self, txn: _native.ElectricTransaction) -> Sequence[int]:
-        chosen = self.inner.select(txn)
-        kept: list[int] = []
-        for i in chosen:
-            # TODO(shapes): evaluate this in Rust with the shape filter, rows staying there.
-            [(kind, schema, table, new, old, _tags)] = txn.changes(i, i + 1)
-            if self.owned(schema, table):
-                row = old if kind == "delete" else new
-                owner = None if row is None else row.get(OWNER_COLUMN)
-                if owner not in (None, "", self.user_id):
-                    continue
-            kept.append(i)
-        return kept
+def column_defs(schema: Schema, table: Table) -> list[tuple[str, int, list[str] | None]]:
+    """A table's columns as the Rust shape graph and filter take them."""
+    enums = {e.name: list(e.labels) for e in schema.enums}
+    out: list[tuple[str, int, list[str] | None]] = []
+    for c in table.columns:
+        labels = enums.get(c.type.name)
+        oid = 0 if labels is not None or c.type.array else TYPE_OIDS.get(c.type.name, 25)
+        out.append((c.name, oid, labels))
+    return out
 
 
 class Outgoing(msgspec.Struct, frozen=True, gc=False):
@@ -119,6 +108,10 @@ class Outgoing(msgspec.Struct, frozen=True, gc=False):
     frames: tuple[bytes, ...]
     transaction_id: int
     lsn: int
+    #: Move-in rows to fetch and send later as additional data ``additional_ref``:
+    #: ``(layer, keys)`` pairs of the shape graph.
+    move_ins: tuple[tuple[int, list[list[str]]], ...] = ()
+    additional_ref: int = 0
 
 
 def commit_timestamp_ms(pg_us: int) -> int:
@@ -140,18 +133,22 @@ class Outbound:
         client_id: str,
         dialect: Dialect,
         history: MigrationHistory,
-        changes: ChangeFilter,
+        graph: _native.ShapeGraph,
         table_oid: Callable[[str, str], Awaitable[int]],
         migration_times: Callable[[], Awaitable[dict[str, int]]],
     ) -> None:
         self.client_id = client_id
         self.dialect = dialect
         self.history = history
-        self.changes = changes
+        #: The client's sent-rows graph: which changes it sees (shapes and ownership).
+        self.graph = graph
         self._table_oid = table_oid
         self._migration_times = migration_times
         self._relations: dict[int, SatRelation] = {}
         self._delivered: set[str] = set()
+        #: The tables described to the graph (described again after a migration).
+        self.tables: set[tuple[str, str]] = set()
+        self._next_ref = 1
 
     async def initial_migrations(self, schema_version: str | None, lsn: int) -> list[Outgoing]:
         """Every migration after ``schema_version`` (all for None), one transaction per
@@ -183,25 +180,59 @@ class Outbound:
     async def transaction(self, txn: _native.ElectricTransaction) -> Outgoing | None:
         """The frames of a transaction from the log, or None when this client gets nothing of
         it: no migration it lacks, no change it sees, and not its own write echoed back."""
-        chosen = list(self.changes.select(txn))
         ops = [
             op
             for migration in self.history.for_transaction(txn.end_lsn)
             if migration.version not in self._delivered
             for op in migration.ops
         ]
-        if not chosen and not ops and txn.origin != self.client_id:
-            return None
-        frames = await self._migration_relations(ops)
-        if chosen:
-            for oid, schema, table, columns in _native.transaction_relations(txn, chosen):
-                relation = self._data_relation(oid, schema, table, columns)
-                if self._relations.get(oid) != relation:
-                    self._relations[oid] = relation
-                    frames.append(encode(relation))
+        if ops or txn.ddl:
+            await self.describe_tables(self.tables)
         migrate = [encode_message(sat_op_migrate(op, self.dialect)) for op in ops]
-        frames.append(_native.encode_transaction_oplog(txn, chosen, migrate))
-        return Outgoing(tuple(frames), txn.xid, txn.end_lsn)
+        result = self.graph.process(
+            txn, migrate, force=txn.origin == self.client_id, additional_ref=self._next_ref
+        )
+        if result is None:
+            return None
+        frame, relations, move_ins = result
+        frames = await self._migration_relations(ops)
+        frames.extend(self.relation_frames(relations))
+        frames.append(frame)
+        ref = 0
+        if move_ins:
+            ref = self._next_ref
+            self._next_ref += 1
+        return Outgoing(tuple(frames), txn.xid, txn.end_lsn, tuple(move_ins), ref)
+
+    def relation_frames(
+        self, relations: Sequence[tuple[int, str, str, list[tuple[str, int]]]]
+    ) -> list[bytes]:
+        """``SatRelation`` frames for the relations the client has not been sent as they are."""
+        frames: list[bytes] = []
+        for oid, schema, table, columns in relations:
+            relation = self._data_relation(oid, schema, table, columns)
+            if self._relations.get(oid) != relation:
+                self._relations[oid] = relation
+                frames.append(encode(relation))
+        return frames
+
+    async def describe_tables(self, tables: Iterable[tuple[str, str]]) -> None:
+        """Describes these tables to the graph as the schema has them now."""
+        schema = self.history.schema
+        for schema_name, name in list(tables):
+            table = schema.table(schema_name, name)
+            if table is None:
+                continue
+            oid = table.oid or await self._table_oid(schema_name, name)
+            self.graph.define_table(
+                schema_name,
+                name,
+                oid,
+                column_defs(schema, table),
+                list(table.primary_key),
+                OWNER_COLUMN if table.column(OWNER_COLUMN) is not None else None,
+            )
+            self.tables.add((schema_name, name))
 
     async def _migration_relations(self, ops: Sequence[MigrateOp]) -> list[bytes]:
         """The ``SatRelation`` frames of the tables ``ops`` create or alter, when new to the

@@ -11,6 +11,7 @@ mod pgserver;
 mod pgwire;
 mod satellite;
 mod satellite_stream;
+mod shape_graph;
 mod shapes;
 mod values;
 
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     satellite::register(m)?;
     satellite_stream::register(m)?;
     shapes::register(m)?;
+    shape_graph::register(m)?;
     client_writes::register(m)?;
     Ok(())
 }

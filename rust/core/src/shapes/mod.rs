@@ -58,6 +58,7 @@
 mod check;
 mod datetime;
 mod eval;
+pub mod graph;
 mod like;
 mod numeric;
 mod parser;
@@ -70,6 +71,7 @@ mod tests;
 use crate::pgoutput::Datum;
 use crate::value::Value;
 
+pub use graph::{LayerError, LayerSpec, Link, MoveIn, Plan, PlanOp, ShapeGraph};
 pub use sql::{SqlFragment, SqlParam};
 
 /// A column of the table a filter is compiled against.

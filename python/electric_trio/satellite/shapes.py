@@ -1,0 +1,400 @@
+"""Shape subscriptions: validation, layer trees and the data queries (satellite-protocol.md §7.6,
+server-behaviour.md §8).
+
+A subscription request becomes, per shape request, a tree of :class:`LayerPlan`: the selected
+table with its where clause, the explicit includes (one-to-many or many-to-one by the foreign
+key named), and the automatic many-to-one layers that bring the rows every included row
+references, so the client's foreign keys always hold. Where clauses are compiled by the Rust
+shape filter, which also writes the initial query's WHERE fragment with parameters, so the
+query and the live stream apply the same filter.
+
+:func:`fetch_layers` reads a layer tree's rows from Postgres inside one REPEATABLE READ
+snapshot, with the magic write that gives the snapshot its insertion point in the stream: the
+caller splices the rows in before the first transaction whose xid is at least the snapshot's
+xmin, so nothing is lost or doubled between the data and the live stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from .. import _native
+from ..ddlx.schema import Schema, Table
+from ..pg import Connection
+from .messages import (
+    SatShapeDefSelect,
+    SatSubsError,
+    SatSubsErrorShapeReqError,
+    SatSubsErrorShapeReqErrorCode,
+    SatSubsReq,
+)
+from .stream import OWNER_COLUMN, column_defs
+
+__all__ = [
+    "LayerPlan",
+    "SubscriptionPlan",
+    "fetch_layers",
+    "plan_subscription",
+    "xid_at_least",
+]
+
+_ReqCode = SatSubsErrorShapeReqErrorCode
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_ID_BYTES = 128
+MAX_TABLE_NAME = 64
+
+
+@dataclass
+class LayerPlan:
+    """One layer of a shape: rows of ``table`` passing ``where``, hanging on the parent layer's
+    rows through ``fk`` (columns of this table when ``holds_fk``, else of the parent's table,
+    aligned with the referenced primary key)."""
+
+    table: Table
+    where: str
+    filter: _native.ShapeFilter
+    fk: tuple[str, ...] = ()
+    holds_fk: bool = False
+    automatic: bool = False
+    children: list[LayerPlan] = field(default_factory=list)
+    #: Set once the layer is in the client's graph.
+    layer_id: int | None = None
+
+    def walk(self) -> list[LayerPlan]:
+        """This layer and every layer under it, parents first."""
+        out = [self]
+        for child in self.children:
+            out.extend(child.walk())
+        return out
+
+
+@dataclass
+class SubscriptionPlan:
+    id: str
+    #: ``(request id, root layer)`` in request order.
+    requests: list[tuple[str, LayerPlan]]
+
+    def layers(self) -> list[LayerPlan]:
+        return [layer for _, root in self.requests for layer in root.walk()]
+
+
+class _RequestError(Exception):
+    def __init__(self, code: SatSubsErrorShapeReqErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error(message: str, *requests: SatSubsErrorShapeReqError) -> SatSubsError:
+    return SatSubsError(message=message, shape_request_error=requests)
+
+
+def plan_subscription(
+    request: SatSubsReq, schema: Schema, active: Callable[[str], bool]
+) -> SubscriptionPlan | SatSubsError:
+    """The layer trees of ``request``, or the error the client gets (§7.6 step 2)."""
+    sub_id = request.subscription_id
+    if len(sub_id.encode()) > MAX_ID_BYTES:
+        return _error("ID too long")
+    if active(sub_id):
+        return _error(
+            "Cannot establish multiple subscriptions with the same ID: "
+            f"subscription {sub_id} is already active"
+        )
+    if not request.shape_requests:
+        return _error("Subscription must include at least one shape request")
+    if not _UUID.fullmatch(sub_id):
+        return _error("Subscription ID should be a valid UUID")
+    ids = [r.request_id for r in request.shape_requests]
+    if len(set(ids)) != len(ids):
+        return _error("Duplicated request ids are not allowed")
+    plans: list[tuple[str, LayerPlan]] = []
+    errors: list[SatSubsErrorShapeReqError] = []
+    for shape in request.shape_requests:
+        try:
+            selects = shape.shape_definition.selects if shape.shape_definition else ()
+            if not selects:
+                raise _RequestError(_ReqCode.EMPTY_SHAPE_DEFINITION, "Empty shape definition")
+            if len(selects) > 1:
+                raise _RequestError(
+                    _ReqCode.INVALID_INCLUDE_TREE,
+                    "A shape definition must have exactly one top-level select",
+                )
+            plans.append((shape.request_id, _layer_tree(selects[0], schema, ())))
+        except _RequestError as e:
+            errors.append(
+                SatSubsErrorShapeReqError(
+                    code=e.code, message=e.message, request_id=shape.request_id
+                )
+            )
+    if errors:
+        return _error("Could not establish a subscription due to errors on requests", *errors)
+    return SubscriptionPlan(sub_id, plans)
+
+
+def _table(schema: Schema, name: str) -> Table:
+    if not name or len(name.encode()) > MAX_TABLE_NAME:
+        raise _RequestError(_ReqCode.TABLE_NOT_FOUND, f"Invalid table name {name!r}")
+    table = schema.table("public", name)
+    if table is None:
+        raise _RequestError(
+            _ReqCode.TABLE_NOT_FOUND, f"Unknown table {name!r}: not an electrified table"
+        )
+    return table
+
+
+def _compile(schema: Schema, table: Table, where: str) -> _native.ShapeFilter:
+    try:
+        columns = column_defs(schema, table)
+        return _native.ShapeFilter.compile(
+            where,
+            [(n, oid) for n, oid, _ in columns],
+            {n: labels for n, _, labels in columns if labels is not None},
+        )
+    except _native.ShapeFilterError as e:
+        raise _RequestError(_ReqCode.INVALID_WHERE_CLAUSE, str(e)) from None
+
+
+def _aligned(
+    fk_columns: Sequence[str], ref_columns: Sequence[str], target: Table
+) -> tuple[str, ...]:
+    """The FK's columns in the order of the referenced table's primary key."""
+    by_ref = dict(zip(ref_columns, fk_columns, strict=True))
+    if set(by_ref) != set(target.primary_key):
+        raise _RequestError(
+            _ReqCode.INVALID_INCLUDE_TREE,
+            f"The foreign key ({', '.join(fk_columns)}) does not reference the primary key "
+            f"of {target.name!r}",
+        )
+    return tuple(by_ref[c] for c in target.primary_key)
+
+
+_Path = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+def _layer_tree(
+    select: SatShapeDefSelect,
+    schema: Schema,
+    path: _Path,
+    link: tuple[tuple[str, ...], bool] = ((), False),
+    parent: Table | None = None,
+) -> LayerPlan:
+    table = _table(schema, select.tablename)
+    layer = LayerPlan(
+        table=table,
+        where=select.where,
+        filter=_compile(schema, table, select.where),
+        fk=link[0],
+        holds_fk=link[1],
+    )
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for include in select.include:
+        if include.select is None:
+            raise _RequestError(_ReqCode.INVALID_INCLUDE_TREE, "An include must have a select")
+        child_table = _table(schema, include.select.tablename)
+        cols = tuple(include.foreign_key)
+        relationship = (child_table.name, cols)
+        if relationship in seen:
+            raise _RequestError(
+                _ReqCode.INVALID_INCLUDE_TREE,
+                f"The relationship to {child_table.name!r} through ({', '.join(cols)}) is "
+                "included twice",
+            )
+        seen.add(relationship)
+        child = _link(table, child_table, cols)
+        sub = _layer_tree(
+            include.select, schema, (*path, (table.name, child_table.name, cols)), child, table
+        )
+        layer.children.append(sub)
+    _add_automatic_parents(layer, schema, path, parent)
+    return layer
+
+
+def _link(parent: Table, child: Table, cols: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """How ``child`` rows hang on ``parent`` rows through FK columns ``cols``."""
+    for fk in child.foreign_keys:
+        if fk.ref_table == parent.name and fk.ref_schema == parent.schema and fk.columns == cols:
+            return _aligned(fk.columns, fk.ref_columns, parent), True
+    for fk in parent.foreign_keys:
+        if fk.ref_table == child.name and fk.ref_schema == child.schema and fk.columns == cols:
+            return _aligned(fk.columns, fk.ref_columns, child), False
+    raise _RequestError(
+        _ReqCode.INVALID_INCLUDE_TREE,
+        f"No foreign key ({', '.join(cols)}) between {parent.name!r} and {child.name!r}",
+    )
+
+
+def _add_automatic_parents(
+    layer: LayerPlan, schema: Schema, path: _Path, parent: Table | None = None
+) -> None:
+    """Many-to-one layers for every foreign key of the layer's table not already included,
+    recursively, so that every row the client gets has the rows it references (the key that
+    makes a layer's rows children of its parent layer's rows points at rows already there)."""
+    explicit = {c.fk for c in layer.children if not c.holds_fk}
+    for fk in layer.table.foreign_keys:
+        target = schema.table(fk.ref_schema, fk.ref_table)
+        if target is None:
+            continue
+        try:
+            cols = _aligned(fk.columns, fk.ref_columns, target)
+        except _RequestError:
+            continue
+        step = (layer.table.name, target.name, cols)
+        via_parent = (
+            layer.holds_fk
+            and parent is not None
+            and (
+                target.name,
+                cols,
+            )
+            == (parent.name, layer.fk)
+        )
+        if cols in explicit or step in path or via_parent:
+            continue
+        auto = LayerPlan(
+            table=target,
+            where="",
+            filter=_compile(schema, target, ""),
+            fk=cols,
+            holds_fk=False,
+            automatic=True,
+        )
+        _add_automatic_parents(auto, schema, (*path, step))
+        layer.children.append(auto)
+
+
+# ---- data queries ---------------------------------------------------------------------------
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _type_name(table: Table, column: str) -> str:
+    col = table.column(column)
+    return _ident(col.type.name) if col is not None else "text"
+
+
+#: The tags of a row as the protocol writes them: rows with no shadow row (written before the
+#: table was electrified) get the epoch tag of Postgres.
+_TAGS = (
+    "ARRAY(SELECT coalesce((t).source_id, 'postgres_1') || '@' ||"
+    " floor(extract(epoch FROM (t).timestamp) * 1000)::int8::text"
+    " FROM unnest(coalesce(shadow._tags, '{\"(epoch,)\"}'::electric.tag[])) AS t)"
+)
+
+Row = tuple[list[str], list[str | None]]
+
+
+def layer_query(
+    layer: LayerPlan, key_columns: Sequence[str], keys: Sequence[Sequence[str]], user_id: str | None
+) -> tuple[str, list[object]]:
+    """The query of ``layer``'s rows (tags, then every column as text): those passing its where
+    clause, whose ``key_columns`` take one of ``keys`` (when given), and that the user may see."""
+    table = layer.table
+    this = f"{_ident(table.schema)}.{_ident(table.name)}"
+    shadow = f"electric.{_ident(f'shadow__{table.schema}__{table.name}')}"
+    join = " AND ".join(f"shadow.{_ident(c)} = this.{_ident(c)}" for c in table.primary_key)
+    params: list[object] = []
+    conditions: list[str] = []
+    if key_columns:
+        arrays = []
+        for i, col in enumerate(key_columns):
+            params.append([k[i] for k in keys])
+            arrays.append(f"${len(params)}::text[]::{_type_name(table, col)}[]")
+        cols = ", ".join(f"this.{_ident(c)}" for c in key_columns)
+        conditions.append(f"({cols}) IN (SELECT * FROM unnest({', '.join(arrays)}))")
+    sql, filter_params = layer.filter.to_sql("this", len(params) + 1)
+    if layer.where.strip():
+        conditions.append(sql)
+        params.extend(value for value, _ in filter_params)
+    if table.column(OWNER_COLUMN) is not None:
+        params.append(user_id or "")
+        owner = f"this.{_ident(OWNER_COLUMN)}"
+        conditions.append(f"({owner} IS NULL OR {owner} = '' OR {owner} = ${len(params)})")
+    columns = ", ".join(f"this.{_ident(c.name)}::text" for c in table.columns)
+    where = " AND ".join(conditions) if conditions else "true"
+    query = (
+        f"SELECT {_TAGS}, {columns} FROM {this} AS this LEFT JOIN {shadow} AS shadow ON {join}"
+        f" WHERE {where}"
+    )
+    return query, params
+
+
+async def _read_layer(
+    conn: Connection,
+    layer: LayerPlan,
+    key_columns: Sequence[str],
+    keys: Sequence[Sequence[str]],
+    user_id: str | None,
+    out: list[tuple[LayerPlan, list[Row]]],
+) -> None:
+    if key_columns and not keys:
+        out.append((layer, []))
+        return
+    sql, params = layer_query(layer, key_columns, keys, user_id)
+    rows: list[Row] = [(list(r[0]), list(r[1:])) for r in await conn.fetch(sql, *params)]
+    out.append((layer, rows))
+    names = [c.name for c in layer.table.columns]
+    for child in layer.children:
+        if child.holds_fk:
+            # Children of these rows: their FK takes one of these rows' primary keys.
+            pk_at = [names.index(c) for c in layer.table.primary_key]
+            child_keys = {tuple(v or "" for v in (r[1][i] for i in pk_at)) for r in rows}
+            await _read_layer(conn, child, child.fk, sorted(child_keys), user_id, out)
+        else:
+            # The rows these rows reference: their primary key is one of these FK values.
+            fk_at = [names.index(c) for c in child.fk]
+            refs = {
+                tuple(v for v in (r[1][i] for i in fk_at))
+                for r in rows
+                if all(r[1][i] is not None for i in fk_at)
+            }
+            parent_keys = sorted(tuple(v or "" for v in k) for k in refs)
+            await _read_layer(conn, child, child.table.primary_key, parent_keys, user_id, out)
+
+
+def xid_at_least(xid: int, xmin: int) -> bool:
+    """Whether the 32-bit ``xid`` of a transaction is at or after the 64-bit ``xmin``."""
+    diff = (xid - (xmin & 0xFFFFFFFF)) & 0xFFFFFFFF
+    return diff < 0x80000000
+
+
+async def fetch_layers(
+    connect: Callable[[], Awaitable[Connection]],
+    starts: Sequence[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]],
+    user_id: str | None,
+    caused_by: str,
+    on_xmin: Callable[[int], None],
+) -> list[tuple[LayerPlan, list[Row]]]:
+    """Reads the rows of each ``(layer, key columns, keys)`` start and the layers under them in
+    one snapshot; ``on_xmin`` gets the snapshot's xmin as soon as it is known (the magic write
+    makes sure a transaction at or after it comes through the stream)."""
+    conn = await connect()
+    async with conn:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # The snapshot is taken by this first query; the magic write comes after it, so its
+        # transaction id is at least the snapshot's xmin.
+        xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+        out: list[tuple[LayerPlan, list[Row]]] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_magic_write, connect, caused_by)
+            on_xmin(xmin)
+            for layer, key_columns, keys in starts:
+                await _read_layer(conn, layer, key_columns, keys, user_id, out)
+            await conn.execute("COMMIT")
+        return out
+
+
+async def _magic_write(connect: Callable[[], Awaitable[Connection]], caused_by: str) -> None:
+    conn = await connect()
+    async with conn:
+        await conn.execute(
+            "UPDATE electric.transaction_marker SET content = jsonb_build_object("
+            "'xid', pg_current_xact_id(), 'caused_by', $1::text) WHERE id = 'magic write'",
+            caused_by,
+        )

@@ -1,0 +1,261 @@
+//! One client's sent-rows graph (`electric_core::shapes::ShapeGraph`): the session asks it what
+//! each transaction means for its client and gets the `SatOpLog` frame, rows never becoming
+//! Python objects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use electric_core::electric::POSTGRES_ORIGIN;
+use electric_core::pgoutput::Relation;
+use electric_core::satellite::{commit_timestamp_ms, Bracket, OplogEncoder, TxInfo};
+use electric_core::shapes::{
+    ColumnDef, LayerError, LayerSpec, MoveIn, PlanOp, ShapeGraph as CoreGraph,
+};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+
+use crate::electric::PyElectricTransaction;
+use crate::errors;
+
+/// `(relation id, schema, table, [(column, type oid)])`.
+type RelationInfo = (u32, String, String, Vec<(String, u32)>);
+/// `(layer, [key values])`: rows to fetch for a layer.
+type MoveInInfo = (usize, Vec<Vec<String>>);
+/// A transaction's frame, the relations it uses and its move-ins.
+type Processed<'py> = (Bound<'py, PyBytes>, Vec<RelationInfo>, Vec<MoveInInfo>);
+
+fn layer_error(e: LayerError) -> PyErr {
+    match e {
+        LayerError::Filter(f) => errors::shape_filter(f),
+        other => pyo3::exceptions::PyValueError::new_err(other.to_string()),
+    }
+}
+
+fn relation_info(r: &Relation) -> RelationInfo {
+    (
+        r.id,
+        r.namespace.clone(),
+        r.name.clone(),
+        r.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_oid))
+            .collect(),
+    )
+}
+
+/// The relations of `ops` in order of first use.
+fn relations_of<'a>(relations: impl Iterator<Item = &'a Arc<Relation>>) -> Vec<RelationInfo> {
+    let mut seen: Vec<&Arc<Relation>> = Vec::new();
+    for r in relations {
+        if !seen.iter().any(|s| Arc::ptr_eq(s, r)) {
+            seen.push(r);
+        }
+    }
+    seen.into_iter().map(|r| relation_info(r)).collect()
+}
+
+fn move_ins(list: Vec<MoveIn>) -> Vec<MoveInInfo> {
+    list.into_iter().map(|m| (m.layer, m.keys)).collect()
+}
+
+/// The rows one client has and the layers of its subscriptions.
+#[pyclass(module = "electric_trio._native")]
+pub struct ShapeGraph {
+    inner: CoreGraph,
+    columns: HashMap<(String, String), Vec<ColumnDef>>,
+    encoder: OplogEncoder,
+}
+
+#[pymethods]
+impl ShapeGraph {
+    #[new]
+    #[pyo3(signature = (user_id = None))]
+    fn new(user_id: Option<String>) -> ShapeGraph {
+        ShapeGraph {
+            inner: CoreGraph::new(user_id),
+            columns: HashMap::new(),
+            encoder: OplogEncoder::new(),
+        }
+    }
+
+    /// Describes (again, after a migration) a table: OID, `(column, type oid, enum labels)`
+    /// in table order, primary key, owner column.
+    #[pyo3(signature = (schema, name, oid, columns, primary_key, owner_column = None))]
+    fn define_table(
+        &mut self,
+        schema: &str,
+        name: &str,
+        oid: u32,
+        columns: Vec<(String, u32, Option<Vec<String>>)>,
+        primary_key: Vec<String>,
+        owner_column: Option<&str>,
+    ) -> PyResult<()> {
+        let defs: Vec<ColumnDef> = columns
+            .into_iter()
+            .map(|(n, t, labels)| match labels {
+                Some(l) => ColumnDef::enumeration(n, t, l),
+                None => ColumnDef::new(n, t),
+            })
+            .collect();
+        self.inner
+            .define_table(schema, name, oid, &defs, &primary_key, owner_column)
+            .map_err(layer_error)?;
+        self.columns
+            .insert((schema.to_owned(), name.to_owned()), defs);
+        Ok(())
+    }
+
+    /// Adds a layer of `subscription` and returns its id; raises `ShapeFilterError` for a where
+    /// clause that does not compile.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (subscription, schema, table, where_clause, parent = None, fk = Vec::new(), holds_fk = false))]
+    fn add_layer(
+        &mut self,
+        subscription: String,
+        schema: String,
+        table: String,
+        where_clause: String,
+        parent: Option<usize>,
+        fk: Vec<String>,
+        holds_fk: bool,
+    ) -> PyResult<usize> {
+        let columns = self
+            .columns
+            .get(&(schema.clone(), table.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let spec = LayerSpec {
+            subscription,
+            schema,
+            table,
+            where_clause,
+            parent,
+            fk,
+            holds_fk,
+        };
+        self.inner.add_layer(&spec, &columns).map_err(layer_error)
+    }
+
+    /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`.
+    /// Returns the rows still to fetch for its many-to-one child layers.
+    fn add_rows(
+        &mut self,
+        layer: usize,
+        rows: Vec<(Vec<String>, Vec<Option<String>>)>,
+    ) -> Vec<MoveInInfo> {
+        let rows = rows
+            .into_iter()
+            .map(|(tags, values)| (Arc::from(tags), values))
+            .collect();
+        move_ins(self.inner.add_rows(layer, rows))
+    }
+
+    /// Removes a subscription's layers; the rows that leave are queued as gone ops. Returns
+    /// how many.
+    fn remove_subscription(&mut self, subscription: &str) -> usize {
+        self.inner.remove_subscription(subscription)
+    }
+
+    /// The queued data (inserts of added rows, gones of removed subscriptions) as `SatOpLog`
+    /// frames of at most `max_ops` ops, bare or within `additional_begin/commit` of
+    /// `additional_ref`, and the relations they use. No frame when nothing is queued.
+    #[pyo3(signature = (max_ops = 1000, additional_ref = None))]
+    fn take_data<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_ops: usize,
+        additional_ref: Option<u64>,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>)> {
+        let data = self.inner.take_data();
+        let relations = relations_of(data.iter().filter_map(|op| match op {
+            PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => Some(relation),
+            PlanOp::Change(_) => None,
+        }));
+        let mut frames = Vec::new();
+        if let Some(r) = additional_ref {
+            // One pseudo-transaction: the client applies it as a whole.
+            let frame = self
+                .encoder
+                .encode(
+                    &Bracket::Additional(r),
+                    data.iter().filter_map(PlanOp::data_op),
+                )
+                .map_err(encode_error)?;
+            frames.push(PyBytes::new(py, &frame));
+        } else {
+            for chunk in data.chunks(max_ops.max(1)) {
+                let frame = self
+                    .encoder
+                    .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
+                    .map_err(encode_error)?;
+                frames.push(PyBytes::new(py, &frame));
+            }
+        }
+        Ok((frames, relations))
+    }
+
+    /// What `txn` means for this client: `None` when it gets nothing (no change it sees, no
+    /// migration in `migrate`, and not `force`d — the client's own write is always echoed),
+    /// else `(SatOpLog frame, relations used, move-ins)`. When there are move-ins the frame
+    /// carries `additional_ref` on begin and commit, and the caller sends their rows later.
+    #[pyo3(signature = (txn, migrate = Vec::new(), force = false, additional_ref = 0))]
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        txn: PyRef<'py, PyElectricTransaction>,
+        migrate: Vec<PyBackedBytes>,
+        force: bool,
+        additional_ref: u64,
+    ) -> PyResult<Option<Processed<'py>>> {
+        let inner = &txn.inner;
+        let plan = self.inner.process(inner);
+        if plan.ops.is_empty() && migrate.is_empty() && !force {
+            return Ok(None);
+        }
+        let additional = if plan.move_ins.is_empty() {
+            0
+        } else {
+            additional_ref
+        };
+        let bracket = Bracket::Transaction(TxInfo {
+            commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
+            lsn: inner.end_lsn,
+            origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
+            is_migration: !inner.ddl.is_empty(),
+            additional_data_ref: additional,
+            transaction_id: Some(u64::from(inner.xid)),
+        });
+        let ops = migrate
+            .iter()
+            .map(|m| electric_core::satellite::Op::Migrate(m))
+            .chain(plan.ops.iter().filter_map(|op| op.op(inner)));
+        let frame = self.encoder.encode(&bracket, ops).map_err(encode_error)?;
+        let relations = relations_of(plan.ops.iter().map(|op| op.relation(inner)));
+        Ok(Some((
+            PyBytes::new(py, &frame),
+            relations,
+            move_ins(plan.move_ins),
+        )))
+    }
+
+    /// Whether the client has the row of `schema.table` with these key values (text).
+    fn contains(&self, schema: &str, table: &str, pk: Vec<String>) -> bool {
+        let pk: Vec<&str> = pk.iter().map(String::as_str).collect();
+        self.inner.contains(schema, table, &pk)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
+    // A row the encoder refuses is a server fault, not the client's.
+    errors::ElectricError::new_err(format!("cannot encode the rows: {e}"))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ShapeGraph>()?;
+    Ok(())
+}

@@ -1,0 +1,1186 @@
+//! One client's sent-rows graph (server-behaviour.md §8, satellite-protocol.md §7.6-7.8): the
+//! rows it has been sent, each with the edges that keep it in its shapes, and what a
+//! transaction from Postgres changes about them.
+//!
+//! A subscription is a tree of *layers*. A root layer holds the rows of its table that pass its
+//! where clause; a child layer follows a foreign key from the rows of its parent layer, either to
+//! the rows that reference them (one-to-many, [`Link::Children`]) or to the rows they reference
+//! (many-to-one, [`Link::Parents`]). An edge `(layer, parent row)` says a row is in a layer
+//! because of that parent row (none for a root layer). A row stays with the client while it
+//! has at least one edge; when its last edge goes, the client is told it is *gone*.
+//!
+//! For each transaction [`ShapeGraph::process`] decides, change by change, what the client gets:
+//! the change as it is, an insert (a row that moved into the shapes, or a parent the new rows
+//! need), a gone (a row that left them, and every row that only hung on it), or nothing. Rows
+//! that must come from Postgres (the children of a row that moved in, parents the transaction
+//! does not carry) are returned as *move-ins* for the caller to query; their rows come back
+//! through [`ShapeGraph::add_rows`], as do the rows of a new subscription.
+//!
+//! Foreign keys are followed to the referenced table's primary key (the only kind electrified
+//! tables have). Rows are keyed by their primary key's values in the Satellite text form.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{ColumnDef, FilterError, ShapeFilter};
+use crate::electric::{ElectricChange, ElectricTransaction, ReferencedRecord, Tags};
+use crate::pgoutput::{Change, Column, Datum, Relation};
+use crate::satellite::values::write_text;
+use crate::satellite::Op;
+use crate::value::{decode_text, Kind, Value};
+
+/// A table's index in the graph's table list.
+pub type TableId = usize;
+/// A layer's index in the graph's layer list.
+pub type LayerId = usize;
+
+/// A row's identity: its table and its primary key's values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    table: TableId,
+    /// Each key value's text, length-prefixed (u32 little-endian).
+    pk: Box<[u8]>,
+}
+
+impl RowKey {
+    /// The key's values as text, in primary-key order.
+    pub fn values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = &self.pk[..];
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            out.push(String::from_utf8_lossy(&rest[4..4 + len]).into_owned());
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+}
+
+/// How a layer's rows hang on its parent layer's rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// A root layer: its where clause alone decides.
+    Root,
+    /// One-to-many: this layer's rows reference the parent's rows through these columns of this
+    /// layer's table (aligned with the parent table's primary key).
+    Children { fk: Vec<usize> },
+    /// Many-to-one: the parent's rows reference this layer's rows through these columns of the
+    /// parent layer's table (aligned with this table's primary key).
+    Parents { fk: Vec<usize> },
+}
+
+/// A layer as the caller describes it.
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub subscription: String,
+    pub schema: String,
+    pub table: String,
+    pub where_clause: String,
+    pub parent: Option<LayerId>,
+    /// The foreign key's columns by name (empty for a root layer); on this layer's table when
+    /// `holds_fk`, else on the parent layer's table.
+    pub fk: Vec<String>,
+    pub holds_fk: bool,
+}
+
+/// Why a layer cannot be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("unknown table {0}")]
+    UnknownTable(String),
+    #[error("unknown parent layer {0}")]
+    UnknownParent(LayerId),
+    #[error("column {0:?} does not exist")]
+    UnknownColumn(String),
+    #[error("the foreign key has {got} columns, the referenced primary key {want}")]
+    KeyWidth { got: usize, want: usize },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+}
+
+#[derive(Debug)]
+struct Table {
+    relation: Arc<Relation>,
+    pk: Vec<usize>,
+    owner: Option<usize>,
+    /// Layers on this table.
+    layers: Vec<LayerId>,
+}
+
+#[derive(Debug)]
+struct Layer {
+    subscription: String,
+    table: TableId,
+    filter: ShapeFilter,
+    parent: Option<LayerId>,
+    link: Link,
+    children: Vec<LayerId>,
+}
+
+type Edge = (LayerId, Option<RowKey>);
+
+#[derive(Debug, Default)]
+struct RowState {
+    edges: Vec<Edge>,
+}
+
+/// An op of a plan, owning what it does not borrow from the transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanOp {
+    /// The transaction's change at this index, as it is.
+    Change(usize),
+    /// A row the client gets as an insert.
+    Insert {
+        relation: Arc<Relation>,
+        row: Box<[Datum]>,
+        tags: Tags,
+    },
+    /// A row that left the client's shapes.
+    Gone {
+        relation: Arc<Relation>,
+        row: Box<[Datum]>,
+        pk: Arc<[usize]>,
+        key: RowKey,
+    },
+}
+
+impl PlanOp {
+    /// The relation the op is about.
+    pub fn relation<'a>(&'a self, txn: &'a ElectricTransaction) -> &'a Arc<Relation> {
+        match self {
+            PlanOp::Change(i) => txn.changes[*i].change.relation(),
+            PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => relation,
+        }
+    }
+
+    /// The op to encode.
+    pub fn op<'a>(&'a self, txn: &'a ElectricTransaction) -> Option<Op<'a>> {
+        match self {
+            PlanOp::Change(i) => Op::from_change(&txn.changes[*i]),
+            PlanOp::Insert {
+                relation,
+                row,
+                tags,
+            } => Some(Op::Insert {
+                relation,
+                new: row,
+                tags,
+            }),
+            PlanOp::Gone {
+                relation, row, pk, ..
+            } => Some(Op::Gone {
+                relation,
+                row,
+                pk_columns: pk,
+            }),
+        }
+    }
+
+    /// Encodes an op with no transaction (data and gone batches).
+    pub fn data_op(&self) -> Option<Op<'_>> {
+        match self {
+            PlanOp::Change(_) => None,
+            PlanOp::Insert {
+                relation,
+                row,
+                tags,
+            } => Some(Op::Insert {
+                relation,
+                new: row,
+                tags,
+            }),
+            PlanOp::Gone {
+                relation, row, pk, ..
+            } => Some(Op::Gone {
+                relation,
+                row,
+                pk_columns: pk,
+            }),
+        }
+    }
+}
+
+/// Rows to fetch from Postgres for a layer: the children of these parent keys (a
+/// [`Link::Children`] layer) or the rows with these keys (a [`Link::Parents`] layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveIn {
+    pub layer: LayerId,
+    pub keys: Vec<Vec<String>>,
+}
+
+/// What one transaction means for one client.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Plan {
+    pub ops: Vec<PlanOp>,
+    pub move_ins: Vec<MoveIn>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.move_ins.is_empty()
+    }
+}
+
+/// The sent-rows graph of one client and the layers of its subscriptions.
+#[derive(Debug)]
+pub struct ShapeGraph {
+    user_id: Option<String>,
+    tables: Vec<Table>,
+    table_ids: HashMap<(String, String), TableId>,
+    layers: Vec<Option<Layer>>,
+    rows: HashMap<RowKey, RowState>,
+    /// Reverse edges: a parent row's `(layer, child row)` pairs.
+    children: HashMap<RowKey, Vec<(LayerId, RowKey)>>,
+    /// Rows some present row of a parent layer references but the client does not have yet:
+    /// target row -> `(many-to-one layer, referencing row)`.
+    needs: HashMap<RowKey, Vec<(LayerId, RowKey)>>,
+    /// Rows added by [`ShapeGraph::add_rows`] and gones of removed subscriptions, until taken.
+    data: Vec<PlanOp>,
+}
+
+/// A row written in the transaction: its new row, the old one of an update, its tags.
+type Written<'t> = (&'t [Datum], Option<&'t [Datum]>, Tags);
+
+/// Where a change's rows come from inside one `process` call.
+struct TxRows<'t> {
+    /// Last new row of each key written in the transaction.
+    written: HashMap<RowKey, Written<'t>>,
+    referenced: HashMap<RowKey, &'t ReferencedRecord>,
+}
+
+impl ShapeGraph {
+    /// An empty graph for a client of `user_id` (rows of tables with an owner column are only
+    /// seen by their owner, or by everyone when the owner is NULL or empty).
+    pub fn new(user_id: Option<String>) -> ShapeGraph {
+        ShapeGraph {
+            user_id,
+            tables: Vec::new(),
+            table_ids: HashMap::new(),
+            layers: Vec::new(),
+            rows: HashMap::new(),
+            children: HashMap::new(),
+            needs: HashMap::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// Describes (or re-describes, after a migration) a table: its OID (the relation id
+    /// clients know), columns in table order, primary key and owner column.
+    pub fn define_table(
+        &mut self,
+        schema: &str,
+        name: &str,
+        oid: u32,
+        columns: &[ColumnDef],
+        primary_key: &[String],
+        owner_column: Option<&str>,
+    ) -> Result<TableId, LayerError> {
+        let find = |col: &str| {
+            columns
+                .iter()
+                .position(|c| c.name == col)
+                .ok_or_else(|| LayerError::UnknownColumn(col.to_owned()))
+        };
+        let pk = primary_key
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let owner = owner_column.and_then(|c| find(c).ok());
+        let relation = Arc::new(Relation {
+            id: oid,
+            namespace: schema.to_owned(),
+            name: name.to_owned(),
+            replica_identity: b'f',
+            columns: columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    type_oid: c.type_oid,
+                    type_modifier: -1,
+                    is_key: true,
+                    kind: if c.enum_labels.is_some() {
+                        Kind::Text
+                    } else {
+                        Kind::of(c.type_oid)
+                    },
+                })
+                .collect(),
+        });
+        let key = (schema.to_owned(), name.to_owned());
+        Ok(match self.table_ids.entry(key) {
+            Entry::Occupied(e) => {
+                let t = &mut self.tables[*e.get()];
+                t.relation = relation;
+                t.pk = pk;
+                t.owner = owner;
+                *e.get()
+            }
+            Entry::Vacant(e) => {
+                self.tables.push(Table {
+                    relation,
+                    pk,
+                    owner,
+                    layers: Vec::new(),
+                });
+                *e.insert(self.tables.len() - 1)
+            }
+        })
+    }
+
+    /// Adds a layer (its where clause compiled against the table's columns, as `columns`
+    /// gives them with their enum labels) and returns its id.
+    pub fn add_layer(
+        &mut self,
+        spec: &LayerSpec,
+        columns: &[ColumnDef],
+    ) -> Result<LayerId, LayerError> {
+        let table = *self
+            .table_ids
+            .get(&(spec.schema.clone(), spec.table.clone()))
+            .ok_or_else(|| LayerError::UnknownTable(format!("{}.{}", spec.schema, spec.table)))?;
+        let filter = ShapeFilter::compile(&spec.where_clause, columns)?;
+        let link = match spec.parent {
+            None => Link::Root,
+            Some(parent) => {
+                let parent_table = self
+                    .layers
+                    .get(parent)
+                    .and_then(Option::as_ref)
+                    .ok_or(LayerError::UnknownParent(parent))?
+                    .table;
+                let (holder, target) = if spec.holds_fk {
+                    (table, parent_table)
+                } else {
+                    (parent_table, table)
+                };
+                let holder_cols = &self.tables[holder].relation.columns;
+                let fk = spec
+                    .fk
+                    .iter()
+                    .map(|c| {
+                        holder_cols
+                            .iter()
+                            .position(|col| &col.name == c)
+                            .ok_or_else(|| LayerError::UnknownColumn(c.clone()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let want = self.tables[target].pk.len();
+                if fk.len() != want {
+                    return Err(LayerError::KeyWidth {
+                        got: fk.len(),
+                        want,
+                    });
+                }
+                if spec.holds_fk {
+                    Link::Children { fk }
+                } else {
+                    Link::Parents { fk }
+                }
+            }
+        };
+        let id = self.layers.len();
+        self.layers.push(Some(Layer {
+            subscription: spec.subscription.clone(),
+            table,
+            filter,
+            parent: spec.parent,
+            link,
+            children: Vec::new(),
+        }));
+        if let Some(parent) = spec.parent {
+            if let Some(p) = self.layers[parent].as_mut() {
+                p.children.push(id);
+            }
+        }
+        self.tables[table].layers.push(id);
+        Ok(id)
+    }
+
+    /// The number of rows the client has.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Whether the client has the row of `schema.table` with these primary key values (text).
+    pub fn contains(&self, schema: &str, table: &str, pk: &[&str]) -> bool {
+        let Some(&t) = self.table_ids.get(&(schema.to_owned(), table.to_owned())) else {
+            return false;
+        };
+        let mut buf = Vec::new();
+        for v in pk {
+            push_key_part(&mut buf, v.as_bytes());
+        }
+        self.rows.contains_key(&RowKey {
+            table: t,
+            pk: buf.into(),
+        })
+    }
+
+    fn layer(&self, id: LayerId) -> &Layer {
+        self.layers[id].as_ref().expect("a live layer")
+    }
+
+    /// The key of the row of `table` whose primary key is `row`'s values at `cols`; None when
+    /// one of them is NULL or missing.
+    fn key_at(&self, table: TableId, row: &[Datum], cols: &[usize]) -> Option<RowKey> {
+        let mut buf = Vec::new();
+        let mut text = Vec::new();
+        for &c in cols {
+            match row.get(c)? {
+                Datum::Value(Value::Null) | Datum::UnchangedToast => return None,
+                Datum::Value(v) => {
+                    text.clear();
+                    write_text(v, false, &mut text).ok()?;
+                    push_key_part(&mut buf, &text);
+                }
+            }
+        }
+        Some(RowKey {
+            table,
+            pk: buf.into(),
+        })
+    }
+
+    fn pk_key(&self, table: TableId, row: &[Datum]) -> Option<RowKey> {
+        self.key_at(table, row, &self.tables[table].pk)
+    }
+
+    fn visible(&self, table: TableId, row: &[Datum]) -> bool {
+        let Some(owner) = self.tables[table].owner else {
+            return true;
+        };
+        match row.get(owner) {
+            Some(Datum::Value(Value::Text(s))) => {
+                s.is_empty() || self.user_id.as_deref() == Some(s.as_ref())
+            }
+            Some(Datum::Value(Value::Null)) | None => true,
+            Some(Datum::Value(_)) | Some(Datum::UnchangedToast) => false,
+        }
+    }
+
+    fn passes(&self, layer: LayerId, table: TableId, row: &[Datum]) -> bool {
+        self.visible(table, row) && self.layer(layer).filter.matches(row).unwrap_or(false)
+    }
+
+    fn has_edge_in(&self, key: &RowKey, layer: LayerId) -> bool {
+        self.rows
+            .get(key)
+            .is_some_and(|s| s.edges.iter().any(|(l, _)| *l == layer))
+    }
+
+    /// Adds an edge; true when the row was not in the graph before.
+    fn add_edge(&mut self, key: &RowKey, edge: Edge) -> bool {
+        let mut new = false;
+        let state = self.rows.entry(key.clone()).or_insert_with(|| {
+            new = true;
+            RowState::default()
+        });
+        if state.edges.contains(&edge) {
+            return new;
+        }
+        state.edges.push(edge.clone());
+        if let (layer, Some(parent)) = edge {
+            self.children
+                .entry(parent)
+                .or_default()
+                .push((layer, key.clone()));
+        }
+        new
+    }
+
+    /// Removes the edges of `key` that `drop` selects, then what hung on them (the rows left
+    /// with no edge become gone ops in `out`, except `key` itself).
+    fn remove_edges(
+        &mut self,
+        key: &RowKey,
+        mut drop: impl FnMut(&Edge) -> bool,
+        out: &mut Vec<PlanOp>,
+    ) {
+        let Some(state) = self.rows.get_mut(key) else {
+            return;
+        };
+        let mut removed = Vec::new();
+        state.edges.retain(|e| {
+            if drop(e) {
+                removed.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if removed.is_empty() {
+            return;
+        }
+        for (layer, parent) in &removed {
+            if let Some(parent) = parent {
+                if let Some(kids) = self.children.get_mut(parent) {
+                    kids.retain(|(l, k)| !(l == layer && k == key));
+                    if kids.is_empty() {
+                        self.children.remove(parent);
+                    }
+                }
+            }
+        }
+        let left: HashSet<LayerId> = self.rows[key].edges.iter().map(|(l, _)| *l).collect();
+        let lost: HashSet<LayerId> = removed
+            .iter()
+            .map(|(l, _)| *l)
+            .filter(|l| !left.contains(l))
+            .collect();
+        if left.is_empty() {
+            self.rows.remove(key);
+        }
+        self.cascade(key, &lost, out);
+    }
+
+    /// `key` left the layers in `lost`: the rows of their child layers that hung on it lose
+    /// that edge, and a row left with none is gone.
+    fn cascade(&mut self, key: &RowKey, lost: &HashSet<LayerId>, out: &mut Vec<PlanOp>) {
+        if lost.is_empty() {
+            return;
+        }
+        let child_layers: HashSet<LayerId> = lost
+            .iter()
+            .filter_map(|l| self.layers.get(*l).and_then(Option::as_ref))
+            .flat_map(|l| l.children.iter().copied())
+            .collect();
+        let Some(kids) = self.children.get(key) else {
+            return;
+        };
+        let affected: Vec<(LayerId, RowKey)> = kids
+            .iter()
+            .filter(|(l, _)| child_layers.contains(l))
+            .cloned()
+            .collect();
+        for (layer, child) in affected {
+            let had = self.rows.contains_key(&child);
+            self.remove_edges(&child, |(l, p)| *l == layer && p.as_ref() == Some(key), out);
+            if had && !self.rows.contains_key(&child) {
+                self.push_gone(&child, out);
+            }
+        }
+        // Needs recorded for `key` in those layers are void.
+        for targets in self.needs.values_mut() {
+            targets.retain(|(l, holder)| !(holder == key && child_layers.contains(l)));
+        }
+        self.needs.retain(|_, v| !v.is_empty());
+    }
+
+    fn push_gone(&self, key: &RowKey, out: &mut Vec<PlanOp>) {
+        // A value's wire text is the key's text: the key is all a gone op carries.
+        let table = &self.tables[key.table];
+        let relation = table.relation.clone();
+        let mut row: Vec<Datum> = vec![Datum::Value(Value::Null); relation.columns.len()];
+        for (&col, text) in table.pk.iter().zip(key.values()) {
+            row[col] = Datum::Value(Value::Text(text.into()));
+        }
+        out.push(PlanOp::Gone {
+            relation,
+            row: row.into(),
+            pk: table.pk.clone().into(),
+            key: key.clone(),
+        });
+    }
+
+    /// The rows the layers under `layer` hanging on row `key` need: many-to-one targets are
+    /// linked or recorded as needs; one-to-many children are returned as move-ins when
+    /// `fetch_children` (the row moved in: its children exist in Postgres already).
+    fn follow_children(
+        &mut self,
+        key: &RowKey,
+        layer: LayerId,
+        row: &[Datum],
+        fetch_children: bool,
+        plan: &mut Plan,
+        new_needs: &mut Vec<RowKey>,
+    ) {
+        let children = self.layer(layer).children.clone();
+        for child in children {
+            let (link, table) = {
+                let l = self.layer(child);
+                (l.link.clone(), l.table)
+            };
+            match link {
+                Link::Parents { fk } => {
+                    let Some(target) = self.key_at(table, row, &fk) else {
+                        continue;
+                    };
+                    let edge = (child, Some(key.clone()));
+                    if self.rows.contains_key(&target) {
+                        self.add_edge(&target, edge);
+                    } else {
+                        let waiting = self.needs.entry(target.clone()).or_default();
+                        if !waiting.contains(&(child, key.clone())) {
+                            waiting.push((child, key.clone()));
+                        }
+                        new_needs.push(target);
+                    }
+                }
+                Link::Children { .. } => {
+                    if fetch_children {
+                        push_move_in(plan, child, key.values());
+                    }
+                }
+                Link::Root => {}
+            }
+        }
+    }
+
+    /// What transaction `txn` means for this client.
+    pub fn process(&mut self, txn: &ElectricTransaction) -> Plan {
+        let mut plan = Plan::default();
+        if self.tables.iter().all(|t| t.layers.is_empty()) {
+            return plan;
+        }
+        let mut tx_rows = TxRows {
+            written: HashMap::new(),
+            referenced: HashMap::new(),
+        };
+        let mut new_needs: Vec<RowKey> = Vec::new();
+        // Children whose parent was not in the graph when they came: retried at the end.
+        let mut waiting_children: Vec<(usize, LayerId, RowKey)> = Vec::new();
+
+        for (i, change) in txn.changes.iter().enumerate() {
+            let relation = change.change.relation();
+            let Some(&table) = self
+                .table_ids
+                .get(&(relation.namespace.clone(), relation.name.clone()))
+            else {
+                continue;
+            };
+            if self.tables[table].layers.is_empty() {
+                continue;
+            }
+            match &change.change {
+                Change::Insert { new, .. } => {
+                    let Some(key) = self.pk_key(table, new) else {
+                        continue;
+                    };
+                    tx_rows
+                        .written
+                        .insert(key.clone(), (new, None, change.tags.clone()));
+                    self.upsert(
+                        i,
+                        change,
+                        table,
+                        key,
+                        None,
+                        new,
+                        &mut plan,
+                        &mut new_needs,
+                        &mut waiting_children,
+                    );
+                }
+                Change::Update { old, new, .. } => {
+                    let old = old.as_ref().map(|o| &o.row[..]);
+                    let Some(key) = self
+                        .pk_key(table, new)
+                        .or_else(|| old.and_then(|o| self.pk_key(table, o)))
+                    else {
+                        continue;
+                    };
+                    if let Some(old_key) = old.and_then(|o| self.pk_key(table, o)) {
+                        if old_key != key && self.rows.contains_key(&old_key) {
+                            // A changed primary key: the old row is gone.
+                            self.remove_edges(&old_key, |_| true, &mut plan.ops);
+                            self.push_gone(&old_key, &mut plan.ops);
+                        }
+                    }
+                    tx_rows
+                        .written
+                        .insert(key.clone(), (new, old, change.tags.clone()));
+                    self.upsert(
+                        i,
+                        change,
+                        table,
+                        key,
+                        old,
+                        new,
+                        &mut plan,
+                        &mut new_needs,
+                        &mut waiting_children,
+                    );
+                }
+                Change::Delete { old, .. } => {
+                    let Some(key) = self.pk_key(table, &old.row) else {
+                        continue;
+                    };
+                    tx_rows.written.remove(&key);
+                    if self.rows.contains_key(&key) {
+                        plan.ops.push(PlanOp::Change(i));
+                        self.remove_edges(&key, |_| true, &mut plan.ops);
+                    }
+                }
+                Change::Truncate { .. } => {}
+            }
+        }
+
+        for record in &txn.referenced {
+            if let Some(&table) = self
+                .table_ids
+                .get(&(record.schema.clone(), record.table.clone()))
+            {
+                let mut buf = Vec::new();
+                for v in &record.pk {
+                    push_key_part(&mut buf, v.as_bytes());
+                }
+                tx_rows.referenced.insert(
+                    RowKey {
+                        table,
+                        pk: buf.into(),
+                    },
+                    record,
+                );
+            }
+        }
+
+        // Children that came before their parent.
+        for (i, layer, key) in waiting_children {
+            let change = &txn.changes[i];
+            let Some(new) = change_new_row(&change.change) else {
+                continue;
+            };
+            let (table, parent_layer, fk) = {
+                let l = self.layer(layer);
+                match &l.link {
+                    Link::Children { fk } => (l.table, l.parent, fk.clone()),
+                    _ => continue,
+                }
+            };
+            let Some(parent_layer) = parent_layer else {
+                continue;
+            };
+            let parent_table = self.layer(parent_layer).table;
+            let Some(parent) = self.key_at(parent_table, new, &fk) else {
+                continue;
+            };
+            if self.has_edge_in(&parent, parent_layer) && self.passes(layer, table, new) {
+                let was = self.rows.contains_key(&key);
+                self.add_edge(&key, (layer, Some(parent)));
+                if !was {
+                    plan.ops.push(insert_of(change, new));
+                }
+                self.follow_children(&key, layer, new, false, &mut plan, &mut new_needs);
+            }
+        }
+
+        self.resolve_needs(&tx_rows, &mut plan, new_needs);
+        self.dedupe_gones(&mut plan.ops);
+        plan
+    }
+
+    /// One gone per row, and none for a row the client still has (cycles in the graph can
+    /// report a row twice, or report a row that came back later in the transaction).
+    fn dedupe_gones(&self, ops: &mut Vec<PlanOp>) {
+        let mut seen = HashSet::new();
+        ops.retain(|op| match op {
+            PlanOp::Gone { key, .. } => !self.rows.contains_key(key) && seen.insert(key.clone()),
+            _ => true,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upsert(
+        &mut self,
+        index: usize,
+        change: &ElectricChange,
+        table: TableId,
+        key: RowKey,
+        old: Option<&[Datum]>,
+        new: &[Datum],
+        plan: &mut Plan,
+        new_needs: &mut Vec<RowKey>,
+        waiting_children: &mut Vec<(usize, LayerId, RowKey)>,
+    ) {
+        let before = self.rows.contains_key(&key);
+        let layers_before: HashSet<LayerId> = self
+            .rows
+            .get(&key)
+            .map(|s| s.edges.iter().map(|(l, _)| *l).collect())
+            .unwrap_or_default();
+        let mut cascaded = Vec::new();
+        for layer in self.tables[table].layers.clone() {
+            let passes = self.passes(layer, table, new);
+            let (link, parent_layer) = {
+                let l = self.layer(layer);
+                (l.link.clone(), l.parent)
+            };
+            match link {
+                Link::Root => {
+                    if passes {
+                        self.add_edge(&key, (layer, None));
+                    } else {
+                        self.remove_edges(&key, |(l, _)| *l == layer, &mut cascaded);
+                    }
+                }
+                Link::Children { fk } => {
+                    let parent_layer = parent_layer.expect("a child layer has a parent");
+                    let parent_table = self.layer(parent_layer).table;
+                    let parent = self.key_at(parent_table, new, &fk);
+                    let attach = passes
+                        && parent
+                            .as_ref()
+                            .is_some_and(|p| self.has_edge_in(p, parent_layer));
+                    self.remove_edges(
+                        &key,
+                        |(l, p)| *l == layer && !(attach && p.as_ref() == parent.as_ref()),
+                        &mut cascaded,
+                    );
+                    if attach {
+                        self.add_edge(&key, (layer, parent));
+                    } else if passes && parent.is_some() {
+                        waiting_children.push((index, layer, key.clone()));
+                    }
+                }
+                Link::Parents { .. } => {
+                    if !passes {
+                        self.remove_edges(&key, |(l, _)| *l == layer, &mut cascaded);
+                    } else if let Some(waiting) = self.needs.remove(&key) {
+                        // A row other rows of the client need, written in this transaction.
+                        let (mine, rest): (Vec<_>, Vec<_>) =
+                            waiting.into_iter().partition(|(l, _)| *l == layer);
+                        if !rest.is_empty() {
+                            self.needs.insert(key.clone(), rest);
+                        }
+                        for (l, holder) in mine {
+                            if self.rows.contains_key(&holder) {
+                                self.add_edge(&key, (l, Some(holder)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let after = self.rows.contains_key(&key);
+        match (before, after) {
+            (true, true) => plan.ops.push(PlanOp::Change(index)),
+            (false, true) => plan.ops.push(insert_of(change, new)),
+            (true, false) => {
+                if old.is_some() {
+                    self.push_gone(&key, &mut plan.ops);
+                }
+            }
+            (false, false) => {}
+        }
+        plan.ops.append(&mut cascaded);
+        if after {
+            let layers_after: Vec<LayerId> =
+                self.rows[&key].edges.iter().map(|(l, _)| *l).collect();
+            let mut seen = HashSet::new();
+            for layer in layers_after {
+                if seen.insert(layer) {
+                    // Only a row that moved into the layer has children in Postgres to fetch; a
+                    // new row's children come in later changes of the transaction.
+                    let moved_in = old.is_some() && !layers_before.contains(&layer);
+                    self.follow_children(&key, layer, new, moved_in, plan, new_needs);
+                }
+            }
+        }
+    }
+
+    /// Brings in the rows the client now needs: from the transaction's own rows or its
+    /// referenced records when they are there, else as move-ins.
+    fn resolve_needs(&mut self, tx_rows: &TxRows<'_>, plan: &mut Plan, mut pending: Vec<RowKey>) {
+        let mut fetch: Vec<RowKey> = Vec::new();
+        while let Some(target) = pending.pop() {
+            if self.rows.contains_key(&target) {
+                // Linked meanwhile: add the edges still waiting.
+                if let Some(waiting) = self.needs.remove(&target) {
+                    for (layer, holder) in waiting {
+                        if self.rows.contains_key(&holder) {
+                            self.add_edge(&target, (layer, Some(holder)));
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(waiting) = self.needs.get(&target).cloned() else {
+                continue;
+            };
+            let table = target.table;
+            let row: Option<(Box<[Datum]>, Tags)> =
+                if let Some((new, old, tags)) = tx_rows.written.get(&target) {
+                    Some((merged_row(new, *old), tags.clone()))
+                } else {
+                    tx_rows
+                        .referenced
+                        .get(&target)
+                        .map(|r| (self.row_from_text(table, &r.data), r.tags.clone()))
+                };
+            let Some((row, tags)) = row else {
+                fetch.push(target);
+                continue;
+            };
+            self.needs.remove(&target);
+            let mut linked = Vec::new();
+            for (layer, holder) in waiting {
+                if self.rows.contains_key(&holder) && self.passes(layer, table, &row) {
+                    self.add_edge(&target, (layer, Some(holder)));
+                    linked.push(layer);
+                }
+            }
+            if linked.is_empty() {
+                continue;
+            }
+            for layer in linked {
+                self.follow_children(&target, layer, &row, false, plan, &mut pending);
+            }
+            plan.ops.push(PlanOp::Insert {
+                relation: self.tables[table].relation.clone(),
+                row,
+                tags,
+            });
+        }
+        // Needed rows the transaction does not carry: fetched by layer.
+        let mut by_layer: HashMap<LayerId, Vec<Vec<String>>> = HashMap::new();
+        for target in fetch {
+            if let Some(waiting) = self.needs.get(&target) {
+                let layers: HashSet<LayerId> = waiting.iter().map(|(l, _)| *l).collect();
+                for layer in layers {
+                    by_layer.entry(layer).or_default().push(target.values());
+                }
+            }
+        }
+        let mut layers: Vec<_> = by_layer.into_iter().collect();
+        layers.sort_by_key(|(l, _)| *l);
+        for (layer, keys) in layers {
+            for key in keys {
+                push_move_in(plan, layer, key);
+            }
+        }
+    }
+
+    /// A row of `table` from text values by column name (a referenced record, or a row read
+    /// from Postgres as text); columns it lacks are NULL, values that do not decode stay text.
+    fn row_from_text(&self, table: TableId, data: &[(String, Option<String>)]) -> Box<[Datum]> {
+        let relation = &self.tables[table].relation;
+        relation
+            .columns
+            .iter()
+            .map(|c| {
+                let text = data
+                    .iter()
+                    .find(|(n, _)| n == &c.name)
+                    .and_then(|(_, v)| v.as_deref());
+                Datum::Value(match text {
+                    None => Value::Null,
+                    Some(t) => decode_text(c.kind, t.as_bytes())
+                        .map(Value::into_owned)
+                        .unwrap_or_else(|_| Value::Text(t.to_owned().into())),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds rows read from Postgres for `layer` (a new subscription's data or a move-in), each
+    /// with its tags and its values as text in table column order. Rows the client does not
+    /// have yet are queued for [`ShapeGraph::take_data`]. Returns the keys, per many-to-one
+    /// child layer, of the rows these rows reference and the client still lacks.
+    pub fn add_rows(
+        &mut self,
+        layer: LayerId,
+        rows: Vec<(Tags, Vec<Option<String>>)>,
+    ) -> Vec<MoveIn> {
+        let (table, link, parent_layer) = {
+            let l = self.layer(layer);
+            (l.table, l.link.clone(), l.parent)
+        };
+        let relation = self.tables[table].relation.clone();
+        let mut plan = Plan::default();
+        let mut needs = Vec::new();
+        for (tags, values) in rows {
+            let row: Box<[Datum]> = relation
+                .columns
+                .iter()
+                .zip(
+                    values
+                        .iter()
+                        .map(Option::as_deref)
+                        .chain(std::iter::repeat(None)),
+                )
+                .map(|(c, text)| {
+                    Datum::Value(match text {
+                        None => Value::Null,
+                        Some(t) => decode_text(c.kind, t.as_bytes())
+                            .map(Value::into_owned)
+                            .unwrap_or_else(|_| Value::Text(t.to_owned().into())),
+                    })
+                })
+                .collect();
+            let Some(key) = self.pk_key(table, &row) else {
+                continue;
+            };
+            if !self.visible(table, &row) {
+                continue;
+            }
+            let edges: Vec<Edge> = match &link {
+                Link::Root => vec![(layer, None)],
+                Link::Children { fk } => {
+                    let Some(parent_layer) = parent_layer else {
+                        continue;
+                    };
+                    let parent_table = self.layer(parent_layer).table;
+                    match self.key_at(parent_table, &row, fk) {
+                        Some(p) if self.has_edge_in(&p, parent_layer) => vec![(layer, Some(p))],
+                        _ => continue,
+                    }
+                }
+                Link::Parents { .. } => {
+                    let Some(waiting) = self.needs.remove(&key) else {
+                        continue;
+                    };
+                    let (mine, rest): (Vec<_>, Vec<_>) =
+                        waiting.into_iter().partition(|(l, _)| *l == layer);
+                    if !rest.is_empty() {
+                        self.needs.insert(key.clone(), rest);
+                    }
+                    mine.into_iter()
+                        .filter(|(_, h)| self.rows.contains_key(h))
+                        .map(|(l, h)| (l, Some(h)))
+                        .collect()
+                }
+            };
+            if edges.is_empty() {
+                continue;
+            }
+            let was = self.rows.contains_key(&key);
+            for edge in edges {
+                self.add_edge(&key, edge);
+            }
+            self.follow_children(&key, layer, &row, false, &mut plan, &mut needs);
+            if !was {
+                self.data.push(PlanOp::Insert {
+                    relation: relation.clone(),
+                    row,
+                    tags,
+                });
+            }
+        }
+        // Rows needed that are already in the graph got linked by follow_children.
+        let mut by_layer: HashMap<LayerId, Vec<Vec<String>>> = HashMap::new();
+        let mut seen = HashSet::new();
+        for target in needs {
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            if let Some(waiting) = self.needs.get(&target) {
+                let layers: HashSet<LayerId> = waiting.iter().map(|(l, _)| *l).collect();
+                for l in layers {
+                    by_layer.entry(l).or_default().push(target.values());
+                }
+            }
+        }
+        let mut out: Vec<MoveIn> = by_layer
+            .into_iter()
+            .map(|(layer, keys)| MoveIn { layer, keys })
+            .collect();
+        out.sort_by_key(|m| m.layer);
+        out
+    }
+
+    /// The ops queued by [`ShapeGraph::add_rows`] and [`ShapeGraph::remove_subscription`].
+    pub fn take_data(&mut self) -> Vec<PlanOp> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// Removes a subscription's layers. Rows left with no edge are queued as gone ops for
+    /// [`ShapeGraph::take_data`]; returns how many.
+    pub fn remove_subscription(&mut self, subscription: &str) -> usize {
+        let ids: HashSet<LayerId> = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                l.as_ref()
+                    .filter(|l| l.subscription == subscription)
+                    .map(|_| i)
+            })
+            .collect();
+        if ids.is_empty() {
+            return 0;
+        }
+        let keys: Vec<RowKey> = self
+            .rows
+            .iter()
+            .filter(|(_, s)| s.edges.iter().any(|(l, _)| ids.contains(l)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut gone = Vec::new();
+        for key in keys {
+            if !self.rows.contains_key(&key) {
+                continue; // already gone through a cascade
+            }
+            self.remove_edges(&key, |(l, _)| ids.contains(l), &mut gone);
+            if !self.rows.contains_key(&key) {
+                self.push_gone(&key, &mut gone);
+            }
+        }
+        for targets in self.needs.values_mut() {
+            targets.retain(|(l, _)| !ids.contains(l));
+        }
+        self.needs.retain(|_, v| !v.is_empty());
+        for id in &ids {
+            if let Some(layer) = self.layers[*id].take() {
+                self.tables[layer.table].layers.retain(|l| l != id);
+            }
+        }
+        self.dedupe_gones(&mut gone);
+        let n = gone.len();
+        self.data.append(&mut gone);
+        n
+    }
+}
+
+fn push_key_part(buf: &mut Vec<u8>, text: &[u8]) {
+    buf.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    buf.extend_from_slice(text);
+}
+
+fn push_move_in(plan: &mut Plan, layer: LayerId, key: Vec<String>) {
+    if let Some(m) = plan.move_ins.iter_mut().find(|m| m.layer == layer) {
+        if !m.keys.contains(&key) {
+            m.keys.push(key);
+        }
+    } else {
+        plan.move_ins.push(MoveIn {
+            layer,
+            keys: vec![key],
+        });
+    }
+}
+
+/// `new` with the values Postgres did not send (unchanged TOAST) taken from `old`.
+fn merged_row(new: &[Datum], old: Option<&[Datum]>) -> Box<[Datum]> {
+    new.iter()
+        .enumerate()
+        .map(|(i, d)| match (d, old.and_then(|o| o.get(i))) {
+            (Datum::UnchangedToast, Some(o)) => o.clone(),
+            (Datum::UnchangedToast, None) => Datum::Value(Value::Null),
+            (d, _) => d.clone(),
+        })
+        .collect()
+}
+
+fn change_new_row(change: &Change) -> Option<&[Datum]> {
+    match change {
+        Change::Insert { new, .. } | Change::Update { new, .. } => Some(new),
+        _ => None,
+    }
+}
+
+fn insert_of(change: &ElectricChange, new: &[Datum]) -> PlanOp {
+    let old = match &change.change {
+        Change::Update { old, .. } => old.as_ref().map(|o| &o.row[..]),
+        _ => None,
+    };
+    PlanOp::Insert {
+        relation: change.change.relation().clone(),
+        row: merged_row(new, old),
+        tags: change.tags.clone(),
+    }
+}
