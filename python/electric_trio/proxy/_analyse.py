@@ -26,8 +26,7 @@ from typing import Any
 import pglast
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
-from pglast.parser import ParseError, parse_sql_json
-from pglast.parser import split as split_sql
+from pglast.parser import ParseError, parse_sql_json, scan
 
 from ._ddlx import DdlxCommand, DdlxSyntaxError, looks_like_ddlx, parse_ddlx
 
@@ -238,12 +237,11 @@ def _call_target(args: list[str]) -> Table | None:
 
 
 def _slices(sql: str, stmts: Any) -> list[tuple[str, Any]]:
-    raw = sql.encode()
     out = []
-    for s in stmts:
+    for s in stmts:  # pglast gives locations in characters
         start = s.stmt_location or 0
-        end = start + s.stmt_len if s.stmt_len else len(raw)
-        out.append((raw[start:end].decode().strip(), s.stmt))
+        end = start + s.stmt_len if s.stmt_len else len(sql)
+        out.append((sql[start:end].strip(), s.stmt))
     return out
 
 
@@ -263,7 +261,7 @@ def parse(sql: str, *, extended: bool = False) -> Parsed:
     if not looks_like_ddlx(sql):
         return Parsed(sql, None)
     statements: list[Statement] = []
-    for piece in split_sql(sql, with_parser=False) or [sql]:
+    for piece in _split(sql):
         try:
             nodes = _slices(piece, pglast.parse_sql(piece))
         except ParseError:
@@ -282,6 +280,18 @@ def parse(sql: str, *, extended: bool = False) -> Parsed:
             continue
         statements.extend(_statement(t, n) for t, n in nodes)
     return Parsed(sql, statements)
+
+
+def _split(sql: str) -> list[str]:
+    """The statements of ``sql``, cut at the ``;`` tokens of the Postgres scanner (so not inside
+    strings, quoted names or comments), even where the parser would give up."""
+    pieces, start = [], 0
+    for token in scan(sql):  # offsets in characters
+        if token.name == "ASCII_59":
+            pieces.append(sql[start : token.start])
+            start = token.end + 1
+    pieces.append(sql[start:])
+    return [p.strip() for p in pieces if p.strip()]
 
 
 def _framework_insert(sql: str) -> tuple[str, list[str]] | None:

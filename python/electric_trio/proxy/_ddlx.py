@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 __all__ = ["DdlxCommand", "DdlxSyntaxError", "parse_ddlx"]
 
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_IDENT = r'(?:"(?:[^"]|"")+"|[^\W\d][\w$]*)'
 _NAME = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
 _ALTER = re.compile(
     rf"^\s*ALTER\s+TABLE\s+(?:ONLY\s+)?{_NAME}\s+(ENABLE|DISABLE)\s+ELECTRIC\s*;?\s*$",
