@@ -9,7 +9,9 @@ the table says NOT NULL (compensations excepted), no change of a primary key. An
 transaction with changes becomes one :class:`~electric_trio.writes.ClientWrite` handed to the
 service's writer; the session reads no further frame until the writer has it. A rejected one
 closes the connection with ``SatErrorResp{INVALID_REQUEST, lsn}`` (1007) and nothing of it is
-written.
+written. A transaction at or below the client's position in ``electric.acknowledged_client_lsns``
+(read at its first transaction of the connection) is a replay and is skipped; the writers check
+again, for the transaction whose commit was in doubt.
 
 Transactions are accepted only once the client answered our ``startReplication``; before that
 they are ignored, as the original did. Without a writer (a service run without the writes
@@ -34,6 +36,7 @@ from ..writes.rows import (
     observed_tags_literal,
     tag_literal,
 )
+from ._db import PostgresUnavailableError
 from .messages import (
     SatErrorResp,
     SatErrorRespErrorCode,
@@ -51,6 +54,7 @@ __all__ = ["Inbound"]
 log = logging.getLogger("electric_trio.satellite")
 
 _CLOSE_PROTOCOL_ERROR = 1007
+_CLOSE_SERVER_ERROR = 1011
 
 
 class _Invalid(Exception):
@@ -127,6 +131,8 @@ class Inbound:
         self._resolved: dict[int, _Relation] = {}
         self._schema: Schema | None = None
         self._txn: _Transaction | None = None
+        #: The client's position Postgres has (read at its first transaction; -1: none).
+        self._written: int | None = None
 
     async def receive(self, message: SatRelation | SatOpLog) -> None:
         """Handles one frame from the client, in order with the others."""
@@ -304,6 +310,31 @@ class Inbound:
         if writer is None:
             log.info("no writer: client transaction dropped client_id=%s", client_id)
             return
+        position = int.from_bytes(txn.lsn, "big")
+        if self._written is None:
+            try:
+                acked = await session.server.acknowledged_client_lsn(client_id)
+            except PostgresUnavailableError as e:
+                log.warning("Postgres query failed client_id=%s: %s", client_id, e)
+                await session.close(
+                    _CLOSE_SERVER_ERROR,
+                    "Postgres is unavailable",
+                    SatErrorResp(
+                        error_type=SatErrorRespErrorCode.INTERNAL,
+                        message="Postgres is unavailable",
+                    ),
+                    log_level=logging.WARNING,
+                )
+                return
+            self._written = int.from_bytes(acked, "big") if acked else -1
+        if position <= self._written:
+            # A replay of what Postgres has (the client resends after a lost echo).
+            log.info(
+                "client transaction already written, skipped client_id=%s lsn=%s",
+                client_id,
+                txn.lsn.hex(),
+            )
+            return
         write = ClientWrite(
             client_id=client_id,
             lsn=txn.lsn,
@@ -315,3 +346,5 @@ class Inbound:
         except WriteRejectedError as e:
             self._txn = txn
             await self._reject(f"Postgres refused the transaction: {e}")
+            return
+        self._written = position

@@ -8,6 +8,15 @@ one Postgres transaction sent as one simple query, one round trip: ``BEGIN``, th
 client's row in ``electric.acknowledged_client_lsns``, per change the main-table ``INSERT`` then
 the shadow ``INSERT``, ``COMMIT``.
 
+Large transactions (``copy_threshold`` changes or more) go another way, measured faster by
+``benches/writes.py``: per run of consecutive changes to one table (no key twice in a run), the
+main rows and then the shadow rows are each sent by binary ``COPY`` (encoded by pgpq from Arrow)
+into a temporary staging table of text arrays, then moved with one ``INSERT … SELECT … ORDER BY``
+that casts each value to its column's type. The triggers fire per row in the same order as with
+row inserts; what is saved is a statement (parse, plan, statement-level triggers) per row. All
+main rows of a run are parked before its shadow rows resolve them, which is the same as
+interleaving them as long as no key repeats within the run.
+
 Exactly once: the acknowledged position is the idempotency record. Before writing a client's
 first transaction (and after any connection loss, when it is unknown whether the last ``COMMIT``
 landed) the writer reads that row; a transaction at or below it is a replay and is not written
@@ -17,16 +26,24 @@ transaction Postgres refuses (a constraint, a value) raises :class:`WriteRejecte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
+import pgpq
+import pyarrow as pa
 import trio
 
 from .._log import get_logger
 from ..pg import Connection, ConnectionLostError, ConnectParams, PgConnectError, PgError, connect
 from .model import ClientWrite, RowInsert, WriteRejectedError
 
-__all__ = ["APPLICATION_NAME", "DirectWriter", "DirectWriterStatistics", "transaction_sql"]
+__all__ = [
+    "APPLICATION_NAME",
+    "COPY_THRESHOLD",
+    "DirectWriter",
+    "DirectWriterStatistics",
+    "transaction_sql",
+]
 
 log = get_logger(__name__)
 
@@ -39,6 +56,11 @@ _SETUP = "SET electric.session_replication_role = replica; SET standard_conformi
 # Errors worth a retry of the same transaction: a serialization failure or a deadlock with a
 # concurrent Postgres-side writer.
 _RETRY_SQLSTATES = ("40001", "40P01")
+#: Client transactions with at least this many changes are written through COPY.
+COPY_THRESHOLD = 1000
+_STAGE = "electric_trio_write_stage"
+_STAGE_SETUP = f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (ord int4, vals text[])"
+_STAGE_SCHEMA = pa.schema([("ord", pa.int32()), ("vals", pa.list_(pa.string()))])
 
 
 class DirectWriterStatistics(msgspec.Struct, frozen=True):
@@ -87,6 +109,42 @@ class _Statements:
         return "BEGIN;\n" + "".join(self.insert(r) + ";\n" for r in rows) + "COMMIT"
 
 
+def _runs(changes: Sequence[RowInsert]) -> list[tuple[list[RowInsert], list[RowInsert]]]:
+    """``changes`` (main, shadow, main, shadow…) cut into runs of one table with distinct keys:
+    (main rows, shadow rows) per run."""
+    runs: list[tuple[list[RowInsert], list[RowInsert]]] = []
+    keys: set[tuple[str | None, ...]] = set()
+    table: tuple[str, str, tuple[str, ...]] | None = None
+    for main, shadow in zip(changes[::2], changes[1::2], strict=True):
+        key = shadow.values[8:]  # the key columns; the others are NULL
+        where = (main.schema, main.table, main.columns)
+        if where != table or key in keys:
+            runs.append(([], []))
+            keys.clear()
+            table = where
+        keys.add(key)
+        runs[-1][0].append(main)
+        runs[-1][1].append(shadow)
+    return runs
+
+
+def _copy_data(rows: Sequence[RowInsert]) -> list[bytes]:
+    """Binary COPY data of the staging table for ``rows``."""
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array(range(len(rows)), pa.int32()),
+            pa.array([r.values for r in rows], pa.list_(pa.string())),
+        ],
+        schema=_STAGE_SCHEMA,
+    )
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(batch.schema)
+    return [
+        bytes(encoder.write_header()),
+        bytes(encoder.write_batch(batch)),
+        bytes(encoder.finish()),
+    ]
+
+
 def transaction_sql(write: ClientWrite) -> str:
     """The one simple query that writes ``write`` (``BEGIN`` … ``COMMIT``)."""
     return _Statements().transaction(write.inserts)
@@ -112,8 +170,15 @@ class DirectWriter:
     """Writes client transactions on one Postgres connection of its own, one at a time, in
     the order :meth:`write` is called."""
 
-    def __init__(self, params: ConnectParams) -> None:
+    def __init__(
+        self, params: ConnectParams, *, copy_threshold: int | None = COPY_THRESHOLD
+    ) -> None:
+        """``copy_threshold``: transactions with at least this many changes go through COPY
+        (None: never)."""
         self._params = msgspec.structs.replace(params, application_name=APPLICATION_NAME)
+        self.copy_threshold = copy_threshold
+        #: Column types of the tables written through COPY, on the current connection.
+        self._types: dict[tuple[str, str], dict[str, str]] = {}
         self._conn: Connection | None = None
         self._lock = trio.Lock()
         self._statements = _Statements()
@@ -199,9 +264,12 @@ class DirectWriter:
                 lsn=write.lsn.hex(),
             )
             return
-        sql = self._statements.transaction(write.inserts)
+        changes = (len(write.inserts) - 1) // 2
         try:
-            await conn.execute(sql)
+            if self.copy_threshold is not None and changes >= self.copy_threshold:
+                await self._copy_transaction(conn, write)
+            else:
+                await conn.execute(self._statements.transaction(write.inserts))
         except BaseException as e:
             # Whether the COMMIT landed is unknown until the row is read again.
             self._acked.pop(write.client_id, None)
@@ -212,6 +280,40 @@ class DirectWriter:
         self._transactions += 1
         self._rows += len(write.inserts) - 1
 
+    async def _copy_transaction(self, conn: Connection, write: ClientWrite) -> None:
+        await conn.execute("BEGIN;\n" + self._statements.insert(write.inserts[0]))
+        for mains, shadows in _runs(write.inserts[1:]):
+            for rows in (mains, shadows):
+                first = rows[0]
+                types = await self._column_types(conn, first)
+                await conn.execute(f"TRUNCATE {_STAGE}")
+                await conn.copy_in(f"COPY {_STAGE} FROM STDIN (FORMAT binary)", _copy_data(rows))
+                columns = ", ".join(_ident(c) for c in first.columns)
+                values = ", ".join(f"vals[{i}]::{types[c]}" for i, c in enumerate(first.columns, 1))
+                await conn.execute(
+                    f"INSERT INTO {_ident(first.schema)}.{_ident(first.table)} ({columns})"
+                    f" SELECT {values} FROM {_STAGE} ORDER BY ord"
+                )
+        await conn.execute("COMMIT")
+
+    async def _column_types(self, conn: Connection, row: RowInsert) -> dict[str, str]:
+        """The types of ``row``'s table's columns (read again when one is unknown: a column
+        was added)."""
+        key = (row.schema, row.table)
+        types = self._types.get(key)
+        if types is None or any(c not in types for c in row.columns):
+            found = await conn.fetch(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
+                " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0"
+                " AND NOT a.attisdropped",
+                row.schema,
+                row.table,
+            )
+            types = self._types[key] = {name: type_ for name, type_ in found}
+        return types
+
     async def _connection(self) -> Connection:
         if self._closed:
             raise ConnectionLostError("the direct writer is closed")
@@ -220,7 +322,7 @@ class DirectWriter:
             with trio.CancelScope(shield=True), trio.fail_after(self._params.connect_timeout + 5):
                 conn = await connect(self._params)
                 try:
-                    await conn.execute(_SETUP)
+                    await conn.execute(f"{_SETUP}; {_STAGE_SETUP}")
                 except BaseException:
                     await conn.aclose()
                     raise
@@ -228,6 +330,7 @@ class DirectWriter:
                 self._reconnects += 1
             self._conn = conn
             self._acked.clear()
+            self._types.clear()
         return self._conn
 
     async def _rollback(self) -> None:
