@@ -22,6 +22,7 @@ from test_satellite_protocol import (  # noqa: F401 (fixtures)
     satellite,
     service,
     sql,
+    start_service,
     wait_versions,
 )
 
@@ -351,3 +352,72 @@ async def test_other_clients_keep_streaming_while_one_subscribes(
             while len(got) < n:
                 got += ops(await until(a, m.SatOpLog), known)
         assert got == [("insert", "items", str(i)) for i in range(n)]
+
+
+async def ack(c: Client, frames: list[m.FrameMessage]) -> bytes:
+    """Acknowledges the last transaction in ``frames``; returns its position."""
+    last = [f for f in frames if isinstance(f, m.SatOpLog) and f.ops and f.ops[0].begin]
+    begin = last[-1].ops[0].begin
+    assert begin is not None
+    await c.send(
+        m.SatOpLogAck(ack_timestamp=1, lsn=begin.lsn, transaction_id=begin.transaction_id or 0)
+    )
+    return begin.lsn
+
+
+async def test_a_client_resuming_from_an_earlier_position_gets_what_followed_again(
+    service: Service, db: str
+) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await sql(db, "INSERT INTO items VALUES (1, 'a')")
+    await wait_versions(service, 1)
+    known: dict[int, m.SatRelation] = {}
+    sub = request(select("items"))
+    async with client(service) as c:
+        await started(service, c)
+        assert (await subscribe(c, sub)).err is None
+        frames = await until(c, m.SatSubsDataEnd)
+        ops(frames, known)
+        begin = next(f for f in frames if isinstance(f, m.SatSubsDataBegin))
+        await sql(db, "INSERT INTO items VALUES (2, 'b')")
+        await sql(db, "DELETE FROM items WHERE id = 1")
+        ops(await until(c, m.SatOpLog), known)
+        ops(await until(c, m.SatOpLog), known)
+    # The client applied neither (say it crashed): it resumes from the subscription's position.
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is None
+        got = ops(await until(c, m.SatOpLog), known) + ops(await until(c, m.SatOpLog), known)
+        assert got == [("insert", "items", "2"), ("delete", "items", "1")]
+
+
+async def test_resume_after_a_service_restart(db: str, nursery: trio.Nursery) -> None:
+    known: dict[int, m.SatRelation] = {}
+    sub = request(select("items", "this.v <> 'out'"))
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, migration_sql("1", "items"))
+        await sql(db, "INSERT INTO items VALUES (1, 'a')")
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            ops(await until(c, m.SatSubsDataEnd), known)
+            await sql(db, "INSERT INTO items VALUES (2, 'b')")
+            frames = await until(c, m.SatOpLog)
+            assert ops(frames, known) == [("insert", "items", "2")]
+            lsn = await ack(c, frames)
+        first.cancel_scope.cancel()
+    await sql(db, "INSERT INTO items VALUES (3, 'while the service was down')")
+    async with trio.open_nursery() as second:
+        service = await start_service(second, db)
+        async with client(service) as c:
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "3")]
+            # The restored graph knows rows 1 and 2: moving 1 out is a GONE.
+            await sql(db, "UPDATE items SET v = 'out' WHERE id = 1")
+            assert ops(await until(c, m.SatOpLog), known) == [("gone", "items", "1")]
+        second.cancel_scope.cancel()

@@ -23,14 +23,22 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from ..http import Request, Response
 from ..pg import ConnectParams
-from ._db import SessionDatabase
+from ._db import PostgresUnavailableError, SessionDatabase
 from .auth import Authenticator
-from .messages import MAX_FRAME_LEN, SatErrorResp, encode
+from .messages import (
+    MAX_FRAME_LEN,
+    SatErrorResp,
+    SatSubsReq,
+    decode_message,
+    encode,
+    encode_message,
+)
 from .session import CLOSE_SERVER_ERROR, ClientShapes, Session
-from .stream import OWNER_COLUMN
+from .shapes import SubscriptionPlan, plan_subscription
+from .stream import OWNER_COLUMN, describe_tables
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from ..ddlx.history import MigrationHistory
     from ..replication import TransactionLog
@@ -84,6 +92,9 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds a shape's data read may take to get its snapshot before the subscription is
     #: refused ("Internal error while checking data availability").
     data_start_timeout: float = 1.0
+    #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
+    #: acknowledgement; also stored when the connection ends).
+    checkpoint_interval: float = 5.0
 
 
 def _semver(text: str) -> tuple[int, int, int, int] | None:
@@ -217,6 +228,106 @@ class SatelliteServer:
         """Drops what is known of a client that starts over."""
         self.checkpoints.pop(client_id, None)
         self.client_shapes.pop(client_id, None)
+
+    # ---- client state in Postgres (resume after a restart, §7.2) ----------------------------
+
+    async def store_subscription(self, client_id: str, plan: SubscriptionPlan) -> None:
+        """Records a delivered subscription of the client."""
+        if plan.request is None:
+            return
+        await self._bookkeeping(
+            "INSERT INTO electric.client_shape_subscriptions"
+            " (client_id, subscription_id, min_txid, ord, shape_requests)"
+            " VALUES ($1, $2, $3::text::xid8,"
+            " (SELECT coalesce(max(ord), 0) + 1 FROM electric.client_shape_subscriptions"
+            " WHERE client_id = $1), $4)"
+            " ON CONFLICT (client_id, subscription_id) DO NOTHING",
+            client_id,
+            plan.id,
+            str(plan.xmin),
+            encode_message(plan.request),
+        )
+
+    async def forget_subscriptions(self, client_id: str, ids: Sequence[str]) -> None:
+        await self._bookkeeping(
+            "DELETE FROM electric.client_shape_subscriptions"
+            " WHERE client_id = $1 AND subscription_id = ANY($2::text[])",
+            client_id,
+            list(ids),
+        )
+
+    async def store_checkpoint(self, client_id: str, lsn: int, graph: bytes) -> None:
+        """Records the client's sent-rows graph as it was at ``lsn``."""
+        await self._bookkeeping(
+            "INSERT INTO electric.client_checkpoints (client_id, pg_wal_pos, sent_rows_graph)"
+            " VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET"
+            " pg_wal_pos = excluded.pg_wal_pos, sent_rows_graph = excluded.sent_rows_graph,"
+            " updated_at = now()",
+            client_id,
+            lsn,
+            graph,
+        )
+
+    async def forget_stored(self, client_id: str) -> None:
+        """Drops the stored state of a client that starts over."""
+        for table in ("client_shape_subscriptions", "client_checkpoints"):
+            await self._bookkeeping(f"DELETE FROM electric.{table} WHERE client_id = $1", client_id)
+
+    async def _bookkeeping(self, sql: str, *args: Any) -> None:
+        try:
+            await self.db.fetch(sql, *args)
+        except PostgresUnavailableError as e:
+            log.warning("cannot store client state: %s", e)
+
+    async def load_client_shapes(self, client_id: str, user_id: str | None) -> ClientShapes | None:
+        """The client's shapes as last stored, or None. Raises
+        :class:`PostgresUnavailableError`."""
+        checkpoint = await self.db.fetch(
+            "SELECT pg_wal_pos, sent_rows_graph FROM electric.client_checkpoints"
+            " WHERE client_id = $1",
+            client_id,
+        )
+        if not checkpoint:
+            return None
+        rows = await self.db.fetch(
+            "SELECT subscription_id, min_txid::text, shape_requests"
+            " FROM electric.client_shape_subscriptions WHERE client_id = $1 ORDER BY ord",
+            client_id,
+        )
+        shapes = ClientShapes(user_id)
+        schema = self.history.schema
+        for sub_id, xmin, raw in rows:
+            request = decode_message(SatSubsReq, bytes(raw))
+            plan = plan_subscription(request, schema, lambda _id: False)
+            if not isinstance(plan, SubscriptionPlan):
+                log.warning(
+                    "stored subscription no longer valid client_id=%s id=%s: %s",
+                    client_id,
+                    sub_id,
+                    plan.message,
+                )
+                continue
+            plan.xmin = int(xmin)
+            await describe_tables(
+                shapes.graph,
+                schema,
+                {(layer.table.schema, layer.table.name) for layer in plan.layers()},
+                self.table_oid,
+            )
+            shapes.add_layers(plan)
+            shapes.subscriptions[plan.id] = plan
+        position, graph = checkpoint[0]
+        shapes.graph.import_rows(bytes(graph))
+        shapes.position = int(position)
+        self.checkpoint(client_id, int(position))
+        log.info(
+            "client state loaded client_id=%s subscriptions=%d rows=%d position=%d",
+            client_id,
+            len(shapes.subscriptions),
+            len(shapes.graph),
+            shapes.position,
+        )
+        return shapes
 
     # ---- Postgres ------------------------------------------------------------------------
 

@@ -152,16 +152,47 @@ class _Delivery:
 
 
 class ClientShapes:
-    """What a client's shapes are, kept by the server between its connections: its sent-rows
-    graph and its delivered subscriptions (a reconnecting client resumes them)."""
+    """What a client's shapes are, kept by the server between its connections (and stored in
+    Postgres across restarts): its sent-rows graph and its delivered subscriptions."""
 
     def __init__(self, user_id: str | None) -> None:
         self.user_id = user_id
         self.graph = _native.ShapeGraph(user_id)
-        #: Delivered subscriptions by id.
+        #: Delivered subscriptions by id, in the order they were made.
         self.subscriptions: dict[str, SubscriptionPlan] = {}
         #: The layer plans by graph layer id.
         self.layers: dict[int, LayerPlan] = {}
+        #: The position of the last transaction the graph has seen.
+        self.position = 0
+
+    def add_layers(self, plan: SubscriptionPlan) -> None:
+        """Adds the layers of ``plan`` to the graph (its tables described already)."""
+        graph = self.graph
+
+        def register(layer: LayerPlan, parent: int | None) -> None:
+            layer.layer_id = graph.add_layer(
+                plan.id,
+                layer.table.schema,
+                layer.table.name,
+                layer.where,
+                parent,
+                list(layer.fk),
+                layer.holds_fk,
+            )
+            self.layers[layer.layer_id] = layer
+            for child in layer.children:
+                register(child, layer.layer_id)
+
+        for _, root in plan.requests:
+            register(root, None)
+
+    def remove(self, subscription_id: str) -> None:
+        """Drops a subscription: its layers leave the graph (gone rows are queued there)."""
+        self.subscriptions.pop(subscription_id, None)
+        self.graph.remove_subscription(subscription_id)
+        kept = {id(layer) for plan in self.subscriptions.values() for layer in plan.layers()}
+        for layer_id in [i for i, layer in self.layers.items() if id(layer) not in kept]:
+            del self.layers[layer_id]
 
 
 class Session:
@@ -192,6 +223,7 @@ class Session:
         self._graph_lock = trio.Lock()
         #: The position of the last transaction streamed to the client.
         self._position = 0
+        self._stored_at = -float("inf")
         #: The client answered our ``startReplication``: its transactions may come in.
         self.inbound_active = False
         self.outbound: Outbound | None = None
@@ -226,6 +258,13 @@ class Session:
             if self.client_id is not None:
                 if self.shapes is not None:
                     self.server.client_shapes[self.client_id] = self.shapes
+                    acked = self.server.checkpoints.get(self.client_id)
+                    if acked is not None and self.shapes.subscriptions:
+                        with (
+                            trio.CancelScope(shield=True),
+                            trio.move_on_after(self.settings.close_timeout),
+                        ):
+                            await self._store_checkpoint(acked)
                 self.server.unregister(self.client_id, self)
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
@@ -512,6 +551,15 @@ class Session:
         code: SatInStartReplicationRespReplicationErrorCode | None = None
         text = ""
         lsn = parse_lsn(start.lsn)
+        if lsn is not None and self.unknown_subscription(start.subscription_ids) is not None:
+            # Not known here since the service started: the client's stored state, if any.
+            try:
+                stored = await server.load_client_shapes(self.client_id, self.user_id)
+            except PostgresUnavailableError as e:
+                await self._postgres_unavailable(e)
+                return
+            if stored is not None:
+                self.shapes = stored
         if start.schema_version is not None and not any(
             m.version == start.schema_version for m in history.migrations
         ):
@@ -528,9 +576,11 @@ class Session:
                 text = "Cannot resume subscriptions for a first-time client"
             else:
                 server.forget(self.client_id)
+                self._nursery_soon(server.forget_stored, self.client_id)
                 self.shapes = ClientShapes(self.user_id)
         elif not txlog.is_resumable(lsn):
             server.forget(self.client_id)
+            self._nursery_soon(server.forget_stored, self.client_id)
             code, text = (
                 _ReplicationCode.BEHIND_WINDOW,
                 "Cannot catch up to the server's current state",
@@ -541,19 +591,7 @@ class Session:
             code = _ReplicationCode.INVALID_POSITION
             text = "LSN is before the already acknowledged one"
         if code is not None:
-            log.info(
-                "refused startReplication client_id=%s code=%s: %s",
-                self.client_id,
-                code.name,
-                text,
-            )
-            error = SatInStartReplicationRespReplicationError(code=code, message=text)
-            response = SatRpcResponse(
-                method=request.method,
-                request_id=request.request_id,
-                message=encode_message(SatInStartReplicationResp(err=error)),
-            )
-            await self.close(CLOSE_PROTOCOL_ERROR, "Replication refused", response)
+            await self._refuse_replication(request, code, text)
             return
 
         dialect: Dialect = (
@@ -573,6 +611,13 @@ class Session:
         await outbound.describe_tables(
             (layer.table.schema, layer.table.name) for layer in self.shapes.layers.values()
         )
+        if lsn is not None and not self._align_shapes(lsn, start.subscription_ids):
+            await self._refuse_replication(
+                request,
+                _ReplicationCode.BEHIND_WINDOW,
+                "Cannot catch up to the server's current state",
+            )
+            return
         initial: list[Outgoing] = []
         if lsn is None:
             # First sync: the migrations the client lacks, at the log's current position.
@@ -597,6 +642,57 @@ class Session:
         )
         assert self._nursery is not None
         self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
+
+    async def _refuse_replication(
+        self,
+        request: SatRpcRequest,
+        code: SatInStartReplicationRespReplicationErrorCode,
+        text: str,
+    ) -> None:
+        log.info(
+            "refused startReplication client_id=%s code=%s: %s", self.client_id, code.name, text
+        )
+        error = SatInStartReplicationRespReplicationError(code=code, message=text)
+        response = SatRpcResponse(
+            method=request.method,
+            request_id=request.request_id,
+            message=encode_message(SatInStartReplicationResp(err=error)),
+        )
+        await self.close(CLOSE_PROTOCOL_ERROR, "Replication refused", response)
+
+    def _align_shapes(self, lsn: int, subscription_ids: Sequence[str]) -> bool:
+        """Brings the client's graph to position ``lsn``, where it resumes: subscriptions it no
+        longer lists are dropped, later steps undone or earlier ones replayed from the log
+        (without sending anything). False when the log no longer has what to replay."""
+        shapes = self.shapes
+        assert shapes is not None
+        graph = shapes.graph
+        for sub_id in [s for s in shapes.subscriptions if s not in subscription_ids]:
+            shapes.remove(sub_id)
+            self._nursery_soon(self.server.forget_subscriptions, self.client_id, (sub_id,))
+        if lsn < shapes.position:
+            graph.rollback(lsn)
+        elif lsn > shapes.position and shapes.subscriptions:
+            txlog = self.server.txlog
+            if not txlog.is_resumable(shapes.position):
+                return False
+            position = shapes.position
+            while position < lsn:
+                batch = txlog.read_after(position, _BATCH)
+                if not batch:
+                    break
+                for txn in batch:
+                    if txn.end_lsn > lsn:
+                        break
+                    graph.begin_step(txn.end_lsn)
+                    graph.process(txn)
+                    position = txn.end_lsn
+                else:
+                    continue
+                break
+        graph.take_data()  # gones of dropped subscriptions: the client has none of them
+        shapes.position = lsn
+        return True
 
     async def _stop_replication(self, request: SatRpcRequest) -> None:
         # Stopping a stream that is not running is a no-op (the original crashed, close 1011).
@@ -657,6 +753,8 @@ class Session:
                             await self._postgres_unavailable(e)
                             return
                         position = self._position = txn.end_lsn
+                        if self.shapes is not None:
+                            self.shapes.position = position
                         if outgoing_txn is None:
                             continue
                         if not await self._send_transaction(outgoing_txn):
@@ -688,6 +786,9 @@ class Session:
             reason, message = "Unknown transaction", "Acknowledged unknown txn"
         else:
             self.server.checkpoint(self.client_id, lsn)
+            if self.shapes is not None:
+                self.shapes.graph.acknowledge(lsn)
+                self._checkpoint_due(lsn)
             return
         await self.close(
             CLOSE_PROTOCOL_ERROR,
@@ -742,6 +843,11 @@ class Session:
             delivery.xmin,
         )
         await self._respond(request, SatSubsResp(subscription_id=sub_id))
+
+    def _nursery_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Runs ``fn(*args)`` in the session's nursery (bookkeeping writes to Postgres)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
 
     def _drop_delivery(self, delivery: _Delivery) -> None:
         if delivery in self._deliveries:
@@ -819,22 +925,8 @@ class Session:
                 {(layer.table.schema, layer.table.name) for layer in plan.layers()}
             )
 
-            def register(layer: LayerPlan, parent: int | None) -> None:
-                layer.layer_id = graph.add_layer(
-                    plan.id,
-                    layer.table.schema,
-                    layer.table.name,
-                    layer.where,
-                    parent,
-                    list(layer.fk),
-                    layer.holds_fk,
-                )
-                shapes.layers[layer.layer_id] = layer
-                for child in layer.children:
-                    register(child, layer.layer_id)
-
-            for _, root in plan.requests:
-                register(root, None)
+            plan.xmin = delivery.xmin or 0
+            shapes.add_layers(plan)
         for layer, rows in delivery.rows:
             assert layer.layer_id is not None
             graph.add_rows(layer.layer_id, rows)
@@ -855,6 +947,7 @@ class Session:
             out.append(encode(SatShapeDataEnd()))
             out.append(encode(SatSubsDataEnd()))
             shapes.subscriptions[plan.id] = plan
+            self._nursery_soon(self.server.store_subscription, self.client_id, plan)
             log.info(
                 "subscription data sent client_id=%s id=%s rows=%d",
                 self.client_id,
@@ -893,16 +986,16 @@ class Session:
             if pending is not None:
                 pending.scope.cancel()
                 self._drop_delivery(pending)
-            if shapes.subscriptions.pop(sub_id, None) is not None:
+            if sub_id in shapes.subscriptions:
                 delivered = True
         if not delivered:
             return
         async with self._graph_lock:
             for sub_id in body.subscription_ids:
-                shapes.graph.remove_subscription(sub_id)
-            kept = {id(layer) for plan in shapes.subscriptions.values() for layer in plan.layers()}
-            for layer_id in [i for i, layer in shapes.layers.items() if id(layer) not in kept]:
-                del shapes.layers[layer_id]
+                shapes.remove(sub_id)
+            self._nursery_soon(
+                self.server.forget_subscriptions, self.client_id, body.subscription_ids
+            )
             frames, relations = shapes.graph.take_data()
             out = self.outbound.relation_frames(relations) if self.outbound else []
             out.append(
@@ -918,6 +1011,20 @@ class Session:
             async with self._send_lock:
                 for frame in out:
                     await self.ws.send_message(frame)
+
+    def _checkpoint_due(self, lsn: int) -> None:
+        """Stores the client's graph at ``lsn`` when the last stored one is old enough."""
+        now = trio.current_time()
+        if now - self._stored_at < self.settings.checkpoint_interval:
+            return
+        self._stored_at = now
+        self._nursery_soon(self._store_checkpoint, lsn)
+
+    async def _store_checkpoint(self, lsn: int) -> None:
+        shapes = self.shapes
+        if shapes is None or self.client_id is None:
+            return
+        await self.server.store_checkpoint(self.client_id, lsn, shapes.graph.export(lsn))
 
     # ---- keepalive (§1) ------------------------------------------------------------------
 

@@ -77,6 +77,10 @@ class SubscriptionPlan:
     id: str
     #: ``(request id, root layer)`` in request order.
     requests: list[tuple[str, LayerPlan]]
+    #: The request as the client sent it (stored to resume the subscription after a restart).
+    request: SatSubsReq | None = None
+    #: The xmin of the snapshot its data came from.
+    xmin: int = 0
 
     def layers(self) -> list[LayerPlan]:
         return [layer for _, root in self.requests for layer in root.walk()]
@@ -133,7 +137,7 @@ def plan_subscription(
             )
     if errors:
         return _error("Could not establish a subscription due to errors on requests", *errors)
-    return SubscriptionPlan(sub_id, plans)
+    return SubscriptionPlan(sub_id, plans, request)
 
 
 def _table(schema: Schema, name: str) -> Table:

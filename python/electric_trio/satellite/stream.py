@@ -41,6 +41,7 @@ __all__ = [
     "Outbound",
     "Outgoing",
     "column_defs",
+    "describe_tables",
 ]
 
 #: The origin of writes made in Postgres (the connector's name).
@@ -100,6 +101,28 @@ def column_defs(schema: Schema, table: Table) -> list[tuple[str, int, list[str] 
         oid = 0 if labels is not None or c.type.array else TYPE_OIDS.get(c.type.name, 25)
         out.append((c.name, oid, labels))
     return out
+
+
+async def describe_tables(
+    graph: _native.ShapeGraph,
+    schema: Schema,
+    tables: Iterable[tuple[str, str]],
+    table_oid: Callable[[str, str], Awaitable[int]],
+) -> None:
+    """Describes these tables to ``graph`` as ``schema`` has them (unknown ones are skipped)."""
+    for schema_name, name in list(tables):
+        table = schema.table(schema_name, name)
+        if table is None:
+            continue
+        oid = table.oid or await table_oid(schema_name, name)
+        graph.define_table(
+            schema_name,
+            name,
+            oid,
+            column_defs(schema, table),
+            list(table.primary_key),
+            OWNER_COLUMN if table.column(OWNER_COLUMN) is not None else None,
+        )
 
 
 class Outgoing(msgspec.Struct, frozen=True, gc=False):
@@ -189,6 +212,7 @@ class Outbound:
         if ops or txn.ddl:
             await self.describe_tables(self.tables)
         migrate = [encode_message(sat_op_migrate(op, self.dialect)) for op in ops]
+        self.graph.begin_step(txn.end_lsn)
         result = self.graph.process(
             txn, migrate, force=txn.origin == self.client_id, additional_ref=self._next_ref
         )
@@ -218,21 +242,8 @@ class Outbound:
 
     async def describe_tables(self, tables: Iterable[tuple[str, str]]) -> None:
         """Describes these tables to the graph as the schema has them now."""
-        schema = self.history.schema
-        for schema_name, name in list(tables):
-            table = schema.table(schema_name, name)
-            if table is None:
-                continue
-            oid = table.oid or await self._table_oid(schema_name, name)
-            self.graph.define_table(
-                schema_name,
-                name,
-                oid,
-                column_defs(schema, table),
-                list(table.primary_key),
-                OWNER_COLUMN if table.column(OWNER_COLUMN) is not None else None,
-            )
-            self.tables.add((schema_name, name))
+        await describe_tables(self.graph, self.history.schema, tables, self._table_oid)
+        self.tables.update(tables)
 
     async def _migration_relations(self, ops: Sequence[MigrateOp]) -> list[bytes]:
         """The ``SatRelation`` frames of the tables ``ops`` create or alter, when new to the

@@ -239,6 +239,35 @@ impl ShapeGraph {
         )))
     }
 
+    /// Starts recording what processing the transaction at `position` changes, so that
+    /// `rollback` can undo it.
+    fn begin_step(&mut self, position: u64) {
+        self.inner.begin_step(position);
+    }
+
+    /// The client acknowledged `position`: no rollback will go back before it.
+    fn acknowledge(&mut self, position: u64) {
+        self.inner.acknowledge(position);
+    }
+
+    /// Takes the graph back to `position` (a client resuming from there).
+    fn rollback(&mut self, position: u64) {
+        self.inner.rollback(position);
+    }
+
+    /// The graph as it was at `position`, to store (tables by name, layers by label).
+    fn export<'py>(&self, py: Python<'py>, position: u64) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.export(position))
+    }
+
+    /// Adds the rows of an `export` (after the same subscriptions' layers were added again);
+    /// returns how many. Raises `ValueError` for bytes that are not an export.
+    fn import_rows(&mut self, data: &[u8]) -> PyResult<usize> {
+        self.inner
+            .import(data)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
     /// Whether the client has the row of `schema.table` with these key values (text).
     fn contains(&self, schema: &str, table: &str, pk: Vec<String>) -> bool {
         let pk: Vec<&str> = pk.iter().map(String::as_str).collect();

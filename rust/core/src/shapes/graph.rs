@@ -111,6 +111,8 @@ struct Table {
 #[derive(Debug)]
 struct Layer {
     subscription: String,
+    /// `<subscription>/<n>` for the subscription's n-th layer: stable across restarts.
+    label: String,
     table: TableId,
     filter: ShapeFilter,
     parent: Option<LayerId>,
@@ -237,6 +239,16 @@ pub struct ShapeGraph {
     needs: HashMap<RowKey, Vec<(LayerId, RowKey)>>,
     /// Rows added by [`ShapeGraph::add_rows`] and gones of removed subscriptions, until taken.
     data: Vec<PlanOp>,
+    /// How to undo what happened after each position not yet acknowledged: `(position, edge
+    /// changes made from it on)`, oldest first.
+    journal: Vec<(u64, Vec<Undo>)>,
+}
+
+/// One edge change, to undo.
+#[derive(Debug, Clone)]
+enum Undo {
+    Added(RowKey, Edge),
+    Removed(RowKey, Edge),
 }
 
 /// A row written in the transaction: its new row, the old one of an update, its tags.
@@ -262,6 +274,7 @@ impl ShapeGraph {
             children: HashMap::new(),
             needs: HashMap::new(),
             data: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -380,7 +393,14 @@ impl ShapeGraph {
             }
         };
         let id = self.layers.len();
+        let n = self
+            .layers
+            .iter()
+            .flatten()
+            .filter(|l| l.subscription == spec.subscription)
+            .count();
         self.layers.push(Some(Layer {
+            label: format!("{}/{n}", spec.subscription),
             subscription: spec.subscription.clone(),
             table,
             filter,
@@ -484,6 +504,9 @@ impl ShapeGraph {
             return new;
         }
         state.edges.push(edge.clone());
+        if let Some((_, undo)) = self.journal.last_mut() {
+            undo.push(Undo::Added(key.clone(), edge.clone()));
+        }
         if let (layer, Some(parent)) = edge {
             self.children
                 .entry(parent)
@@ -515,6 +538,13 @@ impl ShapeGraph {
         });
         if removed.is_empty() {
             return;
+        }
+        if let Some((_, undo)) = self.journal.last_mut() {
+            undo.extend(
+                removed
+                    .iter()
+                    .map(|e| Undo::Removed(key.clone(), e.clone())),
+            );
         }
         for (layer, parent) in &removed {
             if let Some(parent) = parent {
@@ -1134,6 +1164,222 @@ impl ShapeGraph {
         self.data.append(&mut gone);
         n
     }
+}
+
+impl ShapeGraph {
+    /// Starts recording the changes made from position `position` on (the transaction about to
+    /// be processed), so that the graph can be taken back to the position before it.
+    pub fn begin_step(&mut self, position: u64) {
+        match self.journal.last() {
+            Some((p, _)) if *p >= position => {}
+            _ => self.journal.push((position, Vec::new())),
+        }
+    }
+
+    /// Forgets how to undo what happened up to `position` (acknowledged by the client).
+    pub fn acknowledge(&mut self, position: u64) {
+        self.journal.retain(|(p, _)| *p > position);
+    }
+
+    /// Takes the graph back to what it was at `position`: every step after it is undone.
+    /// Rows still awaited by pending move-ins are forgotten.
+    pub fn rollback(&mut self, position: u64) {
+        while let Some((p, _)) = self.journal.last() {
+            if *p <= position {
+                break;
+            }
+            let (_, undo) = self.journal.pop().expect("a step");
+            for op in undo.into_iter().rev() {
+                match op {
+                    Undo::Added(key, edge) => self.unlink(&key, &edge),
+                    Undo::Removed(key, edge) => self.link(&key, edge),
+                }
+            }
+        }
+        self.needs.clear();
+        self.data.clear();
+    }
+
+    /// Adds an edge with no journal and no cascade (none of a removed layer).
+    fn link(&mut self, key: &RowKey, edge: Edge) {
+        if self.layers.get(edge.0).and_then(Option::as_ref).is_none() {
+            return;
+        }
+        let state = self.rows.entry(key.clone()).or_default();
+        if state.edges.contains(&edge) {
+            return;
+        }
+        state.edges.push(edge.clone());
+        if let (layer, Some(parent)) = edge {
+            self.children
+                .entry(parent)
+                .or_default()
+                .push((layer, key.clone()));
+        }
+    }
+
+    /// Removes an edge with no journal and no cascade.
+    fn unlink(&mut self, key: &RowKey, edge: &Edge) {
+        if let Some(state) = self.rows.get_mut(key) {
+            state.edges.retain(|e| e != edge);
+            if state.edges.is_empty() {
+                self.rows.remove(key);
+            }
+        }
+        if let (layer, Some(parent)) = edge {
+            if let Some(kids) = self.children.get_mut(parent) {
+                kids.retain(|(l, k)| !(l == layer && k == key));
+                if kids.is_empty() {
+                    self.children.remove(parent);
+                }
+            }
+        }
+    }
+
+    /// The rows and edges as they were at `position` (at most the first unacknowledged step's
+    /// position back), in a form [`ShapeGraph::import`] reads: tables by name, layers by their
+    /// stable labels.
+    pub fn export(&self, position: u64) -> Vec<u8> {
+        // The edges of now, minus those added after `position`, plus those removed after it.
+        let mut rows: HashMap<&RowKey, Vec<Edge>> = self
+            .rows
+            .iter()
+            .map(|(k, s)| (k, s.edges.clone()))
+            .collect();
+        for (p, undo) in self.journal.iter().rev() {
+            if *p <= position {
+                break;
+            }
+            for op in undo.iter().rev() {
+                match op {
+                    Undo::Added(key, edge) => {
+                        if let Some(edges) = rows.get_mut(key) {
+                            edges.retain(|e| e != edge);
+                        }
+                    }
+                    Undo::Removed(key, edge) => {
+                        let edges = rows.entry(key).or_default();
+                        if !edges.contains(edge) {
+                            edges.push(edge.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let live: Vec<_> = rows.into_iter().filter(|(_, e)| !e.is_empty()).collect();
+        out.extend_from_slice(&(live.len() as u32).to_le_bytes());
+        for (key, edges) in live {
+            self.write_key(key, &mut out);
+            let edges: Vec<_> = edges
+                .iter()
+                .filter_map(|(l, p)| Some((self.layers.get(*l)?.as_ref()?, p)))
+                .collect();
+            out.extend_from_slice(&(edges.len() as u32).to_le_bytes());
+            for (layer, parent) in edges {
+                write_bytes(&mut out, layer.label.as_bytes());
+                match parent {
+                    None => out.push(0),
+                    Some(p) => {
+                        out.push(1);
+                        self.write_key(p, &mut out);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn write_key(&self, key: &RowKey, out: &mut Vec<u8>) {
+        let relation = &self.tables[key.table].relation;
+        write_bytes(out, relation.namespace.as_bytes());
+        write_bytes(out, relation.name.as_bytes());
+        write_bytes(out, &key.pk);
+    }
+
+    /// Adds the rows and edges of an [`ShapeGraph::export`] whose tables and layers this graph
+    /// has (the same subscriptions added again); returns how many rows. Anything else is
+    /// skipped. Fails only on bytes that are not an export.
+    pub fn import(&mut self, data: &[u8]) -> Result<usize, ImportError> {
+        let labels: HashMap<&str, LayerId> = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (l.label.as_str(), i)))
+            .collect();
+        let labels: HashMap<String, LayerId> =
+            labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut r = Reader(data);
+        let n = r.u32()?;
+        let mut count = 0;
+        for _ in 0..n {
+            let key = self.read_key(&mut r)?;
+            let edges = r.u32()?;
+            for _ in 0..edges {
+                let label = String::from_utf8_lossy(r.bytes()?).into_owned();
+                let parent = match r.u8()? {
+                    0 => None,
+                    _ => Some(self.read_key(&mut r)?),
+                };
+                if let (Some(key), Some(&layer)) = (&key, labels.get(&label)) {
+                    match parent {
+                        None => self.link(key, (layer, None)),
+                        Some(Some(p)) => self.link(key, (layer, Some(p))),
+                        Some(None) => {}
+                    }
+                }
+            }
+            count += usize::from(key.is_some());
+        }
+        Ok(count)
+    }
+
+    fn read_key(&self, r: &mut Reader<'_>) -> Result<Option<RowKey>, ImportError> {
+        let schema = String::from_utf8_lossy(r.bytes()?).into_owned();
+        let name = String::from_utf8_lossy(r.bytes()?).into_owned();
+        let pk = r.bytes()?;
+        Ok(self.table_ids.get(&(schema, name)).map(|&table| RowKey {
+            table,
+            pk: pk.into(),
+        }))
+    }
+}
+
+/// Bytes that are not a graph export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a shape graph export (truncated at byte {0})")]
+pub struct ImportError(pub usize);
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ImportError> {
+        if self.0.len() < n {
+            return Err(ImportError(self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, ImportError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, ImportError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], ImportError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
 }
 
 fn push_key_part(buf: &mut Vec<u8>, text: &[u8]) {
