@@ -66,6 +66,8 @@ mod sql;
 mod types;
 
 #[cfg(test)]
+mod graph_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::pgoutput::Datum;

@@ -1,0 +1,414 @@
+//! The sent-rows graph on hand-made transactions: what a client gets of each change.
+
+use std::sync::Arc;
+
+use super::graph::{LayerSpec, PlanOp, ShapeGraph};
+use super::ColumnDef;
+use crate::electric::{ElectricChange, ElectricTransaction, ReferencedRecord};
+use crate::pgoutput::{Change, Column, Datum, OldRow, Relation};
+use crate::value::{oid, Kind, Value};
+
+const PROJECTS: u32 = 100;
+const ISSUES: u32 = 200;
+
+fn relation(id: u32, name: &str, cols: &[(&str, u32)]) -> Arc<Relation> {
+    Arc::new(Relation {
+        id,
+        namespace: "public".into(),
+        name: name.into(),
+        replica_identity: b'f',
+        columns: cols
+            .iter()
+            .map(|(n, t)| Column {
+                name: (*n).into(),
+                type_oid: *t,
+                type_modifier: -1,
+                is_key: true,
+                kind: Kind::of(*t),
+            })
+            .collect(),
+    })
+}
+
+fn projects() -> Arc<Relation> {
+    relation(
+        PROJECTS,
+        "projects",
+        &[("id", oid::TEXT), ("name", oid::TEXT)],
+    )
+}
+
+fn issues() -> Arc<Relation> {
+    relation(
+        ISSUES,
+        "issues",
+        &[
+            ("id", oid::TEXT),
+            ("project_id", oid::TEXT),
+            ("owner", oid::TEXT),
+        ],
+    )
+}
+
+fn row(values: &[Option<&str>]) -> Box<[Datum]> {
+    values
+        .iter()
+        .map(|v| {
+            Datum::Value(match v {
+                Some(s) => Value::Text((*s).to_owned().into()),
+                None => Value::Null,
+            })
+        })
+        .collect()
+}
+
+fn insert(rel: &Arc<Relation>, values: &[Option<&str>]) -> ElectricChange {
+    ElectricChange {
+        change: Change::Insert {
+            relation: rel.clone(),
+            new: row(values),
+        },
+        tags: Arc::from(vec!["postgres_1@1".to_owned()]),
+    }
+}
+
+fn update(rel: &Arc<Relation>, old: &[Option<&str>], new: &[Option<&str>]) -> ElectricChange {
+    ElectricChange {
+        change: Change::Update {
+            relation: rel.clone(),
+            old: Some(OldRow {
+                key_only: false,
+                row: row(old),
+            }),
+            new: row(new),
+        },
+        tags: Arc::from(vec!["postgres_1@2".to_owned()]),
+    }
+}
+
+fn delete(rel: &Arc<Relation>, old: &[Option<&str>]) -> ElectricChange {
+    ElectricChange {
+        change: Change::Delete {
+            relation: rel.clone(),
+            old: OldRow {
+                key_only: false,
+                row: row(old),
+            },
+        },
+        tags: Arc::from(Vec::<String>::new()),
+    }
+}
+
+fn txn(end_lsn: u64, changes: Vec<ElectricChange>) -> ElectricTransaction {
+    ElectricTransaction {
+        xid: end_lsn as u32,
+        commit_lsn: end_lsn,
+        end_lsn,
+        commit_timestamp: 0,
+        origin: None,
+        changes,
+        relations: vec![],
+        ddl: vec![],
+        marker: None,
+        electrified: vec![],
+        referenced: vec![],
+        other_messages: 0,
+        streamed: false,
+    }
+}
+
+fn graph(user: Option<&str>) -> ShapeGraph {
+    let mut g = ShapeGraph::new(user.map(str::to_owned));
+    let p = [
+        ColumnDef::new("id", oid::TEXT),
+        ColumnDef::new("name", oid::TEXT),
+    ];
+    let i = [
+        ColumnDef::new("id", oid::TEXT),
+        ColumnDef::new("project_id", oid::TEXT),
+        ColumnDef::new("owner", oid::TEXT),
+    ];
+    g.define_table("public", "projects", PROJECTS, &p, &["id".into()], None)
+        .unwrap();
+    g.define_table(
+        "public",
+        "issues",
+        ISSUES,
+        &i,
+        &["id".into()],
+        Some("owner"),
+    )
+    .unwrap();
+    g
+}
+
+fn layer(g: &mut ShapeGraph, sub: &str, table: &str, clause: &str, parent: Option<usize>) -> usize {
+    let cols: Vec<ColumnDef> = match table {
+        "projects" => vec![
+            ColumnDef::new("id", oid::TEXT),
+            ColumnDef::new("name", oid::TEXT),
+        ],
+        _ => vec![
+            ColumnDef::new("id", oid::TEXT),
+            ColumnDef::new("project_id", oid::TEXT),
+            ColumnDef::new("owner", oid::TEXT),
+        ],
+    };
+    let spec = LayerSpec {
+        subscription: sub.into(),
+        schema: "public".into(),
+        table: table.into(),
+        where_clause: clause.into(),
+        parent,
+        fk: if parent.is_some() {
+            vec!["project_id".into()]
+        } else {
+            vec![]
+        },
+        holds_fk: parent.is_some(),
+    };
+    g.add_layer(&spec, &cols).unwrap()
+}
+
+/// `(kind, first value)` of each op of a plan.
+fn kinds(ops: &[PlanOp], t: &ElectricTransaction) -> Vec<(&'static str, String)> {
+    ops.iter()
+        .map(|op| {
+            let (kind, values) = match op {
+                PlanOp::Change(i) => match &t.changes[*i].change {
+                    Change::Insert { new, .. } => ("insert", new.clone()),
+                    Change::Update { new, .. } => ("update", new.clone()),
+                    Change::Delete { old, .. } => ("delete", old.row.clone()),
+                    Change::Truncate { .. } => ("truncate", row(&[])),
+                },
+                PlanOp::Insert { row, .. } => ("insert", row.clone()),
+                PlanOp::Gone { row, .. } => ("gone", row.clone()),
+            };
+            let first = match &values[0] {
+                Datum::Value(Value::Text(s)) => s.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kind, first)
+        })
+        .collect()
+}
+
+fn s(kind: &'static str, v: &str) -> (&'static str, String) {
+    (kind, v.to_owned())
+}
+
+#[test]
+fn a_where_clause_decides_inserts_moves_and_gones() {
+    let mut g = graph(None);
+    layer(&mut g, "s", "projects", "this.name LIKE 'a%'", None);
+    let p = projects();
+    let t = txn(
+        1,
+        vec![
+            insert(&p, &[Some("1"), Some("alpha")]),
+            insert(&p, &[Some("2"), Some("beta")]),
+        ],
+    );
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("insert", "1")]);
+    let t = txn(
+        2,
+        vec![
+            update(&p, &[Some("1"), Some("alpha")], &[Some("1"), Some("zeta")]),
+            update(&p, &[Some("2"), Some("beta")], &[Some("2"), Some("apple")]),
+            update(
+                &p,
+                &[Some("2"), Some("apple")],
+                &[Some("2"), Some("avocado")],
+            ),
+        ],
+    );
+    assert_eq!(
+        kinds(&g.process(&t).ops, &t),
+        [s("gone", "1"), s("insert", "2"), s("update", "2")]
+    );
+    let t = txn(3, vec![delete(&p, &[Some("1"), Some("zeta")])]);
+    assert!(g.process(&t).is_empty(), "the client does not have row 1");
+    let t = txn(4, vec![delete(&p, &[Some("2"), Some("avocado")])]);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("delete", "2")]);
+    assert!(g.is_empty());
+}
+
+#[test]
+fn children_follow_their_parent_in_and_out() {
+    let mut g = graph(None);
+    let root = layer(&mut g, "s", "projects", "this.name = 'mine'", None);
+    layer(&mut g, "s", "issues", "", Some(root));
+    let (p, i) = (projects(), issues());
+    let t = txn(
+        1,
+        vec![
+            insert(&p, &[Some("p1"), Some("mine")]),
+            insert(&p, &[Some("p2"), Some("other")]),
+            insert(&i, &[Some("i1"), Some("p1"), None]),
+            insert(&i, &[Some("i2"), Some("p2"), None]),
+        ],
+    );
+    assert_eq!(
+        kinds(&g.process(&t).ops, &t),
+        [s("insert", "p1"), s("insert", "i1")]
+    );
+    // An issue moved to the other project leaves; the other project becoming "mine" brings
+    // it in, with its children to fetch.
+    let t = txn(
+        2,
+        vec![update(
+            &i,
+            &[Some("i1"), Some("p1"), None],
+            &[Some("i1"), Some("p2"), None],
+        )],
+    );
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("gone", "i1")]);
+    let t = txn(
+        3,
+        vec![update(
+            &p,
+            &[Some("p2"), Some("other")],
+            &[Some("p2"), Some("mine")],
+        )],
+    );
+    let plan = g.process(&t);
+    assert_eq!(kinds(&plan.ops, &t), [s("insert", "p2")]);
+    assert_eq!(plan.move_ins.len(), 1);
+    assert_eq!(plan.move_ins[0].keys, [vec!["p2".to_owned()]]);
+    // The move-in rows arrive; the parent leaving takes them along.
+    let child_layer = plan.move_ins[0].layer;
+    g.add_rows(
+        child_layer,
+        vec![
+            (
+                Arc::from(vec![]),
+                vec![Some("i1".into()), Some("p2".into()), None],
+            ),
+            (
+                Arc::from(vec![]),
+                vec![Some("i2".into()), Some("p2".into()), None],
+            ),
+        ],
+    );
+    assert_eq!(g.take_data().len(), 2);
+    let t = txn(
+        4,
+        vec![update(
+            &p,
+            &[Some("p2"), Some("mine")],
+            &[Some("p2"), Some("gone")],
+        )],
+    );
+    let mut got = kinds(&g.process(&t).ops, &t);
+    got[1..].sort();
+    assert_eq!(got, [s("gone", "p2"), s("gone", "i1"), s("gone", "i2")]);
+    assert_eq!(g.len(), 1); // p1
+}
+
+#[test]
+fn referenced_parents_come_with_a_new_child() {
+    let mut g = graph(None);
+    let root = layer(&mut g, "s", "issues", "", None);
+    let spec = LayerSpec {
+        subscription: "s".into(),
+        schema: "public".into(),
+        table: "projects".into(),
+        where_clause: String::new(),
+        parent: Some(root),
+        fk: vec!["project_id".into()],
+        holds_fk: false,
+    };
+    let cols = [
+        ColumnDef::new("id", oid::TEXT),
+        ColumnDef::new("name", oid::TEXT),
+    ];
+    g.add_layer(&spec, &cols).unwrap();
+    let i = issues();
+    let mut t = txn(1, vec![insert(&i, &[Some("i1"), Some("p9"), None])]);
+    t.referenced.push(ReferencedRecord {
+        schema: "public".into(),
+        table: "projects".into(),
+        pk: vec!["p9".into()],
+        data: vec![
+            ("id".into(), Some("p9".into())),
+            ("name".into(), Some("n".into())),
+        ],
+        tags: Arc::from(vec!["postgres_1@0".to_owned()]),
+    });
+    let plan = g.process(&t);
+    assert_eq!(kinds(&plan.ops, &t), [s("insert", "i1"), s("insert", "p9")]);
+    // Without the record (not in the transaction), the parent is a move-in to fetch.
+    let t = txn(2, vec![insert(&i, &[Some("i2"), Some("p8"), None])]);
+    let plan = g.process(&t);
+    assert_eq!(kinds(&plan.ops, &t), [s("insert", "i2")]);
+    assert_eq!(plan.move_ins[0].keys, [vec!["p8".to_owned()]]);
+}
+
+#[test]
+fn the_ownership_rule() {
+    let mut g = graph(Some("alice"));
+    layer(&mut g, "s", "issues", "", None);
+    let i = issues();
+    let t = txn(
+        1,
+        vec![
+            insert(&i, &[Some("1"), None, Some("alice")]),
+            insert(&i, &[Some("2"), None, Some("bob")]),
+            insert(&i, &[Some("3"), None, None]),
+            insert(&i, &[Some("4"), None, Some("")]),
+        ],
+    );
+    assert_eq!(
+        kinds(&g.process(&t).ops, &t),
+        [s("insert", "1"), s("insert", "3"), s("insert", "4")]
+    );
+}
+
+#[test]
+fn rollback_and_export_take_the_graph_back_to_a_position() {
+    let mut g = graph(None);
+    layer(&mut g, "s", "projects", "", None);
+    let p = projects();
+    for (lsn, change) in [
+        (10, insert(&p, &[Some("1"), Some("a")])),
+        (20, insert(&p, &[Some("2"), Some("b")])),
+        (30, delete(&p, &[Some("1"), Some("a")])),
+    ] {
+        let t = txn(lsn, vec![change]);
+        g.begin_step(lsn);
+        g.process(&t);
+    }
+    assert!(!g.contains("public", "projects", &["1"]));
+    let at_10 = g.export(10);
+    g.acknowledge(10);
+    g.rollback(10);
+    assert!(g.contains("public", "projects", &["1"]));
+    assert!(!g.contains("public", "projects", &["2"]));
+    // The same state through an export into a new graph with the same layers.
+    let mut h = graph(None);
+    layer(&mut h, "s", "projects", "", None);
+    assert_eq!(h.import(&at_10).unwrap(), 1);
+    assert!(h.contains("public", "projects", &["1"]));
+    assert_eq!(h.len(), 1);
+    assert!(h.import(&[1, 2]).is_err());
+}
+
+#[test]
+fn unsubscribing_queues_gones_for_rows_no_other_subscription_holds() {
+    let mut g = graph(None);
+    layer(&mut g, "a", "projects", "this.name = 'x'", None);
+    layer(&mut g, "b", "projects", "", None);
+    let p = projects();
+    let t = txn(
+        1,
+        vec![
+            insert(&p, &[Some("1"), Some("x")]),
+            insert(&p, &[Some("2"), Some("y")]),
+        ],
+    );
+    g.process(&t);
+    assert_eq!(g.remove_subscription("a"), 0, "both rows are still in b");
+    assert_eq!(g.remove_subscription("b"), 2);
+    assert_eq!(g.take_data().len(), 2);
+    assert!(g.is_empty());
+}
