@@ -42,7 +42,7 @@ UUID1 = "8d5ea7fb-4a9e-4ad0-9b25-6e6f2a0e4c01"
 UUID2 = "8d5ea7fb-4a9e-4ad0-9b25-6e6f2a0e4c02"
 
 
-@pytest.fixture(params=["direct_writes"])
+@pytest.fixture(params=["direct_writes", "logical_replication"])
 def mode(request: pytest.FixtureRequest) -> str:
     """``ELECTRIC_WRITE_TO_PG_MODE``: every test of this module runs in each."""
     value: str = request.param
@@ -71,6 +71,14 @@ async def db(pg_server: Any) -> AsyncIterator[str]:
     async with await connect(pg_server.url) as admin:
         await admin.execute(f'CREATE DATABASE "{name}"')
     yield pg_server.database_url(name)
+    async with await connect(pg_server.database_url(name)) as c:
+        # logical_replication mode leaves the postgres_1 subscription, which holds the database
+        if await c.fetchval("SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"):
+            await c.execute(
+                "ALTER SUBSCRIPTION postgres_1 DISABLE;"
+                " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
+                " DROP SUBSCRIPTION postgres_1"
+            )
     async with await connect(pg_server.url) as admin:
         with trio.fail_after(20):
             # the service's temporary slot goes when its connection does

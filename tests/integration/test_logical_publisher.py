@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from electric_trio.config import Config
-from electric_trio.pg import Connection, connect
+from electric_trio.pg import Connection, ConnectParams, PgError, connect
 from electric_trio.replication import ReplicationSubsystem
 from electric_trio.service import Service, serve
-from electric_trio.writes import ClientWrite, RowInsert
+from electric_trio.writes import ClientWrite, RowInsert, WriteRejectedError
 from electric_trio.writes.publisher import SUBSCRIPTION, LogicalPublisher
 
 _counter = itertools.count()
@@ -197,6 +197,39 @@ async def wait_rows(
                 await trio.sleep(0.05)
 
 
+AUDIT = (
+    "CREATE TABLE audit (n serial PRIMARY KEY, id int8, v text);"
+    "CREATE FUNCTION audit_items() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN INSERT INTO public.audit (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$;"
+    "CREATE TRIGGER audit AFTER INSERT OR UPDATE ON items"
+    " FOR EACH ROW EXECUTE FUNCTION public.audit_items();"
+    "ALTER TABLE items ENABLE ALWAYS TRIGGER audit"
+)
+"""Every write of a row of ``items`` that the conflict resolution makes, in order: a client
+transaction applied twice would show twice."""
+
+
+async def until(condition: Callable[[], bool], within: float = 30) -> None:
+    """Until ``condition()`` is true (state of the publisher or of Postgres, no event)."""
+    with trio.fail_after(within):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
+    async with await connect(url) as c:
+        return [tuple(r) for r in await c.fetch(query)]
+
+
+@pytest.fixture
+async def running(db: str, nursery: trio.Nursery) -> Running:
+    """The service in logical_replication mode with ``items`` electrified and audited."""
+    running = await start(nursery, db)
+    await migrate(running, db, "1", "items")
+    await sql(db, AUDIT)
+    return running
+
+
 # ---- tests ------------------------------------------------------------------------------------
 
 
@@ -209,7 +242,164 @@ async def test_subscription_created_and_enabled(db: str, nursery: trio.Nursery) 
         )
         assert row is not None
         assert row[0] is True
-        assert f"port={running.publisher.port}" in row[1]
+        assert f"port={running.publisher.port} " in row[1]
         assert "connect_timeout=5 " in row[1]
-    await running.publisher.write(client_write("client1", 1, [{"id": "1", "v": "hello"}]))
-    await wait_rows(db, "SELECT id, v FROM items", [(1, "hello")])
+    await running.publisher.write(
+        client_write("client1", 1, [{"id": "1", "v": "hello"}], ms=1_700_000_000_123)
+    )
+    # write() returns once Postgres has committed it
+    assert await fetch(db, "SELECT id, v FROM items") == [(1, "hello")]
+    # the shadow row was resolved by the triggers: the client's tag is the row's
+    assert await fetch(
+        db,
+        "SELECT (_tag).source_id, (_tags[1]).source_id, _currently_reordering"
+        " FROM electric.shadow__public__items",
+    ) == [("client1", "client1", None)]
+    assert await fetch(db, "SELECT client_id, lsn FROM electric.acknowledged_client_lsns") == [
+        ("client1", b"\x00\x00\x00\x01")
+    ]
+
+
+async def test_transactions_apply_in_order_once(db: str, running: Running) -> None:
+    publisher = running.publisher
+    await sql(db, f'ALTER SUBSCRIPTION "{SUBSCRIPTION}" DISABLE')
+    await until(lambda: not publisher.streaming)
+    async with trio.open_nursery() as nursery:
+        # queued while Postgres is away: each write waits until it is committed
+        for i in range(1, 6):
+            write = client_write("c", i, [{"id": "1", "v": f"v{i}"}], ms=1_700_000_000_000 + i)
+            nursery.start_soon(publisher.write, write)
+            await until(lambda i=i: publisher.stats().queued == i)  # type: ignore[misc]
+        await sql(db, f'ALTER SUBSCRIPTION "{SUBSCRIPTION}" ENABLE')
+    assert await fetch(db, "SELECT id, v FROM audit ORDER BY n") == [
+        (1, f"v{i}") for i in range(1, 6)
+    ]
+    assert await fetch(db, "SELECT id, v FROM items") == [(1, "v5")]
+    assert await fetch(db, "SELECT lsn FROM electric.acknowledged_client_lsns") == [
+        (b"\x00\x00\x00\x05",)
+    ]
+    assert publisher.stats().applied == 5
+
+
+async def test_a_reconnecting_apply_worker_gets_nothing_twice(db: str, running: Running) -> None:
+    publisher = running.publisher
+    await publisher.write(client_write("c", 1, [{"id": "1", "v": "a"}]))
+    # Postgres's apply worker goes away (its backend terminated) and comes back on its own
+    async with await connect(db) as c:
+        killed = await c.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_subscription"
+            " WHERE subname = $1 AND pid IS NOT NULL",
+            SUBSCRIPTION,
+        )
+    assert killed == 1
+    await until(lambda: publisher.stats().streams >= 2)
+    await publisher.write(client_write("c", 2, [{"id": "2", "v": "b"}]))
+    assert await fetch(db, "SELECT id, v FROM audit ORDER BY n") == [(1, "a"), (2, "b")]
+    # and while it is away, writes wait for it and arrive once it is back
+    await sql(db, f'ALTER SUBSCRIPTION "{SUBSCRIPTION}" DISABLE')
+    await until(lambda: not publisher.streaming)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher.write, client_write("c", 3, [{"id": "3", "v": "c"}]))
+        await until(lambda: publisher.stats().queued >= 1)
+        await sql(db, f'ALTER SUBSCRIPTION "{SUBSCRIPTION}" ENABLE')
+    assert await fetch(db, "SELECT id, v FROM audit ORDER BY n") == [(1, "a"), (2, "b"), (3, "c")]
+
+
+async def test_a_replayed_transaction_is_not_sent_again(db: str, running: Running) -> None:
+    publisher = running.publisher
+    first = client_write("c", 1, [{"id": "1", "v": "a"}])
+    await publisher.write(first)
+    await publisher.write(first)  # the client resent it (its acknowledgement was lost)
+    await publisher.write(client_write("c", 2, [{"id": "2", "v": "b"}]))
+    assert await fetch(db, "SELECT id, v FROM audit ORDER BY n") == [(1, "a"), (2, "b")]
+    assert publisher.stats().replays == 1
+
+
+async def test_a_transaction_postgres_refuses_does_not_block_the_others(
+    db: str, running: Running
+) -> None:
+    publisher = running.publisher
+    await sql(db, "ALTER TABLE items ADD CONSTRAINT v_not_bad CHECK (v <> 'bad')")
+    with trio.fail_after(60), pytest.raises(WriteRejectedError, match="v_not_bad"):
+        await publisher.write(client_write("c", 1, [{"id": "1", "v": "bad"}]))
+    await publisher.write(client_write("c", 2, [{"id": "2", "v": "good"}]))
+    assert await fetch(db, "SELECT id, v FROM items") == [(2, "good")]
+    assert publisher.stats().rejected == 1
+
+
+async def test_a_migration_refreshes_the_subscription(db: str, running: Running) -> None:
+    await migrate(running, db, "2", "other")
+    rels = await fetch(
+        db,
+        "SELECT srrelid::regclass::text, srsubstate::text FROM pg_subscription_rel"
+        " ORDER BY srrelid::regclass::text",
+    )
+    assert ("other", "r") in rels
+    assert ("electric.shadow__public__other", "r") in rels
+    await running.publisher.write(client_write("c", 1, [{"id": "7", "v": "x"}], table="other"))
+    assert await fetch(db, "SELECT id, v FROM other") == [(7, "x")]
+
+
+async def test_a_restarted_service_points_the_subscription_at_itself(db: str) -> None:
+    async with trio.open_nursery() as nursery:
+        first = await start(nursery, db)
+        await migrate(first, db, "1", "items")
+        await first.publisher.write(client_write("c", 1, [{"id": "1", "v": "a"}]))
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        second = await start(nursery, db)
+        async with await connect(db) as c:
+            conninfo = await c.fetchval(
+                "SELECT subconninfo FROM pg_subscription WHERE subname = $1", SUBSCRIPTION
+            )
+        assert f"port={second.publisher.port} " in conninfo
+        await second.publisher.write(client_write("c", 2, [{"id": "2", "v": "b"}]))
+        assert await fetch(db, "SELECT id, v FROM items ORDER BY id") == [(1, "a"), (2, "b")]
+        nursery.cancel_scope.cancel()
+
+
+async def test_only_the_subscription_gets_in(running: Running) -> None:
+    publisher = running.publisher
+    password = dict(p.split("=", 1) for p in publisher.conninfo.split())["password"]
+
+    def params(**kw: Any) -> ConnectParams:
+        base: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": publisher.port,
+            "user": "postgres",
+            "password": password,
+            "database": "electric",
+            "sslmode": "disable",
+            "application_name": SUBSCRIPTION,
+        }
+        return ConnectParams(**{**base, **kw})
+
+    # an ordinary connection (psql, a driver) is refused
+    with pytest.raises(PgError) as info:
+        await connect(params())
+    assert info.value.sqlstate == "08004"
+    # so is a wrong password
+    with pytest.raises(PgError) as info:
+        await connect(params(password="guess"), replication="database")
+    assert info.value.sqlstate == "28P01"
+    # and an application that is not the subscription
+    with pytest.raises(PgError) as info:
+        await connect(params(application_name="someone"), replication="database")
+    assert info.value.sqlstate == "08004"
+    async with await connect(params(), replication="database") as conn:
+        rows = await conn.fetch("IDENTIFY_SYSTEM")
+        assert len(rows) == 1
+        # Postgres never needs a slot from us (connect = false, copy_data = false)
+        with pytest.raises(PgError) as info:
+            await conn.execute('CREATE_REPLICATION_SLOT "s" LOGICAL pgoutput NOEXPORT_SNAPSHOT')
+        assert info.value.sqlstate == "0A000"
+        # the connection stays usable
+        tables = await conn.fetch(
+            "SELECT DISTINCT t.schemaname, t.tablename FROM pg_catalog.pg_publication_tables t"
+            " WHERE t.pubname IN ('electric_publication')"
+        )
+        assert sorted(tuple(r) for r in tables) == [
+            ("electric", "acknowledged_client_lsns"),
+            ("electric", "shadow__public__items"),
+            ("public", "items"),
+        ]

@@ -40,7 +40,8 @@ from ..errors import ElectricError
 from ..http._server import open_http_listeners
 from ..pg import Connection, PgError, connect, format_lsn, parse_lsn
 from ..pg._replication import PG_EPOCH_OFFSET_MICROS, pg_now
-from .model import ClientWrite, RowInsert
+from .direct import client_position
+from .model import ClientWrite, RowInsert, WriteRejectedError
 
 if TYPE_CHECKING:
     from ..ddlx.history import SchemaMigration
@@ -74,9 +75,16 @@ _READY_IDLE = b"Z\x00\x00\x00\x05I"
 class PublisherStats(msgspec.Struct, frozen=True):
     """What the publisher has done so far."""
 
+    #: Transactions not yet flushed by Postgres.
     queued: int
+    #: Transactions sent (a transaction sent again after a reconnection counts again).
     sent: int
-    confirmed: int
+    #: Transactions Postgres has committed.
+    applied: int
+    #: Client transactions at or below the client's position already written: skipped.
+    replays: int
+    #: Transactions Postgres refused.
+    rejected: int
     #: The highest end LSN Postgres reported flushed.
     flushed_lsn: int
     #: The apply worker's connections that reached ``START_REPLICATION``.
@@ -86,12 +94,18 @@ class PublisherStats(msgspec.Struct, frozen=True):
 class _Queued:
     """A client transaction with its LSNs, until Postgres has flushed it."""
 
-    __slots__ = ("after_lsn", "end_lsn", "write")
+    __slots__ = ("after_lsn", "applied", "end_lsn", "error", "failures", "write")
 
     def __init__(self, write: ClientWrite, after_lsn: int) -> None:
         self.write = write
         self.after_lsn = after_lsn
         self.end_lsn = after_lsn + len(write.inserts) + 3
+        #: Postgres has committed it.
+        self.applied = False
+        #: Why Postgres refused it (it then leaves the queue).
+        self.error: str | None = None
+        #: Streams that ended while it was the oldest transaction sent and not applied.
+        self.failures = 0
 
 
 class _TableInfo(msgspec.Struct, frozen=True, gc=False):
@@ -136,35 +150,101 @@ class LogicalPublisher:
         self._sessions: dict[int, _Session] = {}
         self._session_ids = itertools.count(1)
         self._streaming: _Session | None = None
+        #: Per client: the highest position queued or found in ``acknowledged_client_lsns``.
+        self._positions: dict[str, int] = {}
+        #: The highest end LSN Postgres has committed (a status update's write position).
+        self._applied_lsn = 0
         self._sent = 0
-        self._confirmed = 0
+        self._applied = 0
+        self._replays = 0
+        self._rejected = 0
         self._flushed = 0
         self._streams = 0
 
     # ---- the Writer interface ----------------------------------------------------------
 
     async def write(self, write: ClientWrite) -> None:
-        """Queues ``write`` for the apply worker, in order; waits while :data:`MAX_QUEUED`
-        transactions are still unconfirmed."""
+        """Queues ``write`` for the apply worker and returns once Postgres has committed it;
+        raises :class:`WriteRejectedError` when Postgres refuses it. A transaction at or below
+        the client's position (queued before, or in ``electric.acknowledged_client_lsns``) is
+        a replay and is not sent again. Waits while :data:`MAX_QUEUED` transactions are queued.
+        """
+        position = client_position(write.lsn)
+        known = self._positions.get(write.client_id)
+        if known is None:
+            known = await self._acknowledged_position(write.client_id)
+            known = max(known, self._positions.get(write.client_id, -1))
+            self._positions[write.client_id] = known
+        if position <= known:
+            self._replays += 1
+            log.info(
+                "client transaction already written, skipped",
+                client_id=write.client_id,
+                lsn=write.lsn.hex(),
+            )
+            return
+        if self._has_foreign_keys(write):
+            # The apply worker's replica role skips foreign key checks: check them first.
+            error = await self._try_transaction(write, foreign_keys=True)
+            if error is not None:
+                self._rejected += 1
+                raise WriteRejectedError(error)
         while len(self._queue) >= MAX_QUEUED:
             await self._queue_changed.wait()
-        self._queue.append(_Queued(write, self._lsn))
-        self._lsn = self._queue[-1].end_lsn
+        q = _Queued(write, self._lsn)
+        self._queue.append(q)
+        self._lsn = q.end_lsn
+        self._positions[write.client_id] = position
         self._wake()
+        while not q.applied:
+            if q.error is not None:
+                raise WriteRejectedError(q.error)
+            await self._queue_changed.wait()
+
+    def _has_foreign_keys(self, write: ClientWrite) -> bool:
+        history = self.service.migrations
+        if history is None:
+            return False
+        for insert in write.inserts:
+            table = history.schema.table(insert.schema, insert.table)
+            if table is not None and table.foreign_keys:
+                return True
+        return False
+
+    async def _acknowledged_position(self, client_id: str) -> int:
+        delay = _SETUP_BACKOFF_MIN
+        while True:
+            try:
+                async with self._pg_lock:
+                    conn = await self._connection()
+                    row = await conn.fetchrow(
+                        "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
+                        client_id,
+                    )
+                return -1 if row is None else client_position(row[0])
+            except (OSError, trio.BrokenResourceError, PgError) as e:
+                if isinstance(e, PgError) and e.sqlstate is not None:
+                    raise
+                log.warning("cannot read a client's position; retrying", error=str(e))
+                await self._drop_pg()
+                await trio.sleep(delay)
+                delay = min(delay * 2, _SETUP_BACKOFF_MAX)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether Postgres's apply worker is connected and streaming from us."""
+        return self._streaming is not None
 
     def stats(self) -> PublisherStats:
         return PublisherStats(
             queued=len(self._queue),
             sent=self._sent,
-            confirmed=self._confirmed,
+            applied=self._applied,
+            replays=self._replays,
+            rejected=self._rejected,
             flushed_lsn=self._flushed,
             streams=self._streams,
         )
-
-    async def wait_confirmed(self, write: ClientWrite) -> None:
-        """Returns once Postgres has flushed ``write`` (or it is no longer queued)."""
-        while any(q.write is write for q in self._queue):
-            await self._queue_changed.wait()
 
     def _wake(self) -> None:
         self._queue_changed.set()
@@ -272,10 +352,13 @@ class LogicalPublisher:
             lsn = q.end_lsn
         self._lsn = lsn
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, unless_subscribed: set[tuple[str, str]] | None = None) -> None:
         """``ALTER SUBSCRIPTION … REFRESH PUBLICATION``: Postgres asks us (on a connection of
-        its own) which tables we publish and subscribes to new ones."""
+        its own) which tables we publish and subscribes to new ones. Nothing to do when the
+        subscription already has every table of ``unless_subscribed``."""
         async with self._refresh_lock:
+            if unless_subscribed is not None and unless_subscribed <= self._subscribed:
+                return
             tables = frozenset(self._published_tables())
             async with self._pg_lock:
                 conn = await self._connection()
@@ -297,11 +380,13 @@ class LogicalPublisher:
             self._refresh_needed = trio.Event()
             await self._refresh_until_done()
 
-    async def _refresh_until_done(self) -> None:
+    async def _refresh_until_done(
+        self, unless_subscribed: set[tuple[str, str]] | None = None
+    ) -> None:
         delay = _SETUP_BACKOFF_MIN
         while True:
             try:
-                await self._refresh()
+                await self._refresh(unless_subscribed)
                 return
             except (PgError, OSError, trio.BrokenResourceError) as e:
                 log.warning("cannot refresh the subscription; retrying", error=str(e))
@@ -388,7 +473,7 @@ class LogicalPublisher:
         """Postgres silently skips changes of tables its subscription lacks: refresh first."""
         missing = {(i.schema, i.table) for i in write.inserts} - self._subscribed
         if missing:
-            await self._refresh_until_done()
+            await self._refresh_until_done(missing)
             missing -= self._subscribed
             if missing:
                 log.error(
@@ -406,8 +491,12 @@ class LogicalPublisher:
             pass
         except trio.TooSlowError:
             log.info("a publisher connection did not start in time", session=session.id)
-        except (ElectricError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+        except (ElectricError, *_CONNECTION_ERRORS) as e:
             log.debug("publisher connection ended", session=session.id, error=str(e))
+        except BaseExceptionGroup as group:
+            if not all(isinstance(e, (ElectricError, *_CONNECTION_ERRORS)) for e in _leaves(group)):
+                raise
+            log.info("publisher connection ended", session=session.id, error=str(group))
         finally:
             if self._streaming is session:
                 self._streaming = None
@@ -415,17 +504,89 @@ class LogicalPublisher:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    def _confirm(self, flushed: int) -> None:
-        """Postgres has flushed everything up to ``flushed``: those transactions are safe."""
+    def _progress(self, applied: int, flushed: int) -> None:
+        """Postgres has committed everything up to ``applied`` and flushed it up to
+        ``flushed``: flushed transactions are safe and leave the queue."""
+        woken = False
+        if applied > self._applied_lsn:
+            self._applied_lsn = applied
+            for q in self._queue:
+                if q.end_lsn > applied:
+                    break
+                if not q.applied:
+                    q.applied = True
+                    self._applied += 1
+                    woken = True
         if flushed > self._flushed:
             self._flushed = flushed
-        n = 0
-        while self._queue and self._queue[0].end_lsn <= flushed:
+        while self._queue and self._queue[0].applied and self._queue[0].end_lsn <= flushed:
             self._queue.popleft()
-            n += 1
-        if n:
-            self._confirmed += n
+            woken = True
+        if woken:
             self._wake()
+
+    async def _stream_lost(self, sent_lsn: int) -> None:
+        """The apply worker's stream ended with transactions sent but not committed. If it
+        keeps failing on the oldest one, find out whether Postgres refuses it: then it leaves
+        the queue and its writer gets the error; otherwise the next stream sends it again."""
+        head = next((q for q in self._queue if not q.applied), None)
+        if head is None or head.end_lsn > sent_lsn:
+            return
+        head.failures += 1
+        error = await self._try_transaction(head.write)
+        if error is None:
+            return
+        log.error(
+            "Postgres refuses a client transaction; it is dropped",
+            client_id=head.write.client_id,
+            lsn=head.write.lsn.hex(),
+            error=error,
+        )
+        head.error = error
+        self._queue.remove(head)
+        self._rejected += 1
+        # The client's position goes back to what Postgres has: a replay is tried again.
+        self._positions.pop(head.write.client_id, None)
+        self._wake()
+
+    async def _try_transaction(
+        self, write: ClientWrite, *, foreign_keys: bool = False
+    ) -> str | None:
+        """Runs ``write`` as the apply worker would (replica role, empty search path,
+        constraints checked), then rolls it back; returns Postgres's error, or None when it
+        goes through. With ``foreign_keys`` it runs as the direct writer does instead: the
+        replica role only for Electric's triggers, so foreign keys are checked too."""
+        role = "electric.session_replication_role" if foreign_keys else "session_replication_role"
+        statements = [
+            "BEGIN",
+            f"SET LOCAL {role} = replica",
+            "SET LOCAL search_path = ''",  # the apply worker runs with an empty search path
+        ]
+        for i in write.inserts:
+            if foreign_keys and (i.schema, i.table) == _ACKS_TABLE:
+                continue  # its upsert trigger fires for the builtin replica role only
+            columns = ", ".join(_ident(c) for c in i.columns)
+            values = ", ".join("NULL" if v is None else _sql_literal(v) for v in i.values)
+            statements.append(
+                f"INSERT INTO {_ident(i.schema)}.{_ident(i.table)} ({columns}) VALUES ({values})"
+            )
+        statements.append("SET CONSTRAINTS ALL IMMEDIATE")
+        async with self._pg_lock:
+            try:
+                conn = await self._connection()
+                try:
+                    await conn.execute(";".join(statements))
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await conn.execute("ROLLBACK")
+            except PgError as e:
+                if e.sqlstate is None or e.sqlstate.startswith(("08", "57", "40", "53", "55")):
+                    return None  # the connection or the moment, not the transaction
+                return f"{e.message} (SQLSTATE {e.sqlstate})"
+            except (OSError, trio.BrokenResourceError) as e:
+                log.warning("cannot check a transaction", error=str(e))
+                await self._drop_pg()
+        return None
 
     def _check_start(self, lsn: int) -> None:
         """A stream starts after ``lsn``, Postgres's progress: queued transactions that end at
@@ -704,18 +865,30 @@ class _Session:
             queued=len(publisher._queue),
         )
         publisher._check_start(start)
+        publisher._progress(start, 0)  # Postgres's origin: what it has committed from us
         self.sent_lsn = start
         self.sent_relations.clear()
         await self.send(_native.encode_copy_both_response())
-        with trio.CancelScope() as scope:
-            self.cancel_scope = scope
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stream_out, nursery.cancel_scope)
-                await self._stream_in()
-                nursery.cancel_scope.cancel()
-        self.cancel_scope = None
-        if publisher._streaming is self:
-            publisher._streaming = None
+        try:
+            with trio.CancelScope() as scope:
+                self.cancel_scope = scope
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._stream_out)
+                    await self._stream_in()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            error = _connection_error(group)
+            if error is None:
+                raise
+            await publisher._stream_lost(self.sent_lsn)
+            raise error from None
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await publisher._stream_lost(self.sent_lsn)
+            raise
+        finally:
+            self.cancel_scope = None
+            if publisher._streaming is self:
+                publisher._streaming = None
         if scope.cancelled_caught:
             # Replaced by a newer stream or cancelled: this connection is done.
             raise trio.BrokenResourceError("stream replaced or cancelled")
@@ -742,7 +915,9 @@ class _Session:
                         flush=format_lsn(flush),
                         apply=format_lsn(apply),
                     )
-                    publisher._confirm(min(flush, self.sent_lsn))
+                    # With no commit waiting for its flush the apply worker reports what it
+                    # received as written and flushed; either way all of it is committed.
+                    publisher._progress(min(write, self.sent_lsn), min(flush, self.sent_lsn))
                     if reply:
                         await self._keepalive()
             elif tag == "c":
@@ -755,7 +930,7 @@ class _Session:
     async def _keepalive(self, reply_requested: bool = False) -> None:
         await self.send(_native.encode_keepalive(self.sent_lsn, pg_now(), reply_requested))
 
-    async def _stream_out(self, cancel_scope: trio.CancelScope) -> None:
+    async def _stream_out(self) -> None:
         """Sends queued transactions after ``sent_lsn``, and a keepalive every 10 s."""
         publisher = self.publisher
         await self._keepalive()
@@ -772,11 +947,13 @@ class _Session:
                 continue
             for q in pending:
                 await publisher._ensure_subscribed(q.write)
-                if q.after_lsn < self.sent_lsn:
-                    break  # renumbered meanwhile: start over
+                if q.after_lsn < self.sent_lsn or q.error is not None:
+                    break  # renumbered or dropped meanwhile: start over
                 await self.send(await self._encode(q))
                 self.sent_lsn = q.end_lsn
                 publisher._sent += 1
+            # The answer says what the apply worker has committed: the writers are waiting.
+            await self._keepalive(reply_requested=True)
             deadline = trio.current_time() + KEEPALIVE_INTERVAL
 
     async def _encode(self, q: _Queued) -> bytes:
@@ -864,6 +1041,29 @@ def _normalize(sql: str) -> str:
     space (the subscriber's queries span lines)."""
     parts = re.split(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")", sql.strip().rstrip(";").strip())
     return "".join(p if i % 2 else re.sub(r"\s+", " ", p) for i, p in enumerate(parts)).strip()
+
+
+_CONNECTION_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _connection_error(error: BaseException) -> BaseException | None:
+    """The connection error ``error`` stands for when every exception in it is one."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_connection_error(e) for e in error.exceptions]
+        if not leaves or any(leaf is None for leaf in leaves):
+            return None
+        return leaves[0]
+    return error if isinstance(error, _CONNECTION_ERRORS) else None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_literal(text: str) -> str:
