@@ -8,5 +8,6 @@ BENCHMARKS: dict[str, str] = {
     "pgwire": "benches.pgwire",
     "replication": "benches.replication",
     "replication-e2e": "benches.replication_e2e",
+    "writes": "benches.writes",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""

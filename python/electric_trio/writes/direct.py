@@ -1,7 +1,9 @@
 """``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``: client transactions written on our own connection
 (server-behaviour.md §7).
 
-The connection runs with ``electric.session_replication_role = replica``, so the triggers of
+Its connections (a few; a client always uses the same one, so its transactions keep their
+order while different clients' commits share Postgres's fsyncs) run with
+``electric.session_replication_role = replica``, so the triggers of
 electrified tables treat its inserts as client writes (the builtin role stays ``origin``: the
 plain-ENABLE triggers still fire but their WHEN clauses are false). Each client transaction is
 one Postgres transaction sent as one simple query, one round trip: ``BEGIN``, the upsert of the
@@ -26,6 +28,7 @@ transaction Postgres refuses (a constraint, a value) raises :class:`WriteRejecte
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -167,23 +170,29 @@ def _connection_problem(error: BaseException) -> bool:
 
 
 class DirectWriter:
-    """Writes client transactions on one Postgres connection of its own, one at a time, in
-    the order :meth:`write` is called."""
+    """Writes client transactions on Postgres connections of its own.
+
+    Each client's transactions go, one at a time and in the order :meth:`write` is called, on
+    one of ``connections`` connections (chosen by client id): a client's order is kept, and
+    the transactions of different clients commit in parallel (their fsyncs shared by Postgres's
+    group commit). Connections are opened on first use and re-opened when lost.
+    """
 
     def __init__(
-        self, params: ConnectParams, *, copy_threshold: int | None = COPY_THRESHOLD
+        self,
+        params: ConnectParams,
+        *,
+        copy_threshold: int | None = COPY_THRESHOLD,
+        connections: int = 4,
     ) -> None:
         """``copy_threshold``: transactions with at least this many changes go through COPY
         (None: never)."""
+        if connections < 1:
+            raise ValueError("a direct writer needs at least one connection")
         self._params = msgspec.structs.replace(params, application_name=APPLICATION_NAME)
         self.copy_threshold = copy_threshold
-        #: Column types of the tables written through COPY, on the current connection.
-        self._types: dict[tuple[str, str], dict[str, str]] = {}
-        self._conn: Connection | None = None
-        self._lock = trio.Lock()
         self._statements = _Statements()
-        #: Each client's position known to be in Postgres (-1: none).
-        self._acked: dict[str, int] = {}
+        self._lanes = [_Lane(self) for _ in range(connections)]
         self._closed = False
         self._transactions = self._rows = self._replays = self._reconnects = 0
 
@@ -197,15 +206,7 @@ class DirectWriter:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Opens the connection (writes re-open it when it is lost), ``task_status.started()``,
-        then keeps it until cancelled."""
-        try:
-            async with self._lock:
-                await self._connection()
-        except Exception as e:
-            if not _connection_problem(e):
-                raise
-            log.warning("the direct writer cannot connect yet", error=str(e))
+        """``task_status.started()``, then closes the connections when cancelled."""
         task_status.started()
         try:
             await trio.sleep_forever()
@@ -215,20 +216,22 @@ class DirectWriter:
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._drop()
+        for lane in self._lanes:
+            await lane.drop()
 
     async def write(self, write: ClientWrite) -> None:
         """Commits ``write`` (unless Postgres has it already); retries over connection losses
         until it is committed or the caller is cancelled."""
+        lane = self._lanes[zlib.crc32(write.client_id.encode()) % len(self._lanes)]
         delay = RECONNECT_BACKOFF_MIN
-        async with self._lock:
+        async with lane.lock:
             while True:
                 try:
-                    await self._write_once(write)
+                    await lane.write_once(write)
                     return
                 except Exception as e:
                     if isinstance(e, PgError) and not _connection_problem(e):
-                        await self._rollback()
+                        await lane.rollback()
                         if e.sqlstate in _RETRY_SQLSTATES:
                             continue
                         raise WriteRejectedError(
@@ -236,7 +239,7 @@ class DirectWriter:
                         ) from e
                     if not _connection_problem(e):
                         raise
-                    await self._drop()
+                    await lane.drop()
                     log.warning(
                         "the direct writer lost its connection; retrying",
                         client_id=write.client_id,
@@ -246,18 +249,32 @@ class DirectWriter:
                 await trio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
 
-    async def _write_once(self, write: ClientWrite) -> None:
-        conn = await self._connection()
+
+class _Lane:
+    """One connection of a :class:`DirectWriter` and what is known on it."""
+
+    def __init__(self, writer: DirectWriter) -> None:
+        self.writer = writer
+        self.lock = trio.Lock()
+        self.conn: Connection | None = None
+        #: Each client's position known to be in Postgres (-1: none).
+        self.acked: dict[str, int] = {}
+        #: Column types of the tables written through COPY.
+        self.types: dict[tuple[str, str], dict[str, str]] = {}
+
+    async def write_once(self, write: ClientWrite) -> None:
+        writer = self.writer
+        conn = await self.connection()
         position = client_position(write.lsn)
-        acked = self._acked.get(write.client_id)
+        acked = self.acked.get(write.client_id)
         if acked is None:
             row = await conn.fetchrow(
                 "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
                 write.client_id,
             )
-            acked = self._acked[write.client_id] = -1 if row is None else client_position(row[0])
+            acked = self.acked[write.client_id] = -1 if row is None else client_position(row[0])
         if position <= acked:
-            self._replays += 1
+            writer._replays += 1
             log.info(
                 "client transaction already written, skipped",
                 client_id=write.client_id,
@@ -266,26 +283,26 @@ class DirectWriter:
             return
         changes = (len(write.inserts) - 1) // 2
         try:
-            if self.copy_threshold is not None and changes >= self.copy_threshold:
-                await self._copy_transaction(conn, write)
+            if writer.copy_threshold is not None and changes >= writer.copy_threshold:
+                await self.copy_transaction(conn, write)
             else:
-                await conn.execute(self._statements.transaction(write.inserts))
+                await conn.execute(writer._statements.transaction(write.inserts))
         except BaseException as e:
             # Whether the COMMIT landed is unknown until the row is read again.
-            self._acked.pop(write.client_id, None)
+            self.acked.pop(write.client_id, None)
             if not isinstance(e, PgError) and conn.transaction_status != "I":
-                await self._drop()  # cancelled half-way: closing aborts what was begun
+                await self.drop()  # cancelled half-way: closing aborts what was begun
             raise
-        self._acked[write.client_id] = position
-        self._transactions += 1
-        self._rows += len(write.inserts) - 1
+        self.acked[write.client_id] = position
+        writer._transactions += 1
+        writer._rows += len(write.inserts) - 1
 
-    async def _copy_transaction(self, conn: Connection, write: ClientWrite) -> None:
-        await conn.execute("BEGIN;\n" + self._statements.insert(write.inserts[0]))
+    async def copy_transaction(self, conn: Connection, write: ClientWrite) -> None:
+        await conn.execute("BEGIN;\n" + self.writer._statements.insert(write.inserts[0]))
         for mains, shadows in _runs(write.inserts[1:]):
             for rows in (mains, shadows):
                 first = rows[0]
-                types = await self._column_types(conn, first)
+                types = await self.column_types(conn, first)
                 await conn.execute(f"TRUNCATE {_STAGE}")
                 await conn.copy_in(f"COPY {_STAGE} FROM STDIN (FORMAT binary)", _copy_data(rows))
                 columns = ", ".join(_ident(c) for c in first.columns)
@@ -296,11 +313,11 @@ class DirectWriter:
                 )
         await conn.execute("COMMIT")
 
-    async def _column_types(self, conn: Connection, row: RowInsert) -> dict[str, str]:
+    async def column_types(self, conn: Connection, row: RowInsert) -> dict[str, str]:
         """The types of ``row``'s table's columns (read again when one is unknown: a column
         was added)."""
         key = (row.schema, row.table)
-        types = self._types.get(key)
+        types = self.types.get(key)
         if types is None or any(c not in types for c in row.columns):
             found = await conn.fetch(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
@@ -311,39 +328,41 @@ class DirectWriter:
                 row.schema,
                 row.table,
             )
-            types = self._types[key] = {name: type_ for name, type_ in found}
+            types = self.types[key] = {name: type_ for name, type_ in found}
         return types
 
-    async def _connection(self) -> Connection:
-        if self._closed:
+    async def connection(self) -> Connection:
+        writer = self.writer
+        if writer._closed:
             raise ConnectionLostError("the direct writer is closed")
-        if self._conn is None or self._conn.closed:
+        if self.conn is None or self.conn.closed:
+            params = writer._params
             # Shielded and bounded: a connect cancelled half-way would leak its socket.
-            with trio.CancelScope(shield=True), trio.fail_after(self._params.connect_timeout + 5):
-                conn = await connect(self._params)
+            with trio.CancelScope(shield=True), trio.fail_after(params.connect_timeout + 5):
+                conn = await connect(params)
                 try:
                     await conn.execute(f"{_SETUP}; {_STAGE_SETUP}")
                 except BaseException:
                     await conn.aclose()
                     raise
-            if self._conn is not None:
-                self._reconnects += 1
-            self._conn = conn
-            self._acked.clear()
-            self._types.clear()
-        return self._conn
+            if self.conn is not None:
+                writer._reconnects += 1
+            self.conn = conn
+            self.acked.clear()
+            self.types.clear()
+        return self.conn
 
-    async def _rollback(self) -> None:
-        conn = self._conn
+    async def rollback(self) -> None:
+        conn = self.conn
         if conn is not None and not conn.closed and conn.transaction_status != "I":
             try:
                 await conn.execute("ROLLBACK")
             except Exception:
-                await self._drop()
+                await self.drop()
 
-    async def _drop(self) -> None:
-        conn = self._conn
-        self._acked.clear()
+    async def drop(self) -> None:
+        conn = self.conn
+        self.acked.clear()
         if conn is not None:
             # keep the object: a later connect counts as a reconnect
             with trio.CancelScope(shield=True):

@@ -1,0 +1,508 @@
+"""Client writes into Postgres (``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``).
+
+Three figures, each against a peer measured in the same run on the same server:
+
+* end to end: 50 raw Satellite clients, each sending 1-row transactions as fast as the echoes
+  allow (the next one once the previous came back through replication), to the service running
+  in its own process; committed transactions per second, against the same rows inserted by a
+  plain psycopg connection per client (50 threads), one row per transaction, into the same
+  electrified table (Postgres-side writes);
+* large transactions (``--rows`` changes, 5,000 by default) through the direct writer: its COPY
+  path (pgpq binary COPY into a staging table, one ``INSERT … SELECT`` per table) against its
+  row-insert path (one simple query of ``INSERT`` statements); rows per second;
+* 1-row transactions through the direct writer: the row-insert path against the COPY path
+  forced on them (why COPY starts at 1,000 changes); transactions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import psycopg
+import trio
+from trio_websocket import WebSocketConnection, open_websocket
+
+from electric_trio.ddlx import install_electric_schema
+from electric_trio.ddlx.schema import Column, ColumnType, Table
+from electric_trio.pg import ConnectParams, connect
+from electric_trio.satellite import messages as m
+from electric_trio.writes import ClientWrite
+from electric_trio.writes.direct import DirectWriter
+from electric_trio.writes.rows import ack_row, change_rows, tag_literal
+
+from ._harness import (
+    Measurement,
+    Progress,
+    Report,
+    command_line,
+    machine_facts,
+    parse_args,
+    postgres,
+    write_section,
+)
+
+NAME = "writes"
+DATABASE = "electric_bench_writes"
+CLIENTS = 50
+#: The issue's target for the end-to-end figure; COPY must beat row inserts on large
+#: transactions, and row inserts must beat COPY on 1-row ones.
+TARGET_E2E = 0.5
+TARGET_PATHS = 1.0
+COLUMNS = "id int8 PRIMARY KEY, n int4, label text, x float8, flag bool, ts timestamptz"
+ITEMS = Table(
+    schema="public",
+    name="items",
+    columns=(
+        Column("id", ColumnType("int8"), True),
+        Column("n", ColumnType("int4")),
+        Column("label", ColumnType("text")),
+        Column("x", ColumnType("float8")),
+        Column("flag", ColumnType("bool")),
+        Column("ts", ColumnType("timestamptz")),
+    ),
+    primary_key=("id",),
+)
+#: The direct writer's figures write here; the end-to-end ones to ``items`` and the peer's.
+WRITER_ITEMS = Table(
+    schema="public", name="writer_items", columns=ITEMS.columns, primary_key=("id",)
+)
+PEER_TABLE = "items_peer"
+
+DESCRIPTION = """\
+A 6-column electrified table (int8 key, int4, text of 32 characters, float8, bool,
+timestamptz). *End to end*: {clients} raw Satellite clients (WebSocket, in the benchmark's
+process) each send {per_client} 1-row transactions to the service running in its own process
+(`electric-trio serve`, direct_writes), each the next once the previous one's echo came back
+through Postgres's replication; the figure is committed transactions per second; the peer is
+{clients} psycopg connections (one thread each) inserting the same rows, one per transaction,
+into an electrified table of the same shape. *Large*: one client transaction of {rows:,}
+inserts given to the direct writer, its COPY path (pgpq binary COPY into a staging table, one
+`INSERT ... SELECT` per table) against its row-insert path (`INSERT` statements in one simple
+query). *Small*: {small} 1-row transactions given to the direct writer one after the other, the
+row-insert path against the COPY path forced on them. Every transaction runs the conflict
+resolution triggers (a client write is a main-row insert parked in the shadow row, then a shadow
+insert that resolves it). A warm-up run per side, then best of {repeat} runs per side,
+alternating which side goes first. Client and server share the machine (2 cores here).
+"""
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    return parse_args(
+        argv,
+        prog="python -m benches writes",
+        description="Client writes: end to end against psycopg, COPY against row inserts.",
+        rows_help="changes in the large transaction",
+        quick_rows=2_000,
+        full_rows=5_000,
+    )
+
+
+def _database_url(url: str, dbname: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(dbname)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_keys = itertools.count(1)
+
+
+def _row(key: int) -> tuple[str, ...]:
+    return (str(key), str(key % 1000), f"{key:032x}", str(key / 7), "t", "2024-01-01 00:00:00+00")
+
+
+def _client_write(client: str, lsn: int, changes: int) -> ClientWrite:
+    """A client transaction of ``changes`` inserts into ``writer_items``."""
+    ms = 1_700_000_000_000 + lsn
+    tag = tag_literal(ms, client)
+    raw = lsn.to_bytes(4, "big")
+    rows = []
+    for _ in range(changes):
+        row = _row(next(_keys))
+        rows.extend(change_rows(WRITER_ITEMS, "insert", row, tag, "{}", [True] * 5))
+    return ClientWrite(client, raw, ms, (ack_row(client, raw), *rows))
+
+
+# -- the direct writer: COPY against row inserts ----------------------------------------------
+
+
+async def _writer_rates(
+    url: str, args: argparse.Namespace, progress: Progress
+) -> dict[str, dict[str, list[float]]]:
+    params = ConnectParams.from_url(url)
+    writers = {
+        "copy": DirectWriter(params, copy_threshold=1),
+        "rows": DirectWriter(params, copy_threshold=None),
+    }
+    lsns = itertools.count(1)
+    small = max(50, args.rows // 10)
+
+    async def large(path: str) -> float:
+        write = _client_write(f"large-{path}", next(lsns), args.rows)
+        gc.collect()
+        start = time.perf_counter()
+        await writers[path].write(write)
+        return args.rows / (time.perf_counter() - start)
+
+    async def small_run(path: str) -> float:
+        writes = [_client_write(f"small-{path}", next(lsns), 1) for _ in range(small)]
+        gc.collect()
+        start = time.perf_counter()
+        for write in writes:
+            await writers[path].write(write)
+        return small / (time.perf_counter() - start)
+
+    figures: dict[str, Callable[[str], Awaitable[float]]] = {"large": large, "small": small_run}
+    rates: dict[str, dict[str, list[float]]] = {f: {"copy": [], "rows": []} for f in figures}
+    try:
+        for figure, run in figures.items():
+            for path in ("copy", "rows"):
+                rate = await run(path)
+                progress.step(f"warm-up {figure} {path}: {rate:,.0f}/s")
+        for i in range(args.repeat):
+            for figure, run in figures.items():
+                order = ("copy", "rows") if i % 2 == 0 else ("rows", "copy")
+                got = {path: await run(path) for path in order}
+                for path, rate in got.items():
+                    rates[figure][path].append(rate)
+                progress.step(
+                    f"run {i + 1}/{args.repeat} {figure}: COPY {got['copy']:,.0f}/s,"
+                    f" rows {got['rows']:,.0f}/s"
+                )
+    finally:
+        for writer in writers.values():
+            await writer.aclose()
+    return rates
+
+
+# -- end to end: Satellite clients against psycopg connections ---------------------------------
+
+
+def _token(client: str) -> str:
+    import base64
+    import json
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part({'sub': client})}."
+
+
+async def _send(ws: WebSocketConnection, message: m.FrameMessage) -> None:
+    await ws.send_message(m.encode(message))
+
+
+async def _recv(ws: WebSocketConnection) -> m.FrameMessage:
+    data = await ws.get_message()
+    assert isinstance(data, bytes)
+    return m.decode(data)
+
+
+async def _satellite_client(
+    port: int, client: str, count: int, ready: trio.Event, go: trio.Event, done: list[float]
+) -> None:
+    async with open_websocket(
+        "127.0.0.1", port, "/ws", use_ssl=False, subprotocols=["electric.0.12"]
+    ) as ws:
+        auth = m.SatAuthReq(id=client, token=_token(client))
+        await _send(
+            ws, m.SatRpcRequest(method="authenticate", request_id=1, message=m.encode_message(auth))
+        )
+        started = False
+        while not started:
+            msg = await _recv(ws)
+            if isinstance(msg, m.SatRpcRequest) and msg.method == "startReplication":
+                await _send(
+                    ws,
+                    m.SatRpcResponse(
+                        method="startReplication",
+                        request_id=msg.request_id,
+                        message=m.encode_message(m.SatInStartReplicationResp()),
+                    ),
+                )
+                start = m.SatInStartReplicationReq()
+                await _send(
+                    ws,
+                    m.SatRpcRequest(
+                        method="startReplication", request_id=2, message=m.encode_message(start)
+                    ),
+                )
+            elif isinstance(msg, m.SatRpcResponse) and msg.method == "startReplication":
+                started = True
+        columns = tuple(
+            m.SatRelationColumn(name=c.name, type="TEXT", is_nullable=c.name != "id")
+            for c in ITEMS.columns
+        )
+        await _send(ws, m.SatRelation(schema_name="public", table_name="items", columns=columns))
+        ready.set()
+        await go.wait()
+        for lsn in range(1, count + 1):
+            values = tuple(v.encode() for v in _row(next(_keys)))
+            ms = int(time.time() * 1000)
+            row = m.SatOpRow(nulls_bitmask=b"\x00", values=values)
+            ops = (
+                m.SatTransOp(begin=m.SatOpBegin(commit_timestamp=ms, lsn=lsn.to_bytes(4, "big"))),
+                m.SatTransOp(insert=m.SatOpInsert(relation_id=0, row_data=row)),
+                m.SatTransOp(commit=m.SatOpCommit()),
+            )
+            await _send(ws, m.SatOpLog(ops=ops))
+            while True:  # until our echo; every transaction is acknowledged
+                msg = await _recv(ws)
+                if isinstance(msg, m.SatOpLog) and msg.ops and msg.ops[0].begin is not None:
+                    begin = msg.ops[0].begin
+                    if begin.transaction_id is not None:
+                        ack = m.SatOpLogAck(transaction_id=begin.transaction_id, lsn=begin.lsn)
+                        await _send(ws, ack)
+                    if begin.origin == client:
+                        break
+        done.append(time.perf_counter())
+
+
+async def _e2e_ours(port: int, per_client: int, run: int) -> float:
+    ready = [trio.Event() for _ in range(CLIENTS)]
+    go = trio.Event()
+    done: list[float] = []
+    async with trio.open_nursery() as nursery:
+        for i in range(CLIENTS):
+            nursery.start_soon(
+                _satellite_client, port, f"bench-{run}-{i}", per_client, ready[i], go, done
+            )
+        for event in ready:
+            await event.wait()
+        start = time.perf_counter()
+        go.set()
+    return CLIENTS * per_client / (max(done) - start)
+
+
+def _e2e_peer(url: str, per_client: int) -> float:
+    barrier = threading.Barrier(CLIENTS + 1)
+    ends: list[float] = []
+    keys = [[next(_keys) for _ in range(per_client)] for _ in range(CLIENTS)]
+
+    def worker(mine: list[int]) -> None:
+        with psycopg.connect(url) as conn:
+            barrier.wait()
+            for key in mine:
+                with conn.transaction():
+                    conn.execute(
+                        f"INSERT INTO {PEER_TABLE} VALUES (%s, %s, %s, %s, %s, %s)",
+                        _row(key),
+                    )
+            ends.append(time.perf_counter())
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return CLIENTS * per_client / (max(ends) - start)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_service(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "HTTP_PORT": str(port),
+        "PG_PROXY_PORT": str(_free_port()),
+        "PG_PROXY_PASSWORD": "bench",
+        "AUTH_MODE": "insecure",
+        "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
+        "LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from electric_trio.cli import main; sys.exit(main())",
+            "serve",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    with trio.fail_after(60):
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {proc.returncode}")
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.2)
+                continue
+            async with stream:
+                await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\n\r\n")
+                head = await stream.receive_some(4096)
+            if head.startswith(b"HTTP/1.1 200"):
+                return
+            await trio.sleep(0.2)
+
+
+async def _e2e(
+    db_url: str, args: argparse.Namespace, progress: Progress
+) -> tuple[list[float], list[float], int, float]:
+    per_client = 20 if args.quick else 60
+    port = _free_port()
+    proc = _start_service(db_url, port)
+    try:
+        await _wait_ready(port, proc)
+        async with await connect(db_url) as c:
+            await c.execute(
+                "BEGIN; CALL electric.migration_version('1');"
+                f" CREATE TABLE items ({COLUMNS}); CALL electric.electrify('items');"
+                f" CREATE TABLE {PEER_TABLE} ({COLUMNS}); CALL electric.electrify('{PEER_TABLE}');"
+                " COMMIT"
+            )
+        await trio.sleep(1)  # the service applies the migration
+        ours: list[float] = []
+        peer: list[float] = []
+        cpu: list[float] = []
+        for i in range(args.repeat + 1):
+            order = ("ours", "psycopg") if i % 2 == 0 else ("psycopg", "ours")
+            got: dict[str, float] = {}
+            for side in order:
+                gc.collect()
+                if side == "ours":
+                    before = _cpu_seconds(proc.pid)
+                    got[side] = await _e2e_ours(port, per_client, i)
+                    cpu.append((_cpu_seconds(proc.pid) - before) / (CLIENTS * per_client))
+                else:
+                    got[side] = await trio.to_thread.run_sync(_e2e_peer, db_url, per_client)
+            label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
+            progress.step(
+                f"{label} end to end: ours {got['ours']:,.0f} tx/s,"
+                f" psycopg {got['psycopg']:,.0f} tx/s,"
+                f" service CPU {cpu[-1] * 1e3:.2f} ms per transaction"
+            )
+            if i:
+                ours.append(got["ours"])
+                peer.append(got["psycopg"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return ours, peer, per_client, min(cpu)
+
+
+async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    db_url = _database_url(url, DATABASE)
+    async with await connect(url) as admin:
+        await admin.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            f" WHERE database = '{DATABASE}'"
+        )
+        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        server_version = str(await admin.fetchval("SHOW server_version"))
+    try:
+        async with await connect(db_url) as c:
+            await install_electric_schema(c)
+            await c.execute(
+                f"CREATE TABLE writer_items ({COLUMNS}); CALL electric.electrify('writer_items')"
+            )
+        progress.step("direct writer: COPY against row inserts")
+        paths = await _writer_rates(db_url, args, progress)
+        progress.step(f"end to end: {CLIENTS} clients against {CLIENTS} psycopg connections")
+        e2e = await _e2e(db_url, args, progress)
+    finally:
+        async with await connect(url) as admin:
+            await admin.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                f" WHERE database = '{DATABASE}' AND NOT active"
+            )
+            await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    return {
+        "paths": paths,
+        "e2e": e2e,
+        "server_version": server_version,
+        "small": max(50, args.rows // 10),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    progress = Progress(NAME)
+    facts = machine_facts()
+    with postgres(progress) as target:
+        results = trio.run(_bench, target.url, args, progress)
+    paths = results["paths"]
+    ours, peer, per_client, cpu = results["e2e"]
+    measurements = (
+        Measurement(
+            figure=f"end to end, {CLIENTS} clients, 1-row transactions (peer: psycopg)",
+            unit="tx/s",
+            ours=tuple(ours),
+            peer=tuple(peer),
+            target=TARGET_E2E,
+        ),
+        Measurement(
+            figure=f"direct writer, {args.rows:,}-row transactions: COPY (peer: row inserts)",
+            unit="rows/s",
+            ours=tuple(paths["large"]["copy"]),
+            peer=tuple(paths["large"]["rows"]),
+            target=TARGET_PATHS,
+        ),
+        Measurement(
+            figure="direct writer, 1-row transactions: row inserts (peer: COPY forced)",
+            unit="tx/s",
+            ours=tuple(paths["small"]["rows"]),
+            peer=tuple(paths["small"]["copy"]),
+            target=TARGET_PATHS,
+        ),
+    )
+    facts |= {
+        "PostgreSQL": f"{results['server_version']} ({target.description})",
+        "Peer": f"psycopg {psycopg.__version__} (end to end); the direct writer's other path",
+        "Service CPU per end-to-end transaction (least of the runs)": f"{cpu * 1e3:.2f} ms",
+    }
+    report = Report(
+        name=NAME,
+        title="Client writes (direct_writes): end to end against psycopg, COPY against inserts",
+        description=DESCRIPTION.format(
+            clients=CLIENTS,
+            per_client=per_client,
+            rows=args.rows,
+            small=results["small"],
+            repeat=args.repeat,
+        ),
+        peer="peer",
+        measurements=measurements,
+        command=command_line([NAME, *argv]),
+        settings=f"{args.rows:,}-row large transactions, best of {args.repeat} runs per side",
+        facts=facts,
+    )
+    print(report.to_text(), flush=True)
+    if args.record:
+        write_section(NAME, report.to_markdown())
+        progress.step("wrote its section of benches/RESULTS.md")
+    else:
+        progress.step("not recorded in benches/RESULTS.md (--quick; --record to write it)")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
