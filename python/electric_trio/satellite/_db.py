@@ -60,8 +60,17 @@ class SessionDatabase:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
+        """Closes the connection once the query in progress (if any) is done, or after the
+        query timeout."""
         self._closed = True
-        await self._drop()
+        with trio.move_on_after(self._timeout):
+            async with self._lock:
+                await self._drop()
+                return
+        try:
+            await self._drop()
+        except trio.BusyResourceError:
+            pass  # a query still running: its connection goes with the process
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -257,7 +257,8 @@ class SatelliteServer:
         )
 
     async def store_checkpoint(self, client_id: str, lsn: int, graph: bytes) -> None:
-        """Records the client's sent-rows graph as it was at ``lsn``."""
+        """Records the client's sent-rows graph, at position ``lsn`` (with its journal back to
+        the client's last acknowledgement)."""
         await self._bookkeeping(
             "INSERT INTO electric.client_checkpoints (client_id, pg_wal_pos, sent_rows_graph)"
             " VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET"
@@ -319,7 +320,6 @@ class SatelliteServer:
         position, graph = checkpoint[0]
         shapes.graph.import_rows(bytes(graph))
         shapes.position = int(position)
-        self.checkpoint(client_id, int(position))
         log.info(
             "client state loaded client_id=%s subscriptions=%d rows=%d position=%d",
             client_id,
@@ -418,6 +418,11 @@ class SatelliteServer:
             nursery.cancel_scope.cancel()
 
     async def aclose(self) -> None:
+        """Lets the sessions that are ending store their clients' state (bounded), then closes
+        the shared connection."""
+        with trio.move_on_after(self.settings.close_timeout):
+            while self._registrations:
+                await next(iter(self._registrations.values())).gone.wait()
         await self.db.aclose()
 
 

@@ -258,13 +258,12 @@ class Session:
             if self.client_id is not None:
                 if self.shapes is not None:
                     self.server.client_shapes[self.client_id] = self.shapes
-                    acked = self.server.checkpoints.get(self.client_id)
-                    if acked is not None and self.shapes.subscriptions:
+                    if self.shapes.subscriptions:
                         with (
                             trio.CancelScope(shield=True),
                             trio.move_on_after(self.settings.close_timeout),
                         ):
-                            await self._store_checkpoint(acked)
+                            await self._store_checkpoint()
                 self.server.unregister(self.client_id, self)
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
@@ -788,7 +787,7 @@ class Session:
             self.server.checkpoint(self.client_id, lsn)
             if self.shapes is not None:
                 self.shapes.graph.acknowledge(lsn)
-                self._checkpoint_due(lsn)
+                self._checkpoint_due()
             return
         await self.close(
             CLOSE_PROTOCOL_ERROR,
@@ -947,7 +946,7 @@ class Session:
             out.append(encode(SatShapeDataEnd()))
             out.append(encode(SatSubsDataEnd()))
             shapes.subscriptions[plan.id] = plan
-            self._nursery_soon(self.server.store_subscription, self.client_id, plan)
+            self._nursery_soon(self._store_subscription, plan)
             log.info(
                 "subscription data sent client_id=%s id=%s rows=%d",
                 self.client_id,
@@ -1012,19 +1011,26 @@ class Session:
                 for frame in out:
                     await self.ws.send_message(frame)
 
-    def _checkpoint_due(self, lsn: int) -> None:
-        """Stores the client's graph at ``lsn`` when the last stored one is old enough."""
+    async def _store_subscription(self, plan: SubscriptionPlan) -> None:
+        assert self.client_id is not None
+        await self.server.store_subscription(self.client_id, plan)
+        await self._store_checkpoint()
+
+    def _checkpoint_due(self) -> None:
+        """Stores the client's graph when the last stored one is old enough."""
         now = trio.current_time()
         if now - self._stored_at < self.settings.checkpoint_interval:
             return
         self._stored_at = now
-        self._nursery_soon(self._store_checkpoint, lsn)
+        self._nursery_soon(self._store_checkpoint)
 
-    async def _store_checkpoint(self, lsn: int) -> None:
+    async def _store_checkpoint(self) -> None:
+        """Stores the client's graph as it is now, with how to take it back to any position
+        the client has not acknowledged yet."""
         shapes = self.shapes
         if shapes is None or self.client_id is None:
             return
-        await self.server.store_checkpoint(self.client_id, lsn, shapes.graph.export(lsn))
+        await self.server.store_checkpoint(self.client_id, shapes.position, shapes.graph.export())
 
     # ---- keepalive (§1) ------------------------------------------------------------------
 

@@ -255,9 +255,10 @@ impl ShapeGraph {
         self.inner.rollback(position);
     }
 
-    /// The graph as it was at `position`, to store (tables by name, layers by label).
-    fn export<'py>(&self, py: Python<'py>, position: u64) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.export(position))
+    /// The graph with its journal of unacknowledged steps, to store (tables by name, layers
+    /// by label).
+    fn export<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.export())
     }
 
     /// Adds the rows of an `export` (after the same subscriptions' layers were added again);

@@ -1236,58 +1236,68 @@ impl ShapeGraph {
         }
     }
 
-    /// The rows and edges as they were at `position` (at most the first unacknowledged step's
-    /// position back), in a form [`ShapeGraph::import`] reads: tables by name, layers by their
-    /// stable labels.
-    pub fn export(&self, position: u64) -> Vec<u8> {
-        // The edges of now, minus those added after `position`, plus those removed after it.
-        let mut rows: HashMap<&RowKey, Vec<Edge>> = self
+    /// The rows and edges, with the journal of the steps not yet acknowledged, in a form
+    /// [`ShapeGraph::import`] reads (tables by name, layers by their stable labels), to store
+    /// and resume from after a restart.
+    pub fn export(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let live: Vec<_> = self
             .rows
             .iter()
-            .map(|(k, s)| (k, s.edges.clone()))
+            .filter(|(_, s)| !s.edges.is_empty())
             .collect();
-        for (p, undo) in self.journal.iter().rev() {
-            if *p <= position {
-                break;
-            }
-            for op in undo.iter().rev() {
-                match op {
-                    Undo::Added(key, edge) => {
-                        if let Some(edges) = rows.get_mut(key) {
-                            edges.retain(|e| e != edge);
-                        }
-                    }
-                    Undo::Removed(key, edge) => {
-                        let edges = rows.entry(key).or_default();
-                        if !edges.contains(edge) {
-                            edges.push(edge.clone());
-                        }
-                    }
-                }
-            }
-        }
-        let mut out = Vec::new();
-        let live: Vec<_> = rows.into_iter().filter(|(_, e)| !e.is_empty()).collect();
         out.extend_from_slice(&(live.len() as u32).to_le_bytes());
-        for (key, edges) in live {
+        for (key, state) in live {
             self.write_key(key, &mut out);
-            let edges: Vec<_> = edges
+            let edges: Vec<_> = state
+                .edges
                 .iter()
-                .filter_map(|(l, p)| Some((self.layers.get(*l)?.as_ref()?, p)))
+                .filter(|e| self.live_layer(e.0))
                 .collect();
             out.extend_from_slice(&(edges.len() as u32).to_le_bytes());
-            for (layer, parent) in edges {
-                write_bytes(&mut out, layer.label.as_bytes());
-                match parent {
-                    None => out.push(0),
-                    Some(p) => {
-                        out.push(1);
-                        self.write_key(p, &mut out);
-                    }
-                }
+            for edge in edges {
+                self.write_edge(edge, &mut out);
+            }
+        }
+        out.extend_from_slice(&(self.journal.len() as u32).to_le_bytes());
+        for (position, undo) in &self.journal {
+            out.extend_from_slice(&position.to_le_bytes());
+            let ops: Vec<_> = undo
+                .iter()
+                .filter(|op| match op {
+                    Undo::Added(_, e) | Undo::Removed(_, e) => self.live_layer(e.0),
+                })
+                .collect();
+            out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+            for op in ops {
+                let (kind, key, edge) = match op {
+                    Undo::Added(k, e) => (0, k, e),
+                    Undo::Removed(k, e) => (1, k, e),
+                };
+                out.push(kind);
+                self.write_key(key, &mut out);
+                self.write_edge(edge, &mut out);
             }
         }
         out
+    }
+
+    fn live_layer(&self, layer: LayerId) -> bool {
+        self.layers.get(layer).is_some_and(Option::is_some)
+    }
+
+    fn write_edge(&self, (layer, parent): &Edge, out: &mut Vec<u8>) {
+        let label = self.layers[*layer]
+            .as_ref()
+            .map_or("", |l| l.label.as_str());
+        write_bytes(out, label.as_bytes());
+        match parent {
+            None => out.push(0),
+            Some(p) => {
+                out.push(1);
+                self.write_key(p, out);
+            }
+        }
     }
 
     fn write_key(&self, key: &RowKey, out: &mut Vec<u8>) {
@@ -1297,18 +1307,16 @@ impl ShapeGraph {
         write_bytes(out, &key.pk);
     }
 
-    /// Adds the rows and edges of an [`ShapeGraph::export`] whose tables and layers this graph
-    /// has (the same subscriptions added again); returns how many rows. Anything else is
-    /// skipped. Fails only on bytes that are not an export.
+    /// Adds the rows, edges and journal of an [`ShapeGraph::export`] whose tables and layers
+    /// this graph has (the same subscriptions added again); returns how many rows. Anything
+    /// else is skipped. Fails only on bytes that are not an export.
     pub fn import(&mut self, data: &[u8]) -> Result<usize, ImportError> {
-        let labels: HashMap<&str, LayerId> = self
+        let labels: HashMap<String, LayerId> = self
             .layers
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| l.as_ref().map(|l| (l.label.as_str(), i)))
+            .filter_map(|(i, l)| l.as_ref().map(|l| (l.label.clone(), i)))
             .collect();
-        let labels: HashMap<String, LayerId> =
-            labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut r = Reader(data);
         let n = r.u32()?;
         let mut count = 0;
@@ -1316,22 +1324,49 @@ impl ShapeGraph {
             let key = self.read_key(&mut r)?;
             let edges = r.u32()?;
             for _ in 0..edges {
-                let label = String::from_utf8_lossy(r.bytes()?).into_owned();
-                let parent = match r.u8()? {
-                    0 => None,
-                    _ => Some(self.read_key(&mut r)?),
-                };
-                if let (Some(key), Some(&layer)) = (&key, labels.get(&label)) {
-                    match parent {
-                        None => self.link(key, (layer, None)),
-                        Some(Some(p)) => self.link(key, (layer, Some(p))),
-                        Some(None) => {}
-                    }
+                let edge = self.read_edge(&mut r, &labels)?;
+                if let (Some(key), Some(edge)) = (&key, edge) {
+                    self.link(key, edge);
                 }
             }
             count += usize::from(key.is_some());
         }
+        let steps = r.u32()?;
+        for _ in 0..steps {
+            let position = r.u64()?;
+            let ops = r.u32()?;
+            let mut undo = Vec::new();
+            for _ in 0..ops {
+                let kind = r.u8()?;
+                let key = self.read_key(&mut r)?;
+                let edge = self.read_edge(&mut r, &labels)?;
+                if let (Some(key), Some(edge)) = (key, edge) {
+                    undo.push(if kind == 0 {
+                        Undo::Added(key, edge)
+                    } else {
+                        Undo::Removed(key, edge)
+                    });
+                }
+            }
+            self.journal.push((position, undo));
+        }
         Ok(count)
+    }
+
+    fn read_edge(
+        &self,
+        r: &mut Reader<'_>,
+        labels: &HashMap<String, LayerId>,
+    ) -> Result<Option<Edge>, ImportError> {
+        let label = String::from_utf8_lossy(r.bytes()?).into_owned();
+        let parent = match r.u8()? {
+            0 => None,
+            _ => match self.read_key(r)? {
+                Some(p) => Some(p),
+                None => return Ok(None),
+            },
+        };
+        Ok(labels.get(&label).map(|&layer| (layer, parent)))
     }
 
     fn read_key(&self, r: &mut Reader<'_>) -> Result<Option<RowKey>, ImportError> {
@@ -1364,6 +1399,13 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, ImportError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, ImportError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     fn u32(&mut self) -> Result<u32, ImportError> {

@@ -379,15 +379,19 @@ fn rollback_and_export_take_the_graph_back_to_a_position() {
         g.process(&t);
     }
     assert!(!g.contains("public", "projects", &["1"]));
-    let at_10 = g.export(10);
     g.acknowledge(10);
-    g.rollback(10);
+    let stored = g.export();
+    g.rollback(20);
     assert!(g.contains("public", "projects", &["1"]));
+    assert!(g.contains("public", "projects", &["2"]));
+    g.rollback(10);
     assert!(!g.contains("public", "projects", &["2"]));
-    // The same state through an export into a new graph with the same layers.
+    // The stored graph, journal included, in a new graph with the same layers.
     let mut h = graph(None);
     layer(&mut h, "s", "projects", "", None);
-    assert_eq!(h.import(&at_10).unwrap(), 1);
+    assert_eq!(h.import(&stored).unwrap(), 1);
+    assert!(!h.contains("public", "projects", &["1"]));
+    h.rollback(10);
     assert!(h.contains("public", "projects", &["1"]));
     assert_eq!(h.len(), 1);
     assert!(h.import(&[1, 2]).is_err());
