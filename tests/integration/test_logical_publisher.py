@@ -403,3 +403,22 @@ async def test_only_the_subscription_gets_in(running: Running) -> None:
             ("electric", "shadow__public__items"),
             ("public", "items"),
         ]
+        # a table synchronisation worker's questions about a table, answered as Postgres would
+        relation = await conn.fetchrow(
+            "SELECT c.oid, c.relreplident, c.relkind FROM pg_catalog.pg_class c"
+            " INNER JOIN pg_catalog.pg_namespace n ON (c.relnamespace = n.oid)"
+            " WHERE n.nspname = 'public' AND c.relname = 'items'"
+        )
+        assert relation is not None
+        async with await connect(running.service.config.database.url()) as pg:
+            oid = await pg.fetchval("SELECT 'public.items'::regclass::oid::int8")
+            text_oid = await pg.fetchval("SELECT 'text'::regtype::oid::int8")
+        assert tuple(relation) == (oid, "f", "r")  # electrified tables: REPLICA IDENTITY FULL
+        columns = await conn.fetch(
+            "SELECT a.attname, a.atttypid, a.attnum = ANY(i.indkey)"
+            " FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_index i"
+            f" ON (i.indexrelid = pg_get_replica_identity_index({oid}))"
+            " WHERE a.attnum > 0::pg_catalog.int2 AND NOT a.attisdropped"
+            f" AND a.attgenerated = '' AND a.attrelid = {oid} ORDER BY a.attnum"
+        )
+        assert [tuple(c) for c in columns] == [("id", 20, None), ("v", text_oid, None)]

@@ -822,8 +822,10 @@ class _Session:
             for schema, table in self.publisher._published_tables():
                 info = await self.publisher._table_info(schema, table, ())
                 if info.oid == oid:
+                    # With REPLICA IDENTITY FULL there is no identity index: NULL, as Postgres
+                    full = info.replica_identity == "f"
                     rows = [
-                        [name, str(type_oid), "t" if key else "f"]
+                        [name, str(type_oid), None if full else "t" if key else "f"]
                         for name, (type_oid, _, key) in info.columns.items()
                     ]
                     break
