@@ -9,10 +9,14 @@ reconnects resumes its subscription without subscribing again.
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import trio
 from test_satellite_official_client import db, make_config, start, url_of, wait_versions  # noqa: F401
 from test_satellite_protocol import sql
 
+from electric_trio.pg import connect
 from electric_trio.service import Service
 from official_client import OfficialClient, OfficialClientFactory, describe_schema
 
@@ -29,7 +33,7 @@ PROJECTS = (
 
 
 async def opened(
-    service: Service, official_client: OfficialClientFactory, name: str
+    service: Service, official_client: OfficialClientFactory, name: str, **config: Any
 ) -> OfficialClient:
     assert service.migrations is not None
     client = await official_client()
@@ -39,6 +43,7 @@ async def opened(
         migrations_url=url_of(service),
         url=url_of(service),
         user_id="alice",
+        **config,
     )
     await client.connect()
     return client
@@ -137,3 +142,73 @@ async def test_a_reconnecting_client_resumes_its_subscription(
         "SELECT id FROM items ORDER BY id", until=lambda rows: [r["id"] for r in rows] == ["a", "b"]
     )
     assert client.unhandled() == []
+
+
+async def subscription_ids(url: str) -> set[str]:
+    async with await connect(url) as conn:
+        rows = await conn.fetch("SELECT subscription_id FROM electric.client_shape_subscriptions")
+    return {r[0] for r in rows}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_clients_catch_up_after_a_service_restart_without_resetting(
+    db: str, official_client: OfficialClientFactory
+) -> None:
+    port = str(free_port())
+    async with trio.open_nursery() as first:
+        service = await start(first, make_config(db, HTTP_PORT=port))
+        await sql(db, PROJECTS)
+        await sql(
+            db,
+            "INSERT INTO projects VALUES ('p1', 'Project 1'), ('p2', 'Project 2');"
+            "INSERT INTO issues VALUES ('i1', 'p1', 'a'), ('i2', 'p2', 'b');",
+        )
+        await wait_versions(service, 1)
+        backoff = {"numOfAttempts": 100, "maxDelay": 300, "startingDelay": 100}
+        one = await opened(service, official_client, "one", backoff=backoff)
+        two = await opened(service, official_client, "two", backoff=backoff)
+        await one.sync("issues", where={"title": "a"})  # pulls project p1 along
+        await two.sync("projects", include={"issues": True})
+        assert (await ids(one, "issues"), await ids(one, "projects")) == (["i1"], ["p1"])
+        assert await ids(two, "issues") == ["i1", "i2"]
+        before = await subscription_ids(db)
+        assert len(before) == 2
+        first.cancel_scope.cancel()
+    # Written while the service is down.
+    await sql(
+        db,
+        "INSERT INTO projects VALUES ('p3', 'Project 3');"
+        "INSERT INTO issues VALUES ('i3', 'p3', 'a');"
+        "UPDATE issues SET title = 'moved' WHERE id = 'i1'",
+    )
+    async with trio.open_nursery() as second:
+        await start(second, make_config(db, HTTP_PORT=port))
+        await one.wait_rows(
+            "SELECT id FROM issues ORDER BY id",
+            until=lambda rows: [r["id"] for r in rows] == ["i3"],
+            within=30,
+        )
+        # Project 1 left with issue 1, the only row that held it there.
+        assert await ids(one, "projects") == ["p3"]
+        await two.wait_rows(
+            "SELECT id FROM issues ORDER BY id",
+            until=lambda rows: [r["id"] for r in rows] == ["i1", "i2", "i3"],
+            within=30,
+        )
+        # Neither client was reset: no unhandled error, and live changes keep coming.
+        await sql(db, "INSERT INTO issues VALUES ('i4', 'p1', 'a')")
+        await one.wait_rows(
+            "SELECT id FROM issues ORDER BY id",
+            until=lambda rows: [r["id"] for r in rows] == ["i3", "i4"],
+        )
+        assert await ids(one, "projects") == ["p1", "p3"]
+        # A reset client would have subscribed again under new ids.
+        assert await subscription_ids(db) == before
+        assert one.unhandled() == []
+        assert two.unhandled() == []
+        second.cancel_scope.cancel()
