@@ -983,7 +983,10 @@ class _ScramServer:
     """The server side of SCRAM-SHA-256 (RFC 5802, RFC 7677) as Postgres does it: the user
     name in the client's messages is ignored (libpq sends none), no channel binding."""
 
-    def __init__(self, salt: bytes, salted_password: bytes, iterations: int) -> None:
+    def __init__(
+        self, salt: bytes, salted_password: bytes, iterations: int, nonce: str | None = None
+    ) -> None:
+        self._server_nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode()
         self._salt = salt
         self._salted = salted_password
         self._iterations = iterations
@@ -1007,7 +1010,7 @@ class _ScramServer:
         client_nonce = attrs.get("r")
         if not client_nonce:
             return None
-        self._nonce = client_nonce + base64.b64encode(secrets.token_bytes(18)).decode()
+        self._nonce = client_nonce + self._server_nonce
         salt = base64.b64encode(self._salt).decode()
         self._server_first = f"r={self._nonce},s={salt},i={self._iterations}"
         return self._server_first
