@@ -329,12 +329,14 @@ async def test_a_transaction_postgres_refuses_does_not_block_the_others(
 
 async def test_a_migration_refreshes_the_subscription(db: str, running: Running) -> None:
     await migrate(running, db, "2", "other")
-    rels = await fetch(
-        db,
+    # the REFRESH follows the migration: Postgres subscribes to the new table and its shadow
+    query = (
         "SELECT srrelid::regclass::text, srsubstate::text FROM pg_subscription_rel"
-        " ORDER BY srrelid::regclass::text",
+        " ORDER BY srrelid::regclass::text"
     )
-    assert ("other", "r") in rels
+    with trio.fail_after(30):
+        while ("other", "r") not in (rels := await fetch(db, query)):  # noqa: ASYNC110
+            await trio.sleep(0.05)
     assert ("electric.shadow__public__other", "r") in rels
     await running.publisher.write(client_write("c", 1, [{"id": "7", "v": "x"}], table="other"))
     assert await fetch(db, "SELECT id, v FROM other") == [(7, "x")]
