@@ -9,5 +9,6 @@ BENCHMARKS: dict[str, str] = {
     "replication": "benches.replication",
     "replication-e2e": "benches.replication_e2e",
     "writes": "benches.writes",
+    "publisher": "benches.publisher",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""
