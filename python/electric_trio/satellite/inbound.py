@@ -141,6 +141,7 @@ class Inbound:
             self._resolved.pop(message.relation_id, None)
             return
         if not self.session.inbound_active:
+            self._txn = None  # a transaction cut by a stop is sent again after a start
             log.info(
                 "client transaction before replication started, ignored client_id=%s",
                 self.session.client_id,
