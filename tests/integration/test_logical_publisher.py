@@ -424,3 +424,26 @@ async def test_only_the_subscription_gets_in(running: Running) -> None:
             f" AND a.attgenerated = '' AND a.attrelid = {oid} ORDER BY a.attnum"
         )
         assert [tuple(c) for c in columns] == [("id", 20, None), ("v", text_oid, None)]
+
+
+async def test_a_new_column_reaches_postgres_after_its_migration(db: str, running: Running) -> None:
+    publisher = running.publisher
+    await publisher.write(client_write("c", 1, [{"id": "1", "v": "a"}]))
+    # the migration adds a column to the table and its shadow: the apply worker gets the
+    # relation again, with the new column, before the first row that has it
+    await sql(
+        db,
+        "BEGIN; CALL electric.migration_version('2');"
+        " ALTER TABLE items ADD COLUMN w text;"
+        " CALL electric.alter_shadow_table('public', 'items', 'add', 'w', 'text');"
+        " CALL electric.capture_ddl('ALTER TABLE items ADD COLUMN w text');"
+        " COMMIT",
+    )
+    history = running.service.migrations
+    assert history is not None
+    await until(lambda: history.version == "2")
+    await publisher.write(client_write("c", 2, [{"id": "2", "v": "b", "w": "new"}]))
+    assert await fetch(db, "SELECT id, v, w FROM items ORDER BY id") == [
+        (1, "a", None),
+        (2, "b", "new"),
+    ]
