@@ -1045,7 +1045,9 @@ impl ShapeGraph {
             let Some(key) = self.pk_key(table, &row) else {
                 continue;
             };
-            if !self.visible(table, &row) {
+            // The query selected with the filter's SQL; the filter itself decides, as it does
+            // for the live stream.
+            if !self.passes(layer, table, &row) {
                 continue;
             }
             let edges: Vec<Edge> = match &link {
