@@ -9,6 +9,7 @@ BENCHMARKS: dict[str, str] = {
     "replication": "benches.replication",
     "replication-e2e": "benches.replication_e2e",
     "writes": "benches.writes",
+    "fanout": "benches.fanout",
     "publisher": "benches.publisher",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""
