@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from electric_trio import _native
 from electric_trio.config import Config
 from electric_trio.pg import Connection, ConnectParams, PgError, connect
 from electric_trio.replication import ReplicationSubsystem
@@ -447,3 +448,45 @@ async def test_a_new_column_reaches_postgres_after_its_migration(db: str, runnin
         (1, "a", None),
         (2, "b", "new"),
     ]
+
+
+async def test_the_stream_decodes_as_pgoutput_and_ends_with_copy_done(running: Running) -> None:
+    """A replication client of our own in place of the apply worker (it takes the stream over):
+    what it receives decodes as one transaction of inserts; CopyDone ends the stream and the
+    connection takes commands again."""
+    publisher = running.publisher
+    password = dict(p.split("=", 1) for p in publisher.conninfo.split())["password"]
+    params = ConnectParams(
+        host="127.0.0.1",
+        port=publisher.port,
+        password=password,
+        database="electric",
+        sslmode="disable",
+        application_name=SUBSCRIPTION,
+    )
+    decoder = _native.PgOutputDecoder()
+    async with await connect(params, replication="database") as conn:
+        stream = await conn.start_replication(
+            f'START_REPLICATION SLOT "{SUBSCRIPTION}" LOGICAL 0/0'
+            " (proto_version '1', publication_names '\"electric_publication\"')"
+        )
+        await until(lambda: publisher.streaming)
+        write = client_write("c", 1, [{"id": "5", "v": "five"}], ms=1_700_000_000_000)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publisher.write, write)
+            with trio.fail_after(30):
+                txns: list[Any] = []
+                while not txns:
+                    txns = decoder.decode(await stream.receive_raw_batch())
+            (txn,) = txns
+            # committed on our side: what write() waits for
+            await stream.send_status(txn.end_lsn)
+        assert txn.commit_timestamp == 1_700_000_000_000_000 - 946_684_800_000_000
+        assert [(kind, schema, table) for kind, schema, table, *_ in txn.changes()] == [
+            ("insert", "electric", "acknowledged_client_lsns"),
+            ("insert", "public", "items"),
+            ("insert", "electric", "shadow__public__items"),
+        ]
+        assert txn.changes()[1][3] == {"id": 5, "v": "five"}
+        await stream.stop()
+        assert len(await conn.fetch("IDENTIFY_SYSTEM")) == 1
