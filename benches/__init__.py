@@ -8,6 +8,7 @@ BENCHMARKS: dict[str, str] = {
     "pgwire": "benches.pgwire",
     "replication": "benches.replication",
     "replication-e2e": "benches.replication_e2e",
+    "proxy": "benches.proxy",
     "writes": "benches.writes",
     "fanout": "benches.fanout",
     "publisher": "benches.publisher",

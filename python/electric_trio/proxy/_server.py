@@ -3,6 +3,7 @@ the service subsystem that runs them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,8 @@ class ProxyServer:
         self.upstream_params = upstream_params
         self.features = frozenset(features)
         self.catalog = Catalog(upstream_params)
+        #: The relay's threads wait on sockets rather than compute: no limit of their own.
+        self.relay_threads = trio.CapacityLimiter(math.inf)
         #: The bound port (the real one when asked for port 0), once listening.
         self.port: int | None = None
         #: Sessions past authentication: open now, and since start.

@@ -11,12 +11,17 @@ each Query and each Sync sent upstream gets exactly one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import socket
 import struct
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -65,6 +70,50 @@ class _Group:
     hidden: bool = False
 
 
+class _Pipe:
+    """Reads and writes one side of the relay.
+
+    On a plain socket it reads and writes the descriptor without blocking and only waits (a
+    trip through the scheduler) when the socket is not ready: a relay moves a message per
+    direction per request, and Trio's stream methods cost two scheduler trips each. After a
+    run of reads that did not have to wait it yields once, so a busy session does not starve
+    the others. Any other stream (TLS to Postgres) goes through its own methods.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._streak = 0
+
+    async def receive(self) -> bytes:
+        """Some bytes; b"" at the end of the stream."""
+        if self._fd < 0:
+            return bytes(await self.stream.receive_some(RECV_SIZE))
+        while True:
+            try:
+                data = os.read(self._fd, RECV_SIZE)
+            except BlockingIOError:
+                self._streak = 0
+                await trio.lowlevel.wait_readable(self._fd)
+                continue
+            self._streak += 1
+            if self._streak >= 16:
+                self._streak = 0
+                await trio.lowlevel.checkpoint()
+            return data
+
+    async def send(self, data: bytes) -> None:
+        if self._fd < 0:
+            await self.stream.send_all(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._fd)
+
+
 def _fatal(code: str, message: str) -> bytes:
     return _native.encode_error_response(
         [("S", "FATAL"), ("V", "FATAL"), ("C", code), ("M", message)]
@@ -86,10 +135,11 @@ class ProxySession:
     def __init__(self, server: ProxyServer, client: trio.abc.Stream, remote: str) -> None:
         self.server = server
         self.client = client
+        self._client = _Pipe(client)
         self.remote = remote
         self.user = ""
         self.mode: Mode = "migration"
-        self._upstream: trio.abc.Stream | None = None
+        self._upstream: _Pipe | None = None
         self._client_scanner = _native.FrameScanner(MAX_MESSAGE)
         self._upstream_scanner = _native.FrameScanner()
         # Request/answer matching.
@@ -121,12 +171,8 @@ class ProxySession:
             upstream = await self._connect_upstream(params)
             if upstream is None:
                 return
-            self._upstream = upstream
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._upstream_to_client, nursery.cancel_scope)
-                    await self._relay_client()
-                    nursery.cancel_scope.cancel()
+                await self._relay(upstream)
             finally:
                 await trio.aclose_forcefully(upstream)
         except trio.TooSlowError:
@@ -146,7 +192,7 @@ class ProxySession:
 
     async def _receive(self) -> bytes:
         try:
-            data = bytes(await self.client.receive_some(RECV_SIZE))
+            data = await self._client.receive()
         except _GONE:
             raise _ClientGone from None
         if not data:
@@ -155,7 +201,7 @@ class ProxySession:
 
     async def _send(self, data: bytes) -> None:
         try:
-            await self.client.send_all(data)
+            await self._client.send(data)
         except _GONE:
             raise _ClientGone from None
 
@@ -251,12 +297,102 @@ class ProxySession:
         self.server.session_started(self)
         return stream
 
-    # ---- client -> upstream ------------------------------------------------------------------
+    # ---- the relay ---------------------------------------------------------------------------
+
+    async def _relay(self, upstream: trio.abc.Stream) -> None:
+        """Relays until either side ends. Between plain sockets the two directions run as
+        blocking loops in two threads (a thread wakes for a socket far cheaper than the Trio
+        scheduler does); otherwise (TLS to Postgres) as two Trio tasks."""
+        if isinstance(self.client, trio.SocketStream) and isinstance(upstream, trio.SocketStream):
+            await self._relay_in_threads(self.client, upstream)
+            return
+        self._upstream = _Pipe(upstream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._upstream_to_client, nursery.cancel_scope)
+            await self._relay_client()
+            nursery.cancel_scope.cancel()
+
+    def _lookup_from_thread(self, request: _Lookup) -> _LookupResult:
+        return trio.from_thread.run(self.server.catalog.lookup, request.tables, request.indexes)
+
+    async def _relay_in_threads(
+        self, client: trio.SocketStream, upstream: trio.SocketStream
+    ) -> None:
+        # Blocking twins of the two sockets (same open file, so the same O_NONBLOCK flag: the
+        # Trio streams are not used again until they are closed).
+        csock = socket.socket(fileno=os.dup(client.socket.fileno()))
+        usock = socket.socket(fileno=os.dup(upstream.socket.fileno()))
+        csock.setblocking(True)
+        usock.setblocking(True)
+
+        def shut() -> None:
+            for sock in (csock, usock):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        def client_to_upstream() -> None:
+            try:
+                pending = self._client_scanner.next(b"")[0]  # pipelined after startup
+                if pending:
+                    usock.sendall(pending)
+                while True:
+                    data = csock.recv(RECV_SIZE)
+                    if not data:
+                        return
+                    self._client_scanner.feed(data)
+                    out, terminated = _drive(self._drain_client(), self._lookup_from_thread)
+                    if out:
+                        usock.sendall(out)
+                    if terminated:
+                        return
+            except OSError:
+                return
+            except _native.ProtocolError as e:
+                log.info("proxy client broke the protocol", remote=self.remote, error=str(e))
+                with contextlib.suppress(OSError):
+                    csock.sendall(_fatal("08P01", f"invalid message from client: {e}"))
+            except ElectricError as e:
+                log.warning("proxy session ends", remote=self.remote, error=str(e))
+                with contextlib.suppress(OSError):
+                    csock.sendall(_fatal("08006", f"the proxy lost Postgres: {e}"))
+            finally:
+                shut()
+
+        def upstream_to_client() -> None:
+            try:
+                while True:
+                    out = self._edit_upstream()
+                    if out:
+                        csock.sendall(out)
+                    data = usock.recv(RECV_SIZE)
+                    if not data:
+                        return
+                    self._upstream_scanner.feed(data)
+            except OSError:
+                return
+            finally:
+                shut()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for fn in (client_to_upstream, upstream_to_client):
+                    nursery.start_soon(
+                        partial(
+                            trio.to_thread.run_sync,
+                            fn,
+                            abandon_on_cancel=True,
+                            limiter=self.server.relay_threads,
+                        )
+                    )
+        finally:
+            shut()  # cancelled: wakes the threads, which then end
+            csock.close()
+            usock.close()
 
     async def _to_upstream(self, data: bytes) -> None:
         assert self._upstream is not None
         try:
-            await self._upstream.send_all(data)
+            await self._upstream.send(data)
         except _GONE:
             raise _ClientGone from None  # upstream gone: end the session
 
@@ -273,59 +409,80 @@ class ProxySession:
             await self._send_quietly(_fatal("08006", f"the proxy lost Postgres: {e}"))
 
     async def _client_to_upstream(self) -> None:
-        data = self._client_scanner.next(b"")[0]  # anything pipelined after startup
-        if data:
-            await self._to_upstream(data)
-        if self.mode == "transparent":
-            while True:
-                await self._to_upstream(await self._receive())
         while True:
-            out: list[bytes] = []
-            while True:
-                passed, tag, body = self._client_scanner.next(_MIGRATION_STOPS)
-                if passed:
-                    out.append(passed)
-                if tag < 0:
-                    break
-                if tag == ord("X"):
-                    out.append(_native.encode_pg_message(tag, body))
-                    await self._to_upstream(b"".join(out))
-                    return
-                # Anything the rewrite sends must follow what came before it.
-                if out and tag in (ord("Q"), ord("P")):
-                    await self._to_upstream(b"".join(out))
-                    out = []
-                out.append(await self._handle(tag, body))
+            steps = self._drain_client()
+            try:
+                request = next(steps)
+                while True:
+                    found = await self.server.catalog.lookup(request.tables, request.indexes)
+                    request = steps.send(found)
+            except StopIteration as stop:
+                out, terminated = stop.value
             if out:
-                await self._to_upstream(b"".join(out))
+                await self._to_upstream(out)
+            if terminated:
+                return
             self._client_scanner.feed(await self._receive())
 
-    async def _handle(self, tag: int, body: bytes) -> bytes:
-        raw = _native.encode_pg_message(tag, body)
-        if tag == ord("Q"):
-            (sql,) = _native.parse_frontend(tag, body)
-            return await self._query(sql, raw)
-        if tag == ord("P"):
-            name, sql, types = _native.parse_frontend(tag, body)
-            return await self._parse(name, sql, types, raw)
-        if tag == ord("B"):
-            portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
-            self._portal_tags[portal] = self._statement_tags.get(statement)
-            insert = self._framework_statements.get(statement)
-            if insert is not None:
-                self._framework_version(_analyse.framework_version(insert, params, formats))
-            return raw
-        if tag == ord("E"):
-            portal, _ = _native.parse_frontend(tag, body)
-            self._execute(self._portal_tags.get(portal))
-            return raw
-        # Sync
-        self._syncs_sent += 1
-        self._open = None
-        self._batch_executes = 0
-        hidden = b"".join(self._hidden_query(sql) for sql in self._after_sync)
-        self._after_sync.clear()
-        return raw + hidden
+    # ---- client -> upstream: what migration mode reads and rewrites --------------------------
+
+    def _drain_client(self) -> Generator[_Lookup, _LookupResult, tuple[bytes, bool]]:
+        """Consumes the whole client messages buffered; returns the bytes to send upstream and
+        whether the client said goodbye. Yields a catalogue question when it has one (the
+        caller sends the answer back)."""
+        scanner = self._client_scanner
+        if self.mode == "transparent":
+            return scanner.next(b"")[0], False
+        out: list[bytes] = []
+        while True:
+            passed, tag, body = scanner.next(_MIGRATION_STOPS)
+            if passed:
+                out.append(passed)
+            if tag < 0:
+                return b"".join(out), False
+            raw = _native.encode_pg_message(tag, body)
+            if tag == ord("X"):
+                out.append(raw)
+                return b"".join(out), True
+            if tag == ord("Q"):
+                (sql,) = _native.parse_frontend(tag, body)
+                self._syncs_sent += 1
+                parsed = _analyse.parse(sql)
+                if parsed.statements is None:
+                    out.append(raw)
+                    continue
+                found = yield _Lookup(parsed.tables, parsed.indexes)
+                out.append(self._query(parsed, raw, found))
+            elif tag == ord("P"):
+                name, sql, types = _native.parse_frontend(tag, body)
+                self._statement_tags.pop(name, None)
+                self._framework_statements.pop(name, None)
+                parsed = _analyse.parse(sql, extended=True)
+                if parsed.framework_insert is not None:
+                    self._framework_statements[name] = parsed.framework_insert
+                if parsed.statements is None:
+                    out.append(raw)
+                    continue
+                found = yield _Lookup(parsed.tables, parsed.indexes)
+                out.append(self._parse(name, types, parsed, raw, found))
+            elif tag == ord("B"):
+                portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
+                self._portal_tags[portal] = self._statement_tags.get(statement)
+                insert = self._framework_statements.get(statement)
+                if insert is not None:
+                    self._framework_version(_analyse.framework_version(insert, params, formats))
+                out.append(raw)
+            elif tag == ord("E"):
+                portal, _ = _native.parse_frontend(tag, body)
+                self._execute(self._portal_tags.get(portal))
+                out.append(raw)
+            else:  # Sync
+                self._syncs_sent += 1
+                self._open = None
+                self._batch_executes = 0
+                out.append(raw)
+                out.extend(self._hidden_query(sql) for sql in self._after_sync)
+                self._after_sync.clear()
 
     def _hidden_query(self, sql: str) -> bytes:
         self._syncs_sent += 1
@@ -356,8 +513,10 @@ class ProxySession:
             return (self._session_version, 2)
         return (_analyse.generated_version(), 0)
 
-    async def _plan(self, parsed: _analyse.Parsed, *, extended: bool) -> _analyse.Plan:
-        electrified, index_tables = await self.server.catalog.lookup(parsed.tables, parsed.indexes)
+    def _plan(
+        self, parsed: _analyse.Parsed, found: _LookupResult, *, extended: bool
+    ) -> _analyse.Plan:
+        electrified, index_tables = found
         plan = _analyse.plan(
             parsed,
             electrified | self._electrified_in_tx,
@@ -378,12 +537,8 @@ class ProxySession:
             )
         return plan
 
-    async def _query(self, sql: str, raw: bytes) -> bytes:
-        self._syncs_sent += 1
-        parsed = _analyse.parse(sql)
-        if parsed.statements is None:
-            return raw
-        plan = await self._plan(parsed, extended=False)
+    def _query(self, parsed: _analyse.Parsed, raw: bytes, found: _LookupResult) -> bytes:
+        plan = self._plan(parsed, found, extended=False)
         if plan.rejection is not None:
             return _native.encode_query(_rejection_sql(plan.rejection))
         if not plan.changed:
@@ -391,15 +546,15 @@ class ProxySession:
         self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
         return _native.encode_query(plan.sql)
 
-    async def _parse(self, name: str, sql: str, types: list[int], raw: bytes) -> bytes:
-        self._statement_tags.pop(name, None)
-        self._framework_statements.pop(name, None)
-        parsed = _analyse.parse(sql, extended=True)
-        if parsed.framework_insert is not None:
-            self._framework_statements[name] = parsed.framework_insert
-        if parsed.statements is None:
-            return raw
-        plan = await self._plan(parsed, extended=True)
+    def _parse(
+        self,
+        name: str,
+        types: list[int],
+        parsed: _analyse.Parsed,
+        raw: bytes,
+        found: _LookupResult,
+    ) -> bytes:
+        plan = self._plan(parsed, found, extended=True)
         if plan.rejection is not None:
             return _encode_parse(name, _rejection_sql(plan.rejection), [])
         if not plan.changed or len(plan.statements) != 1:
@@ -411,14 +566,15 @@ class ProxySession:
 
     async def _upstream_to_client(self, cancel_scope: trio.CancelScope) -> None:
         assert self._upstream is not None
-        scanner = self._upstream_scanner
         try:
             while True:
-                await self._relay_buffered()
-                data = await self._upstream.receive_some(RECV_SIZE)
+                out = self._edit_upstream()
+                if out:
+                    await self._send(out)
+                data = await self._upstream.receive()
                 if not data:
                     break
-                scanner.feed(bytes(data))
+                self._upstream_scanner.feed(data)
         except _GONE:
             pass
         except _ClientGone:
@@ -426,7 +582,8 @@ class ProxySession:
         # Postgres ended the session (or we lost it): so does the client's.
         cancel_scope.cancel()
 
-    async def _relay_buffered(self) -> None:
+    def _edit_upstream(self) -> bytes:
+        """The buffered whole server messages as the client must see them."""
         scanner = self._upstream_scanner
         out: list[bytes] = []
         while True:
@@ -442,7 +599,7 @@ class ProxySession:
             if passed:
                 out.append(passed)
             if tag < 0:
-                break
+                return b"".join(out)
             if tag == ord("Z"):
                 self._z_seen += 1
                 self._ready(chr(body[0]))
@@ -461,14 +618,34 @@ class ProxySession:
                 out.append(_native.encode_pg_message(tag, body))
             elif replacement != _DROP:
                 out.append(_native.encode_command_complete(replacement))
-        if out:
-            await self._send(b"".join(out))
 
     def _ready(self, status: str) -> None:
         self.tx_status = status
         if status == "I":
             self._migration_tx = False
             self._electrified_in_tx.clear()
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    tables: set[Table]
+    indexes: set[tuple[str | None, str]]
+
+
+_LookupResult = tuple[set[Table], dict[tuple[str | None, str], Table]]
+
+
+def _drive(
+    steps: Generator[_Lookup, _LookupResult, tuple[bytes, bool]],
+    lookup: Callable[[_Lookup], _LookupResult],
+) -> tuple[bytes, bool]:
+    """Runs :meth:`ProxySession._drain_client` answering its questions with ``lookup``."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(lookup(request))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _rejection_sql(rejection: Rejection) -> str:
