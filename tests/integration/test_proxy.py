@@ -88,8 +88,10 @@ class Running:
         )
 
 
-async def start(nursery: trio.Nursery, url: str, **extra: str) -> Running:
-    proxy = ProxySubsystem(port=0)
+async def start(
+    nursery: trio.Nursery, url: str, *, relay_in_threads: bool = True, **extra: str
+) -> Running:
+    proxy = ProxySubsystem(port=0, relay_in_threads=relay_in_threads)
     service: Service = await nursery.start(
         partial(
             serve,
@@ -103,9 +105,10 @@ async def start(nursery: trio.Nursery, url: str, **extra: str) -> Running:
     return Running(service, proxy, url)
 
 
-@pytest.fixture
-async def running(db: str, nursery: trio.Nursery) -> Running:
-    return await start(nursery, db)
+@pytest.fixture(params=["threads", "trio"])
+async def running(db: str, nursery: trio.Nursery, request: pytest.FixtureRequest) -> Running:
+    """The proxy with either relay: threads between plain sockets, Trio tasks (TLS upstreams)."""
+    return await start(nursery, db, relay_in_threads=request.param == "threads")
 
 
 async def run_psql(dsn: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:

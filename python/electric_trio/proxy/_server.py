@@ -99,8 +99,11 @@ class ProxyServer:
         password: str,
         upstream_params: ConnectParams,
         features: Iterable[str] = (),
+        relay_in_threads: bool = True,
     ) -> None:
         self.password = password
+        #: Relay between plain sockets in threads (see ProxySession); False: Trio tasks only.
+        self.relay_in_threads = relay_in_threads
         self.upstream_params = upstream_params
         self.features = frozenset(features)
         self.catalog = Catalog(upstream_params)
@@ -194,9 +197,10 @@ class ProxySubsystem:
 
     name = "proxy"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, relay_in_threads: bool = True) -> None:
         #: Overrides the configured port (tests use 0).
         self._port = port
+        self._relay_in_threads = relay_in_threads
         self.server: ProxyServer | None = None
         self._config: Config | None = None
 
@@ -256,6 +260,7 @@ class ProxySubsystem:
             password=config.pg_proxy_password,
             upstream_params=connect_params(config.database),
             features=[f for f in _FEATURE_FLAGS if config.features.enabled(f)],
+            relay_in_threads=self._relay_in_threads,
         )
         port = config.pg_proxy_port if self._port is None else self._port
         async with trio.open_nursery() as nursery:

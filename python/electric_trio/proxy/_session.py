@@ -303,7 +303,11 @@ class ProxySession:
         """Relays until either side ends. Between plain sockets the two directions run as
         blocking loops in two threads (a thread wakes for a socket far cheaper than the Trio
         scheduler does); otherwise (TLS to Postgres) as two Trio tasks."""
-        if isinstance(self.client, trio.SocketStream) and isinstance(upstream, trio.SocketStream):
+        if (
+            self.server.relay_in_threads
+            and isinstance(self.client, trio.SocketStream)
+            and isinstance(upstream, trio.SocketStream)
+        ):
             await self._relay_in_threads(self.client, upstream)
             return
         self._upstream = _Pipe(upstream)
