@@ -421,3 +421,54 @@ async def test_resume_after_a_service_restart(db: str, nursery: trio.Nursery) ->
             await sql(db, "UPDATE items SET v = 'out' WHERE id = 1")
             assert ops(await until(c, m.SatOpLog), known) == [("gone", "items", "1")]
         second.cancel_scope.cancel()
+
+
+async def test_move_in_data_the_client_did_not_apply_is_sent_again_on_resume(
+    service: Service, db: str
+) -> None:
+    await sql(db, PROJECTS)
+    await sql(
+        db,
+        "INSERT INTO projects VALUES ('p1', 'Project 1'), ('p2', 'Project 2');"
+        "INSERT INTO issues VALUES ('i1', 'p1', 'a'), ('i2', 'p2', 'b');"
+        "INSERT INTO comments VALUES ('c2', 'i2', 'y');",
+    )
+    await wait_versions(service, 1)
+    known: dict[int, m.SatRelation] = {}
+    shape = select(
+        "projects",
+        "this.content = 'Project 1'",
+        include("project_id", select("issues", "", include("issue_id", select("comments")))),
+    )
+    sub = request(shape)
+    async with client(service) as c:
+        await started(service, c)
+        assert (await subscribe(c, sub)).err is None
+        ops(await until(c, m.SatSubsDataEnd), known)
+        await sql(db, "UPDATE issues SET project_id = 'p1' WHERE id = 'i2'")
+        frames = await until(c, m.SatOpLog)
+        ops(frames, known)
+        log = frames[-1]
+        assert isinstance(log, m.SatOpLog)
+        begin = log.ops[0].begin
+        assert begin is not None
+        ref = begin.additional_data_ref
+        assert ref != 0
+        ops(await until(c, m.SatOpLog), known)  # the additional data, "lost" by this client
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is None
+        frames = await until(c, m.SatOpLog)
+        extra = frames[-1]
+        assert isinstance(extra, m.SatOpLog)
+        assert extra.ops[0].additional_begin == m.SatOpAdditionalBegin(ref=ref)
+        assert ops(frames, known) == [("insert", "comments", "c2")]
+    # Reported as applied, it is not sent again.
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(
+            lsn=begin.lsn, subscription_ids=(sub.subscription_id,), observed_transaction_data=(ref,)
+        )
+        assert resp.err is None
+        await c.nothing_for(0.5)

@@ -67,7 +67,7 @@ from .messages import (
     rpc_response_body,
 )
 from .shapes import LayerPlan, Row, SubscriptionPlan, fetch_layers, plan_subscription, xid_at_least
-from .stream import Outbound, Outgoing
+from .stream import Outbound, Outgoing, RefCounter
 
 if TYPE_CHECKING:
     from .server import SatelliteServer
@@ -140,9 +140,13 @@ class _Delivery:
     transaction whose xid is at least the snapshot's xmin: a subscription's data, or the
     additional data of a move-in."""
 
-    def __init__(self, subscription: SubscriptionPlan | None = None, ref: int = 0) -> None:
+    def __init__(
+        self, subscription: SubscriptionPlan | None = None, ref: int = 0, resend: bool = False
+    ) -> None:
         self.subscription = subscription
         self.ref = ref
+        #: Data the client lost: every row is sent, had it the row or not.
+        self.resend = resend
         self.xmin: int | None = None
         self.xmin_known = trio.Event()
         self.rows: list[tuple[LayerPlan, list[Row]]] | None = None
@@ -164,6 +168,10 @@ class ClientShapes:
         self.layers: dict[int, LayerPlan] = {}
         #: The position of the last transaction the graph has seen.
         self.position = 0
+        self.refs = RefCounter()
+        #: Move-ins whose additional data the client has not acknowledged:
+        #: ref -> (position of their transaction, ``(layer, keys)`` pairs).
+        self.pending_additional: dict[int, tuple[int, tuple[tuple[int, list[list[str]]], ...]]] = {}
 
     def add_layers(self, plan: SubscriptionPlan) -> None:
         """Adds the layers of ``plan`` to the graph (its tables described already)."""
@@ -606,6 +614,7 @@ class Session:
             graph=self.shapes.graph,
             table_oid=server.table_oid,
             migration_times=server.migration_times,
+            refs=self.shapes.refs,
         )
         await outbound.describe_tables(
             (layer.table.schema, layer.table.name) for layer in self.shapes.layers.values()
@@ -616,6 +625,16 @@ class Session:
                 _ReplicationCode.BEHIND_WINDOW,
                 "Cannot catch up to the server's current state",
             )
+            return
+        if lsn is not None and not await self._requery_additional(
+            lsn, start.observed_transaction_data
+        ):
+            response = SatRpcResponse(
+                method=request.method,
+                request_id=request.request_id,
+                error=SatErrorResp(error_type=_Code.REPLICATION_FAILED),
+            )
+            await self.close(CLOSE_PROTOCOL_ERROR, "Move-in data unavailable", response)
             return
         initial: list[Outgoing] = []
         if lsn is None:
@@ -641,6 +660,23 @@ class Session:
         )
         assert self._nursery is not None
         self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
+
+    async def _requery_additional(self, lsn: int, observed: Sequence[int]) -> bool:
+        """Reads again the move-ins of transactions the client has (at or before ``lsn``) whose
+        additional data it does not report as applied; False when a read cannot start in time.
+        Move-ins of later transactions are dropped: those transactions come again."""
+        shapes = self.shapes
+        assert shapes is not None
+        for ref, (position, move_ins) in sorted(shapes.pending_additional.items()):
+            if position > lsn or ref in observed:
+                del shapes.pending_additional[ref]
+                continue
+            delivery = self._start_move_in(ref, move_ins, resend=True)
+            with trio.move_on_after(self.settings.data_start_timeout):
+                await delivery.xmin_known.wait()
+            if delivery.xmin is None:
+                return False
+        return True
 
     async def _refuse_replication(
         self,
@@ -758,8 +794,11 @@ class Session:
                             continue
                         if not await self._send_transaction(outgoing_txn):
                             return
-                        if outgoing_txn.move_ins:
-                            self._start_move_in(outgoing_txn)
+                        if outgoing_txn.move_ins and self.shapes is not None:
+                            ref = outgoing_txn.additional_ref
+                            pending = (outgoing_txn.lsn, outgoing_txn.move_ins)
+                            self.shapes.pending_additional[ref] = pending
+                            self._start_move_in(ref, outgoing_txn.move_ins)
         finally:
             self._streaming = False
             self._stream_done.set()
@@ -786,6 +825,8 @@ class Session:
         else:
             self.server.checkpoint(self.client_id, lsn)
             if self.shapes is not None:
+                for ref in ack.additional_data_source_ids:
+                    self.shapes.pending_additional.pop(ref, None)
                 self.shapes.graph.acknowledge(lsn)
                 self._checkpoint_due()
             return
@@ -928,7 +969,7 @@ class Session:
             shapes.add_layers(plan)
         for layer, rows in delivery.rows:
             assert layer.layer_id is not None
-            graph.add_rows(layer.layer_id, rows)
+            graph.add_rows(layer.layer_id, rows, delivery.resend)
         if plan is None:
             frames, relations = graph.take_data(additional_ref=delivery.ref)
             out = outbound.relation_frames(relations) + frames
@@ -957,23 +998,27 @@ class Session:
             for frame in out:
                 await self.ws.send_message(frame)
 
-    def _start_move_in(self, outgoing: Outgoing) -> None:
-        """Fetches the rows that moved in with ``outgoing``, sent later as additional data."""
+    def _start_move_in(
+        self,
+        ref: int,
+        move_ins: Sequence[tuple[int, list[list[str]]]],
+        resend: bool = False,
+    ) -> _Delivery:
+        """Fetches the rows of a move-in, sent later as additional data ``ref``."""
         shapes = self.shapes
         assert shapes is not None
         assert self._nursery is not None
         starts: list[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]] = []
-        for layer_id, keys in outgoing.move_ins:
+        for layer_id, keys in move_ins:
             layer = shapes.layers.get(layer_id)
             if layer is None:
                 continue
             columns = layer.fk if layer.holds_fk else layer.table.primary_key
             starts.append((layer, columns, keys))
-        delivery = _Delivery(ref=outgoing.additional_ref)
+        delivery = _Delivery(ref=ref, resend=resend)
         self._deliveries.append(delivery)
-        self._nursery.start_soon(
-            self._fetch, delivery, starts, f"tx_subquery:{outgoing.additional_ref}"
-        )
+        self._nursery.start_soon(self._fetch, delivery, starts, f"tx_subquery:{ref}")
+        return delivery
 
     async def _unsubscribe(self, request: SatRpcRequest, body: SatUnsubsReq) -> None:
         shapes = self.shapes

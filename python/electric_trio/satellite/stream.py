@@ -40,6 +40,7 @@ __all__ = [
     "POSTGRES_ORIGIN",
     "Outbound",
     "Outgoing",
+    "RefCounter",
     "column_defs",
     "describe_tables",
 ]
@@ -125,6 +126,13 @@ async def describe_tables(
         )
 
 
+class RefCounter:
+    """The next additional-data ref of a client (refs stay unique across its connections)."""
+
+    def __init__(self) -> None:
+        self.next = 1
+
+
 class Outgoing(msgspec.Struct, frozen=True, gc=False):
     """The frames of one transaction for one client, and what it acknowledges it by."""
 
@@ -159,6 +167,7 @@ class Outbound:
         graph: _native.ShapeGraph,
         table_oid: Callable[[str, str], Awaitable[int]],
         migration_times: Callable[[], Awaitable[dict[str, int]]],
+        refs: RefCounter | None = None,
     ) -> None:
         self.client_id = client_id
         self.dialect = dialect
@@ -171,7 +180,7 @@ class Outbound:
         self._delivered: set[str] = set()
         #: The tables described to the graph (described again after a migration).
         self.tables: set[tuple[str, str]] = set()
-        self._next_ref = 1
+        self._refs = refs if refs is not None else RefCounter()
 
     async def initial_migrations(self, schema_version: str | None, lsn: int) -> list[Outgoing]:
         """Every migration after ``schema_version`` (all for None), one transaction per
@@ -214,7 +223,7 @@ class Outbound:
         migrate = [encode_message(sat_op_migrate(op, self.dialect)) for op in ops]
         self.graph.begin_step(txn.end_lsn)
         result = self.graph.process(
-            txn, migrate, force=txn.origin == self.client_id, additional_ref=self._next_ref
+            txn, migrate, force=txn.origin == self.client_id, additional_ref=self._refs.next
         )
         if result is None:
             return None
@@ -224,8 +233,8 @@ class Outbound:
         frames.append(frame)
         ref = 0
         if move_ins:
-            ref = self._next_ref
-            self._next_ref += 1
+            ref = self._refs.next
+            self._refs.next += 1
         return Outgoing(tuple(frames), txn.xid, txn.end_lsn, tuple(move_ins), ref)
 
     def relation_frames(

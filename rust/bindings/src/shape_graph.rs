@@ -137,18 +137,21 @@ impl ShapeGraph {
         self.inner.add_layer(&spec, &columns).map_err(layer_error)
     }
 
-    /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`.
+    /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`; the
+    /// client gets those it lacks (all of them with `resend`).
     /// Returns the rows still to fetch for its many-to-one child layers.
+    #[pyo3(signature = (layer, rows, resend = false))]
     fn add_rows(
         &mut self,
         layer: usize,
         rows: Vec<(Vec<String>, Vec<Option<String>>)>,
+        resend: bool,
     ) -> Vec<MoveInInfo> {
         let rows = rows
             .into_iter()
             .map(|(tags, values)| (Arc::from(tags), values))
             .collect();
-        move_ins(self.inner.add_rows(layer, rows))
+        move_ins(self.inner.add_rows(layer, rows, resend))
     }
 
     /// Removes a subscription's layers; the rows that leave are queued as gone ops. Returns

@@ -1009,12 +1009,14 @@ impl ShapeGraph {
 
     /// Adds rows read from Postgres for `layer` (a new subscription's data or a move-in), each
     /// with its tags and its values as text in table column order. Rows the client does not
-    /// have yet are queued for [`ShapeGraph::take_data`]. Returns the keys, per many-to-one
+    /// have yet (all of them with `resend`: data the client lost) are queued for
+    /// [`ShapeGraph::take_data`]. Returns the keys, per many-to-one
     /// child layer, of the rows these rows reference and the client still lacks.
     pub fn add_rows(
         &mut self,
         layer: LayerId,
         rows: Vec<(Tags, Vec<Option<String>>)>,
+        resend: bool,
     ) -> Vec<MoveIn> {
         let (table, link, parent_layer) = {
             let l = self.layer(layer);
@@ -1085,7 +1087,7 @@ impl ShapeGraph {
                 self.add_edge(&key, edge);
             }
             self.follow_children(&key, layer, &row, false, &mut plan, &mut needs);
-            if !was {
+            if !was || resend {
                 self.data.push(PlanOp::Insert {
                     relation: relation.clone(),
                     row,

@@ -289,6 +289,7 @@ fn children_follow_their_parent_in_and_out() {
                 vec![Some("i2".into()), Some("p2".into()), None],
             ),
         ],
+        false,
     );
     assert_eq!(g.take_data().len(), 2);
     let t = txn(
