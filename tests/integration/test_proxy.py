@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -474,5 +475,22 @@ async def test_transparent_user_passes_everything(running: Running) -> None:
     def check() -> None:
         with psycopg.connect(running.dsn(user="transparent"), autocommit=True) as conn:
             conn.execute("ALTER TABLE t DROP COLUMN b")  # not checked in transparent mode
+
+    await sync(check)
+
+
+async def test_cancel_request_reaches_postgres(running: Running) -> None:
+    def check() -> None:
+        with psycopg.connect(running.dsn()) as conn:
+            # libpq sends the CancelRequest to the proxy with the key it got at startup
+            timer = threading.Timer(0.5, conn.cancel_safe)
+            timer.start()
+            try:
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    conn.execute("SELECT pg_sleep(30)")
+            finally:
+                timer.cancel()
+            conn.rollback()
+            assert conn.execute("SELECT 1").fetchone() == (1,)
 
     await sync(check)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electric_trio import _native
 from electric_trio.proxy._analyse import (
@@ -237,3 +239,31 @@ def test_statement_text_with_multibyte_characters() -> None:
         'ALTER TABLE items ADD COLUMN "ü" text',
         "ELECTRIC ENABLE ö",
     ]
+
+
+@given(st.binary(max_size=300), st.binary(min_size=1, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_frame_scanner_never_fails_but_with_protocol_errors(data: bytes, stop: bytes) -> None:
+    scanner = _native.FrameScanner(64)
+    scanner.feed(data)
+    consumed = 0
+    try:
+        while True:
+            passed, tag, body = scanner.next(stop)
+            consumed += len(passed) + (len(body) + 5 if tag >= 0 else 0)
+            if tag < 0:
+                break
+            assert tag in stop
+            if tag in b"QPBEDCp":
+                _native.parse_frontend(tag, body)
+    except _native.ProtocolError:
+        return
+    assert consumed + scanner.buffered == len(data)
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_analysis_of_any_text_does_not_raise(sql: str) -> None:
+    parsed = parse(sql.replace("\x00", ""))
+    if parsed.statements is not None:
+        plan(parsed, {ITEMS}, {}, version=V)

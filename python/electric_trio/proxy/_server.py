@@ -11,6 +11,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from .. import _native
 from .._log import get_logger
 from ..errors import ElectricError
 from ..http import Request, Response
@@ -66,10 +67,11 @@ class Catalog:
         if self._conn is None or self._conn.closed:
             self._conn = await connect(self._params)
         conn = self._conn
-        electrified = {
-            (row[0], row[1])
-            for row in await conn.fetch("SELECT schema_name, table_name FROM electric.electrified")
-        }
+        electrified: set[Table] = set()
+        # Without the electric schema (not installed yet) nothing is electrified.
+        if await conn.fetchval("SELECT to_regclass('electric.electrified') IS NOT NULL"):
+            rows = await conn.fetch("SELECT schema_name, table_name FROM electric.electrified")
+            electrified = {(row[0], row[1]) for row in rows}
         index_tables: dict[tuple[str | None, str], Table] = {}
         for schema, name in indexes:
             qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
@@ -114,6 +116,24 @@ class ProxyServer:
         #: Sessions past authentication: open now, and since start.
         self.sessions_active = 0
         self.sessions_total = 0
+
+    async def forward_cancel(self, process_id: int, secret_key: bytes) -> None:
+        """Passes a client's CancelRequest on to Postgres: the client got the upstream backend's
+        own key data, so only a client that holds it can cancel that backend's query."""
+        params = self.upstream_params
+        try:
+            with trio.fail_after(params.connect_timeout):
+                if params.host.startswith("/"):
+                    stream: trio.abc.Stream = await trio.open_unix_socket(
+                        f"{params.host}/.s.PGSQL.{params.port}"
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(params.host, params.port)
+                async with stream:
+                    await stream.send_all(_native.encode_cancel_request(process_id, secret_key))
+                    await stream.receive_some(1)  # Postgres closes once it has it
+        except (trio.TooSlowError, OSError, trio.BrokenResourceError) as e:
+            log.info("could not pass a cancel request on", error=str(e))
 
     def session_started(self, session: ProxySession) -> None:
         self.sessions_total += 1

@@ -226,6 +226,7 @@ class ProxySession:
                 await self._send(b"N")
                 continue
             if msg[0] == "cancel":
+                await self.server.forward_cancel(msg[1], msg[2])
                 return None
             break
         params = dict(msg[2])
