@@ -26,6 +26,7 @@ from .. import _native
 from ..ddlx.migration import Dialect
 from ..pg import Connection, PgError, connect
 from ._db import PostgresUnavailableError
+from ._wire import send_frames
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
 from .messages import (
@@ -308,7 +309,7 @@ class Session:
     async def send(self, frame: bytes) -> None:
         """Writes one frame, after the transaction being streamed (if any)."""
         async with self._send_lock:
-            await self.ws.send_message(frame)
+            await send_frames(self.ws, (frame,))
 
     # ---- frames in -----------------------------------------------------------------------
 
@@ -809,8 +810,7 @@ class Session:
             return False
         self.window.sent(outgoing.transaction_id)
         async with self._send_lock:
-            for frame in outgoing.frames:
-                await self.ws.send_message(frame)
+            await send_frames(self.ws, outgoing.frames)
         return True
 
     async def _on_ack(self, ack: SatOpLogAck) -> None:
@@ -995,8 +995,7 @@ class Session:
                 sum(len(rows) for _, rows in delivery.rows),
             )
         async with self._send_lock:
-            for frame in out:
-                await self.ws.send_message(frame)
+            await send_frames(self.ws, out)
 
     def _start_move_in(
         self,
@@ -1053,8 +1052,7 @@ class Session:
             out.extend(frames or [encode(SatOpLog())])
             out.append(encode(SatUnsubsDataEnd()))
             async with self._send_lock:
-                for frame in out:
-                    await self.ws.send_message(frame)
+                await send_frames(self.ws, out)
 
     async def _store_subscription(self, plan: SubscriptionPlan) -> None:
         assert self.client_id is not None
