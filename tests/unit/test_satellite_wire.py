@@ -12,7 +12,7 @@ from electric_trio.satellite._wire import frame
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
 def test_a_client_reads_each_frame_as_one_binary_message(size: int) -> None:
     client = Connection(ConnectionType.CLIENT)
-    payloads = [bytes([i % 251]) * size, b"next"]
+    payloads = [bytes([size % 251]) * size, b"next"]
     client.receive_data(b"".join(frame(p) for p in payloads))
     got: list[bytes] = []
     partial = b""
