@@ -494,3 +494,25 @@ async def test_cancel_request_reaches_postgres(running: Running) -> None:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
     await sync(check)
+
+
+async def test_prisma_shadow_database(running: Running, pg_server: Any) -> None:
+    shadow = f"prisma_migrate_shadow_db_{os.getpid()}_{next(_counter)}"
+    async with await connect(pg_server.url) as admin:
+        await admin.execute(f'CREATE DATABASE "{shadow}"')
+    try:
+        dsn = running.dsn().replace("/anything?", f"/{shadow}?")
+
+        def check() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == (shadow,)
+                # no electric schema there: DDLX only answers with its tag
+                conn.execute("CREATE TABLE t (id uuid PRIMARY KEY)")
+                cur = conn.execute("ALTER TABLE t ENABLE ELECTRIC")
+                assert cur.statusmessage == "ELECTRIC ENABLE"
+                conn.execute("ALTER TABLE t ADD COLUMN n numeric DEFAULT 1")  # unchecked
+
+        await sync(check)
+    finally:
+        async with await connect(pg_server.url) as admin:
+            await admin.execute(f'DROP DATABASE "{shadow}" WITH (FORCE)')

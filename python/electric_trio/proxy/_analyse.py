@@ -40,6 +40,9 @@ __all__ = [
     "generated_version",
     "parse",
     "plan",
+    "quote",
+    "rejection_sql",
+    "shadow_plan",
 ]
 
 Table = tuple[str, str]
@@ -489,6 +492,19 @@ def _plan_one(
             )
         return Rejection("EX003", f"Cannot rename property of electrified table {_sql_table(hit)}")
     return st.text, None, None
+
+
+def shadow_plan(parsed: Parsed) -> Plan:
+    """For Prisma's shadow database (no electric schema there): DDLX statements do nothing but
+    answer with their command tag; everything else runs as sent, unchecked."""
+    result = Plan()
+    assert parsed.statements is not None
+    for st in parsed.statements:
+        if st.ddlx is not None:
+            result.statements.append((_do_block(["NULL"]), st.ddlx.tag))
+        else:
+            result.statements.append((st.text, None))
+    return result
 
 
 def rejection_sql(rejection: Rejection) -> str:

@@ -51,7 +51,7 @@ _DROP = "\0drop"
 # Errors that mean one side of the relay has gone away.
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
-Mode = Literal["migration", "transparent"]
+Mode = Literal["migration", "transparent", "shadow"]
 
 
 class _ClientGone(Exception):
@@ -139,6 +139,7 @@ class ProxySession:
         self.remote = remote
         self.user = ""
         self.mode: Mode = "migration"
+        self.shadow_database: str | None = None
         self._upstream: _Pipe | None = None
         self._client_scanner = _native.FrameScanner(MAX_MESSAGE)
         self._upstream_scanner = _native.FrameScanner()
@@ -239,6 +240,11 @@ class ProxySession:
         self.user = user
         if user == "transparent":
             self.mode = "transparent"
+        database = params.get("database") or user
+        if database.startswith("prisma_migrate_shadow_db"):
+            # Prisma's shadow database: the upstream connection goes there instead
+            self.mode = "shadow"
+            self.shadow_database = database
         password = self.server.password
         if "password" in params:
             ok = hmac.compare_digest(params["password"].encode(), password.encode())
@@ -266,6 +272,7 @@ class ProxySession:
         base: ConnectParams = self.server.upstream_params
         upstream_params = msgspec.structs.replace(
             base,
+            database=self.shadow_database or base.database,
             options={},
             application_name=params.get("application_name") or "electric-trio proxy",
         )
@@ -273,7 +280,8 @@ class ProxySession:
             conn = await connect(upstream_params)
         except (PgConnectError, PgAuthError, PgError, ElectricError, OSError) as e:
             log.warning("proxy cannot reach Postgres", error=str(e))
-            await self._send_quietly(_fatal("08006", f"the proxy cannot reach Postgres: {e}"))
+            code = getattr(e, "sqlstate", None) or "08006"
+            await self._send_quietly(_fatal(code, f"the proxy cannot reach Postgres: {e}"))
             return None
         # The connection is ours from here on: its stream is relayed as raw bytes.
         stream = conn._stream
@@ -456,6 +464,9 @@ class ProxySession:
                 if parsed.statements is None:
                     out.append(raw)
                     continue
+                if self.mode == "shadow":
+                    out.append(self._shadow_query(parsed, raw))
+                    continue
                 found = yield _Lookup(parsed.tables, parsed.indexes)
                 out.append(self._query(parsed, raw, found))
             elif tag == ord("P"):
@@ -465,7 +476,7 @@ class ProxySession:
                 parsed = _analyse.parse(sql, extended=True)
                 if parsed.framework_insert is not None:
                     self._framework_statements[name] = parsed.framework_insert
-                if parsed.statements is None:
+                if parsed.statements is None or self.mode == "shadow":
                     out.append(raw)
                     continue
                 found = yield _Lookup(parsed.tables, parsed.indexes)
@@ -541,6 +552,13 @@ class ProxySession:
                 message=plan.rejection.message,
             )
         return plan
+
+    def _shadow_query(self, parsed: _analyse.Parsed, raw: bytes) -> bytes:
+        plan = _analyse.shadow_plan(parsed)
+        if not plan.changed:
+            return raw
+        self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
+        return _native.encode_query(plan.sql)
 
     def _query(self, parsed: _analyse.Parsed, raw: bytes, found: _LookupResult) -> bytes:
         plan = self._plan(parsed, found, extended=False)
