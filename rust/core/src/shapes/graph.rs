@@ -160,26 +160,11 @@ impl PlanOp {
     pub fn op<'a>(&'a self, txn: &'a ElectricTransaction) -> Option<Op<'a>> {
         match self {
             PlanOp::Change(i) => Op::from_change(&txn.changes[*i]),
-            PlanOp::Insert {
-                relation,
-                row,
-                tags,
-            } => Some(Op::Insert {
-                relation,
-                new: row,
-                tags,
-            }),
-            PlanOp::Gone {
-                relation, row, pk, ..
-            } => Some(Op::Gone {
-                relation,
-                row,
-                pk_columns: pk,
-            }),
+            _ => self.data_op(),
         }
     }
 
-    /// Encodes an op with no transaction (data and gone batches).
+    /// The op of an insert or gone, which needs no transaction (data and gone batches).
     pub fn data_op(&self) -> Option<Op<'_>> {
         match self {
             PlanOp::Change(_) => None,
