@@ -29,6 +29,10 @@ log = get_logger(__name__)
 
 NOT_CONFIGURED = "Migrations proxy is not configured to accept WebSocket connections"
 WS_HANDSHAKE_TIMEOUT = 10.0
+#: The tunnel carries bulk data (a COPY): read the socket in large pieces and queue a few
+#: messages (trio-websocket reads 4 KiB at a time and queues one message by default).
+WS_RECEIVE_BYTES = 256 * 1024
+WS_QUEUE = 16
 _FEATURE_FLAGS = (
     "proxy_ddlx_grant",
     "proxy_ddlx_revoke",
@@ -254,7 +258,12 @@ class ProxySubsystem:
         async with trio.open_nursery() as nursery:
             try:
                 with trio.fail_after(WS_HANDSHAKE_TIMEOUT):
-                    ws_request = await wrap_server_stream(nursery, stream)
+                    ws_request = await wrap_server_stream(
+                        nursery,
+                        stream,
+                        message_queue_size=WS_QUEUE,
+                        receive_buffer_size=WS_RECEIVE_BYTES,
+                    )
                     ws = await ws_request.accept()
             except (trio.TooSlowError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
                 log.info("proxy tunnel handshake failed", remote=request.remote, error=str(e))

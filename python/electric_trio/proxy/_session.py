@@ -358,8 +358,8 @@ class ProxySession:
                         usock.sendall(out)
                     if terminated:
                         return
-            except OSError:
-                return
+            except (OSError, trio.RunFinishedError, trio.Cancelled):
+                return  # a socket closed, or the service is shutting down
             except _native.ProtocolError as e:
                 log.info("proxy client broke the protocol", remote=self.remote, error=str(e))
                 with contextlib.suppress(OSError):

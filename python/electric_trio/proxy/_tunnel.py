@@ -9,7 +9,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from .._log import get_logger
-from ._server import pipe_websocket
+from ._server import WS_QUEUE, WS_RECEIVE_BYTES, pipe_websocket
 
 __all__ = ["run_tunnel", "tunnel_url"]
 
@@ -45,7 +45,8 @@ async def run_tunnel(
         try:
             async with open_websocket_url(
                 url,
-                message_queue_size=64,
+                message_queue_size=WS_QUEUE,
+                receive_buffer_size=WS_RECEIVE_BYTES,
                 connect_timeout=CONNECT_TIMEOUT,
                 disconnect_timeout=CONNECT_TIMEOUT,
             ) as ws:
