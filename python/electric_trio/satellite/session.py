@@ -806,7 +806,11 @@ class Session:
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""
-        if not await self._until_stopped(self.window.wait_room):
+        if self._stopping:
+            return False
+        if len(self.window) >= self.window.size and not await self._until_stopped(
+            self.window.wait_room
+        ):
             return False
         self.window.sent(outgoing.transaction_id)
         async with self._send_lock:

@@ -177,6 +177,7 @@ class Outbound:
         self._table_oid = table_oid
         self._migration_times = migration_times
         self._relations: dict[int, SatRelation] = {}
+        self._relation_keys: dict[int, tuple[object, ...]] = {}
         self._delivered: set[str] = set()
         #: The tables described to the graph (described again after a migration).
         self.tables: set[tuple[str, str]] = set()
@@ -243,6 +244,11 @@ class Outbound:
         """``SatRelation`` frames for the relations the client has not been sent as they are."""
         frames: list[bytes] = []
         for oid, schema, table, columns in relations:
+            # Unchanged since the last check (same columns, same schema): nothing to build.
+            key = (schema, table, tuple(columns), id(self.history.schema))
+            if self._relation_keys.get(oid) == key:
+                continue
+            self._relation_keys[oid] = key
             relation = self._data_relation(oid, schema, table, columns)
             if self._relations.get(oid) != relation:
                 self._relations[oid] = relation
@@ -281,6 +287,7 @@ class Outbound:
             )
             if self._relations.get(oid) != relation:
                 self._relations[oid] = relation
+                self._relation_keys.pop(oid, None)
                 frames.append(encode(relation))
         return frames
 
