@@ -26,7 +26,7 @@ from electric_trio.pg import connect
 from electric_trio.pg.embedded import default_bindir
 from electric_trio.proxy import ProxySubsystem
 from electric_trio.replication import ReplicationSubsystem
-from electric_trio.service import Service, serve
+from electric_trio.service import Service, StartupError, serve
 
 PASSWORD = "proxy-secret"
 _counter = itertools.count()
@@ -516,3 +516,17 @@ async def test_prisma_shadow_database(running: Running, pg_server: Any) -> None:
     finally:
         async with await connect(pg_server.url) as admin:
             await admin.execute(f'DROP DATABASE "{shadow}" WITH (FORCE)')
+
+
+async def test_proxy_port_in_use_is_a_startup_error(db: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(db, PG_PROXY_PORT=str(port))
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(StartupError, match=f"cannot listen on PG_PROXY_PORT {port}"),
+            flatten_subgroups=True,
+        ):
+            with trio.fail_after(60):
+                await serve(config, subsystems=[ProxySubsystem()], handle_signals=False)

@@ -143,9 +143,12 @@ class ProxyServer:
         self.sessions_total += 1
 
     async def serve(
-        self, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(port)
+        """Serves on ``listeners`` (from ``trio.open_tcp_listeners``) until cancelled."""
         self.port = listeners[0].socket.getsockname()[1]
         log.info("migrations proxy listening", port=self.port)
         try:
@@ -282,7 +285,7 @@ class ProxySubsystem:
     async def run(
         self, service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        from ..service import connect_params
+        from ..service import StartupError, connect_params
 
         config = service.config
         self.server = ProxyServer(
@@ -292,8 +295,14 @@ class ProxySubsystem:
             relay_in_threads=self._relay_in_threads,
         )
         port = config.pg_proxy_port if self._port is None else self._port
+        try:
+            listeners = await trio.open_tcp_listeners(port)
+        except OSError as e:
+            raise StartupError(
+                f"the migrations proxy cannot listen on PG_PROXY_PORT {port}: {e.strerror or e}"
+            ) from None
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.server.serve, port)
+            await nursery.start(self.server.serve, listeners)
             task_status.started()
 
 
