@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
+import trio
 
 from .._log import get_logger
 from ..pg import Connection
@@ -94,12 +95,7 @@ class MigrationHistory:
             if not txn.ddl:
                 continue
             for (txid, txts), statements in _group(txn.ddl):
-                version = await conn.fetchval(
-                    "SELECT version FROM electric.migration_versions"
-                    " WHERE txid = $1::text::xid8 AND txts = $2",
-                    str(txid),
-                    txts,
-                )
+                version = await _version_of(conn, txid, txts)
                 if version is None:
                     log.error(
                         "captured DDL without a migration version; not sent to clients",
@@ -147,6 +143,28 @@ class MigrationHistory:
             if m.version == version:
                 return self.migrations[i + 1 :]
         return []
+
+
+async def _version_of(conn: Connection, txid: int, txts: int) -> str | None:
+    """The version of the migration transaction ``(txid, txts)``.
+
+    Logical decoding can hand a transaction over a moment before its commit is visible to other
+    sessions (the commit record is flushed before the commit is published): until it is, look
+    again.
+    """
+    for _ in range(200):
+        row = await conn.fetchrow(
+            "SELECT (SELECT version FROM electric.migration_versions"
+            " WHERE txid = $1::text::xid8 AND txts = $2),"
+            " pg_catalog.pg_visible_in_snapshot($1::text::xid8, pg_catalog.pg_current_snapshot())",
+            str(txid),
+            txts,
+        )
+        assert row is not None
+        if row[0] is not None or row[1]:
+            return None if row[0] is None else str(row[0])
+        await trio.sleep(0.01)
+    return None
 
 
 def _group(ddl: Sequence[tuple[int, int, str]]) -> list[tuple[tuple[int, int], list[str]]]:

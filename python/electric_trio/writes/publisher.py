@@ -94,7 +94,7 @@ class PublisherStats(msgspec.Struct, frozen=True):
 class _Queued:
     """A client transaction with its LSNs, until Postgres has flushed it."""
 
-    __slots__ = ("after_lsn", "applied", "end_lsn", "error", "failures", "write")
+    __slots__ = ("after_lsn", "applied", "end_lsn", "error", "write")
 
     def __init__(self, write: ClientWrite, after_lsn: int) -> None:
         self.write = write
@@ -104,8 +104,6 @@ class _Queued:
         self.applied = False
         #: Why Postgres refused it (it then leaves the queue).
         self.error: str | None = None
-        #: Streams that ended while it was the oldest transaction sent and not applied.
-        self.failures = 0
 
 
 class _TableInfo(msgspec.Struct, frozen=True, gc=False):
@@ -526,13 +524,13 @@ class LogicalPublisher:
             self._wake()
 
     async def _stream_lost(self, sent_lsn: int) -> None:
-        """The apply worker's stream ended with transactions sent but not committed. If it
-        keeps failing on the oldest one, find out whether Postgres refuses it: then it leaves
-        the queue and its writer gets the error; otherwise the next stream sends it again."""
+        """The apply worker's stream ended with transactions sent but not committed: the
+        apply worker may have failed on the oldest one. Find out whether Postgres refuses it:
+        then it leaves the queue and its writer gets the error; otherwise (the worker was
+        stopped, the connection lost) the next stream sends it again."""
         head = next((q for q in self._queue if not q.applied), None)
         if head is None or head.end_lsn > sent_lsn:
             return
-        head.failures += 1
         error = await self._try_transaction(head.write)
         if error is None:
             return
