@@ -61,6 +61,16 @@ def parse_frames(data: bytes, start: int = 0) -> tuple[list[tuple[bool, int, byt
     return frames, pos
 
 
+def server_frame_header(length: int) -> bytes:
+    """The header of a final, unmasked binary frame of ``length`` bytes: what a server writes
+    before a message's payload (RFC 6455 §5.2), the same for every recipient."""
+    if length < 126:
+        return bytes((0x80 | OP_BINARY, length))
+    if length < 1 << 16:
+        return bytes((0x80 | OP_BINARY, 126)) + length.to_bytes(2, "big")
+    return bytes((0x80 | OP_BINARY, 127)) + length.to_bytes(8, "big")
+
+
 def client_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
     """One final client frame: masked, as RFC 6455 requires of clients (a random key unless
     ``mask`` gives one)."""

@@ -21,6 +21,7 @@ from benches._fanout_wire import (
     insecure_token,
     oplog_begin,
     parse_frames,
+    server_frame_header,
     with_commit_timestamp,
 )
 
@@ -74,6 +75,12 @@ def test_parse_frames_reads_what_wsproto_writes(size: int) -> None:
     frames, used = parse_frames(data)
     assert frames == [(True, OP_BINARY, p) for p in payloads]
     assert used == len(data)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_a_prebuilt_frame_is_what_wsproto_sends(size: int) -> None:
+    payload = b"\x09" * size
+    assert server_frame_header(size) + payload == server_frames(payload)
 
 
 def test_parse_frames_leaves_a_partial_frame() -> None:
