@@ -240,6 +240,21 @@ CREATE TABLE p (id uuid PRIMARY KEY, b text);
     await sync(check)
 
 
+async def test_psql_shows_the_refusal_and_nothing_of_the_rewrite(running: Running) -> None:
+    script = """
+CREATE TABLE t (id uuid PRIMARY KEY, b text);
+ALTER TABLE t ENABLE ELECTRIC;
+ALTER TABLE t DROP COLUMN b;
+"""
+    proc = await run_psql(running.dsn(), script)
+    text = out(proc)
+    assert proc.returncode != 0
+    assert 'ERROR:  Cannot drop column "b" of electrified table "public"."t"' in text
+    assert "PL/pgSQL" not in text
+    assert "DO $" not in text
+    assert "NOTICE:  Electrify table" in text or "ELECTRIC ENABLE" in text
+
+
 async def test_refusal_inside_a_transaction_aborts_it(running: Running) -> None:
     script = """
 CREATE TABLE t (id uuid PRIMARY KEY, b text);

@@ -505,11 +505,17 @@ class ProxySession:
         self._pending.append(_Group(seq=self._syncs_sent, hidden=True))
         return _native.encode_query(sql)
 
-    def _execute(self, tag: str | None) -> None:
-        if tag is not None and self._open is None:
+    def _edit_batch(self) -> _Group:
+        """The group of the extended-protocol batch being received, created when first needed."""
+        if self._open is None:
             self._open = _Group(seq=self._syncs_sent + 1)
             self._open.tags.extend([None] * self._batch_executes)
             self._pending.append(self._open)
+        return self._open
+
+    def _execute(self, tag: str | None) -> None:
+        if tag is not None:
+            self._edit_batch()
         if self._open is not None:
             self._open.tags.append(tag)
         self._batch_executes += 1
@@ -563,6 +569,7 @@ class ProxySession:
     def _query(self, parsed: _analyse.Parsed, raw: bytes, found: _LookupResult) -> bytes:
         plan = self._plan(parsed, found, extended=False)
         if plan.rejection is not None:
+            self._pending.append(_Group(seq=self._syncs_sent))
             return _native.encode_query(_rejection_sql(plan.rejection))
         if not plan.changed:
             return raw
@@ -579,6 +586,7 @@ class ProxySession:
     ) -> bytes:
         plan = self._plan(parsed, found, extended=True)
         if plan.rejection is not None:
+            self._edit_batch()
             return _encode_parse(name, _rejection_sql(plan.rejection), [])
         if not plan.changed or len(plan.statements) != 1:
             return raw
@@ -617,7 +625,7 @@ class ProxySession:
             elif group is not None and group.hidden:
                 stop = _ALL_TAGS
             else:
-                stop = b"CZIs"
+                stop = b"CZIsEN"
             passed, tag, body = scanner.next(stop)
             if passed:
                 out.append(passed)
@@ -635,6 +643,9 @@ class ProxySession:
                 continue
             assert group is not None
             if group.hidden:
+                continue
+            if tag in (ord("E"), ord("N")):
+                out.append(_without_our_context(tag, body))
                 continue
             replacement = group.tags.popleft() if group.tags else None
             if replacement is None or tag != ord("C"):
@@ -669,6 +680,18 @@ def _drive(
             request = steps.send(lookup(request))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+# Fields that describe our rewrite rather than the client's SQL: where in the DO block (W), the
+# statement run inside it (q, p) and a position in our text (P).
+_OUR_FIELDS = frozenset(b"WqpP")
+
+
+def _without_our_context(tag: int, body: bytes) -> bytes:
+    """An ErrorResponse / NoticeResponse from a rewritten request, without the fields that
+    would show the client the proxy's DO block (bytes kept as they are: any encoding)."""
+    kept = [item for item in body.split(b"\0") if item and item[0] not in _OUR_FIELDS]
+    return _native.encode_pg_message(tag, b"".join(item + b"\0" for item in kept) + b"\0")
 
 
 def _rejection_sql(rejection: Rejection) -> str:
