@@ -19,7 +19,9 @@ from test_proxy import PASSWORD, Running, db, make_config, migrations
 from test_proxy_tunnel import http
 from test_satellite_protocol import SETTINGS, client
 
+from electric_trio.http.metrics import MetricsApi
 from electric_trio.http.migrations import MigrationsApi
+from electric_trio.pg import connect
 from electric_trio.proxy import ProxySubsystem
 from electric_trio.replication import ReplicationSubsystem
 from electric_trio.satellite import messages as m
@@ -41,6 +43,7 @@ async def start_full(nursery: trio.Nursery, url: str) -> Running:
                 MigrationsApi(),
                 SatelliteSubsystem(SETTINGS),
                 proxy,
+                MetricsApi(),
             ],
             handle_signals=False,
         )
@@ -236,3 +239,38 @@ async def test_databases_pg_migrations_apply(db: str, nursery: trio.Nursery) -> 
     assert [v for v, _ in await migrations(db)] == ["1", "2"]
     files = await api_migrations(running.service.http_port)
     assert "2/migration.sql" in files
+
+
+async def metrics(port: int) -> dict[str, float]:
+    reply = await http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    body = reply.partition(b"\r\n\r\n")[2].decode()
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in body.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def test_metrics_follow_clients_and_transactions(db: str, nursery: trio.Nursery) -> None:
+    running = await start_full(nursery, db)
+    port = running.service.http_port
+    before = await metrics(port)
+    assert before["electric_satellite_clients"] == 0
+    async with client(running.service) as c:
+        await c.connect("metrics-watcher")
+        await c.start_replication()
+        with trio.fail_after(30):
+            while (await metrics(port))["electric_satellite_clients"] != 1:  # noqa: ASYNC110 (polled over HTTP, as a scraper would)
+                await trio.sleep(0.05)
+        async with await connect(db) as conn:
+            await conn.execute(
+                "CREATE TABLE m (id int8 PRIMARY KEY); CALL electric.electrify('m');"
+                " INSERT INTO m VALUES (1)"
+            )
+        await migrate_ops(c, 1)
+        after = await metrics(port)
+    assert (
+        after["electric_transactions_from_postgres_total"]
+        > (before["electric_transactions_from_postgres_total"])
+    )
+    assert after["electric_slot_retained_wal_bytes"] >= 0
