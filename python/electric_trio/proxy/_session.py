@@ -1,12 +1,14 @@
 """One client of the migrations proxy: startup, password check, the upstream connection and
 the relay in both directions (server-behaviour.md §10).
 
-The relay is two tasks. Client -> upstream forwards runs of messages untouched and stops only at
-the messages migration mode reads (Query, Parse, Bind, Execute, Sync), which it may rewrite.
-Upstream -> client forwards everything untouched too, except inside the response to a rewritten
-request: there it puts back the command tags the client expects and swallows the answers to
-requests the proxy made itself. Requests are matched to answers by counting ReadyForQuery:
-each Query and each Sync sent upstream gets exactly one.
+The relay has two directions, each a loop: in a thread of its own between plain sockets, as a
+Trio task when Postgres is reached over TLS (see :meth:`ProxySession._relay`). Client ->
+upstream forwards runs of messages untouched and stops only at the messages migration mode reads
+(Query, Parse, Bind, Execute, Sync), which it may rewrite. Upstream -> client forwards everything
+untouched too, except inside the answer to a rewritten request: there it puts back the command
+tags the client expects, drops what would show the rewrite, and swallows the answers to requests
+the proxy made itself. Requests are matched to answers by counting ReadyForQuery: each Query and
+each Sync sent upstream gets exactly one.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .._log import get_logger
 from ..errors import ElectricError
 from ..pg import ConnectParams, PgAuthError, PgConnectError, PgError, connect
 from . import _analyse
-from ._analyse import Rejection, Table
+from ._analyse import Table
 
 if TYPE_CHECKING:
     from ._server import ProxyServer
@@ -570,7 +572,7 @@ class ProxySession:
         plan = self._plan(parsed, found, extended=False)
         if plan.rejection is not None:
             self._pending.append(_Group(seq=self._syncs_sent))
-            return _native.encode_query(_rejection_sql(plan.rejection))
+            return _native.encode_query(_analyse.rejection_sql(plan.rejection))
         if not plan.changed:
             return raw
         self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
@@ -587,7 +589,7 @@ class ProxySession:
         plan = self._plan(parsed, found, extended=True)
         if plan.rejection is not None:
             self._edit_batch()
-            return _encode_parse(name, _rejection_sql(plan.rejection), [])
+            return _encode_parse(name, _analyse.rejection_sql(plan.rejection), [])
         if not plan.changed or len(plan.statements) != 1:
             return raw
         self._statement_tags[name] = plan.tags[0]
@@ -692,7 +694,3 @@ def _without_our_context(tag: int, body: bytes) -> bytes:
     would show the client the proxy's DO block (bytes kept as they are: any encoding)."""
     kept = [item for item in body.split(b"\0") if item and item[0] not in _OUR_FIELDS]
     return _native.encode_pg_message(tag, b"".join(item + b"\0" for item in kept) + b"\0")
-
-
-def _rejection_sql(rejection: Rejection) -> str:
-    return _analyse.rejection_sql(rejection)
