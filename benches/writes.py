@@ -418,6 +418,8 @@ async def _drop_database(url: str, name: str) -> None:
                 # logical_replication mode leaves its subscription, which holds the database
                 if await c.fetchval(
                     "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"
+                    " AND subdbid = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
                 ):
                     await c.execute(
                         "ALTER SUBSCRIPTION postgres_1 DISABLE;"
