@@ -17,6 +17,18 @@ started above the origin's progress at each start.
 Only Postgres's subscription gets in (the original let anyone who could reach the port stream
 from it): the subscription's connection string carries a password made at each start, checked
 with SCRAM-SHA-256.
+
+What Postgres sends us (15 and 18 alike, as logged here): the backend running ``ALTER
+SUBSCRIPTION … REFRESH PUBLICATION`` connects, runs ``SELECT pg_catalog.set_config(
+'search_path', '', false)`` and the ``pg_publication_tables`` query, and leaves; the apply
+worker runs the ``set_config``, ``IDENTIFY_SYSTEM`` and ``START_REPLICATION SLOT "postgres_1"
+LOGICAL <origin's progress> (proto_version '1', publication_names '"electric_publication"')``
+(protocol version 1 because our ``server_version`` is not a number), then streams, answering
+keepalives with standby status updates. Its ``write`` position is the end of the last
+transaction it committed: :meth:`LogicalPublisher.write` returns on it. The apply worker runs
+with ``session_replication_role = replica`` and an empty ``search_path``, so foreign keys are
+not checked by it: a transaction touching a table with foreign keys is tried first on our own
+connection (as the direct writer runs it) and rolled back.
 """
 
 from __future__ import annotations
