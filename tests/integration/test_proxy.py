@@ -545,3 +545,17 @@ async def test_proxy_port_in_use_is_a_startup_error(db: str) -> None:
         ):
             with trio.fail_after(60):
                 await serve(config, subsystems=[ProxySubsystem()], handle_signals=False)
+
+
+async def test_tracing_logs_statements_and_rewrites(
+    db: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    traced = await start(nursery, db, PROXY_TRACING_ENABLE="true")
+    caplog.set_level("INFO", logger="electric_trio.proxy")
+    proc = await run_psql(
+        traced.dsn(), "CREATE TABLE t (id uuid PRIMARY KEY);\nALTER TABLE t ENABLE ELECTRIC;\n"
+    )
+    assert proc.returncode == 0, out(proc)
+    traces = [getattr(r, "fields", {}) for r in caplog.records if r.getMessage() == "proxy trace"]
+    assert any(t["sql"].startswith("CREATE TABLE t") and not t["rewritten_to"] for t in traces)
+    assert any("electric.enable" in (t["rewritten_to"] or "") for t in traces)

@@ -106,8 +106,11 @@ class ProxyServer:
         upstream_params: ConnectParams,
         features: Iterable[str] = (),
         relay_in_threads: bool = True,
+        tracing: bool = False,
     ) -> None:
         self.password = password
+        #: ``PROXY_TRACING_ENABLE``: log every statement and its rewrite.
+        self.tracing = tracing
         #: Relay between plain sockets in threads (see ProxySession); False: Trio tasks only.
         self.relay_in_threads = relay_in_threads
         self.upstream_params = upstream_params
@@ -293,6 +296,7 @@ class ProxySubsystem:
             upstream_params=connect_params(config.database),
             features=[f for f in _FEATURE_FLAGS if config.features.enabled(f)],
             relay_in_threads=self._relay_in_threads,
+            tracing=config.proxy_tracing_enable,
         )
         port = config.pg_proxy_port if self._port is None else self._port
         try:

@@ -464,13 +464,15 @@ class ProxySession:
                 self._syncs_sent += 1
                 parsed = _analyse.parse(sql)
                 if parsed.statements is None:
-                    out.append(raw)
-                    continue
-                if self.mode == "shadow":
-                    out.append(self._shadow_query(parsed, raw))
-                    continue
-                found = yield _Lookup(parsed.tables, parsed.indexes)
-                out.append(self._query(parsed, raw, found))
+                    sent = raw
+                elif self.mode == "shadow":
+                    sent = self._shadow_query(parsed, raw)
+                else:
+                    found = yield _Lookup(parsed.tables, parsed.indexes)
+                    sent = self._query(parsed, raw, found)
+                out.append(sent)
+                if self.server.tracing:
+                    self._trace("Query", sql, sent, raw)
             elif tag == ord("P"):
                 name, sql, types = _native.parse_frontend(tag, body)
                 self._statement_tags.pop(name, None)
@@ -479,10 +481,13 @@ class ProxySession:
                 if parsed.framework_insert is not None:
                     self._framework_statements[name] = parsed.framework_insert
                 if parsed.statements is None or self.mode == "shadow":
-                    out.append(raw)
-                    continue
-                found = yield _Lookup(parsed.tables, parsed.indexes)
-                out.append(self._parse(name, types, parsed, raw, found))
+                    sent = raw
+                else:
+                    found = yield _Lookup(parsed.tables, parsed.indexes)
+                    sent = self._parse(name, types, parsed, raw, found)
+                out.append(sent)
+                if self.server.tracing:
+                    self._trace("Parse", sql, sent, raw)
             elif tag == ord("B"):
                 portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
                 self._portal_tags[portal] = self._statement_tags.get(statement)
@@ -501,6 +506,18 @@ class ProxySession:
                 out.append(raw)
                 out.extend(self._hidden_query(sql) for sql in self._after_sync)
                 self._after_sync.clear()
+
+    def _trace(self, kind: str, sql: str, sent: bytes, raw: bytes) -> None:
+        """``PROXY_TRACING_ENABLE``: one log line per statement message, with the rewrite."""
+        rewritten = None if sent == raw else sent[5:].decode(errors="replace").rstrip("\0")
+        log.info(
+            "proxy trace",
+            remote=self.remote,
+            user=self.user,
+            message=kind,
+            sql=sql,
+            rewritten_to=rewritten,
+        )
 
     def _hidden_query(self, sql: str) -> bytes:
         self._syncs_sent += 1
