@@ -559,3 +559,37 @@ async def test_tracing_logs_statements_and_rewrites(
     traces = [getattr(r, "fields", {}) for r in caplog.records if r.getMessage() == "proxy trace"]
     assert any(t["sql"].startswith("CREATE TABLE t") and not t["rewritten_to"] for t in traces)
     assert any("electric.enable" in (t["rewritten_to"] or "") for t in traces)
+
+
+async def test_ecto_and_prisma_versions(running: Running) -> None:
+    def check() -> None:
+        with psycopg.connect(running.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE schema_migrations (version int8 PRIMARY KEY, inserted_at timestamp)"
+            )
+            conn.execute(
+                "CREATE TABLE _prisma_migrations (id text PRIMARY KEY, checksum text,"
+                " migration_name text, started_at timestamptz)"
+            )
+            # Ecto: the migration and its schema_migrations row (extended protocol, the version
+            # as a binary int8) in one transaction
+            with conn.transaction():
+                conn.execute("CREATE TABLE ecto_items (id uuid PRIMARY KEY)")
+                conn.execute("ALTER TABLE ecto_items ENABLE ELECTRIC")
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, inserted_at) VALUES (%b, now())",
+                    (20240301000000,),
+                )
+            # Prisma: its _prisma_migrations row first, outside any transaction, then the
+            # migration
+            conn.execute(
+                'INSERT INTO "_prisma_migrations" ("id", "checksum", "migration_name",'
+                ' "started_at") VALUES (%s, %s, %s, now())',
+                ("x", "c", "20240302000000_init"),
+            )
+            with conn.transaction():
+                conn.execute("CREATE TABLE prisma_items (id uuid PRIMARY KEY)")
+                conn.execute("ALTER TABLE prisma_items ENABLE ELECTRIC")
+
+    await sync(check)
+    assert [v for v, _ in await migrations(running.db_url)] == ["20240301000000", "20240302000000"]
