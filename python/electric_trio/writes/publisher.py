@@ -267,8 +267,8 @@ class LogicalPublisher:
         """The subscription's connection string (it holds the password: do not log it)."""
         timeout = max(1, math.ceil(self._database.connect_timeout))
         return (
-            f"host={self.host} port={self.port} dbname=electric connect_timeout={timeout}"
-            f" password={self._password}"
+            f"host={_conninfo_value(self.host)} port={self.port} dbname=electric"
+            f" connect_timeout={timeout} password={self._password}"
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -1075,6 +1075,13 @@ def _leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for e in error.exceptions for leaf in _leaves(e)]
     return [error]
+
+
+def _conninfo_value(value: str) -> str:
+    """A libpq connection string value, quoted when it needs to be."""
+    if value and not any(c in value for c in " '\\\t\n"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _ident(name: str) -> str:

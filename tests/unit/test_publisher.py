@@ -1,5 +1,6 @@
-"""The publisher's SCRAM-SHA-256 server against the exchange of RFC 7677 §3 and libpq's shape
-of it (no user name), and what it refuses."""
+"""The publisher's pure parts: its SCRAM-SHA-256 server against the exchange of RFC 7677 §3 and
+libpq's shape of it (no user name) and what it refuses; the subscription's connection string;
+how the subscriber's queries are read."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 
 import scramp
 
-from electric_trio.writes.publisher import _ScramServer
+from electric_trio.writes.publisher import _conninfo_value, _normalize, _ScramServer
 
 SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
 
@@ -64,3 +65,22 @@ def test_channel_binding_requests_are_refused() -> None:
     # we offer SCRAM-SHA-256 only: a client asking for channel binding gets no exchange
     assert server("x").first(b"p=tls-server-end-point,,n=,r=abc") is None
     assert server("x").first(b"n,,n=,") is None
+
+
+def test_connection_string_values_are_quoted_when_needed() -> None:
+    assert _conninfo_value("127.0.0.1") == "127.0.0.1"
+    assert _conninfo_value("electric.internal") == "electric.internal"
+    assert _conninfo_value("my host") == "'my host'"
+    assert _conninfo_value("a'b\\c") == "'a\\'b\\\\c'"
+    assert _conninfo_value("") == "''"
+
+
+def test_queries_are_read_with_whitespace_collapsed_outside_quotes() -> None:
+    sql = (
+        "SELECT DISTINCT t.schemaname, t.tablename\n  FROM pg_catalog.pg_publication_tables t\n"
+        " WHERE t.pubname IN ('a  b', 'c');\n"
+    )
+    assert _normalize(sql) == (
+        "SELECT DISTINCT t.schemaname, t.tablename FROM pg_catalog.pg_publication_tables t"
+        " WHERE t.pubname IN ('a  b', 'c')"
+    )
