@@ -5,17 +5,24 @@ fixed header in front of the payload: the bytes are built once per frame here (n
 state machine) and a transaction's frames go out in one write. trio-websocket keeps the
 connection (handshake, reading, pings, close); this only writes complete binary messages under
 its stream lock, between its own messages.
+
+:func:`write_now` is the fan-out's path: when the socket takes the bytes at once it writes them
+without yielding to the scheduler (one system call, no task switch); the rest of a partial
+write goes out from a task of the session, the stream lock held until it is done. For that the
+connection's lock is a semaphore (:func:`adopt`), which any task may release.
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-__all__ = ["frame", "send_frames"]
+__all__ = ["adopt", "can_write_now", "frame", "send_frames", "write_now"]
 
 _BINARY_FIN = 0x82
 
@@ -42,3 +49,61 @@ async def send_frames(ws: WebSocketConnection, payloads: Iterable[bytes]) -> Non
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await ws._abort_web_socket()
             raise ConnectionClosed(ws._close_reason) from None
+
+
+def adopt(ws: WebSocketConnection) -> None:
+    """Makes the connection's stream lock one that :func:`write_now` can hand to a task."""
+    ws._stream_lock = trio.Semaphore(1)  # type: ignore[assignment]
+
+
+def _fd(ws: WebSocketConnection) -> int | None:
+    stream: Any = ws._stream
+    inner = getattr(stream, "stream", stream)  # the HTTP server's ReplayStream
+    if isinstance(inner, trio.SocketStream):
+        return inner.socket.fileno()
+    return None
+
+
+def can_write_now(ws: WebSocketConnection) -> bool:
+    """Whether :func:`write_now` may be called: open, adopted, not being written to."""
+    lock = ws._stream_lock
+    return (
+        not ws._close_reason
+        and isinstance(lock, trio.Semaphore)
+        and lock.value == 1
+        and _fd(ws) is not None
+    )
+
+
+def write_now(
+    ws: WebSocketConnection,
+    payloads: Iterable[bytes],
+    spawn: Callable[..., object],
+) -> None:
+    """Writes the payloads as binary messages without waiting (after :func:`can_write_now`);
+    what the socket does not take at once is sent by a task started with ``spawn``."""
+    lock = ws._stream_lock
+    assert isinstance(lock, trio.Semaphore)
+    fd = _fd(ws)
+    assert fd is not None
+    data = b"".join(frame(p) for p in payloads)
+    lock.acquire_nowait()
+    try:
+        sent = os.write(fd, data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        sent = len(data)  # a broken connection: its reader finds out and ends the session
+    if sent == len(data):
+        lock.release()
+        return
+    spawn(_finish, ws, memoryview(data)[sent:], lock)
+
+
+async def _finish(ws: WebSocketConnection, rest: memoryview, lock: trio.Semaphore) -> None:
+    try:
+        await ws._stream.send_all(rest)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        await ws._abort_web_socket()
+    finally:
+        lock.release()

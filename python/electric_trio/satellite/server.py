@@ -185,6 +185,8 @@ class SatelliteServer:
         self.params = params
         #: Each client's shapes, kept between its connections (resume, §7.2).
         self.client_shapes: dict[str, ClientShapes] = {}
+        #: Caught-up sessions the fan-out streams to (see :meth:`fanout`).
+        self.live: set[Session] = set()
         #: The sessions by client id (one connection per client id).
         self.clients: dict[str, Session] = {}
         self._registrations: dict[str, _Registration] = {}
@@ -417,6 +419,27 @@ class SatelliteServer:
                 await ws.aclose()
             nursery.cancel_scope.cancel()
 
+    async def fanout(self) -> None:
+        """Streams each new transaction to every caught-up session in one pass.
+
+        A session whose stream is caught up parks and joins :attr:`live`; for each transaction
+        this task builds its frames for each live session (in Rust) and writes them to the
+        socket at once, with no task switch per client. A session it cannot serve that way
+        (its window is full, a subscription's data is due, a write is in progress, the
+        transaction carries a migration...) is woken and streams by itself again.
+        """
+        txlog = self.txlog
+        position = txlog.last_lsn or 0
+        while True:
+            await txlog.wait_after(position)
+            for txn in txlog.read_after(position, 1000):
+                previous, position = position, txn.end_lsn
+                for session in list(self.live):
+                    if session._position != previous or not session.stream_now(txn):
+                        self.live.discard(session)
+                        session.wake()
+            await trio.lowlevel.checkpoint()
+
     async def aclose(self) -> None:
         """Lets the sessions that are ending store their clients' state (bounded), then closes
         the shared connection."""
@@ -491,8 +514,10 @@ class SatelliteSubsystem:
         server.writer = lambda: service.writer
         self.server = server
         try:
-            task_status.started()
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.fanout)
+                task_status.started()
+                await trio.sleep_forever()
         finally:
             self.server = None
             with trio.CancelScope(shield=True):

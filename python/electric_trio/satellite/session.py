@@ -26,7 +26,7 @@ from .. import _native
 from ..ddlx.migration import Dialect
 from ..pg import Connection, PgError, connect
 from ._db import PostgresUnavailableError
-from ._wire import send_frames
+from ._wire import adopt, can_write_now, send_frames, write_now
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
 from .messages import (
@@ -251,6 +251,9 @@ class Session:
         self._pings = 0
         self._closing = False
         self._scope = trio.CancelScope()
+        #: Set by the server's fan-out when this (caught up) session must stream by itself.
+        self._wake = trio.Event()
+        adopt(ws)
 
     # ---- lifetime ------------------------------------------------------------------------
 
@@ -776,8 +779,16 @@ class Session:
                     return
                 batch = txlog.read_after(position, _BATCH)
                 if not batch:
-                    if not await self._until_stopped(partial(txlog.wait_after, position)):
-                        return
+                    # Caught up: the server's fan-out sends the next transactions while it
+                    # can, and wakes this task when it cannot.
+                    self._wake = trio.Event()
+                    self.server.live.add(self)
+                    try:
+                        if not await self._until_stopped(self._wake.wait):
+                            return
+                    finally:
+                        self.server.live.discard(self)
+                    position = self._position
                     continue
                 for txn in batch:
                     async with self._graph_lock:
@@ -803,6 +814,42 @@ class Session:
         finally:
             self._streaming = False
             self._stream_done.set()
+
+    def wake(self) -> None:
+        """The fan-out leaves the next transactions to this session's own task."""
+        self._wake.set()
+
+    def stream_now(self, txn: _native.ElectricTransaction) -> bool:
+        """Sends ``txn`` (the transaction right after this caught-up session's position) at
+        once, for the server's fan-out; False when it cannot be done without waiting (then the
+        session's task takes over)."""
+        outbound, shapes = self.outbound, self.shapes
+        if (
+            outbound is None
+            or shapes is None
+            or self._stopping
+            or self._closing
+            or self._deliveries
+            or self._graph_lock.locked()
+            or self._send_lock.locked()
+            or len(self.window) >= self.window.size
+            or self._nursery is None
+            or not can_write_now(self.ws)
+        ):
+            return False
+        outgoing = outbound.transaction_now(txn)
+        if outgoing is False:
+            return False
+        self._position = shapes.position = txn.end_lsn
+        if outgoing is None:
+            return True
+        self.window.sent(outgoing.transaction_id)
+        write_now(self.ws, outgoing.frames, self._nursery.start_soon)
+        if outgoing.move_ins:
+            ref = outgoing.additional_ref
+            shapes.pending_additional[ref] = (outgoing.lsn, outgoing.move_ins)
+            self._start_move_in(ref, outgoing.move_ins)
+        return True
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""

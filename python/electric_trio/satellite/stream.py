@@ -16,6 +16,7 @@ rows never becoming Python objects.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal
 
 import msgspec
 
@@ -221,7 +222,20 @@ class Outbound:
         ]
         if ops or txn.ddl:
             await self.describe_tables(self.tables)
+        frames = await self._migration_relations(ops)
         migrate = [encode_message(sat_op_migrate(op, self.dialect)) for op in ops]
+        return self._outgoing(txn, frames, migrate)
+
+    def transaction_now(self, txn: _native.ElectricTransaction) -> Outgoing | Literal[False] | None:
+        """:meth:`transaction` without waiting, for a transaction that carries no migration;
+        False for one that does (then use :meth:`transaction`)."""
+        if txn.ddl or self.history.for_transaction(txn.end_lsn):
+            return False
+        return self._outgoing(txn, [], [])
+
+    def _outgoing(
+        self, txn: _native.ElectricTransaction, frames: list[bytes], migrate: list[bytes]
+    ) -> Outgoing | None:
         self.graph.begin_step(txn.end_lsn)
         result = self.graph.process(
             txn, migrate, force=txn.origin == self.client_id, additional_ref=self._refs.next
@@ -229,7 +243,6 @@ class Outbound:
         if result is None:
             return None
         frame, relations, move_ins = result
-        frames = await self._migration_relations(ops)
         frames.extend(self.relation_frames(relations))
         frames.append(frame)
         ref = 0
