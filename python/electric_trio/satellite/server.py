@@ -94,7 +94,7 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_start_timeout: float = 1.0
     #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
     #: acknowledgement; also stored when the connection ends).
-    checkpoint_interval: float = 5.0
+    checkpoint_interval: float = 30.0
 
 
 def _semver(text: str) -> tuple[int, int, int, int] | None:
