@@ -113,6 +113,7 @@ async def started(service: Service, c: Client, client_id: str = "c1", user: str 
 
 async def test_subscription_errors(service: Service, db: str) -> None:
     await sql(db, migration_sql("1", "entries", ENTRIES))
+    await sql(db, "INSERT INTO entries VALUES ('00000000-0000-0000-0000-000000000001', 'a', NULL)")
     await wait_versions(service, 1)
     async with client(service) as c:
         await started(service, c)
@@ -124,6 +125,19 @@ async def test_subscription_errors(service: Service, db: str) -> None:
         assert resp.err is not None
         assert resp.err.shape_request_error[0].code == ReqCode.INVALID_WHERE_CLAUSE
         assert resp.err.shape_request_error[0].message.startswith("At location")
+        # Where clauses never reach Postgres as text: an attempt to end the statement fails
+        # to parse, and a quote in a literal stays a literal.
+        resp = await subscribe(
+            c, request(select("entries", "this.content = 'x'; DROP TABLE entries"))
+        )
+        assert resp.err is not None
+        assert resp.err.shape_request_error[0].code == ReqCode.INVALID_WHERE_CLAUSE
+        quoted = await subscribe(
+            c, request(select("entries", "this.content = 'x'' OR true OR ''y'"))
+        )
+        assert quoted.err is None
+        frames = await until(c, m.SatSubsDataEnd)
+        assert not [op for f in frames if isinstance(f, m.SatOpLog) for op in f.ops if op.insert]
         resp = await subscribe(c, request(select("entries", "this.content")))
         assert resp.err is not None
         assert resp.err.shape_request_error[0].code == ReqCode.INVALID_WHERE_CLAUSE
