@@ -9,7 +9,7 @@ tag, whether the change is a delete, the tags it observed and which columns it m
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -34,7 +34,8 @@ ACK_COLUMNS = ("client_id", "lsn")
 
 ChangeKind = Literal["insert", "update", "delete", "compensation"]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: 10000-01-01 in seconds since 1970: Postgres's timestamptz text has four-digit years here.
+_YEAR_10000 = 253_402_300_800
 
 
 class InvalidTagError(ValueError):
@@ -42,13 +43,14 @@ class InvalidTagError(ValueError):
 
 
 def _timestamp_text(ms: int) -> str:
-    try:
-        at = _EPOCH + dt.timedelta(milliseconds=ms)
-    except OverflowError:
-        raise InvalidTagError(f"time {ms} ms is out of range") from None
-    if at.year > 9999:
+    seconds, millis = divmod(ms, 1000)
+    if not 0 <= seconds < _YEAR_10000:
         raise InvalidTagError(f"time {ms} ms is out of range")
-    return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}+00"
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f" {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}+00"
+    )
 
 
 def _quote(text: str) -> str:
