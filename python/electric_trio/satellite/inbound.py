@@ -153,8 +153,8 @@ class Inbound:
             except _Invalid as e:
                 await self._reject(str(e))
                 return
-            if done is not None:
-                await self._write(done)
+            if done is not None and not await self._write(done):
+                return  # the connection is closing
 
     # ---- assembling and validating -------------------------------------------------------
 
@@ -301,16 +301,17 @@ class Inbound:
             ),
         )
 
-    async def _write(self, txn: _Transaction) -> None:
+    async def _write(self, txn: _Transaction) -> bool:
+        """Hands ``txn`` to the writer; False when the connection was closed instead."""
         session = self.session
         client_id = session.client_id
         assert client_id is not None
         if not txn.inserts:
-            return  # transactions with no changes are dropped (§7)
+            return True  # transactions with no changes are dropped (§7)
         writer: Writer | None = session.server.writer()
         if writer is None:
             log.info("no writer: client transaction dropped client_id=%s", client_id)
-            return
+            return True
         position = int.from_bytes(txn.lsn, "big")
         if self._written is None:
             try:
@@ -326,7 +327,7 @@ class Inbound:
                     ),
                     log_level=logging.WARNING,
                 )
-                return
+                return False
             self._written = int.from_bytes(acked, "big") if acked else -1
         if position <= self._written:
             # A replay of what Postgres has (the client resends after a lost echo).
@@ -335,7 +336,7 @@ class Inbound:
                 client_id,
                 txn.lsn.hex(),
             )
-            return
+            return True
         write = ClientWrite(
             client_id=client_id,
             lsn=txn.lsn,
@@ -347,5 +348,6 @@ class Inbound:
         except WriteRejectedError as e:
             self._txn = txn
             await self._reject(f"Postgres refused the transaction: {e}")
-            return
+            return False
         self._written = position
+        return True
