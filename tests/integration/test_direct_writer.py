@@ -181,3 +181,44 @@ async def test_a_refused_copy_transaction_leaves_nothing(databases: list[str]) -
     got = await state(url)
     assert got["other_items"] == [("x", "nowhere", 1)]
     assert got["acked"] == [("client", b"\x00\x00\x00\x03")]
+
+
+async def test_copy_with_quoted_names_enums_and_bytes(databases: list[str]) -> None:
+    url = databases[0]
+    async with await connect(url) as c:
+        await c.execute(
+            "CREATE TYPE colour AS ENUM ('red', 'green');"
+            ' CREATE TABLE "camelCase" ("Id" text PRIMARY KEY, "userId" text, c colour, b bytea,'
+            "  j jsonb, at timestamptz);"
+            " CALL electric.electrify('public.\"camelCase\"')"
+        )
+    table = Table(
+        schema="public",
+        name="camelCase",
+        columns=(
+            Column("Id", ColumnType("text"), True),
+            Column("userId", ColumnType("text")),
+            Column("c", ColumnType("colour")),
+            Column("b", ColumnType("bytea")),
+            Column("j", ColumnType("jsonb")),
+            Column("at", ColumnType("timestamptz")),
+        ),
+        primary_key=("Id",),
+    )
+    row = ("k", "it's", "green", "\\x00ff", '{"a": [1]}', "2024-01-01 00:00:00.5+00")
+    writer = DirectWriter(ConnectParams.from_url(url), copy_threshold=1)
+    try:
+        await writer.write(write(1, T, change(table, "insert", row, T)))
+    finally:
+        await writer.aclose()
+    async with await connect(url) as c:
+        got = await c.fetchrow(
+            'SELECT "Id", "userId", c::text, b, j::text, at = \'2024-01-01 00:00:00.5+00\''
+            ' FROM "camelCase"'
+        )
+        assert got is not None
+        assert tuple(got) == ("k", "it's", "green", b"\x00\xff", '{"a": [1]}', True)
+        tags = await c.fetchval(
+            'SELECT (_tag_c).source_id FROM electric."shadow__public__camelCase"'
+        )
+        assert tags == "client"
