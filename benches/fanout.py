@@ -20,7 +20,8 @@ the service sent, which the floor broadcasts from then on (its commit timestamp 
   (the floor: that many messages as fast as it can send them), timed from the first commit
   timestamp to the receipt of the last transaction by the last client; messages/s = txn/s x
   clients. Each side ``--repeat`` times, interleaved.
-* Paced: ``--rate`` transactions per second for ``--seconds`` seconds; latency is each
+* Paced: at each of ``--rates`` transactions per second for ``--seconds`` seconds (a rate
+  both sides sustain, and one the floor does); latency is each
   client's receipt time minus the begin's commit timestamp (ms since 1970: Postgres's commit
   time; for the floor, the time the message was due), p50 and p99 over every delivery.
 
@@ -98,7 +99,7 @@ loop each, reading only frame headers and the begin of each `SatOpLog`, acknowle
 {ack} transactions to both servers. *Sustained*: {rows} transactions committed back to back by
 one connection (the floor: {rows} messages sent as fast as it goes), delivered txn/s from the
 first commit timestamp to the last client's receipt of the last transaction, messages/s = txn/s
-x clients; best of {repeat}, interleaved. *Paced*: {rate:g} txn/s for {seconds:g} s, latency =
+x clients; best of {repeat}, interleaved. *Paced*: {rates} txn/s for {seconds:g} s each, latency =
 receipt time - the begin's commit timestamp (ms resolution: Postgres's commit time; the floor's:
 when the message was due). *Memory*: the server process's VmRSS before and after the clients
 connect (and subscribe), divided by their number. *prebuilt* (in the facts, not a floor): the
@@ -108,19 +109,26 @@ drain task of its own. Servers, clients and Postgres share the machine's cores.
 """
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    rates = tuple(float(r) for r in text.split(","))
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates are positive numbers separated by commas")
+    return rates
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--clients", type=int, default=1000)
-    extra.add_argument("--rate", type=float, default=5.0)
+    extra.add_argument("--rates", type=_rates, default=(1.0, 5.0))
     extra.add_argument("--seconds", type=float)
     extra.add_argument("--client-processes", type=int, default=1)
     extra.add_argument("--profile", type=Path)
     known, rest = extra.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:
         print(
-            "fanout options: --clients N (1000), --rate TXN_PER_S (5), --seconds S (10; 5 with"
-            " --quick), --client-processes N (1), --profile DIR (py-spy of the service during"
-            " a sustained run)"
+            "fanout options: --clients N (1000), --rates TXN_PER_S,... (1,5), --seconds S"
+            " (6; 3 with --quick), --client-processes N (1), --profile DIR (py-spy of the"
+            " service during a sustained run)"
         )
     args = parse_args(
         rest,
@@ -138,7 +146,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     for key, value in vars(known).items():
         setattr(args, key, value)
     if args.seconds is None:
-        args.seconds = 5.0 if args.quick else 10.0
+        args.seconds = 3.0 if args.quick else 6.0
     return args
 
 
@@ -377,7 +385,7 @@ class Side:
     connect_seconds: float = 0.0
     retries: int = 0
     sustained: list[Run] = dataclasses.field(default_factory=list)
-    paced: Run | None = None
+    paced: dict[float, Run] = dataclasses.field(default_factory=dict)
 
     def kib_per_client(self, clients: int) -> float:
         return (self.rss_after - self.rss_before) / clients
@@ -615,14 +623,14 @@ async def _run(
                 )
             progress.step(f"sustained {i + 1}/{args.repeat}: " + "; ".join(line))
 
-        count = max(1, round(args.rate * args.seconds))
-        ours.paced = await ours_run(count, args.rate)
-        line = [_latency("ours", ours.paced)]
-        for strategy in (*STRATEGIES, PROTOTYPE):
-            run = await floor_run(strategy, count, args.rate)
-            results.floor[strategy].paced = run
-            line.append(_latency(strategy, run))
-        progress.step(f"paced at {args.rate:g} txn/s: " + "; ".join(line))
+        for rate in args.rates:
+            count = max(1, round(rate * args.seconds))
+            run = ours.paced[rate] = await ours_run(count, rate)
+            line = [_latency("ours", run)]
+            for strategy in (*STRATEGIES, PROTOTYPE):
+                run = results.floor[strategy].paced[rate] = await floor_run(strategy, count, rate)
+                line.append(_latency(strategy, run))
+            progress.step(f"paced at {rate:g} txn/s: " + "; ".join(line))
         every = ours.sustained + [r for s in results.floor.values() for r in s.sustained]
         results.client_cpu_share = [f"{r.client_cpu / r.seconds:.2f}" for r in every]
         if args.profile is not None:
@@ -707,7 +715,6 @@ def main(argv: Sequence[str]) -> int:
         results = trio.run(_bench, target.url, args, progress)
     ours = results.ours
     assert ours is not None
-    assert ours.paced is not None
     n = args.clients
     measurements = tuple(
         Measurement(
@@ -723,9 +730,9 @@ def main(argv: Sequence[str]) -> int:
     kib = ours.kib_per_client(n)
     floor_kib = floors[STRATEGIES[0]].kib_per_client(n)
     latency_ok = all(
-        ours.paced.hist.percentile(99) <= side.paced.hist.percentile(99)
-        for side in floors.values()
-        if side.paced is not None
+        ours.paced[rate].hist.percentile(99) <= floors[s].paced[rate].hist.percentile(99)
+        for rate in args.rates
+        for s in STRATEGIES
     )
     memory_ok = kib <= MAX_KIB_PER_CLIENT
 
@@ -741,16 +748,17 @@ def main(argv: Sequence[str]) -> int:
             [f"ours {best(ours).txn_per_s:.1f}"]
             + [f"{s} {best(floors[s]).txn_per_s:.1f}" for s in STRATEGIES]
         ),
-        f"Paced latency at {args.rate:g} txn/s ({args.rate * n:,.0f} msg/s), p50 / p99": "; ".join(
+    }
+    for rate in args.rates:
+        facts[f"Paced at {rate:g} txn/s ({rate * n:,.0f} msg/s), latency p50 / p99"] = "; ".join(
             f"{name} {run.hist.percentile(50):.1f} / {run.hist.percentile(99):.1f} ms"
-            for name, run in [("ours", ours.paced)]
-            + [(s, floors[s].paced) for s in STRATEGIES if floors[s].paced is not None]
-        ),
-        "p99 ours vs floor (target: no worse)": "; ".join(
-            f"{s}: {_p99_verdict(ours.paced, run)}"
-            for s in STRATEGIES
-            if (run := floors[s].paced) is not None
-        ),
+            for name, run in [("ours", ours.paced[rate])]
+            + [(s, floors[s].paced[rate]) for s in STRATEGIES]
+        )
+        facts[f"p99 at {rate:g} txn/s, ours vs floor (target: no worse)"] = "; ".join(
+            f"{s}: {_p99_verdict(ours.paced[rate], floors[s].paced[rate])}" for s in STRATEGIES
+        )
+    facts |= {
         "Memory per idle client (VmRSS delta / clients; target <= 64 KiB)": (
             f"ours {kib:.1f} KiB ({ours.rss_before:,} -> {ours.rss_after:,} KiB),"
             f" {'pass' if memory_ok else 'FAIL'}; trio-websocket {floor_kib:.1f} KiB"
@@ -769,16 +777,18 @@ def main(argv: Sequence[str]) -> int:
         f" {floors[STRATEGIES[0]].connect_seconds:.1f} s (upgrade only)",
     }
     proto = floors[PROTOTYPE]
-    if proto.paced is not None:
-        facts[
-            "The recommended write path, prototyped in the floor's process (not a floor: one"
-            " WebSocket frame built per message, one os.write per socket, no await per client)"
-        ] = (
-            f"{best(proto).messages_per_s:,.0f} msg/s"
-            f" ({best(proto).messages_per_s / best(ours).messages_per_s:.1f}x ours),"
-            f" {best(proto).cpu_us_per_message:.1f} µs CPU/msg; paced p50 / p99"
-            f" {proto.paced.hist.percentile(50):.1f} / {proto.paced.hist.percentile(99):.1f} ms"
+    facts[
+        "The recommended write path, prototyped in the floor's process (not a floor: one"
+        " WebSocket frame built per message, one os.write per socket, no await per client)"
+    ] = (
+        f"{best(proto).messages_per_s:,.0f} msg/s"
+        f" ({best(proto).messages_per_s / best(ours).messages_per_s:.1f}x ours),"
+        f" {best(proto).cpu_us_per_message:.1f} µs CPU/msg; paced p50 / p99 "
+        + "; ".join(
+            f"{rate:g} txn/s {run.hist.percentile(50):.1f} / {run.hist.percentile(99):.1f} ms"
+            for rate, run in proto.paced.items()
         )
+    )
     if results.profile:
         facts["Service profile, top self time (py-spy, sustained run 1)"] = results.profile
     report = Report(
@@ -792,7 +802,7 @@ def main(argv: Sequence[str]) -> int:
             ack=ACK_EVERY,
             rows=args.rows,
             repeat=args.repeat,
-            rate=args.rate,
+            rates=" and ".join(f"{r:g}" for r in args.rates),
             seconds=args.seconds,
         ),
         peer="trio-websocket",
@@ -800,7 +810,7 @@ def main(argv: Sequence[str]) -> int:
         command=command_line([NAME, *argv]),
         settings=(
             f"{n:,} clients, {args.rows} transactions per sustained run, best of {args.repeat};"
-            f" paced {args.rate:g} txn/s for {args.seconds:g} s"
+            f" paced {', '.join(f'{r:g}' for r in args.rates)} txn/s for {args.seconds:g} s each"
         ),
         facts=facts,
     )

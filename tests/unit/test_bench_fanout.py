@@ -9,7 +9,7 @@ import json
 import pytest
 import wsproto
 import wsproto.events
-from benches import BENCHMARKS
+from benches import BENCHMARKS, fanout
 from benches._fanout_profile import frame_name, summarize
 from benches._fanout_wire import (
     OP_BINARY,
@@ -200,3 +200,11 @@ def test_profile_summary() -> None:
     ]
     assert frame_name("f (/a/b/c/d.py:12)") == "f (c/d.py)"
     assert summarize([]) == (0, [], [])
+
+
+def test_the_paced_rates_option() -> None:
+    assert fanout._parse(["--rates", "2,7.5", "--quick"]).rates == (2.0, 7.5)
+    args = fanout._parse([])
+    assert (args.rates, args.clients, args.repeat, args.record) == ((1.0, 5.0), 1000, 2, True)
+    with pytest.raises(SystemExit):
+        fanout._parse(["--rates", "0"])
