@@ -182,13 +182,8 @@ class JsonProcess:
         self._events: collections.deque[dict[str, Any]] = collections.deque()
 
     @classmethod
-    async def start(
-        cls, nursery: trio.Nursery, name: str, command: list[str], env: dict[str, str] | None
-    ) -> JsonProcess:
-        process = await nursery.start(
-            _child(command, env),
-        )
-        return cls(name, process)
+    async def start(cls, nursery: trio.Nursery, name: str, command: list[str]) -> JsonProcess:
+        return cls(name, await nursery.start(_child(command, None)))
 
     async def send(self, **command: Any) -> None:
         assert self.process.stdin is not None
@@ -377,6 +372,8 @@ def _service_command() -> list[str]:
 
 @dataclasses.dataclass
 class Side:
+    """One server (ours, or a floor strategy) and what was measured of it."""
+
     name: str
     pid: int
     group: str
@@ -486,7 +483,7 @@ async def _run(
     clients = ClientPool(
         [
             await JsonProcess.start(
-                nursery, f"clients {i}", [sys.executable, "-m", "benches._fanout_clients"], None
+                nursery, f"clients {i}", [sys.executable, "-m", "benches._fanout_clients"]
             )
             for i in range(args.client_processes)
         ]
@@ -543,7 +540,7 @@ async def _run(
         progress.step(f"warm-up delivered; SatOpLog frame of {len(frame)} bytes ({begin})")
 
         floor_proc = await JsonProcess.start(
-            nursery, "floor", [sys.executable, "-m", "benches._fanout_floor"], None
+            nursery, "floor", [sys.executable, "-m", "benches._fanout_floor"]
         )
         listening = await floor_proc.event("listening", 30)
         floor_pid = int(listening["pid"])
