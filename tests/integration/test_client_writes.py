@@ -73,7 +73,10 @@ async def db(pg_server: Any) -> AsyncIterator[str]:
     yield pg_server.database_url(name)
     async with await connect(pg_server.database_url(name)) as c:
         # logical_replication mode leaves the postgres_1 subscription, which holds the database
-        if await c.fetchval("SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"):
+        if await c.fetchval(
+            "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"
+            " AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ):
             await c.execute(
                 "ALTER SUBSCRIPTION postgres_1 DISABLE;"
                 " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
