@@ -486,3 +486,23 @@ async def test_move_in_data_the_client_did_not_apply_is_sent_again_on_resume(
         )
         assert resp.err is None
         await c.nothing_for(0.5)
+
+
+async def test_a_data_query_that_fails_gives_a_subscription_data_error(
+    service: Service, db: str
+) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await sql(db, "INSERT INTO items VALUES (1, 'a')")
+    await wait_versions(service, 1)
+    async with client(service) as c:
+        await started(service, c)
+        sub = request(select("items", "this.id / 0 > 1"))  # division by zero on every row
+        assert (await subscribe(c, sub)).err is None
+        frames = await until(c, m.SatSubsDataError)
+        error = frames[-1]
+        assert isinstance(error, m.SatSubsDataError)
+        assert error.subscription_id == sub.subscription_id
+        assert error.message == "Could not retrieve initial data for subscription"
+        # The connection keeps working.
+        assert (await subscribe(c, request(select("items")))).err is None
+        await until(c, m.SatSubsDataEnd)

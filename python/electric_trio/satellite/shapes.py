@@ -20,8 +20,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import trio
-
 from .. import _native
 from ..ddlx.schema import Schema, Table
 from ..pg import Connection
@@ -286,9 +284,9 @@ def _type_name(table: Table, column: str) -> str:
 #: The tags of a row as the protocol writes them: rows with no shadow row (written before the
 #: table was electrified) get the epoch tag of Postgres.
 _TAGS = (
-    "ARRAY(SELECT coalesce((t).source_id, 'postgres_1') || '@' ||"
-    " floor(extract(epoch FROM (t).timestamp) * 1000)::int8::text"
-    " FROM unnest(coalesce(shadow._tags, '{\"(epoch,)\"}'::electric.tag[])) AS t)"
+    "ARRAY(SELECT coalesce(_electric_tag.source_id, 'postgres_1') || '@' ||"
+    " floor(extract(epoch FROM _electric_tag.timestamp) * 1000)::int8::text"
+    " FROM unnest(coalesce(shadow._tags, '{\"(epoch,)\"}'::electric.tag[])) AS _electric_tag)"
 )
 
 Row = tuple[list[str], list[str | None]]
@@ -384,13 +382,12 @@ async def fetch_layers(
         # The snapshot is taken by this first query; the magic write comes after it, so its
         # transaction id is at least the snapshot's xmin.
         xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+        await _magic_write(connect, caused_by)
+        on_xmin(xmin)
         out: list[tuple[LayerPlan, list[Row]]] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_magic_write, connect, caused_by)
-            on_xmin(xmin)
-            for layer, key_columns, keys in starts:
-                await _read_layer(conn, layer, key_columns, keys, user_id, out)
-            await conn.execute("COMMIT")
+        for layer, key_columns, keys in starts:
+            await _read_layer(conn, layer, key_columns, keys, user_id, out)
+        await conn.execute("COMMIT")
         return out
 
 
