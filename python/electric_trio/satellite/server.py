@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,7 +24,7 @@ import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from ..http import Request, Response
-from ..pg import ConnectParams
+from ..pg import Connection, ConnectParams, connect
 from ._db import PostgresUnavailableError, SessionDatabase
 from .auth import Authenticator
 from .messages import (
@@ -34,7 +36,7 @@ from .messages import (
     encode_message,
 )
 from .session import CLOSE_SERVER_ERROR, ClientShapes, Session
-from .shapes import SubscriptionPlan, plan_subscription
+from .shapes import MAGIC_WRITE, SubscriptionPlan, plan_subscription
 from .stream import OWNER_COLUMN, describe_tables
 
 if TYPE_CHECKING:
@@ -92,6 +94,8 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds a shape's data read may take to get its snapshot before the subscription is
     #: refused ("Internal error while checking data availability").
     data_start_timeout: float = 1.0
+    #: Connections kept for shape data reads (subscriptions and move-ins wait for one).
+    data_connections: int = 4
     #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
     #: acknowledgement; also stored when the connection ends).
     checkpoint_interval: float = 30.0
@@ -187,6 +191,9 @@ class SatelliteServer:
         self.client_shapes: dict[str, ClientShapes] = {}
         #: Caught-up sessions the fan-out streams to (see :meth:`fanout`).
         self.live: set[Session] = set()
+        self._data_slots = trio.Semaphore(settings.data_connections)
+        self._data_free: list[Connection] = []
+        self._closed = False
         #: The sessions by client id (one connection per client id).
         self.clients: dict[str, Session] = {}
         self._registrations: dict[str, _Registration] = {}
@@ -333,6 +340,27 @@ class SatelliteServer:
 
     # ---- Postgres ------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def data_connection(self) -> AsyncIterator[Connection]:
+        """A connection for a shape data read, from a small pool (a connection that failed or
+        was interrupted is closed, not reused)."""
+        async with self._data_slots:
+            conn = self._data_free.pop() if self._data_free else await connect(self.params)
+            healthy = False
+            try:
+                yield conn
+                healthy = not conn.closed
+            finally:
+                if healthy and not self._closed:
+                    self._data_free.append(conn)
+                else:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+
+    async def magic_write(self, caused_by: str) -> None:
+        """The magic write (shapes.MAGIC_WRITE) on the sessions' shared connection."""
+        await self.db.fetch(MAGIC_WRITE, caused_by)
+
     async def acknowledged_client_lsn(self, client_id: str) -> bytes:
         """The client's last transaction Postgres has (its opaque LSN bytes; empty if none).
         Raises :class:`PostgresUnavailableError`."""
@@ -446,6 +474,9 @@ class SatelliteServer:
         with trio.move_on_after(self.settings.close_timeout):
             while self._registrations:
                 await next(iter(self._registrations.values())).gone.wait()
+        self._closed = True
+        while self._data_free:
+            await self._data_free.pop().aclose()
         await self.db.aclose()
 
 

@@ -24,7 +24,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .. import _native
 from ..ddlx.migration import Dialect
-from ..pg import Connection, PgError, connect
+from ..pg import PgError
 from ._db import PostgresUnavailableError
 from ._wire import adopt, can_write_now, send_frames, write_now
 from .auth import AuthFailure, AuthResult
@@ -946,9 +946,6 @@ class Session:
         if delivery.subscription is not None:
             self._pending_subs.pop(delivery.subscription.id, None)
 
-    async def _connect(self) -> Connection:
-        return await connect(self.server.params)
-
     async def _fetch(
         self,
         delivery: _Delivery,
@@ -963,10 +960,11 @@ class Session:
 
         with delivery.scope:
             try:
-                delivery.rows = await fetch_layers(
-                    self._connect, starts, self.user_id, caused_by, on_xmin
-                )
-            except (PgError, OSError, trio.BrokenResourceError) as e:
+                async with self.server.data_connection() as conn:
+                    delivery.rows = await fetch_layers(
+                        conn, self.server.magic_write, starts, self.user_id, caused_by, on_xmin
+                    )
+            except (PgError, OSError, trio.BrokenResourceError, PostgresUnavailableError) as e:
                 log.warning(
                     "cannot read shape data client_id=%s caused_by=%s: %s",
                     self.client_id,

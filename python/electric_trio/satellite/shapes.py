@@ -366,36 +366,33 @@ def xid_at_least(xid: int, xmin: int) -> bool:
     return diff < 0x80000000
 
 
+#: The magic write: a transaction that reaches the stream at or after a snapshot's xmin.
+MAGIC_WRITE = (
+    "UPDATE electric.transaction_marker SET content = jsonb_build_object("
+    "'xid', pg_current_xact_id(), 'caused_by', $1::text) WHERE id = 'magic write'"
+)
+
+
 async def fetch_layers(
-    connect: Callable[[], Awaitable[Connection]],
+    conn: Connection,
+    magic_write: Callable[[str], Awaitable[object]],
     starts: Sequence[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]],
     user_id: str | None,
     caused_by: str,
     on_xmin: Callable[[int], None],
 ) -> list[tuple[LayerPlan, list[Row]]]:
     """Reads the rows of each ``(layer, key columns, keys)`` start and the layers under them in
-    one snapshot; ``on_xmin`` gets the snapshot's xmin as soon as it is known (the magic write
-    makes sure a transaction at or after it comes through the stream)."""
-    conn = await connect()
-    async with conn:
-        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        # The snapshot is taken by this first query; the magic write comes after it, so its
-        # transaction id is at least the snapshot's xmin.
-        xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
-        await _magic_write(connect, caused_by)
-        on_xmin(xmin)
-        out: list[tuple[LayerPlan, list[Row]]] = []
-        for layer, key_columns, keys in starts:
-            await _read_layer(conn, layer, key_columns, keys, user_id, out)
-        await conn.execute("COMMIT")
-        return out
-
-
-async def _magic_write(connect: Callable[[], Awaitable[Connection]], caused_by: str) -> None:
-    conn = await connect()
-    async with conn:
-        await conn.execute(
-            "UPDATE electric.transaction_marker SET content = jsonb_build_object("
-            "'xid', pg_current_xact_id(), 'caused_by', $1::text) WHERE id = 'magic write'",
-            caused_by,
-        )
+    one snapshot on ``conn`` (idle, outside a transaction); ``on_xmin`` gets the snapshot's xmin
+    as soon as it is known, after ``magic_write(caused_by)`` ran :data:`MAGIC_WRITE` on another
+    connection, which makes sure a transaction at or after it comes through the stream."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    # The snapshot is taken by this first query; the magic write comes after it, so its
+    # transaction id is at least the snapshot's xmin.
+    xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+    await magic_write(caused_by)
+    on_xmin(xmin)
+    out: list[tuple[LayerPlan, list[Row]]] = []
+    for layer, key_columns, keys in starts:
+        await _read_layer(conn, layer, key_columns, keys, user_id, out)
+    await conn.execute("COMMIT")
+    return out
