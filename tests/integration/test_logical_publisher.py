@@ -490,3 +490,62 @@ async def test_the_stream_decodes_as_pgoutput_and_ends_with_copy_done(running: R
         assert txn.changes()[1][3] == {"id": 5, "v": "five"}
         await stream.stop()
         assert len(await conn.fetch("IDENTIFY_SYSTEM")) == 1
+
+
+def own_client_params(publisher: LogicalPublisher) -> ConnectParams:
+    """Our own replication client, with the subscription's password and name."""
+    password = dict(p.split("=", 1) for p in publisher.conninfo.split())["password"]
+    return ConnectParams(
+        host="127.0.0.1",
+        port=publisher.port,
+        password=password,
+        database="electric",
+        sslmode="disable",
+        application_name=SUBSCRIPTION,
+    )
+
+
+async def test_a_subscriber_ahead_of_our_lsns_gets_the_queue_after_its_position(
+    running: Running,
+) -> None:
+    """Postgres asking to start after an LSN we have not reached (its origin moved, or an
+    older run of ours got further): the queue is given LSNs after that position, so Postgres
+    does not skip it as already applied."""
+    publisher = running.publisher
+    ahead = 5 << 32
+    decoder = _native.PgOutputDecoder()
+    async with await connect(own_client_params(publisher), replication="database") as conn:
+        stream = await conn.start_replication(
+            f'START_REPLICATION SLOT "{SUBSCRIPTION}" LOGICAL 5/0'
+            " (proto_version '1', publication_names '\"electric_publication\"')"
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publisher.write, client_write("c", 1, [{"id": "1", "v": "a"}]))
+            with trio.fail_after(30):
+                txns: list[Any] = []
+                while not txns:
+                    txns = decoder.decode(await stream.receive_raw_batch())
+            (txn,) = txns
+            assert txn.commit_lsn > ahead
+            await stream.send_status(txn.end_lsn)
+        await stream.stop()
+
+
+async def test_a_cancel_request_ends_the_stream(running: Running) -> None:
+    publisher = running.publisher
+    async with await connect(own_client_params(publisher), replication="database") as conn:
+        stream = await conn.start_replication(
+            f'START_REPLICATION SLOT "{SUBSCRIPTION}" LOGICAL 0/0'
+            " (proto_version '1', publication_names '\"electric_publication\"')"
+        )
+        await until(lambda: publisher.streaming)
+        async with await trio.open_tcp_stream("127.0.0.1", publisher.port) as raw:
+            await raw.send_all(_native.encode_cancel_request(conn.backend_pid, conn._secret_key))
+        with trio.fail_after(30), pytest.raises(PgError):
+            await drain(stream)
+
+
+async def drain(stream: Any) -> None:
+    """Reads the stream until it ends (with an error)."""
+    while True:
+        await stream.receive_raw_batch()
