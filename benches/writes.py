@@ -1,12 +1,15 @@
 """Client writes into Postgres (``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``).
 
-Three figures, each against a peer measured in the same run on the same server:
+Four figures, each against a peer measured in the same run on the same server:
 
 * end to end: 50 raw Satellite clients, each sending 1-row transactions as fast as the echoes
   allow (the next one once the previous came back through replication), to the service running
   in its own process; committed transactions per second, against the same rows inserted by a
   plain psycopg connection per client (50 threads), one row per transaction, into the same
-  electrified table (Postgres-side writes);
+  electrified table (Postgres-side writes); the same in ``logical_replication`` mode is reported
+  beside it;
+* the direct writer alone: the same clients' transactions given to it directly (no WebSocket,
+  no echo), against the same peer: what the writing costs, apart from the rest of the service;
 * large transactions (``--rows`` changes, 5,000 by default) through the direct writer: its COPY
   path (pgpq binary COPY into a staging table, one ``INSERT … SELECT`` per table) against its
   row-insert path (one simple query of ``INSERT`` statements); rows per second;
@@ -86,7 +89,9 @@ process) each send {per_client} 1-row transactions to the service running in its
 (`electric-trio serve`, direct_writes), each the next once the previous one's echo came back
 through Postgres's replication; the figure is committed transactions per second; the peer is
 {clients} psycopg connections (one thread each) inserting the same rows, one per transaction,
-into an electrified table of the same shape. *Large*: one client transaction of {rows:,}
+into an electrified table of the same shape. *Direct writer alone*: the same {clients} clients'
+1-row transactions given straight to the direct writer (its 16 connections, no WebSocket, no
+echo), against the same psycopg peer. *Large*: one client transaction of {rows:,}
 inserts given to the direct writer, its COPY path (pgpq binary COPY into a staging table, one
 `INSERT ... SELECT` per table) against its row-insert path (`INSERT` statements in one simple
 query). *Small*: {small} 1-row transactions given to the direct writer one after the other, the
@@ -191,6 +196,60 @@ async def _writer_rates(
     return rates
 
 
+async def _writer_concurrent(
+    url: str, args: argparse.Namespace, progress: Progress
+) -> tuple[list[float], list[float]]:
+    """The direct writer alone (no WebSocket, no echo): the 1-row transactions of ``CLIENTS``
+    clients given to it at once, against as many psycopg connections doing the same."""
+    per_client = 20 if args.quick else 60
+    runs = itertools.count()
+
+    async def ours() -> float:
+        run = next(runs)
+        writer = DirectWriter(ConnectParams.from_url(url))
+        writes = [
+            [_client_write(f"concurrent-{run}-{i}", lsn, 1) for lsn in range(1, per_client + 1)]
+            for i in range(CLIENTS)
+        ]
+        ends: list[float] = []
+
+        async def client(mine: list[ClientWrite]) -> None:
+            for write in mine:
+                await writer.write(write)
+            ends.append(time.perf_counter())
+
+        gc.collect()
+        start = time.perf_counter()
+        try:
+            async with trio.open_nursery() as nursery:
+                for mine in writes:
+                    nursery.start_soon(client, mine)
+        finally:
+            await writer.aclose()
+        return CLIENTS * per_client / (max(ends) - start)
+
+    got: dict[str, list[float]] = {"ours": [], "psycopg": []}
+    for i in range(args.repeat + 1):
+        order = ("ours", "psycopg") if i % 2 == 0 else ("psycopg", "ours")
+        rates = {}
+        for side in order:
+            if side == "ours":
+                rates[side] = await ours()
+            else:
+                rates[side] = await trio.to_thread.run_sync(
+                    _e2e_peer, url, per_client, "writer_peer"
+                )
+        label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
+        progress.step(
+            f"{label} direct writer, {CLIENTS} clients: ours {rates['ours']:,.0f} tx/s,"
+            f" psycopg {rates['psycopg']:,.0f} tx/s"
+        )
+        if i:
+            for side, rate in rates.items():
+                got[side].append(rate)
+    return got["ours"], got["psycopg"]
+
+
 # -- end to end: Satellite clients against psycopg connections ---------------------------------
 
 
@@ -290,7 +349,7 @@ async def _e2e_ours(port: int, per_client: int, run: int) -> float:
     return CLIENTS * per_client / (max(done) - start)
 
 
-def _e2e_peer(url: str, per_client: int) -> float:
+def _e2e_peer(url: str, per_client: int, table: str = PEER_TABLE) -> float:
     barrier = threading.Barrier(CLIENTS + 1)
     ends: list[float] = []
     keys = [[next(_keys) for _ in range(per_client)] for _ in range(CLIENTS)]
@@ -301,7 +360,7 @@ def _e2e_peer(url: str, per_client: int) -> float:
             for key in mine:
                 with conn.transaction():
                     conn.execute(
-                        f"INSERT INTO {PEER_TABLE} VALUES (%s, %s, %s, %s, %s, %s)",
+                        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s)",
                         _row(key),
                     )
             ends.append(time.perf_counter())
@@ -447,10 +506,13 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> dict
         async with await connect(db_url) as c:
             await install_electric_schema(c)
             await c.execute(
-                f"CREATE TABLE writer_items ({COLUMNS}); CALL electric.electrify('writer_items')"
+                f"CREATE TABLE writer_items ({COLUMNS}); CALL electric.electrify('writer_items');"
+                f" CREATE TABLE writer_peer ({COLUMNS}); CALL electric.electrify('writer_peer')"
             )
         progress.step("direct writer: COPY against row inserts")
         paths = await _writer_rates(db_url, args, progress)
+        progress.step(f"direct writer: {CLIENTS} clients at once against psycopg")
+        concurrent = await _writer_concurrent(db_url, args, progress)
         progress.step(f"end to end: {CLIENTS} clients against {CLIENTS} psycopg connections")
         e2e = await _e2e(db_url, args, progress, "direct_writes")
         try:
@@ -465,6 +527,7 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> dict
         "paths": paths,
         "e2e": e2e,
         "lr": lr,
+        "concurrent": concurrent,
         "server_version": server_version,
         "small": max(50, args.rows // 10),
     }
@@ -484,6 +547,13 @@ def main(argv: Sequence[str]) -> int:
             unit="tx/s",
             ours=tuple(ours),
             peer=tuple(peer),
+            target=TARGET_E2E,
+        ),
+        Measurement(
+            figure=f"direct writer alone, {CLIENTS} clients, 1-row transactions (peer: psycopg)",
+            unit="tx/s",
+            ours=tuple(results["concurrent"][0]),
+            peer=tuple(results["concurrent"][1]),
             target=TARGET_E2E,
         ),
         Measurement(

@@ -1,7 +1,7 @@
-"""``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``: client transactions written on our own connection
+"""``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``: client transactions written on our own connections
 (server-behaviour.md §7).
 
-Its connections (a few; a client always uses the same one, so its transactions keep their
+Its connections (16 by default; a client always uses the same one, so its transactions keep their
 order while different clients' commits share Postgres's fsyncs) run with
 ``electric.session_replication_role = replica``, so the triggers of
 electrified tables treat its inserts as client writes (the builtin role stays ``origin``: the
@@ -183,7 +183,7 @@ class DirectWriter:
         params: ConnectParams,
         *,
         copy_threshold: int | None = COPY_THRESHOLD,
-        connections: int = 4,
+        connections: int = 16,
     ) -> None:
         """``copy_threshold``: transactions with at least this many changes go through COPY
         (None: never)."""
