@@ -211,7 +211,11 @@ class _Connection:
             route = self.router.match(request)
             if route is not None and route.upgrade is not None and request.upgrade is not None:
                 log.debug("HTTP upgrade", path=request.path, protocol=request.upgrade)
-                await route.upgrade(request, ReplayStream(self.stream, bytes(raw)))
+                stream = ReplayStream(self.stream, bytes(raw))
+                # The connection is the handler's for as long as it lasts: HTTP's state goes.
+                del raw, event
+                self.h11 = _UPGRADED
+                await route.upgrade(request, stream)
                 raise _Closed
             body = await self._read_body()
             request = msgspec.structs.replace(request, body=body)
@@ -318,6 +322,11 @@ class _Connection:
             await self._respond(closing)
         except (_Closed, h11.LocalProtocolError, trio.BrokenResourceError, OSError):
             pass
+
+
+#: The HTTP state of every upgraded connection: nothing more is sent as HTTP on it.
+_UPGRADED = h11.Connection(h11.SERVER)
+_UPGRADED.send_failed()
 
 
 class ReplayStream(trio.abc.Stream):
