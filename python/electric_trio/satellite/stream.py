@@ -175,6 +175,8 @@ class Outbound:
         self.history = history
         #: The client's sent-rows graph: which changes it sees (shapes and ownership).
         self.graph = graph
+        # It lists the relations a frame uses that this connection has not been told about.
+        graph.reset_relations()
         self._table_oid = table_oid
         self._migration_times = migration_times
         self._relations: dict[int, SatRelation] = {}
@@ -301,6 +303,7 @@ class Outbound:
             if self._relations.get(oid) != relation:
                 self._relations[oid] = relation
                 self._relation_keys.pop(oid, None)
+                self.graph.reset_relations()
                 frames.append(encode(relation))
         return frames
 

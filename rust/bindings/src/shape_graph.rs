@@ -2,7 +2,9 @@
 //! each transaction means for its client and gets the `SatOpLog` frame, rows never becoming
 //! Python objects.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use electric_core::electric::POSTGRES_ORIGIN;
@@ -44,15 +46,37 @@ fn relation_info(r: &Relation) -> RelationInfo {
     )
 }
 
-/// The relations of `ops` in order of first use.
-fn relations_of<'a>(relations: impl Iterator<Item = &'a Arc<Relation>>) -> Vec<RelationInfo> {
+/// The relations of `ops` in order of first use, except those `announced` already has in the
+/// same form (which it then records).
+fn relations_of<'a>(
+    relations: impl Iterator<Item = &'a Arc<Relation>>,
+    announced: &mut HashMap<u32, u64>,
+) -> Vec<RelationInfo> {
     let mut seen: Vec<&Arc<Relation>> = Vec::new();
     for r in relations {
         if !seen.iter().any(|s| Arc::ptr_eq(s, r)) {
             seen.push(r);
         }
     }
-    seen.into_iter().map(|r| relation_info(r)).collect()
+    seen.into_iter()
+        .filter(|r| {
+            let form = relation_form(r);
+            announced.insert(r.id, form) != Some(form)
+        })
+        .map(|r| relation_info(r))
+        .collect()
+}
+
+/// A fingerprint of what a client is told of a relation: names and column types.
+fn relation_form(r: &Relation) -> u64 {
+    let mut h = DefaultHasher::new();
+    r.namespace.hash(&mut h);
+    r.name.hash(&mut h);
+    for c in &r.columns {
+        c.name.hash(&mut h);
+        c.type_oid.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn move_ins(list: Vec<MoveIn>) -> Vec<MoveInInfo> {
@@ -65,6 +89,8 @@ pub struct ShapeGraph {
     inner: CoreGraph,
     columns: HashMap<(String, String), Vec<ColumnDef>>,
     encoder: OplogEncoder,
+    /// The relations reported to the caller since `reset_relations`, by id: their form.
+    announced: HashMap<u32, u64>,
 }
 
 #[pymethods]
@@ -76,6 +102,7 @@ impl ShapeGraph {
             inner: CoreGraph::new(user_id),
             columns: HashMap::new(),
             encoder: OplogEncoder::new(),
+            announced: HashMap::new(),
         }
     }
 
@@ -162,7 +189,7 @@ impl ShapeGraph {
 
     /// The queued data (inserts of added rows, gones of removed subscriptions) as `SatOpLog`
     /// frames of at most `max_ops` ops, bare or within `additional_begin/commit` of
-    /// `additional_ref`, and the relations they use. No frame when nothing is queued.
+    /// `additional_ref`, and the relations they use not reported before in the same form. No frame when nothing is queued.
     #[pyo3(signature = (max_ops = 1000, additional_ref = None))]
     fn take_data<'py>(
         &mut self,
@@ -171,10 +198,13 @@ impl ShapeGraph {
         additional_ref: Option<u64>,
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>)> {
         let data = self.inner.take_data();
-        let relations = relations_of(data.iter().filter_map(|op| match op {
-            PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => Some(relation),
-            PlanOp::Change(_) => None,
-        }));
+        let relations = relations_of(
+            data.iter().filter_map(|op| match op {
+                PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => Some(relation),
+                PlanOp::Change(_) => None,
+            }),
+            &mut self.announced,
+        );
         let mut frames = Vec::new();
         if let Some(r) = additional_ref {
             // One pseudo-transaction: the client applies it as a whole.
@@ -234,7 +264,10 @@ impl ShapeGraph {
             .map(|m| electric_core::satellite::Op::Migrate(m))
             .chain(plan.ops.iter().filter_map(|op| op.op(inner)));
         let frame = self.encoder.encode(&bracket, ops).map_err(encode_error)?;
-        let relations = relations_of(plan.ops.iter().map(|op| op.relation(inner)));
+        let relations = relations_of(
+            plan.ops.iter().map(|op| op.relation(inner)),
+            &mut self.announced,
+        );
         Ok(Some((
             PyBytes::new(py, &frame),
             relations,
@@ -270,6 +303,12 @@ impl ShapeGraph {
         self.inner
             .import(data)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
+    /// Forgets which relations were reported: `process` and `take_data` list every relation
+    /// they use again (a new connection, or a relation the caller announced in another form).
+    fn reset_relations(&mut self) {
+        self.announced.clear();
     }
 
     /// Whether the client has the row of `schema.table` with these key values (text).
