@@ -17,6 +17,7 @@ import trio
 from .._log import get_logger
 from ..pg import PgError, connect
 from .direct import DirectWriter
+from .publisher import LogicalPublisher
 
 __all__ = ["SUBSCRIPTION", "WritesSubsystem"]
 
@@ -50,18 +51,9 @@ class WritesSubsystem:
                 await _disable_subscription(service)
                 service.writer = writer
             else:
-                try:
-                    from .publisher import LogicalPublisher  # type: ignore[import-not-found,unused-ignore]
-                except ImportError as e:
-                    log.error(
-                        "ELECTRIC_WRITE_TO_PG_MODE=logical_replication is not available yet:"
-                        " client transactions are not written (use direct_writes)",
-                        error=str(e),
-                    )
-                else:
-                    publisher = LogicalPublisher(service)
-                    await nursery.start(publisher.run)
-                    service.writer = publisher
+                publisher = LogicalPublisher(service)
+                await nursery.start(publisher.run)
+                service.writer = publisher
             log.info("writes started", mode=mode)
             task_status.started()
             try:
