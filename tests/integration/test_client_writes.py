@@ -582,6 +582,88 @@ async def test_quoted_table_and_column_names(service: Service, pg: Connection) -
     assert tags == ["client_1_1"]
 
 
+# "by", "loop", "while" and "strict" are words PL/pgSQL reserves but SQL does not, "user" is
+# reserved in SQL, "position" is a column-name keyword, "new" the name of a PL/pgSQL variable
+# (and a key: the generated code compares keys unqualified); the foreign key makes every write
+# of a child report its parent (the generated fk-chain functions).
+SAY_HI = '"say ""hi"""'  # the column say "hi"
+KEYWORDS = (
+    'CREATE TABLE "by" (by text PRIMARY KEY, position text, "user" text, "userId" text,'
+    f" {SAY_HI} text);"
+    ' CREATE TABLE loop (new text PRIMARY KEY, "while" text REFERENCES "by" (by), strict int4);'
+    " CALL electric.electrify('by'); CALL electric.electrify('loop');"
+)
+BY_REL = relation(
+    6,
+    "by",
+    ("by", "TEXT", False),
+    ("position", "TEXT", True),
+    ("user", "TEXT", True),
+    ("userId", "TEXT", True),
+    ('say "hi"', "TEXT", True),
+)
+LOOP_REL = relation(
+    7, "loop", ("new", "TEXT", False), ("while", "TEXT", True), ("strict", "INTEGER", True)
+)
+
+
+async def test_keywords_and_quotes_in_table_and_column_names(
+    service: Service, pg: Connection
+) -> None:
+    await migrate(service, pg, "2", KEYWORDS)
+    # Postgres-side writes: every trigger of both tables
+    await pg.execute(
+        "INSERT INTO \"by\" VALUES ('p', 'pos', 'u', 'uid', 'hi'), ('gone', '1', '2', '3', '4');"
+        f" UPDATE \"by\" SET {SAY_HI} = 'hi there', position = 'pos 2' WHERE by = 'p';"
+        " DELETE FROM \"by\" WHERE by = 'gone';"
+        " INSERT INTO loop VALUES ('l', 'p', 1); UPDATE loop SET strict = 2"
+    )
+    observed = await pg.fetchval(
+        "SELECT coalesce((_tag).source_id, 'postgres_1') || '@'"
+        " || (extract(epoch FROM (_tag).timestamp) * 1000)::int8"
+        " FROM electric.shadow__public__by WHERE by = 'p'"
+    )
+    now = ms(dt.datetime.now(dt.UTC))
+    async with client(service, "client_1_1") as c:
+        await c.send(BY_REL, LOOP_REL)
+        await c.write(
+            1,
+            now,
+            insert(6, "c", "1", "2", "3", 'say "hi"'),
+            compensation(6, "p", None, None, None, None, tags=[observed]),
+            insert(7, "m", "p", "7"),
+        )
+        assert (await c.echo()).origin == "client_1_1"
+        await c.write(
+            2,
+            now + 1,
+            # one column of each row: the others keep their values
+            update(
+                6,
+                ["p", "pos 2", "u", "uid", "hi from the client"],
+                ["p", "pos 2", "u", "uid", "hi there"],
+                tags=[observed],
+            ),
+            update(6, ["c", "1", "2", "3 bis", 'say "hi"'], ["c", "1", "2", "3", 'say "hi"']),
+            update(7, ["l", "c", "2"], ["l", "p", "2"], tags=[observed]),
+            delete(7, "m", "p", "7", tags=[f"client_1_1@{now}"]),
+        )
+        assert (await c.echo()).commit_timestamp == now + 1
+    assert [tuple(r) for r in await pg.fetch('SELECT * FROM "by" ORDER BY by')] == [
+        ("c", "1", "2", "3 bis", 'say "hi"'),
+        ("p", "pos 2", "u", "uid", "hi from the client"),
+    ]
+    assert [tuple(r) for r in await pg.fetch("SELECT * FROM loop")] == [("l", "c", 2)]
+    tombstones = await pg.fetch("SELECT * FROM electric.tombstone__public__loop")
+    assert [tuple(r) for r in tombstones] == [("m", "p", 7)]
+    tags = await pg.fetchrow(
+        'SELECT ("_tag_say ""hi""").source_id, (_tag_position).source_id'
+        " FROM electric.shadow__public__by WHERE by = 'p'"
+    )
+    assert tags is not None
+    assert tuple(tags) == ("client_1_1", None)
+
+
 # ---- F: validation (06.01 and the values of §6.6) --------------------------------------------
 
 

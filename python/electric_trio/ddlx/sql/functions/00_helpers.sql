@@ -4,7 +4,9 @@
 --   * SECURITY DEFINER routines pin `search_path = pg_catalog, pg_temp`, so that a caller's
 --     search_path cannot substitute its own functions or operators for ours; everything outside
 --     pg_catalog is therefore written schema-qualified (electric.x, OPERATOR(electric.<)).
---   * Identifiers are always interpolated with %I, values with %L or as parameters.
+--   * Values are interpolated with %L or passed as parameters. Identifiers in the SQL and
+--     PL/pgSQL that 40_shadow.sql generates are always double-quoted, with electric.__ident(),
+--     never with %I or quote_ident() (see there why).
 
 -- The replication role that decides which triggers act (§2): the custom GUC
 -- electric.session_replication_role (set by the direct writer, whose builtin role stays
@@ -27,6 +29,21 @@ CREATE OR REPLACE FUNCTION electric.__lookup_test_flag(flag_name text, default_v
 CREATE OR REPLACE FUNCTION electric.current_transaction_id(OUT txid xid8, OUT txts int8)
     LANGUAGE sql STABLE
     AS $$ SELECT electric.current_xact_id(), electric.current_xact_ts() $$;
+
+-- An identifier, always double-quoted. format('%I') and quote_ident() leave a name bare
+-- unless SQL reserves it, but PL/pgSQL reserves words that SQL does not (BY, LOOP, WHILE,
+-- FOREACH, STRICT): generated from a column named "by", NEW.by reads in PL/pgSQL as NEW
+-- followed by the keyword BY ('record "new" has no field "by"'), and every write to the
+-- table failed.
+CREATE OR REPLACE FUNCTION electric.__ident(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN '"' || replace(name, '"', '""') || '"';
+
+-- electric.__ident() of each name, in order.
+CREATE OR REPLACE FUNCTION electric.__idents(names text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY(SELECT electric.__ident(n) FROM unnest(names) WITH ORDINALITY AS u(n, i)
+                  ORDER BY i);
 
 -- Joins format(fmt, element, position) over an array, in array order; '' for an empty or
 -- NULL array. The generators below build their SQL with it.

@@ -94,13 +94,14 @@ CREATE OR REPLACE FUNCTION electric.__table_layout(
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    main_table := format('%I.%I', schema_name, table_name);
-    shadow_table := format('electric.%I', electric.__shadow_name(schema_name, table_name));
-    tombstone_table := format('electric.%I', electric.__tombstone_name(schema_name, table_name));
+    main_table := electric.__ident(schema_name) || '.' || electric.__ident(table_name);
+    shadow_table := 'electric.' || electric.__ident(electric.__shadow_name(schema_name, table_name));
+    tombstone_table := 'electric.'
+        || electric.__ident(electric.__tombstone_name(schema_name, table_name));
     tombstone_oid := to_regclass(tombstone_table);
     IF tombstone_oid IS NULL THEN
-        RAISE EXCEPTION 'table %.% has no tombstone table %: is it electrified?',
-                quote_ident(schema_name), quote_ident(table_name), tombstone_table
+        RAISE EXCEPTION 'table % has no tombstone table %: is it electrified?',
+                main_table, tombstone_table
             USING ERRCODE = 'undefined_table';
     END IF;
     SELECT array_agg(a.attname ORDER BY k.ord),
@@ -143,12 +144,15 @@ BEGIN
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
      WHERE i.indrelid = table_oid AND i.indisprimary;
 
-    SELECT array_agg(format('%I %s', '__reordered_' || a.attname, col.type) ORDER BY a.attnum)
+    SELECT array_agg(format('%s %s', electric.__ident('__reordered_' || a.attname), col.type)
+                     ORDER BY a.attnum)
                FILTER (WHERE NOT col.is_pk),
-           array_agg(CASE WHEN col.is_pk THEN format('%I %s NOT NULL', a.attname, col.type)
-                          ELSE format('%I electric.tag', '_tag_' || a.attname) END
+           array_agg(CASE WHEN col.is_pk
+                          THEN format('%s %s NOT NULL', electric.__ident(a.attname), col.type)
+                          ELSE format('%s electric.tag', electric.__ident('_tag_' || a.attname))
+                     END
                      ORDER BY a.attnum),
-           array_agg(format('%I %s%s', a.attname, col.type,
+           array_agg(format('%s %s%s', electric.__ident(a.attname), col.type,
                             CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END)
                      ORDER BY a.attnum)
       INTO reordered_columns, shadow_columns, tombstone_columns
@@ -160,7 +164,7 @@ BEGIN
      WHERE a.attrelid = table_oid AND a.attnum > 0 AND NOT a.attisdropped;
 
     EXECUTE format(
-        E'CREATE TABLE electric.%I (\n'
+        E'CREATE TABLE electric.%s (\n'
         '    _tags electric.tag[] DEFAULT ''{}'',\n'
         '    _last_modified int8,\n'              -- xid of the last writer
         '    _is_a_delete_operation bool DEFAULT false,\n'
@@ -172,18 +176,18 @@ BEGIN
         '    %s\n'
         '    PRIMARY KEY (%s)\n'
         ')',
-        electric.__shadow_name(_schema, _table),
+        electric.__ident(electric.__shadow_name(_schema, _table)),
         array_to_string(coalesce(reordered_columns, '{}') || shadow_columns, E',\n    ') || ',',
-        electric.__format_each(pk, '%I'));
+        electric.__format_each(electric.__idents(pk), '%s'));
     -- Electric reads the old shadow row of every change from the WAL.
-    EXECUTE format('ALTER TABLE electric.%I REPLICA IDENTITY FULL',
-                   electric.__shadow_name(_schema, _table));
+    EXECUTE format('ALTER TABLE electric.%s REPLICA IDENTITY FULL',
+                   electric.__ident(electric.__shadow_name(_schema, _table)));
 
     EXECUTE format(
-        E'CREATE TABLE electric.%I (\n    %s,\n    PRIMARY KEY (%s)\n)',
-        electric.__tombstone_name(_schema, _table),
+        E'CREATE TABLE electric.%s (\n    %s,\n    PRIMARY KEY (%s)\n)',
+        electric.__ident(electric.__tombstone_name(_schema, _table)),
         array_to_string(tombstone_columns, E',\n    '),
-        electric.__format_each(pk, '%I'));
+        electric.__format_each(electric.__idents(pk), '%s'));
 END;
 $$;
 
@@ -191,6 +195,12 @@ $$;
 -- Generators: each (re)creates one function for one table and returns its name.
 -- In the generated code, PK columns match with "pk = NEW.pk", column lists follow the
 -- layout's order, and the bit mask's position i is the i-th non-PK column.
+-- Names of the table are the user's: each is double-quoted (electric.__ident, never %I: see
+-- 00_helpers.sql), and a column named like a PL/pgSQL variable ("found", "new", "tg_op")
+-- is read as the column (#variable_conflict use_column) instead of making the statement
+-- ambiguous. The generated code's own variables start with "__" (besides NEW, OLD and
+-- shadow_row, which are only used qualified): a column named exactly like one of them
+-- (__tag, __max...) would be taken for it, and is not supported.
 -- ---------------------------------------------------------------------------------------------
 
 -- AFTER DELETE on T (always, whoever deletes): keep the deleted row's values.
@@ -205,23 +215,24 @@ DECLARE
     fn name := electric.__function_name('generate_tombstone_entry', schema_name, table_name);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 BEGIN
     INSERT INTO %2$s (%3$s) VALUES (%4$s)
         ON CONFLICT (%5$s) %6$s;
     RETURN NULL;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.tombstone_table,
-        electric.__format_each(l.pk || l.non_pk, '%I'),
-        electric.__format_each(l.pk || l.non_pk, 'OLD.%I'),
-        electric.__format_each(l.pk, '%I'),
+        electric.__format_each(electric.__idents(l.pk || l.non_pk), '%s'),
+        electric.__format_each(electric.__idents(l.pk || l.non_pk), 'OLD.%s'),
+        electric.__format_each(electric.__idents(l.pk), '%s'),
         CASE WHEN cardinality(l.non_pk) = 0 THEN 'DO NOTHING'
-             ELSE 'DO UPDATE SET ' || electric.__format_each(l.non_pk, '%1$I = EXCLUDED.%1$I')
+             ELSE 'DO UPDATE SET ' || electric.__format_each(electric.__idents(l.non_pk), '%1$s = EXCLUDED.%1$s')
         END);
     RETURN fn;
 END;
@@ -242,10 +253,11 @@ DECLARE
     tag_columns text[] := ARRAY(SELECT '_tag_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
     __mask bool[];
@@ -291,18 +303,18 @@ BEGIN
     RETURN NEW;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         cardinality(l.non_pk),
-        electric.__format_each(l.non_pk, 'NEW.%1$I IS DISTINCT FROM OLD.%1$I'),
+        electric.__format_each(electric.__idents(l.non_pk), 'NEW.%1$s IS DISTINCT FROM OLD.%1$s'),
         l.shadow_table,
-        electric.__format_each(l.pk || tag_columns, ', %I', ''),
-        electric.__format_each(l.pk, ', NEW.%I', '')
+        electric.__format_each(electric.__idents(l.pk || tag_columns), ', %s', ''),
+        electric.__format_each(electric.__idents(l.pk), ', NEW.%s', '')
             || repeat(', __tag', cardinality(l.non_pk)),
-        electric.__format_each(l.pk, '%I'),
+        electric.__format_each(electric.__idents(l.pk), '%s'),
         electric.__format_each(l.non_pk,
             '__mask[%2$s] OR coalesce(s._modified_columns_bit_mask[%2$s], false)'),
-        electric.__format_each(tag_columns, ', s.%I', ''),
-        electric.__format_each(l.pk, 's.%1$I = NEW.%1$I', ' AND '));
+        electric.__format_each(electric.__idents(tag_columns), ', s.%s', ''),
+        electric.__format_each(electric.__idents(l.pk), 's.%1$s = NEW.%1$s', ' AND '));
     RETURN fn;
 END;
 $gen$;
@@ -321,10 +333,11 @@ DECLARE
     tag_columns text[] := ARRAY(SELECT '_tag_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __tag electric.tag := ROW(CURRENT_TIMESTAMP(3), NULL);
     __max timestamptz;
@@ -348,10 +361,10 @@ BEGIN
     RETURN OLD;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.shadow_table,
-        electric.__format_each(l.pk, 's.%1$I = OLD.%1$I', ' AND '),
-        electric.__format_each(tag_columns, ', s.%I', ''));
+        electric.__format_each(electric.__idents(l.pk), 's.%1$s = OLD.%1$s', ' AND '),
+        electric.__format_each(electric.__idents(tag_columns), ', s.%s', ''));
     RETURN fn;
 END;
 $gen$;
@@ -371,10 +384,11 @@ DECLARE
     tag_columns text[] := ARRAY(SELECT '_tag_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __max electric.tag := electric.__tx_max_tag();
 BEGIN
@@ -392,10 +406,10 @@ BEGIN
     RETURN NULL;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.shadow_table,
-        electric.__format_zip(tag_columns, l.non_pk, E'\n           %1$I = CASE WHEN NOT _is_a_delete_operation AND coalesce(_modified_columns_bit_mask[%3$s], false) THEN __max ELSE %1$I END,', ''),
-        electric.__format_each(l.pk, '%1$I = NEW.%1$I', ' AND '));
+        electric.__format_zip(electric.__idents(tag_columns), electric.__idents(l.non_pk), E'\n           %1$s = CASE WHEN NOT _is_a_delete_operation AND coalesce(_modified_columns_bit_mask[%3$s], false) THEN __max ELSE %1$s END,', ''),
+        electric.__format_each(electric.__idents(l.pk), '%1$s = NEW.%1$s', ' AND '));
     RETURN fn;
 END;
 $gen$;
@@ -416,10 +430,11 @@ DECLARE
     reordered text[] := ARRAY(SELECT '__reordered_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 BEGIN
     INSERT INTO %2$s (_currently_reordering, %3$s)
         VALUES (true, %4$s)
@@ -427,12 +442,12 @@ BEGIN
     RETURN NULL;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.shadow_table,
-        electric.__format_each(l.pk || reordered, '%I'),
-        electric.__format_each(l.pk || l.non_pk, 'NEW.%I'),
-        electric.__format_each(l.pk, '%I'),
-        electric.__format_each(reordered, ', %1$I = EXCLUDED.%1$I', ''));
+        electric.__format_each(electric.__idents(l.pk || reordered), '%s'),
+        electric.__format_each(electric.__idents(l.pk || l.non_pk), 'NEW.%s'),
+        electric.__format_each(electric.__idents(l.pk), '%s'),
+        electric.__format_each(electric.__idents(reordered), ', %1$s = EXCLUDED.%1$s', ''));
     RETURN fn;
 END;
 $gen$;
@@ -452,10 +467,11 @@ DECLARE
     tag_columns text[] := ARRAY(SELECT '_tag_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 BEGIN
     INSERT INTO %2$s (_last_modified, _tag, _tags%3$s)
         VALUES (pg_current_xact_id()::text::int8, NEW._tag, ARRAY[NEW._tag]%4$s)
@@ -469,11 +485,11 @@ BEGIN
     RETURN NULL;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.shadow_table,
-        electric.__format_each(l.pk || tag_columns, ', %I', ''),
-        electric.__format_each(l.pk, ', NEW.%I', '') || repeat(', NEW._tag', cardinality(l.non_pk)),
-        electric.__format_each(l.pk, '%I'));
+        electric.__format_each(electric.__idents(l.pk || tag_columns), ', %s', ''),
+        electric.__format_each(electric.__idents(l.pk), ', NEW.%s', '') || repeat(', NEW._tag', cardinality(l.non_pk)),
+        electric.__format_each(electric.__idents(l.pk), '%s'));
     RETURN fn;
 END;
 $gen$;
@@ -498,10 +514,11 @@ DECLARE
     reordered text[] := ARRAY(SELECT '__reordered_' || c FROM unnest(l.non_pk) AS c);
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __delete bool := coalesce(NEW._is_a_delete_operation, false);
 BEGIN
@@ -516,23 +533,23 @@ BEGIN
         ORDER BY t);
     NEW._observed_tags := NULL;
 %2$s
-    PERFORM electric.%3$I(NEW);
+    PERFORM electric.%3$s(NEW);
 
     NEW._currently_reordering := NULL;%4$s
     RETURN NEW;
 END;
 $fn$ $tpl$,
-        fn,
-        electric.__format_zip(tag_columns, l.non_pk, $blk$
+        electric.__ident(fn),
+        electric.__format_zip(electric.__idents(tag_columns), l.non_pk, $blk$
     IF __delete
-       OR coalesce(NEW._tag OPERATOR(electric.<) OLD.%1$I, false)
+       OR coalesce(NEW._tag OPERATOR(electric.<) OLD.%1$s, false)
        OR NOT coalesce(NEW._modified_columns_bit_mask[%3$s], true) THEN
-        NEW.%1$I := OLD.%1$I;
+        NEW.%1$s := OLD.%1$s;
     ELSE
-        NEW.%1$I := NEW._tag;
+        NEW.%1$s := NEW._tag;
     END IF;$blk$, ''),
-        electric.__function_name('perform_reordered_op', schema_name, table_name),
-        electric.__format_each(reordered, E'\n    NEW.%I := NULL;', ''));
+        electric.__ident(electric.__function_name('perform_reordered_op', schema_name, table_name)),
+        electric.__format_each(electric.__idents(reordered), E'\n    NEW.%s := NULL;', ''));
     RETURN fn;
 END;
 $gen$;
@@ -552,13 +569,14 @@ DECLARE
     fn name := electric.__function_name('perform_reordered_op', schema_name, table_name);
     tag_columns text[] := ARRAY(SELECT '_tag_' || c FROM unnest(l.non_pk) AS c);
     reordered text[] := ARRAY(SELECT '__reordered_' || c FROM unnest(l.non_pk) AS c);
-    pk_match text := electric.__format_each(l.pk, '%1$I = shadow_row.%1$I', ' AND ');
+    pk_match text := electric.__format_each(electric.__idents(l.pk), '%1$s = shadow_row.%1$s', ' AND ');
 BEGIN
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I(shadow_row %2$s) RETURNS void
+CREATE OR REPLACE FUNCTION electric.%1$s(shadow_row %2$s) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __built %3$s%%ROWTYPE;
     __current record;
@@ -585,27 +603,28 @@ BEGIN
     END IF;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         l.shadow_table,
         l.main_table,
         pk_match,
         l.tombstone_table,
-        electric.__format_each(l.pk, E'\n    __built.%1$I := shadow_row.%1$I;', ''),
+        electric.__format_each(electric.__idents(l.pk), E'\n    __built.%1$s := shadow_row.%1$s;', ''),
         (SELECT coalesce(string_agg(format($blk$
     IF __have_current
-       AND (coalesce(shadow_row.%1$I OPERATOR(electric.<>) shadow_row._tag, false)
+       AND (coalesce(shadow_row.%1$s OPERATOR(electric.<>) shadow_row._tag, false)
             OR NOT coalesce(shadow_row._modified_columns_bit_mask[%4$s], true)) THEN
-        __built.%2$I := __current.%2$I;
+        __built.%2$s := __current.%2$s;
     ELSE
-        __built.%2$I := shadow_row.%3$I;
-    END IF;$blk$, t, c, r, i), '' ORDER BY i), '')
+        __built.%2$s := shadow_row.%3$s;
+    END IF;$blk$, electric.__ident(t), electric.__ident(c), electric.__ident(r), i),
+                                  '' ORDER BY i), '')
            FROM unnest(tag_columns, l.non_pk, reordered) WITH ORDINALITY AS u(t, c, r, i)),
         CASE WHEN cardinality(l.non_pk) = 0 THEN 'NULL;  -- no column besides the key'
              ELSE format('UPDATE %s SET %s WHERE %s;', l.main_table,
-                         electric.__format_each(l.non_pk, '%1$I = __built.%1$I'), pk_match)
+                         electric.__format_each(electric.__idents(l.non_pk), '%1$s = __built.%1$s'), pk_match)
         END,
-        electric.__format_each(l.pk || l.non_pk, '%I'),
-        electric.__format_each(l.pk || l.non_pk, '__built.%I'));
+        electric.__format_each(electric.__idents(l.pk || l.non_pk), '%s'),
+        electric.__format_each(electric.__idents(l.pk || l.non_pk), '__built.%s'));
     RETURN fn;
 END;
 $gen$;
@@ -628,14 +647,15 @@ CREATE OR REPLACE FUNCTION electric.__electrified_foreign_keys(schema_name text,
                       ORDER BY p.ord)
           FROM pg_constraint co
           JOIN electric.electrified pe
-            ON to_regclass(format('%I.%I', pe.schema_name, pe.table_name)) = co.confrelid
+            ON to_regclass(electric.__ident(pe.schema_name) || '.'
+                           || electric.__ident(pe.table_name)) = co.confrelid
           CROSS JOIN LATERAL (
               SELECT i.indkey::int2[] AS attnums FROM pg_index i
                WHERE i.indrelid = co.confrelid AND i.indisprimary
           ) AS ppk
          WHERE co.contype = 'f'
            -- $1, $2: electrified has columns of the same names, which would win
-           AND co.conrelid = to_regclass(format('%I.%I', $1, $2))
+           AND co.conrelid = to_regclass(electric.__ident($1) || '.' || electric.__ident($2))
            AND co.confkey @> ppk.attnums AND co.confkey <@ ppk.attnums
          ORDER BY co.conname
     $$;
@@ -657,15 +677,15 @@ DECLARE
     args text[] := ARRAY(SELECT '__pk_' || i FROM generate_series(1, cardinality(l.pk)) AS i);
     recursion text;
 BEGIN
-    SELECT coalesce(string_agg(format(E'\n    IF %s THEN\n        PERFORM electric.%I(%s);\n    END IF;',
-                                      electric.__format_each(child_columns, '__row.%I IS NOT NULL', ' AND '),
-                                      parent_function,
-                                      electric.__format_each(child_columns, '__row.%I')), ''), '')
+    SELECT coalesce(string_agg(format(E'\n    IF %s THEN\n        PERFORM electric.%s(%s);\n    END IF;',
+                                      electric.__format_each(electric.__idents(child_columns), '__row.%s IS NOT NULL', ' AND '),
+                                      electric.__ident(parent_function),
+                                      electric.__format_each(electric.__idents(child_columns), '__row.%s')), ''), '')
       INTO recursion
       FROM electric.__electrified_foreign_keys(schema_name, table_name);
 
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I(%2$s) RETURNS void
+CREATE OR REPLACE FUNCTION electric.%1$s(%2$s) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, DMY'
@@ -674,6 +694,7 @@ CREATE OR REPLACE FUNCTION electric.%1$I(%2$s) RETURNS void
     SET extra_float_digits = 1
     SET bytea_output = 'hex'
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __row %3$s%%ROWTYPE;
     __tags electric.tag[];
@@ -700,15 +721,16 @@ BEGIN
         'pk', __pk)::text);%10$s
 END;
 $fn$ $tpl$,
-        fn,
-        electric.__format_zip(args, l.pk_types, '%1$I %2$s'),
+        electric.__ident(fn),
+        electric.__format_zip(electric.__idents(args), l.pk_types, '%1$s %2$s'),
         l.main_table,
-        electric.__format_zip(l.pk, args, '%1$I = %2$I', ' AND '),
+        electric.__format_zip(electric.__idents(l.pk), electric.__idents(args), '%1$s = %2$s', ' AND '),
         l.shadow_table,
-        electric.__format_each(l.pk, '__row.%I::text'),
+        electric.__format_each(electric.__idents(l.pk), '__row.%s::text'),
         schema_name,
         table_name,
-        electric.__format_each(l.pk || l.non_pk, '%1$L, __row.%1$I::text'),
+        electric.__format_zip(l.pk || l.non_pk, electric.__idents(l.pk || l.non_pk),
+                              '%1$L, __row.%2$s::text'),
         recursion);
     RETURN fn;
 END;
@@ -728,27 +750,28 @@ DECLARE
 BEGIN
     SELECT coalesce(string_agg(format($blk$
     FOR __r IN SELECT DISTINCT %1$s FROM new_table WHERE %2$s LOOP
-        PERFORM electric.%3$I(%4$s);
+        PERFORM electric.%3$s(%4$s);
     END LOOP;$blk$,
-                electric.__format_each(child_columns, '%I'),
-                electric.__format_each(child_columns, '%I IS NOT NULL', ' AND '),
-                parent_function,
-                electric.__format_each(child_columns, '__r.%I')), ''), '')
+                electric.__format_each(electric.__idents(child_columns), '%s'),
+                electric.__format_each(electric.__idents(child_columns), '%s IS NOT NULL', ' AND '),
+                electric.__ident(parent_function),
+                electric.__format_each(electric.__idents(child_columns), '__r.%s')), ''), '')
       INTO loops
       FROM electric.__electrified_foreign_keys(schema_name, table_name);
 
     EXECUTE format($tpl$
-CREATE OR REPLACE FUNCTION electric.%1$I() RETURNS trigger
+CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+#variable_conflict use_column
 DECLARE
     __r record;
 BEGIN%2$s
     RETURN NULL;
 END;
 $fn$ $tpl$,
-        fn,
+        electric.__ident(fn),
         loops);
     RETURN fn;
 END;
@@ -789,7 +812,7 @@ CREATE OR REPLACE FUNCTION electric.__drop_trigger(rel text, trigger_name name) 
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger
                 WHERE tgrelid = rel::regclass AND tgname = trigger_name) THEN
-        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, rel);
+        EXECUTE format('DROP TRIGGER %s ON %s', electric.__ident(trigger_name), rel);
     END IF;
 END;
 $$;
@@ -804,8 +827,8 @@ CREATE OR REPLACE FUNCTION electric.install_functions_and_triggers(
     SET search_path = pg_catalog, pg_temp
     AS $body$
 DECLARE
-    main text := format('%I.%I', schema_name, table_name);
-    shadow text := format('electric.%I', electric.__shadow_name(schema_name, table_name));
+    main text := electric.__ident(schema_name) || '.' || electric.__ident(table_name);
+    shadow text := 'electric.' || electric.__ident(electric.__shadow_name(schema_name, table_name));
     has_references bool;
 BEGIN
     PERFORM electric.install_conflict_resolution_functions(schema_name, table_name);
@@ -814,32 +837,32 @@ BEGIN
     EXECUTE format($$
         CREATE OR REPLACE TRIGGER as_first__save_deleted_rows_to_tombstone_table
             AFTER DELETE ON %s FOR EACH ROW
-            EXECUTE FUNCTION electric.%I()$$,
-        main, electric.__function_name('generate_tombstone_entry', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        main, electric.__ident(electric.__function_name('generate_tombstone_entry', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER as_first__save_deleted_rows_to_tombstone_table', main);
 
     EXECUTE format($$
         CREATE OR REPLACE TRIGGER postgres_write__upsert_generate_shadow_rows
             BEFORE INSERT OR UPDATE ON %s FOR EACH ROW
             WHEN (electric.__session_replication_role() <> 'replica')
-            EXECUTE FUNCTION electric.%I()$$,
-        main, electric.__function_name('create_shadow_row_from_upsert', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        main, electric.__ident(electric.__function_name('create_shadow_row_from_upsert', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE TRIGGER postgres_write__upsert_generate_shadow_rows', main);
 
     EXECUTE format($$
         CREATE OR REPLACE TRIGGER postgres_write__delete_generate_shadow_rows
             BEFORE DELETE ON %s FOR EACH ROW
             WHEN (electric.__session_replication_role() <> 'replica')
-            EXECUTE FUNCTION electric.%I()$$,
-        main, electric.__function_name('update_shadow_row_from_delete', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        main, electric.__ident(electric.__function_name('update_shadow_row_from_delete', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE TRIGGER postgres_write__delete_generate_shadow_rows', main);
 
     EXECUTE format($$
         CREATE OR REPLACE TRIGGER satellite_write__save_operation_for_reordering
             BEFORE INSERT OR UPDATE ON %s FOR EACH ROW
             WHEN (electric.__session_replication_role() = 'replica' AND pg_trigger_depth() < 1)
-            EXECUTE FUNCTION electric.%I()$$,
-        main, electric.__function_name('reorder_main_op', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        main, electric.__ident(electric.__function_name('reorder_main_op', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER satellite_write__save_operation_for_reordering', main);
 
     -- Only tables with foreign keys to electrified tables have referenced records to report;
@@ -851,14 +874,14 @@ BEGIN
         EXECUTE format($$
             CREATE OR REPLACE TRIGGER send_self_and_references_on_insert
                 AFTER INSERT ON %s REFERENCING NEW TABLE AS new_table FOR EACH STATEMENT
-                EXECUTE FUNCTION electric.%I()$$,
-            main, electric.__function_name('send_self_trigger', schema_name, table_name));
+                EXECUTE FUNCTION electric.%s()$$,
+            main, electric.__ident(electric.__function_name('send_self_trigger', schema_name, table_name)));
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER send_self_and_references_on_insert', main);
         EXECUTE format($$
             CREATE OR REPLACE TRIGGER send_self_and_references_on_update
                 AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_table FOR EACH STATEMENT
-                EXECUTE FUNCTION electric.%I()$$,
-            main, electric.__function_name('send_self_trigger', schema_name, table_name));
+                EXECUTE FUNCTION electric.%s()$$,
+            main, electric.__ident(electric.__function_name('send_self_trigger', schema_name, table_name)));
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER send_self_and_references_on_update', main);
     ELSE
         PERFORM electric.__drop_trigger(main, 'send_self_and_references_on_insert');
@@ -872,16 +895,16 @@ BEGIN
         CREATE CONSTRAINT TRIGGER postgres_write__write_resolved_tags
             AFTER UPDATE ON %s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
             WHEN (electric.__session_replication_role() <> 'replica' AND NOT NEW._resolved)
-            EXECUTE FUNCTION electric.%I()$$,
-        shadow, electric.__function_name('write_correct_max_tag', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        shadow, electric.__ident(electric.__function_name('write_correct_max_tag', schema_name, table_name)));
 
     EXECUTE format($$
         CREATE OR REPLACE TRIGGER satellite_write__upsert_rows
             BEFORE INSERT ON %s FOR EACH ROW
             WHEN (electric.__session_replication_role() = 'replica' AND pg_trigger_depth() < 1
                   AND NEW._currently_reordering IS NULL)
-            EXECUTE FUNCTION electric.%I()$$,
-        shadow, electric.__function_name('shadow_insert_to_upsert', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        shadow, electric.__ident(electric.__function_name('shadow_insert_to_upsert', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER satellite_write__upsert_rows', shadow);
 
     EXECUTE format($$
@@ -889,8 +912,8 @@ BEGIN
             BEFORE UPDATE ON %s FOR EACH ROW
             WHEN (electric.__session_replication_role() = 'replica'
                   AND NEW._currently_reordering IS NULL)
-            EXECUTE FUNCTION electric.%I()$$,
-        shadow, electric.__function_name('resolve_observed_tags', schema_name, table_name));
+            EXECUTE FUNCTION electric.%s()$$,
+        shadow, electric.__ident(electric.__function_name('resolve_observed_tags', schema_name, table_name)));
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER satellite_write__resolve_observed_tags', shadow);
 END;
 $body$;
@@ -910,19 +933,22 @@ CREATE OR REPLACE PROCEDURE electric.alter_shadow_table(
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    main_oid regclass := to_regclass(format('%I.%I', schema_name, table_name));
+    main_oid regclass :=
+        to_regclass(electric.__ident(schema_name) || '.' || electric.__ident(table_name));
     type_ddl text;
 BEGIN
     SELECT electric.__column_type(main_oid, a.attnum) INTO type_ddl
       FROM pg_attribute a
      WHERE a.attrelid = main_oid AND a.attname = col_name AND NOT a.attisdropped;
     type_ddl := coalesce(type_ddl, col_type);
-    EXECUTE format('ALTER TABLE electric.%I ADD COLUMN IF NOT EXISTS %I %s, '
-                   'ADD COLUMN IF NOT EXISTS %I electric.tag',
-                   electric.__shadow_name(schema_name, table_name),
-                   '__reordered_' || col_name, type_ddl, '_tag_' || col_name);
-    EXECUTE format('ALTER TABLE electric.%I ADD COLUMN IF NOT EXISTS %I %s',
-                   electric.__tombstone_name(schema_name, table_name), col_name, type_ddl);
+    EXECUTE format('ALTER TABLE electric.%s ADD COLUMN IF NOT EXISTS %s %s, '
+                   'ADD COLUMN IF NOT EXISTS %s electric.tag',
+                   electric.__ident(electric.__shadow_name(schema_name, table_name)),
+                   electric.__ident('__reordered_' || col_name), type_ddl,
+                   electric.__ident('_tag_' || col_name));
+    EXECUTE format('ALTER TABLE electric.%s ADD COLUMN IF NOT EXISTS %s %s',
+                   electric.__ident(electric.__tombstone_name(schema_name, table_name)),
+                   electric.__ident(col_name), type_ddl);
     PERFORM electric.install_conflict_resolution_functions(schema_name, table_name);
 END;
 $$;
@@ -938,11 +964,12 @@ DECLARE
     n int4 := 0;
 BEGIN
     FOR e IN SELECT schema_name, table_name FROM electric.electrified ORDER BY id LOOP
-        CONTINUE WHEN to_regclass(format('%I.%I', e.schema_name, e.table_name)) IS NULL
-            OR to_regclass(format('electric.%I',
-                                  electric.__shadow_name(e.schema_name, e.table_name))) IS NULL
-            OR to_regclass(format('electric.%I',
-                                  electric.__tombstone_name(e.schema_name, e.table_name))) IS NULL;
+        CONTINUE WHEN to_regclass(electric.__ident(e.schema_name) || '.'
+                                  || electric.__ident(e.table_name)) IS NULL
+            OR to_regclass('electric.' || electric.__ident(
+                               electric.__shadow_name(e.schema_name, e.table_name))) IS NULL
+            OR to_regclass('electric.' || electric.__ident(
+                               electric.__tombstone_name(e.schema_name, e.table_name))) IS NULL;
         PERFORM electric.install_conflict_resolution_functions(e.schema_name, e.table_name);
         n := n + 1;
     END LOOP;
