@@ -11,15 +11,21 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import trio
+from test_client_writes import JUNE_6, client, insert, relation
 
 from electric_trio.config import SETTINGS
+from electric_trio.pg import connect
+from electric_trio.pg.embedded import DEFAULT_PASSWORD
+from electric_trio.satellite import messages as m
 
 if TYPE_CHECKING:
     from conftest import PgServer
+    from electric_trio.service import Service
 
 COMMAND = str(Path(sys.executable).parent / "electric-trio")
 TEST_DATABASE = "electric_test"
@@ -295,17 +301,84 @@ async def test_dev_runs_on_an_embedded_postgres_and_stops_it(tmp_path: Path) -> 
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
 
+EMBEDDED = re.compile(r'msg="embedded PostgreSQL is running" port=(\d+)')
+
+
+async def test_dev_takes_client_writes_by_logical_replication(tmp_path: Path) -> None:
+    """The original's default way of writing: Postgres subscribes to the service."""
+    args = ["dev", "--data-dir", str(tmp_path / "electric"), "--http-port", "0"]
+    args += ["--logical-publisher-port", "0", "--pg-proxy-port", "0"]
+    async with run(args, clean_env()) as dev:
+        http_port = await dev.ready()
+        pg_port = int((await dev.wait_for_log(EMBEDDED)).group(1))
+        assert 'msg="writes started" mode=logical_replication' in dev.stderr
+        url = f"postgresql://postgres:{DEFAULT_PASSWORD}@127.0.0.1:{pg_port}/postgres"
+        async with await connect(url) as pg:
+            await pg.execute(
+                "BEGIN; CALL electric.migration_version('1');"
+                " CREATE TABLE items (id text PRIMARY KEY, title text);"
+                " CALL electric.electrify('items'); COMMIT"
+            )
+            # a stand-in for the Service: the raw client only needs its port
+            service = cast("Service", SimpleNamespace(http_port=http_port))
+            async with client(service, "client_1") as c:
+                with trio.fail_after(30):  # the service has the migration once it streams it
+                    while not isinstance(f := await c.recv(), m.SatOpLog) or not any(
+                        op.migrate for op in f.ops
+                    ):
+                        pass
+                await c.send(relation(0, "items", ("id", "TEXT", False), ("title", "TEXT", True)))
+                await c.write(1, JUNE_6, insert(0, "a", "from the client"))
+                assert (await c.echo()).origin == "client_1"
+            assert [tuple(r) for r in await pg.fetch("SELECT * FROM items")] == [
+                ("a", "from the client")
+            ]
+            assert await pg.fetchval(
+                "SELECT subenabled FROM pg_subscription WHERE subname = 'postgres_1'"
+            )
+        dev.process.send_signal(signal.SIGINT)
+        assert await dev.wait() == 0
+
+
 async def test_dev_uses_database_url_when_given(tmp_path: Path, pg_url: str) -> None:
     data_dir = tmp_path / "electric"
     args = ["dev", "--data-dir", str(data_dir), "--http-port", "0", "--database-url", pg_url]
-    async with run(args, clean_env()) as dev:
-        assert await get(await dev.ready(), "/api/status") == (
-            200,
-            b"Connection to Postgres is up!",
-        )
-        assert not (data_dir / "postgres").exists()
-        dev.process.send_signal(signal.SIGTERM)
-        assert await dev.wait() == 0
+    args += ["--logical-publisher-port", "0", "--pg-proxy-port", "0"]
+    try:
+        async with run(args, clean_env()) as dev:
+            assert await get(await dev.ready(), "/api/status") == (
+                200,
+                b"Connection to Postgres is up!",
+            )
+            # a Postgres on this machine reaches the publisher at 127.0.0.1
+            assert 'msg="writes started" mode=logical_replication' in dev.stderr
+            assert not (data_dir / "postgres").exists()
+            dev.process.send_signal(signal.SIGTERM)
+            assert await dev.wait() == 0
+    finally:
+        async with await connect(pg_url) as pg:
+            # the subscription would go on calling the stopped service
+            if await pg.fetchval(
+                "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"
+                " AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ):
+                await pg.execute(
+                    "ALTER SUBSCRIPTION postgres_1 DISABLE;"
+                    " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
+                    " DROP SUBSCRIPTION postgres_1"
+                )
+
+
+async def test_dev_needs_the_publisher_host_for_a_remote_postgres(tmp_path: Path) -> None:
+    url = "postgresql://postgres@db.example.com/postgres"
+    code, stderr = await run_to_end(
+        ["dev", "--data-dir", str(tmp_path / "electric"), "--database-url", url], clean_env()
+    )
+    assert code == 2
+    assert stderr == (
+        "electric-trio: error: LOGICAL_PUBLISHER_HOST not set"
+        " (required when ELECTRIC_WRITE_TO_PG_MODE=logical_replication)\n"
+    )
 
 
 async def test_dev_checks_the_config_before_starting_postgres(tmp_path: Path) -> None:

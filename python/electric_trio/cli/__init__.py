@@ -2,8 +2,9 @@
 
 ``electric-trio serve`` runs the service against ``DATABASE_URL``; ``electric-trio dev`` runs it
 on an embedded PostgreSQL kept in ``--data-dir`` (unless ``DATABASE_URL`` is given), with
-development defaults: ``AUTH_MODE=insecure``, ``ELECTRIC_WRITE_TO_PG_MODE=direct_writes`` and a
-generated ``PG_PROXY_PASSWORD``. Every environment variable of server-behaviour.md §11 has a
+development defaults: ``AUTH_MODE=insecure``, a generated ``PG_PROXY_PASSWORD`` and, for a
+Postgres on this machine, ``LOGICAL_PUBLISHER_HOST=127.0.0.1`` (client writes go the default
+way, ``logical_replication``). Every environment variable of server-behaviour.md §11 has a
 flag of the same meaning, which wins over the variable.
 
 Errors the user can fix come out as ``electric-trio: error: ...`` on stderr, without a
@@ -18,6 +19,7 @@ import gc
 import os
 import secrets
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -79,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
         "dev",
         help="run the service on an embedded PostgreSQL, with development defaults",
         description="Run the service on a private PostgreSQL kept in --data-dir (not started "
-        "when DATABASE_URL is given), with AUTH_MODE=insecure, "
-        "ELECTRIC_WRITE_TO_PG_MODE=direct_writes and a generated PG_PROXY_PASSWORD unless set.",
+        "when DATABASE_URL is given), with AUTH_MODE=insecure, a generated PG_PROXY_PASSWORD "
+        "and, when PostgreSQL runs on this machine, LOGICAL_PUBLISHER_HOST=127.0.0.1 unless set.",
     )
     dev_cmd.add_argument(
         "--data-dir",
@@ -190,12 +192,12 @@ def _dev(environ: Mapping[str, str], overrides: Mapping[str, str | None], data_d
     generated = not proxy_password
     if generated:
         proxy_password = secrets.token_urlsafe(18)
-    defaults = {
-        "AUTH_MODE": "insecure",
-        "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
-        "PG_PROXY_PASSWORD": proxy_password,
-    }
-    embedded = not (overrides.get("DATABASE_URL") or environ.get("DATABASE_URL", "").strip())
+    defaults = {"AUTH_MODE": "insecure", "PG_PROXY_PASSWORD": proxy_password}
+    database_url = overrides.get("DATABASE_URL") or environ.get("DATABASE_URL", "").strip()
+    embedded = not database_url
+    if embedded or _on_this_machine(database_url):
+        # where Postgres's subscription reaches the logical publisher (client writes)
+        defaults["LOGICAL_PUBLISHER_HOST"] = "127.0.0.1"
     try:
         # With the embedded server the URL is only known once it runs: validate everything
         # else first, so that a bad setting does not cost a PostgreSQL start.
@@ -215,6 +217,15 @@ def _dev(environ: Mapping[str, str], overrides: Mapping[str, str | None], data_d
     if not embedded:
         return _run(serve, config)
     return _run(_dev_embedded, environ, overrides, defaults, data_dir)
+
+
+def _on_this_machine(database_url: str) -> bool:
+    """Whether the URL's host is a loopback name (an unparsable URL is the config's to report)."""
+    try:
+        host = urllib.parse.urlsplit(database_url).hostname
+    except ValueError:
+        return False
+    return host in ("localhost", "127.0.0.1", "::1")
 
 
 async def _dev_embedded(
