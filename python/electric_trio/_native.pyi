@@ -58,6 +58,7 @@ __all__ = [
     "encode_sync",
     "encode_terminate",
     "encode_transaction_oplog",
+    "fanout_process",
     "frame_type_ids",
     "parse_frontend",
     "parse_replication_message",
@@ -363,3 +364,9 @@ class ShapeGraph:
     def reset_relations(self) -> None: ...
     def contains(self, schema: str, table: str, pk: list[str]) -> bool: ...
     def __len__(self) -> int: ...
+
+def fanout_process(
+    txn: ElectricTransaction, graphs: list[ShapeGraph], client_ids: list[str], refs: list[int]
+) -> tuple[
+    list[bytes | None], list[tuple[int, list[_RelationInfo], list[tuple[int, list[list[str]]]]]]
+]: ...

@@ -23,6 +23,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
+from .. import _native
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
 from ._db import PostgresUnavailableError, SessionDatabase
@@ -471,11 +472,31 @@ class SatelliteServer:
             await txlog.wait_after(position)
             for txn in txlog.read_after(position, 1000):
                 previous, position = position, txn.end_lsn
-                for session in list(self.live):
-                    if session._position != previous or not session.stream_now(txn):
-                        self.live.discard(session)
-                        session.wake()
+                if self.live:
+                    self._fan_out(txn, previous)
             await trio.lowlevel.checkpoint()
+
+    def _fan_out(self, txn: _native.ElectricTransaction, previous: int) -> None:
+        migration = bool(txn.ddl or self.history.for_transaction(txn.end_lsn))
+        ready: list[Session] = []
+        for session in list(self.live):
+            if not migration and session._position == previous and session.can_stream_now():
+                ready.append(session)
+            else:
+                self.live.discard(session)
+                session.wake()
+        if not ready:
+            return
+        shapes = [s.shapes for s in ready]
+        frames, special = _native.fanout_process(
+            txn,
+            [s.graph for s in shapes if s is not None],
+            [s.client_id or "" for s in ready],
+            [s.refs.next for s in shapes if s is not None],
+        )
+        extra = {i: (relations, move_ins) for i, relations, move_ins in special}
+        for i, session in enumerate(ready):
+            session.streamed_now(txn, frames[i], extra.get(i))
 
     async def aclose(self) -> None:
         """Lets the sessions that are ending store their clients' state (bounded), then closes

@@ -156,6 +156,10 @@ class _Delivery:
         self.scope = trio.CancelScope()
 
 
+#: ``(layer, keys)`` pairs of rows to fetch for a move-in.
+MoveIns = list[tuple[int, list[list[str]]]]
+
+
 class ClientShapes:
     """What a client's shapes are, kept by the server between its connections (and stored in
     Postgres across restarts): its sent-rows graph and its delivered subscriptions."""
@@ -821,14 +825,12 @@ class Session:
         """The fan-out leaves the next transactions to this session's own task."""
         self._wake.set()
 
-    def stream_now(self, txn: _native.ElectricTransaction) -> bool:
-        """Sends ``txn`` (the transaction right after this caught-up session's position) at
-        once, for the server's fan-out; False when it cannot be done without waiting (then the
-        session's task takes over)."""
-        outbound, shapes = self.outbound, self.shapes
-        if (
-            outbound is None
-            or shapes is None
+    def can_stream_now(self) -> bool:
+        """Whether the server's fan-out may send this caught-up session's next transaction
+        at once (:meth:`streamed_now`): nothing of its own to wait for or to send first."""
+        return not (
+            self.outbound is None
+            or self.shapes is None
             or self._stopping
             or self._closing
             or self._deliveries
@@ -837,21 +839,35 @@ class Session:
             or len(self.window) >= self.window.size
             or self._nursery is None
             or not can_write_now(self.ws)
-        ):
-            return False
-        outgoing = outbound.transaction_now(txn)
-        if outgoing is False:
-            return False
+        )
+
+    def streamed_now(
+        self,
+        txn: _native.ElectricTransaction,
+        frame: bytes | None,
+        extra: tuple[list[tuple[int, str, str, list[tuple[str, int]]]], MoveIns] | None,
+    ) -> None:
+        """Sends what the fan-out made of ``txn`` for this session (after
+        :meth:`can_stream_now`): its frame, with the relations it introduces, and starts its
+        move-ins."""
+        shapes, outbound = self.shapes, self.outbound
+        assert shapes is not None
+        assert outbound is not None
+        assert self._nursery is not None
         self._position = shapes.position = txn.end_lsn
-        if outgoing is None:
-            return True
-        self.window.sent(outgoing.transaction_id)
-        write_now(self.ws, outgoing.frames, self._nursery.start_soon)
-        if outgoing.move_ins:
-            ref = outgoing.additional_ref
-            shapes.pending_additional[ref] = (outgoing.lsn, outgoing.move_ins)
-            self._start_move_in(ref, outgoing.move_ins)
-        return True
+        if frame is None:
+            return
+        frames = [frame]
+        if extra is not None:
+            relations, move_ins = extra
+            frames[:0] = outbound.relation_frames(relations)
+            if move_ins:
+                ref = shapes.refs.next
+                shapes.refs.next += 1
+                shapes.pending_additional[ref] = (txn.end_lsn, tuple(move_ins))
+                self._start_move_in(ref, move_ins)
+        self.window.sent(txn.xid)
+        write_now(self.ws, frames, self._nursery.start_soon)
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""

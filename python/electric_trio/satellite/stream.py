@@ -16,7 +16,6 @@ rows never becoming Python objects.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Literal
 
 import msgspec
 
@@ -227,13 +226,6 @@ class Outbound:
         frames = await self._migration_relations(ops)
         migrate = [encode_message(sat_op_migrate(op, self.dialect)) for op in ops]
         return self._outgoing(txn, frames, migrate)
-
-    def transaction_now(self, txn: _native.ElectricTransaction) -> Outgoing | Literal[False] | None:
-        """:meth:`transaction` without waiting, for a transaction that carries no migration;
-        False for one that does (then use :meth:`transaction`)."""
-        if txn.ddl or self.history.for_transaction(txn.end_lsn):
-            return False
-        return self._outgoing(txn, [], [])
 
     def _outgoing(
         self, txn: _native.ElectricTransaction, frames: list[bytes], migrate: list[bytes]

@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use electric_core::electric::ElectricTransaction;
 use electric_core::electric::POSTGRES_ORIGIN;
 use electric_core::pgoutput::Relation;
 use electric_core::satellite::{commit_timestamp_ms, Bracket, OplogEncoder, TxInfo};
 use electric_core::shapes::{
-    ColumnDef, LayerError, LayerSpec, MoveIn, PlanOp, ShapeGraph as CoreGraph,
+    ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph,
 };
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::PyBytes;
 
 use crate::electric::PyElectricTransaction;
@@ -251,19 +252,7 @@ impl ShapeGraph {
         } else {
             additional_ref
         };
-        let bracket = Bracket::Transaction(TxInfo {
-            commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
-            lsn: inner.end_lsn,
-            origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
-            is_migration: !inner.ddl.is_empty(),
-            additional_data_ref: additional,
-            transaction_id: Some(u64::from(inner.xid)),
-        });
-        let ops = migrate
-            .iter()
-            .map(|m| electric_core::satellite::Op::Migrate(m))
-            .chain(plan.ops.iter().filter_map(|op| op.op(inner)));
-        let frame = self.encoder.encode(&bracket, ops).map_err(encode_error)?;
+        let frame = encode_plan(&mut self.encoder, inner, &plan, &migrate, additional)?;
         let relations = relations_of(
             plan.ops.iter().map(|op| op.relation(inner)),
             &mut self.announced,
@@ -322,6 +311,107 @@ impl ShapeGraph {
     }
 }
 
+/// The `SatOpLog` frame of a transaction's plan.
+fn encode_plan(
+    encoder: &mut OplogEncoder,
+    inner: &ElectricTransaction,
+    plan: &Plan,
+    migrate: &[PyBackedBytes],
+    additional: u64,
+) -> PyResult<Vec<u8>> {
+    let bracket = Bracket::Transaction(TxInfo {
+        commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
+        lsn: inner.end_lsn,
+        origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
+        is_migration: !inner.ddl.is_empty(),
+        additional_data_ref: additional,
+        transaction_id: Some(u64::from(inner.xid)),
+    });
+    let ops = migrate
+        .iter()
+        .map(|m| electric_core::satellite::Op::Migrate(m))
+        .chain(plan.ops.iter().filter_map(|op| op.op(inner)));
+    encoder.encode(&bracket, ops).map_err(encode_error)
+}
+
+/// A graph's frame, and the relations and move-ins that need the caller:
+/// `(index, new relations, move-ins)`.
+type Fanned<'py> = (
+    Vec<Option<Bound<'py, PyBytes>>>,
+    Vec<(usize, Vec<RelationInfo>, Vec<MoveInInfo>)>,
+);
+
+/// `process` of one transaction (carrying no migration) for many clients at once, for the
+/// server's fan-out: each graph steps (`begin_step`) and processes `txn`; a client whose plan
+/// is empty gets None unless `client_ids[i]` is the transaction's origin (its echo). Clients
+/// whose plans are the same changes of the transaction get the same bytes object. The second
+/// list names the clients that also need relations announced or move-ins started (with
+/// `refs[i]` as their additional-data ref).
+#[pyfunction]
+fn fanout_process<'py>(
+    py: Python<'py>,
+    txn: PyRef<'py, PyElectricTransaction>,
+    graphs: Vec<Bound<'py, ShapeGraph>>,
+    client_ids: Vec<PyBackedStr>,
+    refs: Vec<u64>,
+) -> PyResult<Fanned<'py>> {
+    let inner = &txn.inner;
+    let origin = inner.origin.as_deref();
+    let mut frames = Vec::with_capacity(graphs.len());
+    let mut special = Vec::new();
+    let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
+    for (i, graph) in graphs.iter().enumerate() {
+        let mut g = graph.borrow_mut();
+        let g = &mut *g;
+        g.inner.begin_step(inner.end_lsn);
+        let plan = g.inner.process(inner);
+        let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
+        if plan.ops.is_empty() && !force {
+            frames.push(None);
+            continue;
+        }
+        let relations = relations_of(
+            plan.ops.iter().map(|op| op.relation(inner)),
+            &mut g.announced,
+        );
+        let additional = if plan.move_ins.is_empty() {
+            0
+        } else {
+            refs.get(i).copied().unwrap_or(0)
+        };
+        // Only changes of the transaction, no ref: the frame is the same for every such plan.
+        let key: Option<Vec<usize>> = (additional == 0)
+            .then(|| {
+                plan.ops
+                    .iter()
+                    .map(|op| match op {
+                        PlanOp::Change(c) => Some(*c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .flatten();
+        let frame = match key.as_ref().and_then(|k| shared.get(k)) {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let bytes = PyBytes::new(
+                    py,
+                    &encode_plan(&mut g.encoder, inner, &plan, &[], additional)?,
+                );
+                if let Some(k) = key {
+                    shared.insert(k, bytes.clone());
+                }
+                bytes
+            }
+        };
+        frames.push(Some(frame));
+        if !relations.is_empty() || !plan.move_ins.is_empty() {
+            special.push((i, relations, move_ins(plan.move_ins)));
+        }
+    }
+    Ok((frames, special))
+}
+
 fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
     // A row the encoder refuses is a server fault, not the client's.
     errors::ElectricError::new_err(format!("cannot encode the rows: {e}"))
@@ -329,5 +419,6 @@ fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShapeGraph>()?;
+    m.add_function(wrap_pyfunction!(fanout_process, m)?)?;
     Ok(())
 }
