@@ -239,12 +239,16 @@ async def test_subscription_created_and_enabled(db: str, nursery: trio.Nursery) 
     await migrate(running, db, "1", "items")
     async with await connect(db) as c:
         row = await c.fetchrow(
-            "SELECT subenabled, subconninfo FROM pg_subscription WHERE subname = $1", SUBSCRIPTION
+            "SELECT subenabled, subconninfo, subsynccommit FROM pg_subscription WHERE subname = $1",
+            SUBSCRIPTION,
         )
         assert row is not None
         assert row[0] is True
         assert f"port={running.publisher.port} " in row[1]
         assert "connect_timeout=5 " in row[1]
+        # the applied write reaches the replication stream (and its client's echo) at once,
+        # not at the WAL writer's next flush
+        assert row[2] == "on"
     await running.publisher.write(
         client_write("client1", 1, [{"id": "1", "v": "hello"}], ms=1_700_000_000_123)
     )
