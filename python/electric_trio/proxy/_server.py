@@ -4,7 +4,7 @@ the service subsystem that runs them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -13,6 +13,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 
 from .. import _native
 from .._log import get_logger
+from ..ddlx.schema import Schema
 from ..errors import ElectricError
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
@@ -107,8 +108,11 @@ class ProxyServer:
         features: Iterable[str] = (),
         relay_in_threads: bool = True,
         tracing: bool = False,
+        schema: Callable[[], Schema] = Schema,
     ) -> None:
         self.password = password
+        #: The electrified schema now: what the ``prisma`` user's introspection sees.
+        self.schema = schema
         #: ``PROXY_TRACING_ENABLE``: log every statement and its rewrite.
         self.tracing = tracing
         #: Relay between plain sockets in threads (see ProxySession); False: Trio tasks only.
@@ -297,6 +301,7 @@ class ProxySubsystem:
             features=[f for f in _FEATURE_FLAGS if config.features.enabled(f)],
             relay_in_threads=self._relay_in_threads,
             tracing=config.proxy_tracing_enable,
+            schema=lambda: service.migrations.schema if service.migrations else Schema(),
         )
         port = config.pg_proxy_port if self._port is None else self._port
         try:

@@ -33,7 +33,7 @@ from .. import _native
 from .._log import get_logger
 from ..errors import ElectricError
 from ..pg import ConnectParams, PgAuthError, PgConnectError, PgError, connect
-from . import _analyse
+from . import _analyse, _prisma
 from ._analyse import Table
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _DROP = "\0drop"
 # Errors that mean one side of the relay has gone away.
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
-Mode = Literal["migration", "transparent", "shadow"]
+Mode = Literal["migration", "transparent", "shadow", "prisma"]
 
 
 class _ClientGone(Exception):
@@ -171,6 +171,9 @@ class ProxySession:
                 params = await self._startup()
             if params is None:
                 return
+            if self.mode == "prisma":
+                await self._introspect()
+                return
             upstream = await self._connect_upstream(params)
             if upstream is None:
                 return
@@ -242,6 +245,8 @@ class ProxySession:
         self.user = user
         if user == "transparent":
             self.mode = "transparent"
+        elif user == "prisma":
+            self.mode = "prisma"
         database = params.get("database") or user
         if database.startswith("prisma_migrate_shadow_db"):
             # Prisma's shadow database: the upstream connection goes there instead
@@ -307,6 +312,32 @@ class ProxySession:
             raise
         self.server.session_started(self)
         return stream
+
+    # ---- the prisma user: introspection answered here, Postgres never reached ----------------
+
+    async def _introspect(self) -> None:
+        prisma = _prisma.Introspection(self.server.schema)
+        out = [
+            _native.encode_parameter_status(name, value)
+            for name, value in _prisma.PARAMETERS.items()
+        ]
+        out.append(_native.encode_backend_key_data(secrets.randbits(31), secrets.token_bytes(4)))
+        out.append(_native.encode_ready_for_query(ord("I")))
+        await self._send(b"".join(out))
+        self.server.session_started(self)
+        scanner = self._client_scanner
+        replies: list[bytes] = []
+        while True:
+            _, tag, body = scanner.next(_ALL_TAGS)
+            if tag < 0:
+                if replies:
+                    await self._send(b"".join(replies))
+                    replies.clear()
+                scanner.feed(await self._receive())
+            elif tag == ord("X"):
+                return
+            else:
+                replies.append(prisma.handle(tag, body))
 
     # ---- the relay ---------------------------------------------------------------------------
 
