@@ -95,8 +95,10 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds a shape's data read may take to get its snapshot before the subscription is
     #: refused ("Internal error while checking data availability").
     data_start_timeout: float = 1.0
-    #: Connections kept for shape data reads (subscriptions and move-ins wait for one).
-    data_connections: int = 4
+    #: Connections kept for shape data reads (subscriptions and move-ins wait for one, at
+    #: most ``data_queue_timeout`` seconds).
+    data_connections: int = 8
+    data_queue_timeout: float = 30.0
     #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
     #: acknowledgement; also stored when the connection ends).
     checkpoint_interval: float = 30.0

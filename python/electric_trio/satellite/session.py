@@ -150,6 +150,8 @@ class _Delivery:
         self.resend = resend
         self.xmin: int | None = None
         self.xmin_known = trio.Event()
+        #: Set once the read has a connection (reads wait their turn for one).
+        self.connected = trio.Event()
         self.rows: list[tuple[LayerPlan, list[Row]]] | None = None
         self.error: str | None = None
         self.ready = trio.Event()
@@ -682,8 +684,7 @@ class Session:
                 del shapes.pending_additional[ref]
                 continue
             delivery = self._start_move_in(ref, move_ins, resend=True)
-            with trio.move_on_after(self.settings.data_start_timeout):
-                await delivery.xmin_known.wait()
+            await self._wait_xmin(delivery)
             if delivery.xmin is None:
                 return False
         return True
@@ -936,8 +937,7 @@ class Session:
         self._deliveries.append(delivery)
         assert self._nursery is not None
         self._nursery.start_soon(self._fetch, delivery, starts, f"subscription:{sub_id}")
-        with trio.move_on_after(self.settings.data_start_timeout):
-            await delivery.xmin_known.wait()
+        await self._wait_xmin(delivery)
         if delivery.xmin is None:
             delivery.scope.cancel()
             self._drop_delivery(delivery)
@@ -957,6 +957,15 @@ class Session:
         """Runs ``fn(*args)`` in the session's nursery (bookkeeping writes to Postgres)."""
         if self._nursery is not None:
             self._nursery.start_soon(fn, *args)
+
+    async def _wait_xmin(self, delivery: _Delivery) -> None:
+        """Waits for a read's snapshot: ``data_start_timeout`` once it has a connection (the
+        original's limit), and at most ``data_queue_timeout`` for a connection."""
+        with trio.move_on_after(self.settings.data_queue_timeout):
+            await delivery.connected.wait()
+        if delivery.connected.is_set():
+            with trio.move_on_after(self.settings.data_start_timeout):
+                await delivery.xmin_known.wait()
 
     def _drop_delivery(self, delivery: _Delivery) -> None:
         if delivery in self._deliveries:
@@ -979,6 +988,7 @@ class Session:
         with delivery.scope:
             try:
                 async with self.server.data_connection() as conn:
+                    delivery.connected.set()
                     delivery.rows = await fetch_layers(
                         conn, self.server.magic_write, starts, self.user_id, caused_by, on_xmin
                     )

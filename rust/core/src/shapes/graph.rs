@@ -215,6 +215,8 @@ pub struct ShapeGraph {
     user_id: Option<String>,
     tables: Vec<Table>,
     table_ids: HashMap<(String, String), TableId>,
+    /// Relation id -> table (with a check on the names' lengths), filled by `table_of`.
+    by_relation: HashMap<u32, ((usize, usize), Option<TableId>)>,
     layers: Vec<Option<Layer>>,
     rows: HashMap<RowKey, RowState>,
     /// Reverse edges: a parent row's `(layer, child row)` pairs.
@@ -254,6 +256,7 @@ impl ShapeGraph {
             user_id,
             tables: Vec::new(),
             table_ids: HashMap::new(),
+            by_relation: HashMap::new(),
             layers: Vec::new(),
             rows: HashMap::new(),
             children: HashMap::new(),
@@ -306,6 +309,7 @@ impl ShapeGraph {
                 .collect(),
         });
         let key = (schema.to_owned(), name.to_owned());
+        self.by_relation.clear();
         Ok(match self.table_ids.entry(key) {
             Entry::Occupied(e) => {
                 let t = &mut self.tables[*e.get()];
@@ -424,6 +428,24 @@ impl ShapeGraph {
             table: t,
             pk: buf.into(),
         })
+    }
+
+    /// The table of a relation of the stream (looked up by name once per relation id).
+    fn table_of(&mut self, relation: &Relation) -> Option<TableId> {
+        if let Some(&(name_hash, table)) = self.by_relation.get(&relation.id) {
+            if name_hash == (relation.namespace.len(), relation.name.len()) {
+                return table;
+            }
+        }
+        let table = self
+            .table_ids
+            .get(&(relation.namespace.clone(), relation.name.clone()))
+            .copied();
+        self.by_relation.insert(
+            relation.id,
+            ((relation.namespace.len(), relation.name.len()), table),
+        );
+        table
     }
 
     fn layer(&self, id: LayerId) -> &Layer {
@@ -662,10 +684,7 @@ impl ShapeGraph {
 
         for (i, change) in txn.changes.iter().enumerate() {
             let relation = change.change.relation();
-            let Some(&table) = self
-                .table_ids
-                .get(&(relation.namespace.clone(), relation.name.clone()))
-            else {
+            let Some(table) = self.table_of(relation) else {
                 continue;
             };
             if self.tables[table].layers.is_empty() {
@@ -813,6 +832,27 @@ impl ShapeGraph {
         waiting_children: &mut Vec<(usize, LayerId, RowKey)>,
     ) {
         let before = self.rows.contains_key(&key);
+        if let [layer] = self.tables[table].layers[..] {
+            let l = self.layer(layer);
+            if l.link == Link::Root && l.children.is_empty() {
+                // One root layer and nothing under it: the where clause alone decides.
+                let passes = self.passes(layer, table, new);
+                let mut cascaded = Vec::new();
+                if passes {
+                    self.add_edge(&key, (layer, None));
+                } else {
+                    self.remove_edges(&key, |(l, _)| *l == layer, &mut cascaded);
+                }
+                match (before, passes) {
+                    (true, true) => plan.ops.push(PlanOp::Change(index)),
+                    (false, true) => plan.ops.push(insert_or_change(index, change, new)),
+                    (true, false) if old.is_some() => self.push_gone(&key, &mut plan.ops),
+                    _ => {}
+                }
+                plan.ops.append(&mut cascaded);
+                return;
+            }
+        }
         let layers_before: HashSet<LayerId> = self
             .rows
             .get(&key)
@@ -874,7 +914,7 @@ impl ShapeGraph {
         let after = self.rows.contains_key(&key);
         match (before, after) {
             (true, true) => plan.ops.push(PlanOp::Change(index)),
-            (false, true) => plan.ops.push(insert_of(change, new)),
+            (false, true) => plan.ops.push(insert_or_change(index, change, new)),
             (true, false) => {
                 if old.is_some() {
                     self.push_gone(&key, &mut plan.ops);
@@ -1447,6 +1487,15 @@ fn change_new_row(change: &Change) -> Option<&[Datum]> {
     match change {
         Change::Insert { new, .. } | Change::Update { new, .. } => Some(new),
         _ => None,
+    }
+}
+
+/// A row new to the client: an insert of the transaction goes as it is (no copy, and the same
+/// op for every client), an update as an insert of its new row.
+fn insert_or_change(index: usize, change: &ElectricChange, new: &[Datum]) -> PlanOp {
+    match change.change {
+        Change::Insert { .. } => PlanOp::Change(index),
+        _ => insert_of(change, new),
     }
 }
 
