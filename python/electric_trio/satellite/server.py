@@ -194,8 +194,6 @@ class SatelliteServer:
         self.client_shapes: dict[str, ClientShapes] = {}
         #: Caught-up sessions the fan-out streams to (see :meth:`fanout`).
         self.live: set[Session] = set()
-        #: Every open session (keepalive).
-        self.sessions: set[Session] = set()
         self._data_slots = trio.Semaphore(settings.data_connections)
         self._data_free: list[Connection] = []
         self._closed = False
@@ -452,13 +450,6 @@ class SatelliteServer:
                 await ws.aclose()
             nursery.cancel_scope.cancel()
 
-    async def keepalive(self) -> None:
-        """Every ping interval, one pass over the sessions (see ``Session.keepalive_tick``)."""
-        while True:
-            await trio.sleep(self.settings.ping_interval)
-            for session in list(self.sessions):
-                session.keepalive_tick()
-
     async def fanout(self) -> None:
         """Streams each new transaction to every caught-up session in one pass.
 
@@ -579,7 +570,6 @@ class SatelliteSubsystem:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.fanout)
-                nursery.start_soon(server.keepalive)
                 task_status.started()
                 await trio.sleep_forever()
         finally:

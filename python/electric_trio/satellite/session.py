@@ -255,7 +255,6 @@ class Session:
         self._send_lock = trio.Lock()
         self._heard = True
         self._pings = 0
-        self._pinging = False
         self._closing = False
         self._scope = trio.CancelScope()
         #: Set by the server's fan-out when this (caught up) session must stream by itself.
@@ -270,11 +269,10 @@ class Session:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self.server.sessions.add(self)
+                    nursery.start_soon(self._guarded, self._keepalive)
                     await self._guarded(self._read_frames)
                     nursery.cancel_scope.cancel()
         finally:
-            self.server.sessions.discard(self)
             if self.client_id is not None:
                 if self.shapes is not None:
                     self.server.client_shapes[self.client_id] = self.shapes
@@ -1154,23 +1152,21 @@ class Session:
 
     # ---- keepalive (§1) ------------------------------------------------------------------
 
-    def keepalive_tick(self) -> None:
-        """Called every ping interval by the server: a connection silent since the last tick
-        gets a WebSocket ping; one still silent a whole interval later is closed."""
-        if self._heard:
-            self._heard = False
-        elif not self._pinging and self._nursery is not None:
-            self._pinging = True
-            self._nursery.start_soon(self._guarded, self._ping)
-
-    async def _ping(self) -> None:
+    async def _keepalive(self) -> None:
+        """Every interval: a connection silent since the last tick gets a WebSocket ping; one
+        still silent a whole interval later is closed."""
         interval = self.settings.ping_interval
-        self._pings += 1
-        with trio.move_on_after(interval):
-            await self.ws.ping(self._pings.to_bytes(4, "big"))
-            self._heard = True
-        self._pinging = False
-        if self._heard:
-            self._heard = False
+        while True:
+            await trio.sleep(interval)
+            if self._heard:
+                self._heard = False
+                continue
+            self._pings += 1
+            with trio.move_on_after(interval):
+                await self.ws.ping(self._pings.to_bytes(4, "big"))
+                self._heard = True
+            if self._heard:
+                self._heard = False
+                continue
+            await self.close(CLOSE_UNRESPONSIVE, "Client not responding to pings")
             return
-        await self.close(CLOSE_UNRESPONSIVE, "Client not responding to pings")
