@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -284,7 +285,7 @@ class Client:
         acknowledged and skipped)."""
         with trio.fail_after(within):
             while True:
-                frame = await self.recv()
+                frame = await self.recv(within=math.inf)  # bounded by ``within`` above
                 if not isinstance(frame, m.SatOpLog) or frame.ops[0].begin is None:
                     continue
                 b = frame.ops[0].begin
