@@ -17,8 +17,25 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 "$BIN/mypy"
 "$BIN/python" -m mypy.stubtest electric_trio._native
 
-step "pytest (embedded PostgreSQL 18)"
-"$BIN/pytest" "$@"
+# (installs and builds the tests need go above this line: the two passes below run at once)
 
-step "pytest integration subset against PostgreSQL 15 (Debian)"
-scripts/pg15.sh "$BIN/pytest" tests/integration -m "not slow" "$@"
+# The two pytest passes run side by side: most of a test's time is spent waiting on Postgres,
+# a service or a client (a pass keeps about a third of one core busy), and each pass has its
+# own Postgres and only ephemeral ports. The PostgreSQL 15 pass's output is shown after.
+step "pytest (embedded PostgreSQL 18), and beside it the integration tests on PostgreSQL 15"
+pg15_log="$(mktemp "${TMPDIR:-/tmp}/electric-pg15-pass.XXXXXX")"
+scripts/pg15.sh "$BIN/pytest" -p no:cacheprovider tests/integration -m "not slow" "$@" \
+    >"$pg15_log" 2>&1 &
+pg15_pid=$!
+status=0
+"$BIN/pytest" "$@" || status=$?
+pg15_status=0
+wait "$pg15_pid" || pg15_status=$?
+
+step "pytest integration tests against PostgreSQL 15 (Debian): its output"
+cat "$pg15_log"
+rm -f "$pg15_log"
+if [ "$status" -ne 0 ] || [ "$pg15_status" -ne 0 ]; then
+    echo "pytest failed: PostgreSQL 18 pass exit $status, PostgreSQL 15 pass exit $pg15_status" >&2
+    exit 1
+fi

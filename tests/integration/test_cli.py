@@ -44,6 +44,7 @@ def serve_env(url: str, **settings: str) -> dict[str, str]:
     defaults = {
         "DATABASE_URL": url,
         "HTTP_PORT": "0",
+        "PG_PROXY_PORT": "0",  # not the default 65432: another test run may hold it
         "PG_PROXY_PASSWORD": "proxy-secret",
         "AUTH_MODE": "insecure",
         "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
