@@ -1,0 +1,1 @@
+"""The Python local-first client of electric-trio (see the public API below)."""
