@@ -1,0 +1,698 @@
+"""The public face of the client: :func:`electrify`, :func:`open_electric`,
+:class:`ElectricClient`, shapes, status and change notifications."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import math
+import random
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket
+
+from ..satellite import messages as m
+from ._errors import (
+    AuthError,
+    ClientClosedError,
+    ClientError,
+    ConnectionFailedError,
+    CorruptDatabaseError,
+    ProtocolViolationError,
+    SchemaMismatchError,
+    SubscriptionError,
+)
+from ._satellite import OutOfSyncError, RetryableError, Session
+from ._store import IncomingTx, LocalStore
+from ._values import SqlValue, jsonify
+from .schema import DbSchema
+
+T = TypeVar("T")
+
+PROTOCOL = "electric.0.12"
+
+
+class Status(enum.Enum):
+    """Connectivity of a client: ``CONNECTED`` once replication runs both ways."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    ERROR = "error"
+
+
+class ElectricConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach the service and how patient to be.
+
+    ``url``: the service's HTTP(S) address (``/ws`` is appended); ``timeout``: seconds an RPC
+    may take; ``connect_attempts``, ``backoff_start``, ``backoff_max``: reconnection with
+    exponential backoff and full jitter (the official client's 50, 1 s, 10 s);
+    ``poll_interval``: seconds between oplog polls (for writes made outside
+    :attr:`ElectricClient.conn`);
+    ``push_throttle``: pause between pushes; ``ack_interval``: the acknowledgement timer;
+    ``client_id``: a fixed client id instead of the one generated and stored on first start.
+    """
+
+    url: str = "http://localhost:5133"
+    timeout: float = 10.0
+    connect_attempts: int = 50
+    backoff_start: float = 1.0
+    backoff_max: float = 10.0
+    poll_interval: float = 2.0
+    push_throttle: float = 0.04
+    ack_interval: float = 60.0
+    client_id: str | None = None
+
+
+class ChangeStream:
+    """An async iterator of sets of table names, one per change notification; see
+    :meth:`Notifier.subscribe`. Close it (``aclose`` or ``with``) when done."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+        self._send, self._receive = trio.open_memory_channel[frozenset[str]](math.inf)
+        notifier._streams.add(self._send)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> frozenset[str]:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        self._notifier._streams.discard(self._send)
+        self._send.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Notifier:
+    """Change notifications of one client.
+
+    :meth:`notify` is called with the tables changed after every applied remote transaction,
+    subscription data, GONE batch and local snapshot; :meth:`subscribe` returns a
+    :class:`ChangeStream` registered at once (no notification after the call is missed)::
+
+        with client.notifier.subscribe() as changes:
+            async for tables in changes:
+                ...
+    """
+
+    def __init__(self) -> None:
+        self._streams: set[trio.MemorySendChannel[frozenset[str]]] = set()
+
+    def notify(self, tables: Iterable[str]) -> None:
+        names = frozenset(tables)
+        if not names:
+            return
+        for stream in list(self._streams):
+            try:
+                stream.send_nowait(names)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self._streams.discard(stream)
+
+    def subscribe(self) -> ChangeStream:
+        return ChangeStream(self)
+
+
+class LocalDb:
+    """SQL on the client's SQLite connection (``client.conn``), one statement or function at a
+    time in a worker thread. Writes to electrified tables go through the oplog triggers; after
+    each write the client snapshots the oplog (notifying the changed tables and waking the
+    pusher)."""
+
+    def __init__(self, client: ElectricClient) -> None:
+        self._client = client
+
+    async def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts (column name -> SQLite value). Does not snapshot."""
+
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = conn.execute(sql, params)
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        return await self._client._run(run, self._client._raw)
+
+    async def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        """Runs one statement (autocommit) and snapshots; returns ``rowcount``."""
+        return await self.run(lambda conn: conn.execute(sql, params).rowcount, transaction=False)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        """One statement for many parameter sets in one transaction, then a snapshot."""
+        rows = list(rows)
+        return await self.run(lambda conn: conn.executemany(sql, rows).rowcount)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+        """``fn(connection)`` in a worker thread (inside ``BEGIN``/``COMMIT`` unless
+        ``transaction=False``; rolled back if it raises), then a snapshot."""
+
+        def wrapped(conn: sqlite3.Connection) -> T:
+            if not transaction:
+                return fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        result = await self._client._run(wrapped, self._client._raw)
+        await self._client._local_write()
+        return result
+
+
+@dataclass
+class _Sub:
+    id: str
+    key: str
+    requests: list[m.SatShapeReq]
+    tables: set[str]
+    state: str = "pending"  # pending | requested | active | failed | unsubscribed
+    synced: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class ShapeHandle:
+    """A shape subscription: ``await synced()`` until its data is local, ``await
+    unsubscribe()`` to drop it."""
+
+    def __init__(self, client: ElectricClient, sub: _Sub) -> None:
+        self._client = client
+        self._sub = sub
+
+    @property
+    def id(self) -> str:
+        return self._sub.id
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset(self._sub.tables)
+
+    async def synced(self) -> None:
+        """Returns once the shape's initial data is in the local database; raises
+        :class:`SubscriptionError` if the service refused or failed it."""
+        await self._sub.synced.wait()
+        if self._sub.error is not None:
+            raise self._sub.error
+
+    async def unsubscribe(self) -> None:
+        await self._client._unsubscribe(self._sub)
+
+
+def _ws_address(url: str) -> tuple[str, int, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ConnectionFailedError(
+            f"bad service URL {url!r}: expected http(s)://host[:port] or ws(s)://host[:port]"
+        )
+    ssl = parts.scheme in ("https", "wss") or "ssl=true" in parts.query
+    try:
+        port = parts.port or (443 if ssl else 80)
+    except ValueError as e:
+        raise ConnectionFailedError(f"bad service URL {url!r}: {e}") from None
+    return parts.hostname, port, ssl
+
+
+class ElectricClient:
+    """An electrified SQLite database and its Satellite client.
+
+    Use as ``async with client:`` (or through :func:`open_electric`): the connection runs in a
+    nursery the client owns and nothing outlives the block.
+    """
+
+    def __init__(
+        self,
+        raw: sqlite3.Connection,
+        store: LocalStore,
+        schema: DbSchema,
+        config: ElectricConfig,
+        owns_connection: bool,
+    ) -> None:
+        self._raw = raw
+        self.store = store
+        self.schema = schema
+        self.config = config
+        self._owns = owns_connection
+        self._lock = trio.Lock()
+        self._request_ids = itertools.count(1)
+        self.notifier = Notifier()
+        self.conn = LocalDb(self)
+        self._status = Status.DISCONNECTED
+        self.error: BaseException | None = None
+        self._watchers: set[trio.MemorySendChannel[Status]] = set()
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self._loop_scope: trio.CancelScope | None = None
+        self._settled = trio.Event()
+        self._session: Session | None = None
+        self._token: str | None = None
+        self._subs: dict[str, _Sub] = {}
+        self._rel_ids: dict[str, int] = {}
+        self._closed = False
+        self._load_subscriptions()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.store.client_id
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.disconnect()
+        stack, self._stack, self._nursery = self._stack, None, None
+        try:
+            if stack is not None:
+                return await stack.__aexit__(exc_type, exc, tb)
+            return None
+        finally:
+            self._closed = True
+            if self._owns:
+                self._raw.close()
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    def _set_status(self, status: Status) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        for w in list(self._watchers):
+            try:
+                w.send_nowait(status)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self._watchers.discard(w)
+
+    async def status_changes(self) -> AsyncIterator[Status]:
+        """The current status, then every change (an async generator; ``aclose`` it or leave
+        the loop to stop watching)."""
+        send, receive = trio.open_memory_channel[Status](math.inf)
+        self._watchers.add(send)
+        try:
+            yield self._status
+            async for status in receive:
+                yield status
+        finally:
+            self._watchers.discard(send)
+            send.close()
+
+    async def connect(self, token: str | None = None) -> None:
+        """Connects (token required the first time) and returns once replication runs; the
+        client then stays connected, reconnecting with backoff when the connection drops.
+        Raises :class:`AuthError`, :class:`ConnectionFailedError`,
+        :class:`SchemaMismatchError` when the first connection cannot be made."""
+        if self._nursery is None:
+            raise ClientClosedError("use the client as `async with client:` before connecting")
+        if token is not None:
+            self._token = token
+        if self._token is None:
+            raise AuthError("connect() needs a token the first time")
+        _ws_address(self.config.url)
+        if self._loop_scope is None:
+            self._settled = trio.Event()
+            self.error = None
+            self._loop_scope = trio.CancelScope()
+            self._nursery.start_soon(self._connection_loop, self._loop_scope)
+        await self._settled.wait()
+        if self._status != Status.CONNECTED and self.error is not None:
+            raise self.error
+
+    async def disconnect(self) -> None:
+        """Closes the connection; no reconnection until :meth:`connect` is called again."""
+        scope, self._loop_scope = self._loop_scope, None
+        if scope is not None:
+            scope.cancel()
+        self._session = None
+        if self._status != Status.ERROR:
+            self._set_status(Status.DISCONNECTED)
+        self._settled.set()
+
+    async def _connection_loop(self, scope: trio.CancelScope) -> None:
+        with scope:
+            attempt = 0
+            last: BaseException | None = None
+            while True:
+                self._set_status(Status.CONNECTING)
+                try:
+                    await self._connect_once()
+                except (AuthError, SchemaMismatchError, ConnectionFailedError) as e:
+                    self._fail(e)
+                    return
+                except OutOfSyncError as e:
+                    last = e
+                    await self._reset_after_out_of_sync()
+                    continue
+                except (
+                    RetryableError,
+                    ProtocolViolationError,
+                    OSError,
+                    HandshakeError,
+                    ConnectionClosed,
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                ) as e:
+                    last = e
+                finally:
+                    self._session = None
+                if self._status == Status.CONNECTED:
+                    attempt = 0
+                attempt += 1
+                if attempt >= self.config.connect_attempts:
+                    self._fail(
+                        ConnectionFailedError(
+                            f"could not connect to the service at {self.config.url} after"
+                            f" {attempt} attempts: {last}"
+                        )
+                    )
+                    return
+                self._set_status(Status.CONNECTING)
+                delay = min(self.config.backoff_max, self.config.backoff_start * 2 ** (attempt - 1))
+                await trio.sleep(random.uniform(0, delay))
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self._loop_scope = None
+        self._set_status(Status.ERROR)
+        self._settled.set()
+
+    async def _connect_once(self) -> None:
+        host, port, ssl = _ws_address(self.config.url)
+        assert self._token is not None
+        try:
+            async with open_websocket(
+                host,
+                port,
+                "/ws",
+                use_ssl=ssl,
+                subprotocols=[PROTOCOL],
+                connect_timeout=self.config.timeout,
+                disconnect_timeout=1,
+                max_message_size=64 * 1024 * 1024,
+            ) as ws:
+                session = Session(self, ws, self._token)
+                self._session = session
+
+                def connected() -> None:
+                    self.error = None
+                    self._set_status(Status.CONNECTED)
+                    self._settled.set()
+
+                await session.run(connected)
+        except ConnectionRejected as e:
+            body = (e.body or b"").decode(errors="replace").strip()
+            if e.status_code == 503:
+                raise RetryableError(f"service not ready: {body}") from None
+            raise ConnectionFailedError(
+                f"the service at {self.config.url} refused the WebSocket upgrade of /ws:"
+                f" HTTP {e.status_code} {body}"
+            ) from None
+
+    # ---- the store ----------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._lock:
+            return await trio.to_thread.run_sync(fn, *args)
+
+    async def _snapshot(self) -> None:
+        tables = await self._run(self.store.snapshot)
+        self.notifier.notify(tables)
+
+    async def _local_write(self) -> None:
+        await self._snapshot()
+        session = self._session
+        if session is not None:
+            session.push_wanted.set()
+
+    def _relation_id(self, table: str) -> int:
+        return self._rel_ids.setdefault(table, len(self._rel_ids))
+
+    def _resume_state(self) -> tuple[bytes, str | None, list[str], list[int]]:
+        store = self.store
+        seen = str(store.meta("seenAdditionalData") or "")
+        return (
+            store.lsn(),
+            store.schema_version(),
+            [s.id for s in self._subs.values() if s.state == "active"],
+            [int(r) for r in seen.split(",") if r],
+        )
+
+    async def _transaction(self, tx: IncomingTx) -> None:
+        tables = await self._run(self.store.apply_transaction, tx)
+        self.notifier.notify(tables)
+
+    async def _additional_data(
+        self, ref: int, rows: list[tuple[str, dict[str, SqlValue], list[str]]]
+    ) -> None:
+        tables = await self._run(self.store.apply_data, rows, None, ref, None)
+        self.notifier.notify(tables)
+
+    async def _subscription_data(
+        self, sub_id: str, rows: list[tuple[str, dict[str, SqlValue], list[str]]], lsn: bytes
+    ) -> None:
+        sub = self._subs.get(sub_id)
+        if sub is not None and sub.state != "unsubscribed":
+            sub.state = "active"
+        tables = await self._run(self.store.apply_data, rows, lsn, None, self._subscriptions_json())
+        self.notifier.notify(tables)
+        if sub is not None:
+            sub.synced.set()
+
+    def _subscription_failed(self, sub_id: str, error: BaseException) -> None:
+        sub = self._subs.get(sub_id)
+        if sub is not None:
+            sub.state = "failed"
+            sub.error = error
+            sub.synced.set()
+
+    async def _gone_batch(
+        self, sub_ids: Sequence[str], rows: list[tuple[str, dict[str, SqlValue]]], lsn: bytes
+    ) -> None:
+        for sid in sub_ids:
+            sub = self._subs.get(sid)
+            if sub is not None:
+                sub.state = "unsubscribed"
+        tables = await self._run(self.store.apply_gone, rows, lsn, self._subscriptions_json())
+        self.notifier.notify(tables)
+
+    async def _reset_after_out_of_sync(self) -> None:
+        tables: set[str] = set()
+        for sub in self._subs.values():
+            if sub.state in ("active", "requested"):
+                tables |= sub.tables
+                sub.state = "pending"
+        await self._run(self.store.reset, tables)
+        await self._run(self.store.set_meta, "subscriptions", self._subscriptions_json())
+        self.notifier.notify(tables)
+
+    # ---- subscriptions ------------------------------------------------------------------
+
+    def _subscriptions_json(self) -> str:
+        active = {
+            s.id: {"key": s.key, "tables": sorted(s.tables)}
+            for s in self._subs.values()
+            if s.state == "active"
+        }
+        return jsonify({"active": active})
+
+    def _load_subscriptions(self) -> None:
+        raw = self.store.meta("subscriptions")
+        if not raw:
+            return
+        try:
+            data = json.loads(raw)
+            active = data.get("active", {}) if isinstance(data, dict) else {}
+        except (ValueError, AttributeError):
+            return  # the official client's own format: its shapes are requested again
+        for sid, info in active.items():
+            sub = _Sub(sid, info["key"], [], set(info["tables"]), state="active")
+            sub.synced.set()
+            self._subs[sid] = sub
+
+    def _select(
+        self, table: str, where: str | None, include: Mapping[str, Any] | None, tables: set[str]
+    ) -> m.SatShapeDefSelect:
+        tables.add(table)
+        relations: list[m.SatShapeDefRelation] = []
+        if include:
+            described = self.schema.tables.get(table)
+            for name, spec in include.items():
+                if not spec:
+                    continue
+                rel = (
+                    next((r for r in described.relations if r.field == name), None)
+                    if (described)
+                    else None
+                )
+                if rel is None:
+                    raise SubscriptionError(f"table {table!r} has no relation {name!r} to include")
+                fk = (rel.to_column,) if rel.many else (rel.from_column,)
+                inner = spec if isinstance(spec, Mapping) else {}
+                relations.append(
+                    m.SatShapeDefRelation(
+                        foreign_key=fk,
+                        select=self._select(
+                            rel.table, inner.get("where"), inner.get("include"), tables
+                        ),
+                    )
+                )
+        return m.SatShapeDefSelect(tablename=table, where=where or "", include=tuple(relations))
+
+    async def sync(
+        self,
+        table: str,
+        *,
+        where: str | None = None,
+        include: Mapping[str, Any] | None = None,
+    ) -> ShapeHandle:
+        """Subscribes to a shape: ``table`` rows matching ``where`` (a shape where clause such
+        as ``"this.done = false"``), with ``include``d related rows (``{relation field: True or
+        {"where": ..., "include": ...}}``, fields of the schema's relations). Returns at once
+        (also offline: the request goes out once connected); ``await handle.synced()``.
+        An identical shape already subscribed returns the same subscription."""
+        tables: set[str] = set()
+        select = self._select(table, where, include, tables)
+        key = jsonify(msgspec.to_builtins(select))
+        for sub in self._subs.values():
+            if sub.key == key and sub.state in ("pending", "requested", "active"):
+                return ShapeHandle(self, sub)
+        request = m.SatShapeReq(
+            request_id=str(uuid.uuid4()), shape_definition=m.SatShapeDef(selects=(select,))
+        )
+        sub = _Sub(str(uuid.uuid4()), key, [request], tables)
+        self._subs[sub.id] = sub
+        session = self._session
+        if session is not None and session.ready.is_set():
+            await self._request(session, sub)
+        return ShapeHandle(self, sub)
+
+    async def _request(self, session: Session, sub: _Sub) -> None:
+        reply = await session.call(
+            "subscribe", m.SatSubsReq(subscription_id=sub.id, shape_requests=tuple(sub.requests))
+        )
+        if isinstance(reply, m.SatErrorResp):
+            raise RetryableError(f"subscribe failed: {reply.error_type.name}")
+        assert isinstance(reply, m.SatSubsResp)
+        if reply.err is not None:
+            details = "; ".join(
+                f"{e.code.name}: {e.message}" for e in reply.err.shape_request_error
+            )
+            self._subscription_failed(
+                sub.id,
+                SubscriptionError(
+                    f"the service refused the shape on {sorted(sub.tables)}: {reply.err.message}"
+                    + (f" ({details})" if details else "")
+                ),
+            )
+            return
+        if sub.state == "pending":
+            sub.state = "requested"
+
+    async def _resubscribe(self, session: Session) -> None:
+        for sub in list(self._subs.values()):
+            if sub.state == "pending" or (sub.state == "requested" and sub.requests):
+                if not sub.requests:
+                    continue
+                sub.state = "pending"
+                await self._request(session, sub)
+
+    async def _unsubscribe(self, sub: _Sub) -> None:
+        was = sub.state
+        sub.state = "unsubscribed"
+        session = self._session
+        if was in ("active", "requested") and session is not None and session.ready.is_set():
+            await session.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.id,)))
+        await self._run(self.store.set_meta, "subscriptions", self._subscriptions_json())
+
+
+def _open_store(
+    target: str | Path | sqlite3.Connection, schema: DbSchema, config: ElectricConfig
+) -> tuple[sqlite3.Connection, LocalStore, bool]:
+    if isinstance(target, sqlite3.Connection):
+        conn, owns, where = target, False, "the given SQLite connection"
+        conn.isolation_level = None
+    else:
+        where = str(target)
+        try:
+            conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise CorruptDatabaseError(f"{where}: cannot open the SQLite database ({e})") from e
+        owns = True
+    store = LocalStore(conn, schema, where)
+    try:
+        store.open(config.client_id)
+    except ClientError:
+        if owns:
+            conn.close()
+        raise
+    except sqlite3.DatabaseError as e:
+        if owns:
+            conn.close()
+        raise CorruptDatabaseError(f"{where}: {e}") from e
+    return conn, store, owns
+
+
+async def electrify(
+    target: str | Path | sqlite3.Connection,
+    schema: DbSchema,
+    config: ElectricConfig | None = None,
+) -> ElectricClient:
+    """Opens (creating if needed) the local database at ``target`` (a path, or a ``sqlite3``
+    connection made with ``check_same_thread=False``), applies the internal migration and the
+    schema's bundled migrations, and returns the client (use it as ``async with client:``)."""
+    config = config or ElectricConfig()
+    conn, store, owns = await trio.to_thread.run_sync(_open_store, target, schema, config)
+    return ElectricClient(conn, store, schema, config, owns)
+
+
+@asynccontextmanager
+async def open_electric(
+    target: str | Path | sqlite3.Connection,
+    schema: DbSchema,
+    config: ElectricConfig | None = None,
+    *,
+    token: str | None = None,
+) -> AsyncIterator[ElectricClient]:
+    """:func:`electrify`, then the client's nursery for the block; connects first when a
+    ``token`` is given."""
+    client = await electrify(target, schema, config)
+    async with client:
+        if token is not None:
+            await client.connect(token)
+        yield client
