@@ -403,7 +403,7 @@ fn digits(raw: &[u8], at: usize, n: usize) -> Option<u32> {
         if d > 9 {
             return None;
         }
-        acc = acc * 10 + d as u32;
+        acc = acc.checked_mul(10)?.checked_add(d as u32)?;
     }
     Some(acc)
 }
@@ -418,7 +418,9 @@ fn parse_date<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Date, &'r [
     if dash < 4 {
         return Err(bad("expected YYYY-MM-DD"));
     }
-    let year = digits(raw, 0, dash).ok_or_else(|| bad("bad year"))?;
+    let year = digits(raw, 0, dash)
+        .and_then(|y| i32::try_from(y).ok())
+        .ok_or_else(|| bad("bad year"))?;
     let month = digits(raw, dash + 1, 2).ok_or_else(|| bad("bad month"))?;
     if raw.get(dash + 3) != Some(&b'-') {
         return Err(bad("expected YYYY-MM-DD"));
@@ -433,7 +435,7 @@ fn parse_date<'r>(raw: &'r [u8], type_name: &'static str) -> Result<(Date, &'r [
     }
     Ok((
         Date {
-            year: year as i32,
+            year,
             month: month as u8,
             day: day as u8,
         },
