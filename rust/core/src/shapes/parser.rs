@@ -206,7 +206,21 @@ fn lex(src: &str) -> Result<Vec<Token>, FilterError> {
 pub struct Node {
     pub pos: usize,
     pub ast: Ast,
+    /// How deep, and how many nodes large, the type-checked expression can grow: an `IN` item
+    /// that is not a literal becomes one more `OR` level holding a copy of the operand, and
+    /// `BETWEEN` copies its operand. Both are bounded ([`MAX_DEPTH`], [`MAX_SIZE`]).
+    pub depth: usize,
+    pub size: usize,
 }
+
+/// Nesting deeper than this is refused: checking, evaluating, generating SQL from and even
+/// dropping an expression recurse once per level, and a client's where clause must not be able
+/// to overflow the service's stack.
+pub const MAX_DEPTH: usize = 256;
+
+/// Expressions that would check into more nodes than this are refused: `BETWEEN` and `IN`
+/// copy their operand, so a short clause could otherwise expand exponentially.
+pub const MAX_SIZE: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
@@ -310,6 +324,8 @@ struct Parser<'s> {
     src: &'s str,
     toks: Vec<Token>,
     i: usize,
+    /// Calls of [`Parser::expr`] in progress (parentheses nest them without adding nodes).
+    nesting: usize,
 }
 
 pub fn parse(src: &str) -> Result<Node, FilterError> {
@@ -317,6 +333,7 @@ pub fn parse(src: &str) -> Result<Node, FilterError> {
         src,
         toks: lex(src)?,
         i: 0,
+        nesting: 0,
     };
     let node = p.expr(0)?;
     match &p.peek().tok {
@@ -326,7 +343,62 @@ pub fn parse(src: &str) -> Result<Node, FilterError> {
 }
 
 fn node(pos: usize, ast: Ast) -> Node {
-    Node { pos, ast }
+    let (depth, size) = measure(&ast);
+    Node {
+        pos,
+        ast,
+        depth,
+        size,
+    }
+}
+
+fn is_literal(n: &Node) -> bool {
+    match &n.ast {
+        Ast::Null | Ast::Bool(_) | Ast::Number(_) | Ast::Str(_) => true,
+        Ast::Cast(e, _) => is_literal(e),
+        _ => false,
+    }
+}
+
+/// The depth and size (see [`Node`]) of a node with this `ast`, from its children's.
+fn measure(ast: &Ast) -> (usize, usize) {
+    let of = |nodes: &[&Node]| {
+        nodes.iter().fold((0, 0), |(d, s): (usize, usize), n| {
+            (d.max(n.depth), s.saturating_add(n.size))
+        })
+    };
+    let (depth, size) = match ast {
+        Ast::Column(_) | Ast::Null | Ast::Bool(_) | Ast::Number(_) | Ast::Str(_) => (0, 0),
+        Ast::Cast(e, _) | Ast::Neg(e) | Ast::Not(e) | Ast::IsNull(e, _) | Ast::IsBool(e, ..) => {
+            of(&[e])
+        }
+        Ast::Binary(_, a, b) | Ast::And(a, b) | Ast::Or(a, b) | Ast::Distinct(a, b, _) => {
+            of(&[a, b])
+        }
+        Ast::Like {
+            expr,
+            pattern,
+            escape,
+            ..
+        } => match escape {
+            Some(c) => of(&[expr, pattern, c]),
+            None => of(&[expr, pattern]),
+        },
+        Ast::In(e, items, _) => {
+            let (d, s) = of(&items.iter().collect::<Vec<_>>());
+            let chained = items.iter().filter(|n| !is_literal(n)).count();
+            (
+                d.max(e.depth).saturating_add(chained + 1),
+                s.saturating_add(e.size.saturating_mul(chained + 1)),
+            )
+        }
+        Ast::Between(e, lo, hi, _) => {
+            let (d, s) = of(&[e, lo, hi]);
+            (d + 1, s.saturating_add(e.size))
+        }
+        Ast::Func(_, args) => of(&args.iter().collect::<Vec<_>>()),
+    };
+    (depth + 1, size.saturating_add(1))
 }
 
 impl Parser<'_> {
@@ -398,7 +470,37 @@ impl Parser<'_> {
         }
     }
 
+    /// A node within the limits of depth and size.
+    fn bounded(&self, n: Node) -> Result<Node, FilterError> {
+        if n.depth > MAX_DEPTH {
+            Err(self.err(
+                n.pos,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            ))
+        } else if n.size > MAX_SIZE {
+            Err(self.err(
+                n.pos,
+                format!("expression too large (more than {MAX_SIZE} nodes once expanded)"),
+            ))
+        } else {
+            Ok(n)
+        }
+    }
+
     fn expr(&mut self, min_bp: u8) -> Result<Node, FilterError> {
+        if self.nesting >= MAX_DEPTH {
+            return Err(self.err(
+                self.peek().pos,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.nesting += 1;
+        let result = self.expr_within(min_bp);
+        self.nesting -= 1;
+        result
+    }
+
+    fn expr_within(&mut self, min_bp: u8) -> Result<Node, FilterError> {
         let mut lhs = self.prefix()?;
         loop {
             let pos = self.peek().pos;
@@ -483,8 +585,9 @@ impl Parser<'_> {
                 'i' => self.is_suffix(lhs)?,
                 _ => self.like_in_between(lhs)?,
             };
+            lhs = self.bounded(lhs)?;
         }
-        Ok(lhs)
+        self.bounded(lhs)
     }
 
     fn is_suffix(&mut self, lhs: Node) -> Result<Node, FilterError> {
