@@ -357,8 +357,20 @@ fn parse_bytea(raw: &[u8]) -> Result<Vec<u8>, DecodeError> {
         } else if raw.get(i + 1) == Some(&b'\\') {
             out.push(b'\\');
             i += 2;
-        } else if i + 3 < raw.len() && raw[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            out.push((raw[i + 1] - b'0') * 64 + (raw[i + 2] - b'0') * 8 + (raw[i + 3] - b'0'));
+        } else if let Some(byte) = raw
+            .get(i + 1..i + 4)
+            .filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .and_then(|o| {
+                u8::try_from(
+                    u16::from(o[0] - b'0') * 64
+                        + u16::from(o[1] - b'0') * 8
+                        + u16::from(o[2] - b'0'),
+                )
+                .ok()
+            })
+        {
+            // `\ooo` up to `\377`; more is not a byte.
+            out.push(byte);
             i += 4;
         } else {
             return Err(DecodeError::new("bytea", raw, "invalid escape"));

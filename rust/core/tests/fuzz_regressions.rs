@@ -98,3 +98,13 @@ fn a_date_with_a_year_beyond_u32_is_an_error() {
     }
     assert!(decode_text(Kind::Date, b"2147483647-01-01").is_ok());
 }
+
+#[test]
+fn bytea_octal_escapes_past_377_are_errors() {
+    assert!(decode_text(Kind::Bytea, b"\\777").is_err());
+    assert!(decode_text(Kind::Bytea, b"a\\400").is_err());
+    assert_eq!(
+        decode_text(Kind::Bytea, b"\\377\\101\\\\"),
+        Ok(Value::Bytes(vec![255, b'A', b'\\']))
+    );
+}
