@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._tunnel import proxy_tunnel
 
         return proxy_tunnel(args.service, args.local_port)
+    if args.command == "generate":
+        from ..generate._cli import run as generate
+
+        return generate(args)
     overrides: dict[str, str | None] = {s.env: getattr(args, _dest(s.env)) for s in SETTINGS}
     if args.command == "serve":
         return _serve(os.environ, overrides)
@@ -103,6 +107,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     tunnel_cmd.add_argument(
         "--local-port", type=int, default=65432, help="local port to listen on (default 65432)"
+    )
+    from ..generate._cli import add_arguments as generate_arguments
+
+    generate_arguments(
+        commands.add_parser(
+            "generate",
+            help="write a typed client module from the service's migrations",
+            description="Fetch <service>/api/migrations and write one module: row types, typed "
+            "tables, the schema and the migrations bundle (python), or the DbSchema and "
+            "migrations of the official client (typescript).",
+        )
     )
     for command in (serve_cmd, dev_cmd):
         group = command.add_argument_group("settings")

@@ -99,6 +99,11 @@ class Table(Generic[RowT]):
         self._select = ", ".join(quote(c) for c in self._columns)
         self._types = {c.name: c.pg_type for c in self.schema.columns}
         self._relations = {r.field: r for r in self.schema.relations}
+        # a field may carry another name than its column (msgspec.field(name=...)), e.g. a
+        # column named like a Python keyword
+        self._field_of = dict(
+            zip(row_type.__struct_encode_fields__, row_type.__struct_fields__, strict=True)
+        )
         db._register(self)
 
     # -- values
@@ -106,8 +111,10 @@ class Table(Generic[RowT]):
     def _row_values(self, data: RowT | Mapping[str, Any], *, what: str) -> dict[str, Any]:
         if isinstance(data, msgspec.Struct):
             items = {
-                f: getattr(data, f)
-                for f in data.__struct_fields__
+                name: getattr(data, f)
+                for name, f in zip(
+                    data.__struct_encode_fields__, data.__struct_fields__, strict=True
+                )
                 if getattr(data, f) is not msgspec.UNSET
             }
         elif isinstance(data, Mapping):
@@ -130,8 +137,12 @@ class Table(Generic[RowT]):
         return values
 
     def _to_row(self, stored: Mapping[str, Any], included: Mapping[str, Any] = {}) -> RowT:
-        values = {c: from_sqlite(stored.get(c), self._types[c]) for c in self._columns}
-        return self.row_type(**values, **included)
+        field = self._field_of
+        values = {
+            field.get(c, c): from_sqlite(stored.get(c), self._types[c]) for c in self._columns
+        }
+        values.update((field.get(k, k), v) for k, v in included.items())
+        return self.row_type(**values)
 
     def _unique(self, where: Where) -> Where:
         missing = [
@@ -325,7 +336,7 @@ class Table(Generic[RowT]):
     ) -> list[RowT]:
         if not include:
             return [self._to_row(row) for row in stored]
-        fields = set(self.row_type.__struct_fields__)
+        fields = set(self._field_of)
         extra: list[dict[str, Any]] = [{} for _ in stored]
         for field, spec in include.items():
             relation = self._relations.get(field)
