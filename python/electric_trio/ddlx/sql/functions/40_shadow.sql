@@ -416,8 +416,10 @@ $gen$;
 
 -- BEFORE INSERT OR UPDATE on T by a client (replica role), outermost statement only: the main
 -- row is written later, by the shadow row's resolver; here its values are parked in the shadow
--- row's __reordered_* columns and the write itself is suppressed. (Writing the shadow row
--- first gives client writes the same lock order as Postgres-side ones.)
+-- row's __reordered_* columns and the write itself is suppressed. The main row, when it exists,
+-- is locked before the shadow row is written: a Postgres-side UPDATE or DELETE locks the main
+-- row before its triggers write the shadow row, and taking the two in the other order here
+-- deadlocked the two writers (found by tests/integration/test_write_convergence.py).
 CREATE OR REPLACE FUNCTION electric.install_function__reorder_main_op(
     schema_name text, table_name text
 ) RETURNS name
@@ -436,6 +438,7 @@ CREATE OR REPLACE FUNCTION electric.%1$s() RETURNS trigger
     AS $fn$
 #variable_conflict use_column
 BEGIN
+    PERFORM 1 FROM %7$s WHERE %8$s FOR UPDATE;
     INSERT INTO %2$s (_currently_reordering, %3$s)
         VALUES (true, %4$s)
         ON CONFLICT (%5$s) DO UPDATE SET _currently_reordering = true%6$s;
@@ -447,7 +450,9 @@ $fn$ $tpl$,
         electric.__format_each(electric.__idents(l.pk || reordered), '%s'),
         electric.__format_each(electric.__idents(l.pk || l.non_pk), 'NEW.%s'),
         electric.__format_each(electric.__idents(l.pk), '%s'),
-        electric.__format_each(electric.__idents(reordered), ', %1$s = EXCLUDED.%1$s', ''));
+        electric.__format_each(electric.__idents(reordered), ', %1$s = EXCLUDED.%1$s', ''),
+        l.main_table,
+        electric.__format_each(electric.__idents(l.pk), '%1$s = NEW.%1$s', ' AND '));
     RETURN fn;
 END;
 $gen$;

@@ -1,0 +1,332 @@
+"""Convergence under random interleavings (issue 5's property): Hypothesis draws a sequence of
+writes on a few rows by two official clients (electric-sql 0.12.1 in Node, each sometimes
+offline) and by Postgres itself; once everyone is back online, both clients' local rows and
+Postgres's rows must become equal. In each mode of ``test_client_writes``.
+
+``CONVERGENCE_EXAMPLES`` (30) sets how many examples run per mode.
+
+Starting a service and two Node clients takes seconds, so they are started once per mode, in a
+Trio loop on a thread of their own, and each example (driven from Hypothesis's synchronous test
+body through ``trio.from_thread``) works on rows of its own (ids prefixed by the example's
+number)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_client_writes import SETTINGS, make_config, migrate, mode
+
+from electric_trio.http.migrations import MigrationsApi
+from electric_trio.pg import Connection, connect
+from electric_trio.replication import ReplicationSubsystem
+from electric_trio.satellite.server import SatelliteSubsystem
+from electric_trio.service import Service, serve
+from electric_trio.writes.subsystem import WritesSubsystem
+from official_client import OfficialClient, describe_schema, open_official_client
+
+__all__ = ["mode"]  # fixture used by name
+
+pytestmark = pytest.mark.slow  # the PostgreSQL 15 pass leaves it out
+
+Actor = Literal["a", "b", "pg"]
+Column = Literal["title", "n"]
+
+
+class Upsert(msgspec.Struct, frozen=True):
+    actor: Actor
+    row: int
+    title: str
+    n: int
+
+
+class Update(msgspec.Struct, frozen=True):
+    actor: Actor
+    row: int
+    column: Column
+    value: str | int
+
+
+class Delete(msgspec.Struct, frozen=True):
+    actor: Actor
+    row: int
+
+
+class Offline(msgspec.Struct, frozen=True):
+    client: Literal["a", "b"]
+
+
+class Online(msgspec.Struct, frozen=True):
+    client: Literal["a", "b"]
+
+
+Op = Upsert | Update | Delete | Offline | Online
+
+ROWS = 3
+actors = st.sampled_from(["a", "b", "pg"])
+rows = st.integers(0, ROWS - 1)
+titles = st.sampled_from(["x", "y", "z"])
+numbers = st.integers(0, 9)
+ops = st.one_of(
+    st.builds(Upsert, actors, rows, titles, numbers),
+    st.builds(Update, actors, rows, st.just("title"), titles),
+    st.builds(Update, actors, rows, st.just("n"), numbers),
+    st.builds(Delete, actors, rows),
+    st.builds(Offline, st.sampled_from(["a", "b"])),
+    st.builds(Online, st.sampled_from(["a", "b"])),
+)
+
+Rows = list[tuple[str, str | None, int | None]]
+
+
+class Harness:
+    """The service, Postgres and two official clients, in a Trio loop on a thread."""
+
+    def __init__(self, server_url: str, database_url: str, mode: str, tmp: Path) -> None:
+        self.server_url = server_url
+        self.database_url = database_url
+        self.mode = mode
+        self.tmp = tmp
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.examples = itertools.count()
+        self._stop: trio.CancelScope | None = None
+        self.pg: Connection | None = None
+        self.clients: dict[str, OfficialClient] = {}
+        self.online = {"a": True, "b": True}
+
+    def run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as e:  # reported to the test's thread
+            self.error = e
+        finally:
+            self.ready.set()
+
+    async def _main(self) -> None:
+        with trio.CancelScope() as self._stop:
+            async with trio.open_nursery() as nursery:
+                service: Service = await nursery.start(
+                    partial(
+                        serve,
+                        make_config(self.database_url, self.mode),
+                        subsystems=[
+                            ReplicationSubsystem(),
+                            MigrationsApi(),
+                            SatelliteSubsystem(SETTINGS),
+                            WritesSubsystem(),
+                        ],
+                        handle_signals=False,
+                    )
+                )
+                with trio.fail_after(60):
+                    await service.wait_ready()
+                async with await connect(self.database_url) as pg:
+                    self.pg = pg
+                    await migrate(
+                        service,
+                        pg,
+                        "20240101000000",
+                        "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
+                        " CALL electric.electrify('items');",
+                    )
+                    assert service.migrations is not None
+                    url = f"http://127.0.0.1:{service.http_port}"
+                    async with (
+                        open_official_client("a") as a,
+                        open_official_client("b") as b,
+                    ):
+                        for name, client in (("a", a), ("b", b)):
+                            await client.open(
+                                db=self.tmp / f"{name}.db",
+                                schema=describe_schema(service.migrations.schema),
+                                migrations_url=url,
+                                url=url,
+                                user_id="alice",
+                            )
+                            await client.connect()
+                            await client.sync("items", within=20)
+                            self.clients[name] = client
+                        self.token = trio.lowlevel.current_trio_token()
+                        self.ready.set()
+                        await trio.sleep_forever()
+
+    def stop(self) -> None:
+        if self.token is not None and self._stop is not None:
+            try:
+                trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
+            except trio.RunFinishedError:
+                pass
+
+    def example(self, ops: list[Op]) -> tuple[Rows, Rows, Rows]:
+        """Runs one example; returns the rows of Postgres, a and b once all is quiet."""
+        assert self.token is not None
+        prefix = f"e{next(self.examples)}_"
+        result: tuple[Rows, Rows, Rows] = trio.from_thread.run(
+            self._example, prefix, ops, trio_token=self.token
+        )
+        return result
+
+    async def _example(self, prefix: str, ops: list[Op]) -> tuple[Rows, Rows, Rows]:
+        assert self.pg is not None
+        # every row starts in Postgres and at both clients, so updates and deletes bite
+        for row in range(ROWS):
+            await self.pg.execute("INSERT INTO items VALUES ($1, 'x', 0)", f"{prefix}{row}")
+        await self._seen_by_both(f"{prefix}{ROWS - 1}")
+        for op in ops:
+            await self._apply(prefix, op)
+        for name in ("a", "b"):
+            await self._set_online(name, True)
+        # Quiescence: each client's oplog empties once Postgres has echoed all its writes back;
+        # a marker written in Postgres after that reaches each client after everything before.
+        for name in ("a", "b"):
+            await self.clients[name].wait_rows(
+                "SELECT count(*) AS pending FROM _electric_oplog",
+                until=lambda rows: rows == [{"pending": 0}],
+                within=30,
+            )
+        await self.pg.execute("INSERT INTO items VALUES ($1, 'marker', 0)", f"{prefix}marker")
+        await self._seen_by_both(f"{prefix}marker")
+        return await self._rows(prefix)
+
+    async def _seen_by_both(self, key: str) -> None:
+        for name in ("a", "b"):
+            await self.clients[name].wait_rows(
+                "SELECT id FROM items WHERE id = ?", key, until=lambda rows: rows != [], within=30
+            )
+
+    async def _set_online(self, name: str, online: bool) -> None:
+        if self.online[name] == online:
+            return
+        if online:
+            await self.clients[name].connect()
+        else:
+            await self.clients[name].disconnect()
+        self.online[name] = online
+
+    async def _apply(self, prefix: str, op: Op) -> None:
+        assert self.pg is not None
+        match op:
+            case Offline(client=name):
+                await self._set_online(name, False)
+            case Online(client=name):
+                await self._set_online(name, True)
+            case Upsert(actor="pg", row=row, title=title, n=n):
+                await self.pg.execute(
+                    "INSERT INTO items VALUES ($1, $2, $3)"
+                    " ON CONFLICT (id) DO UPDATE SET title = excluded.title, n = excluded.n",
+                    f"{prefix}{row}",
+                    title,
+                    n,
+                )
+            case Update(actor="pg", row=row, column=column, value=value):
+                await self.pg.execute(
+                    f"UPDATE items SET {column} = $2 WHERE id = $1", f"{prefix}{row}", value
+                )
+            case Delete(actor="pg", row=row):
+                await self.pg.execute("DELETE FROM items WHERE id = $1", f"{prefix}{row}")
+            case Upsert(actor=name, row=row, title=title, n=n):
+                await self.clients[name].exec(
+                    "INSERT INTO items (id, title, n) VALUES (?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET title = excluded.title, n = excluded.n",
+                    f"{prefix}{row}",
+                    title,
+                    n,
+                )
+            case Update(actor=name, row=row, column=column, value=value):
+                await self.clients[name].exec(
+                    f"UPDATE items SET {column} = ? WHERE id = ?", value, f"{prefix}{row}"
+                )
+            case Delete(actor=name, row=row):
+                await self.clients[name].exec("DELETE FROM items WHERE id = ?", f"{prefix}{row}")
+
+    async def _rows(self, prefix: str) -> tuple[Rows, Rows, Rows]:
+        assert self.pg is not None
+        pattern = f"{prefix}_"  # the example's rows, not its marker
+        pg = [
+            (r[0], r[1], r[2])
+            for r in await self.pg.fetch(
+                "SELECT id, title, n FROM items WHERE id LIKE $1 ORDER BY id", pattern
+            )
+        ]
+        local: list[Rows] = []
+        for name in ("a", "b"):
+            found = await self.clients[name].query(
+                "SELECT id, title, n FROM items WHERE id LIKE ? ORDER BY id", pattern
+            )
+            local.append([(r["id"], r["title"], r["n"]) for r in found])
+        return pg, local[0], local[1]
+
+
+@pytest.fixture
+def harness(pg_server: Any, mode: str, node_client_dir: Path, tmp_path: Path) -> Iterator[Harness]:
+    name = f"et_conv_{os.getpid()}_{mode}"
+
+    async def admin(sql: str) -> None:
+        async with await connect(pg_server.url) as c:
+            await c.execute(sql)
+
+    trio.run(admin, f'CREATE DATABASE "{name}"')
+    h = Harness(pg_server.url, pg_server.database_url(name), mode, tmp_path)
+    thread = threading.Thread(target=h.run, name="convergence", daemon=True)
+    thread.start()
+    try:
+        h.ready.wait(timeout=180)
+        if h.error is not None:
+            raise h.error
+        assert h.token is not None, "the service and clients did not start within 180 s"
+        yield h
+    finally:
+        h.stop()
+        thread.join(timeout=60)
+
+        async def cleanup() -> None:
+            async with await connect(pg_server.database_url(name)) as c:
+                if await c.fetchval(
+                    "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1' AND subdbid"
+                    " = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ):
+                    await c.execute(
+                        "ALTER SUBSCRIPTION postgres_1 DISABLE;"
+                        " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
+                        " DROP SUBSCRIPTION postgres_1"
+                    )
+            async with await connect(pg_server.url) as c:
+                with trio.move_on_after(20):
+                    while await c.fetchval(  # noqa: ASYNC110 (Postgres state, no event)
+                        "SELECT count(*) FROM pg_replication_slots"
+                        f" WHERE database = '{name}' AND active"
+                    ):
+                        await trio.sleep(0.05)
+                await c.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    f" WHERE database = '{name}'"
+                )
+                await c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+        trio.run(cleanup)
+
+
+@settings(
+    max_examples=int(os.environ.get("CONVERGENCE_EXAMPLES", "30")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    # the same examples on every CI run; CONVERGENCE_RANDOM=1 explores new ones
+    derandomize=os.environ.get("CONVERGENCE_RANDOM") != "1",
+)
+@given(ops=st.lists(ops, min_size=1, max_size=10))
+def test_clients_and_postgres_converge(harness: Harness, ops: list[Op]) -> None:
+    pg, a, b = harness.example(ops)
+    assert a == pg, f"client a differs from Postgres after {ops}"
+    assert b == pg, f"client b differs from Postgres after {ops}"
