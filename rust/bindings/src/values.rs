@@ -54,8 +54,16 @@ fn cached(py: Python<'_>) -> PyResult<&Cached> {
     })
 }
 
+/// Python's dates stop at year 9999, Postgres's do not (and a day 31 of a 30-day month parses
+/// but is no date): a value error of ours, not Python's `ValueError`.
+fn no_python_date(e: PyErr) -> PyErr {
+    Python::attach(|py| errors::ValueDecodeError::new_err(format!("{}", e.value(py))))
+}
+
 fn date<'py>(py: Python<'py>, d: Date) -> PyResult<Bound<'py, PyAny>> {
-    Ok(PyDate::new(py, d.year, d.month, d.day)?.into_any())
+    Ok(PyDate::new(py, d.year, d.month, d.day)
+        .map_err(no_python_date)?
+        .into_any())
 }
 
 fn datetime<'py>(
@@ -66,7 +74,8 @@ fn datetime<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyDateTime::new(
         py, d.year, d.month, d.day, t.hour, t.minute, t.second, t.micro, tz,
-    )?
+    )
+    .map_err(no_python_date)?
     .into_any())
 }
 
