@@ -12,6 +12,7 @@ __all__ = [
     "ElectricTransaction",
     "FrameScanner",
     "FrontendReader",
+    "InternalError",
     "PgOutputDecoder",
     "PgOutputError",
     "ProtocolError",
@@ -24,6 +25,7 @@ __all__ = [
     "UnchangedToastType",
     "ValueDecodeError",
     "__version__",
+    "_panic_in_guard",
     "decode_frame",
     "decode_message",
     "decode_text_value",
@@ -70,6 +72,10 @@ __all__ = [
 __version__: str
 
 class ElectricError(Exception): ...
+class InternalError(ElectricError): ...
+
+def _panic_in_guard(message: str) -> None: ...
+
 class ProtocolError(ElectricError): ...
 class ValueDecodeError(ElectricError): ...
 

@@ -7,6 +7,7 @@ as these classes) and re-exported here.
 from __future__ import annotations
 
 from ._native import ElectricError as ElectricError
+from ._native import InternalError as InternalError
 from ._native import PgOutputError as PgOutputError
 from ._native import ProtocolError as ProtocolError
 from ._native import ShapeEvaluationError as ShapeEvaluationError
@@ -16,6 +17,7 @@ from ._native import ValueDecodeError as ValueDecodeError
 __all__ = [
     "ConfigError",
     "ElectricError",
+    "InternalError",
     "PgOutputError",
     "ProtocolError",
     "ShapeEvaluationError",

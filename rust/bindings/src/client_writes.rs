@@ -39,16 +39,18 @@ impl ClientRowCodec {
         nulls_bitmask: &[u8],
         values: Vec<PyBackedBytes>,
     ) -> PyResult<Vec<Option<String>>> {
-        client_row_to_pg_text(&self.types, nulls_bitmask, &values).map_err(|e| {
-            let column = match &e {
-                RowError::Value { column, .. } | RowError::Unencodable { column, .. } => {
-                    Some(*column)
-                }
-                _ => None,
-            };
-            let err = ValueDecodeError::new_err(e.to_string());
-            let _ = err.value(py).setattr("column", column);
-            err
+        crate::errors::guard(|| {
+            client_row_to_pg_text(&self.types, nulls_bitmask, &values).map_err(|e| {
+                let column = match &e {
+                    RowError::Value { column, .. } | RowError::Unencodable { column, .. } => {
+                        Some(*column)
+                    }
+                    _ => None,
+                };
+                let err = ValueDecodeError::new_err(e.to_string());
+                let _ = err.value(py).setattr("column", column);
+                err
+            })
         })
     }
 

@@ -216,28 +216,30 @@ impl ElectricDecoder {
         py: Python<'_>,
         payloads: Vec<PyBackedBytes>,
     ) -> PyResult<Vec<Py<PyElectricTransaction>>> {
-        let ((folded, fold_error), error) = self.state.decode(py, &payloads, |txns| {
-            let mut out = Vec::with_capacity(txns.len());
-            for t in txns {
-                match fold(t) {
-                    Ok(f) => out.push(f),
-                    Err(e) => return (out, Some(e)),
+        errors::guard(|| {
+            let ((folded, fold_error), error) = self.state.decode(py, &payloads, |txns| {
+                let mut out = Vec::with_capacity(txns.len());
+                for t in txns {
+                    match fold(t) {
+                        Ok(f) => out.push(f),
+                        Err(e) => return (out, Some(e)),
+                    }
                 }
+                (out, None)
+            });
+            let txns = folded
+                .into_iter()
+                .map(|t| Py::new(py, PyElectricTransaction { inner: t }))
+                .collect::<PyResult<Vec<_>>>()?;
+            // A fold error comes first in stream order: its transaction precedes any bad payload.
+            if let Some(e) = fold_error {
+                return Err(errors::fold(py, &e, PyList::new(py, txns)?));
             }
-            (out, None)
-        });
-        let txns = folded
-            .into_iter()
-            .map(|t| Py::new(py, PyElectricTransaction { inner: t }))
-            .collect::<PyResult<Vec<_>>>()?;
-        // A fold error comes first in stream order: its transaction precedes any bad payload.
-        if let Some(e) = fold_error {
-            return Err(errors::fold(py, &e, PyList::new(py, txns)?));
-        }
-        match error {
-            Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
-            None => Ok(txns),
-        }
+            match error {
+                Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
+                None => Ok(txns),
+            }
+        })
     }
 
     /// Takes the non-transactional logical messages decoded so far, as (lsn, prefix, content).

@@ -1,4 +1,5 @@
-//! The one place where core errors become Python exceptions.
+//! The one place where core errors become Python exceptions, and where a panic of the native
+//! code is caught before it reaches Python ([`guard`]).
 
 use electric_core::electric::FoldError;
 use electric_core::pgoutput::StreamError;
@@ -15,6 +16,12 @@ create_exception!(
     ElectricError,
     PyException,
     "Root of every electric-trio error."
+);
+create_exception!(
+    _native,
+    InternalError,
+    ElectricError,
+    "A bug of ours in the native code (a Rust panic): the operation failed, nothing else did."
 );
 create_exception!(
     _native,
@@ -43,6 +50,29 @@ create_exception!(
     "A Satellite frame that cannot be decoded: empty, an unknown type byte, over the size \
      limit, or a malformed message."
 );
+
+/// Runs `f` (the body of a binding that handles bytes or text from outside) and turns a panic
+/// into [`InternalError`]. Without it PyO3 raises `PanicException`, a `BaseException` that the
+/// service's per-connection `except Exception` does not stop: one bad frame would end the
+/// process instead of one connection.
+pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(InternalError::new_err(format!(
+            "internal error in electric-trio's native code: {what}"
+        )))
+    })
+}
+
+/// Panics inside [`guard`], so that tests can check what Python sees of a panic.
+#[pyfunction]
+fn _panic_in_guard(message: &str) -> PyResult<()> {
+    guard(|| panic!("{message}"))
+}
 
 pub fn satellite(e: FrameError) -> PyErr {
     SatelliteFrameError::new_err(e.to_string())
@@ -118,6 +148,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     for (name, ty) in [
         ("ElectricError", py.get_type::<ElectricError>()),
+        ("InternalError", py.get_type::<InternalError>()),
         ("ProtocolError", py.get_type::<ProtocolError>()),
         ("ValueDecodeError", py.get_type::<ValueDecodeError>()),
         ("PgOutputError", py.get_type::<PgOutputError>()),
@@ -134,5 +165,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let frame_error = py.get_type::<SatelliteFrameError>();
     frame_error.setattr("__module__", "electric_trio.satellite")?;
     m.add("SatelliteFrameError", frame_error)?;
+    m.add_function(wrap_pyfunction!(_panic_in_guard, m)?)?;
     Ok(())
 }

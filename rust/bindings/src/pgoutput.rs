@@ -349,15 +349,17 @@ impl PgOutputDecoder {
         py: Python<'_>,
         payloads: Vec<PyBackedBytes>,
     ) -> PyResult<Vec<Py<PyTransaction>>> {
-        let (decoded, error) = self.state.decode(py, &payloads, |txns| txns);
-        let txns = decoded
-            .into_iter()
-            .map(|t| Py::new(py, PyTransaction { inner: t }))
-            .collect::<PyResult<Vec<_>>>()?;
-        match error {
-            Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
-            None => Ok(txns),
-        }
+        crate::errors::guard(|| {
+            let (decoded, error) = self.state.decode(py, &payloads, |txns| txns);
+            let txns = decoded
+                .into_iter()
+                .map(|t| Py::new(py, PyTransaction { inner: t }))
+                .collect::<PyResult<Vec<_>>>()?;
+            match error {
+                Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
+                None => Ok(txns),
+            }
+        })
     }
 
     /// Takes the non-transactional logical messages decoded so far, as (lsn, prefix, content).

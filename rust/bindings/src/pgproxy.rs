@@ -52,14 +52,16 @@ impl FrameScanner {
 
     /// The body of the next untagged (startup-family) message, or None if more bytes are needed.
     fn next_untagged<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(body) =
-            split_untagged(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
-        else {
-            return Ok(None);
-        };
-        let out = PyBytes::new(py, body);
-        self.pos += body.len() + 4;
-        Ok(Some(out))
+        errors::guard(|| {
+            let Some(body) =
+                split_untagged(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
+                return Ok(None);
+            };
+            let out = PyBytes::new(py, body);
+            self.pos += body.len() + 4;
+            Ok(Some(out))
+        })
     }
 
     fn next<'py>(
@@ -67,25 +69,27 @@ impl FrameScanner {
         py: Python<'py>,
         stop: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, i32, Bound<'py, PyBytes>)> {
-        let start = self.pos;
-        let mut at = start;
-        let mut found: Option<Frame<'_>> = None;
-        while let Some(frame) =
-            split_frame(&self.buf[at..], self.max_message).map_err(errors::wire)?
-        {
-            if stop.contains(&frame.tag) {
-                found = Some(frame);
-                break;
+        errors::guard(|| {
+            let start = self.pos;
+            let mut at = start;
+            let mut found: Option<Frame<'_>> = None;
+            while let Some(frame) =
+                split_frame(&self.buf[at..], self.max_message).map_err(errors::wire)?
+            {
+                if stop.contains(&frame.tag) {
+                    found = Some(frame);
+                    break;
+                }
+                at += frame.wire_len();
             }
-            at += frame.wire_len();
-        }
-        let passed = PyBytes::new(py, &self.buf[start..at]);
-        let (tag, body, len) = match found {
-            Some(f) => (f.tag as i32, PyBytes::new(py, f.body), f.wire_len()),
-            None => (-1, PyBytes::new(py, b""), 0),
-        };
-        self.pos = at + len;
-        Ok((passed, tag, body))
+            let passed = PyBytes::new(py, &self.buf[start..at]);
+            let (tag, body, len) = match found {
+                Some(f) => (f.tag as i32, PyBytes::new(py, f.body), f.wire_len()),
+                None => (-1, PyBytes::new(py, b""), 0),
+            };
+            self.pos = at + len;
+            Ok((passed, tag, body))
+        })
     }
 }
 
@@ -93,18 +97,20 @@ impl FrameScanner {
 /// `("ssl",)`, `("gss",)` or `("cancel", process_id, secret_key)`.
 #[pyfunction]
 fn parse_startup<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
-    let msg = StartupMessage::parse(body).map_err(errors::wire)?;
-    match msg {
-        StartupMessage::Startup { protocol, params } => {
-            ("startup", protocol, PyList::new(py, params)?).into_pyobject(py)
+    errors::guard(|| {
+        let msg = StartupMessage::parse(body).map_err(errors::wire)?;
+        match msg {
+            StartupMessage::Startup { protocol, params } => {
+                ("startup", protocol, PyList::new(py, params)?).into_pyobject(py)
+            }
+            StartupMessage::SslRequest => ("ssl",).into_pyobject(py),
+            StartupMessage::GssEncRequest => ("gss",).into_pyobject(py),
+            StartupMessage::CancelRequest {
+                process_id,
+                secret_key,
+            } => ("cancel", process_id, PyBytes::new(py, secret_key)).into_pyobject(py),
         }
-        StartupMessage::SslRequest => ("ssl",).into_pyobject(py),
-        StartupMessage::GssEncRequest => ("gss",).into_pyobject(py),
-        StartupMessage::CancelRequest {
-            process_id,
-            secret_key,
-        } => ("cancel", process_id, PyBytes::new(py, secret_key)).into_pyobject(py),
-    }
+    })
 }
 
 /// Parses a client message: `Q` -> `(sql,)`, `P` -> `(name, sql, param_types)`, `B` ->
@@ -112,36 +118,38 @@ fn parse_startup<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyTup
 /// `D`/`C` -> `(kind, name)`, `p` -> `(data,)`, anything else -> `()`.
 #[pyfunction]
 fn parse_frontend<'py>(py: Python<'py>, tag: u8, body: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
-    let msg = FrontendMessage::parse(Frame { tag, body }).map_err(errors::wire)?;
-    match msg {
-        FrontendMessage::Query { sql } => (sql,).into_pyobject(py),
-        FrontendMessage::Parse {
-            name,
-            query,
-            param_types,
-        } => (name, query, param_types).into_pyobject(py),
-        FrontendMessage::Bind(b) => {
-            let params = b
-                .params
-                .iter()
-                .map(|p| p.map(|v| PyBytes::new(py, v)))
-                .collect::<Vec<_>>();
-            (
-                b.portal,
-                b.statement,
-                b.param_formats,
-                PyList::new(py, params)?,
-                b.result_formats,
-            )
-                .into_pyobject(py)
+    errors::guard(|| {
+        let msg = FrontendMessage::parse(Frame { tag, body }).map_err(errors::wire)?;
+        match msg {
+            FrontendMessage::Query { sql } => (sql,).into_pyobject(py),
+            FrontendMessage::Parse {
+                name,
+                query,
+                param_types,
+            } => (name, query, param_types).into_pyobject(py),
+            FrontendMessage::Bind(b) => {
+                let params = b
+                    .params
+                    .iter()
+                    .map(|p| p.map(|v| PyBytes::new(py, v)))
+                    .collect::<Vec<_>>();
+                (
+                    b.portal,
+                    b.statement,
+                    b.param_formats,
+                    PyList::new(py, params)?,
+                    b.result_formats,
+                )
+                    .into_pyobject(py)
+            }
+            FrontendMessage::Execute { portal, max_rows } => (portal, max_rows).into_pyobject(py),
+            FrontendMessage::Describe { kind, name } | FrontendMessage::Close { kind, name } => {
+                ((kind as char).to_string(), name).into_pyobject(py)
+            }
+            FrontendMessage::Password(data) => (PyBytes::new(py, data),).into_pyobject(py),
+            _ => Ok(PyTuple::empty(py)),
         }
-        FrontendMessage::Execute { portal, max_rows } => (portal, max_rows).into_pyobject(py),
-        FrontendMessage::Describe { kind, name } | FrontendMessage::Close { kind, name } => {
-            ((kind as char).to_string(), name).into_pyobject(py)
-        }
-        FrontendMessage::Password(data) => (PyBytes::new(py, data),).into_pyobject(py),
-        _ => Ok(PyTuple::empty(py)),
-    }
+    })
 }
 
 fn out<'py>(py: Python<'py>, f: impl FnOnce(&mut Vec<u8>)) -> Bound<'py, PyBytes> {

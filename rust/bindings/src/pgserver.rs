@@ -54,49 +54,53 @@ impl FrontendReader {
     /// The next startup-phase message: `("startup", protocol, [(name, value), ...])`,
     /// `("ssl",)`, `("gssenc",)` or `("cancel", process_id, secret_key)`.
     fn next_startup<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(body) =
-            split_untagged(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
-        else {
-            return Ok(None);
-        };
-        let len = body.len() + 4;
-        let item = match StartupMessage::parse(body).map_err(errors::wire)? {
-            StartupMessage::Startup { protocol, params } => {
-                ("startup", protocol, params).into_pyobject(py)?
-            }
-            StartupMessage::SslRequest => ("ssl",).into_pyobject(py)?,
-            StartupMessage::GssEncRequest => ("gssenc",).into_pyobject(py)?,
-            StartupMessage::CancelRequest {
-                process_id,
-                secret_key,
-            } => ("cancel", process_id, PyBytes::new(py, secret_key)).into_pyobject(py)?,
-        };
-        self.pos += len;
-        Ok(Some(item))
+        errors::guard(|| {
+            let Some(body) =
+                split_untagged(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
+                return Ok(None);
+            };
+            let len = body.len() + 4;
+            let item = match StartupMessage::parse(body).map_err(errors::wire)? {
+                StartupMessage::Startup { protocol, params } => {
+                    ("startup", protocol, params).into_pyobject(py)?
+                }
+                StartupMessage::SslRequest => ("ssl",).into_pyobject(py)?,
+                StartupMessage::GssEncRequest => ("gssenc",).into_pyobject(py)?,
+                StartupMessage::CancelRequest {
+                    process_id,
+                    secret_key,
+                } => ("cancel", process_id, PyBytes::new(py, secret_key)).into_pyobject(py)?,
+            };
+            self.pos += len;
+            Ok(Some(item))
+        })
     }
 
     /// The next tagged message as `(tag, ...)`: `("Q", sql)`, `("d", data)`, `("p", data)`
     /// (a password or SASL response), `("X",)`, `("c",)`, `("f", message)`; any other message
     /// as its tag alone.
     fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(frame) =
-            split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
-        else {
-            return Ok(None);
-        };
-        let len = frame.wire_len();
-        let tag = (frame.tag as char).to_string();
-        let item = match FrontendMessage::parse(frame) {
-            Ok(FrontendMessage::Query { sql }) => (tag, sql).into_pyobject(py)?,
-            Ok(FrontendMessage::CopyData(d)) | Ok(FrontendMessage::Password(d)) => {
-                (tag, PyBytes::new(py, d)).into_pyobject(py)?
-            }
-            Ok(FrontendMessage::CopyFail { message }) => (tag, message).into_pyobject(py)?,
-            Ok(_) => (tag,).into_pyobject(py)?,
-            Err(e) => return Err(errors::wire(e)),
-        };
-        self.pos += len;
-        Ok(Some(item))
+        errors::guard(|| {
+            let Some(frame) =
+                split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
+                return Ok(None);
+            };
+            let len = frame.wire_len();
+            let tag = (frame.tag as char).to_string();
+            let item = match FrontendMessage::parse(frame) {
+                Ok(FrontendMessage::Query { sql }) => (tag, sql).into_pyobject(py)?,
+                Ok(FrontendMessage::CopyData(d)) | Ok(FrontendMessage::Password(d)) => {
+                    (tag, PyBytes::new(py, d)).into_pyobject(py)?
+                }
+                Ok(FrontendMessage::CopyFail { message }) => (tag, message).into_pyobject(py)?,
+                Ok(_) => (tag,).into_pyobject(py)?,
+                Err(e) => return Err(errors::wire(e)),
+            };
+            self.pos += len;
+            Ok(Some(item))
+        })
     }
 }
 
@@ -112,8 +116,11 @@ fn parse_sasl_initial_response<'py>(
     py: Python<'py>,
     body: &[u8],
 ) -> PyResult<(String, Option<Bound<'py, PyBytes>>)> {
-    let (mechanism, data) = frontend::parse_sasl_initial_response(body).map_err(errors::wire)?;
-    Ok((mechanism.to_owned(), data.map(|d| PyBytes::new(py, d))))
+    errors::guard(|| {
+        let (mechanism, data) =
+            frontend::parse_sasl_initial_response(body).map_err(errors::wire)?;
+        Ok((mechanism.to_owned(), data.map(|d| PyBytes::new(py, d))))
+    })
 }
 
 /// An Authentication request: 0 ok, 10 SASL (`data` = the mechanisms, NUL-separated), 11 SASL

@@ -112,28 +112,30 @@ impl BackendReader {
     /// other message or when more bytes are needed.
     #[pyo3(signature = (limit = 1 << 20))]
     fn read_rows<'py>(&mut self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        let mut n = 0;
-        while n < limit {
-            let Some(frame) =
-                split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
-            else {
-                break;
-            };
-            if frame.tag != pgwire::backend::tag::DATA_ROW {
-                break;
+        errors::guard(|| {
+            let list = PyList::empty(py);
+            let mut n = 0;
+            while n < limit {
+                let Some(frame) =
+                    split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+                else {
+                    break;
+                };
+                if frame.tag != pgwire::backend::tag::DATA_ROW {
+                    break;
+                }
+                let len = frame.wire_len();
+                let BackendMessage::DataRow(body) =
+                    BackendMessage::parse(frame).map_err(errors::wire)?
+                else {
+                    unreachable!("tag checked above")
+                };
+                list.append(self.row_tuple(py, body)?)?;
+                self.pos += len;
+                n += 1;
             }
-            let len = frame.wire_len();
-            let BackendMessage::DataRow(body) =
-                BackendMessage::parse(frame).map_err(errors::wire)?
-            else {
-                unreachable!("tag checked above")
-            };
-            list.append(self.row_tuple(py, body)?)?;
-            self.pos += len;
-            n += 1;
-        }
-        Ok(list)
+            Ok(list)
+        })
     }
 
     /// Takes the payloads of consecutive CopyData messages, up to about `limit` bytes.
@@ -163,128 +165,134 @@ impl BackendReader {
 
     /// The next whole message as a tuple `(tag, ...)`, or None if more bytes are needed.
     fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(frame) =
-            split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
-        else {
-            return Ok(None);
-        };
-        let len = frame.wire_len();
-        let tag = s(py, &(frame.tag as char).to_string()).into_any();
-        let msg = BackendMessage::parse(frame).map_err(errors::wire)?;
-        let items: Vec<Bound<'py, PyAny>> = match msg {
-            BackendMessage::Authentication(a) => {
-                let (code, data) = match a {
-                    Authentication::Ok => (0, py.None().into_bound(py)),
-                    Authentication::CleartextPassword => (3, py.None().into_bound(py)),
-                    Authentication::Md5Password { salt } => (5, PyBytes::new(py, &salt).into_any()),
-                    Authentication::Sasl { mechanisms } => {
-                        (10, PyList::new(py, mechanisms)?.into_any())
-                    }
-                    Authentication::SaslContinue { data } => {
-                        (11, PyBytes::new(py, data).into_any())
-                    }
-                    Authentication::SaslFinal { data } => (12, PyBytes::new(py, data).into_any()),
-                    Authentication::Unsupported { code } => (code, py.None().into_bound(py)),
-                };
-                vec![tag, code.into_pyobject(py)?.into_any(), data]
-            }
-            BackendMessage::BackendKeyData {
-                process_id,
-                secret_key,
-            } => {
-                vec![
-                    tag,
-                    process_id.into_pyobject(py)?.into_any(),
-                    PyBytes::new(py, secret_key).into_any(),
-                ]
-            }
-            BackendMessage::CommandComplete { tag: t } => vec![tag, s(py, t).into_any()],
-            BackendMessage::CopyData(d) => vec![tag, PyBytes::new(py, d).into_any()],
-            BackendMessage::CopyInResponse(r)
-            | BackendMessage::CopyOutResponse(r)
-            | BackendMessage::CopyBothResponse(r) => {
-                vec![
-                    tag,
-                    r.format.into_pyobject(py)?.into_any(),
-                    PyList::new(py, r.column_formats)?.into_any(),
-                ]
-            }
-            BackendMessage::DataRow(body) => {
-                let row = if self.kinds.len() == body.count as usize {
-                    self.row_tuple(py, body)?.into_any()
-                } else {
-                    let vals = body
-                        .iter()
-                        .map(|v| v.map(|o| o.map(|b| PyBytes::new(py, b))))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(errors::wire)?;
-                    PyTuple::new(py, vals)?.into_any()
-                };
-                vec![tag, row]
-            }
-            BackendMessage::ErrorResponse(f) | BackendMessage::NoticeResponse(f) => {
-                let d = PyDict::new(py);
-                for (code, value) in f.fields {
-                    d.set_item((code as char).to_string(), value)?;
+        errors::guard(|| {
+            let Some(frame) =
+                split_frame(&self.buf[self.pos..], self.max_message).map_err(errors::wire)?
+            else {
+                return Ok(None);
+            };
+            let len = frame.wire_len();
+            let tag = s(py, &(frame.tag as char).to_string()).into_any();
+            let msg = BackendMessage::parse(frame).map_err(errors::wire)?;
+            let items: Vec<Bound<'py, PyAny>> = match msg {
+                BackendMessage::Authentication(a) => {
+                    let (code, data) = match a {
+                        Authentication::Ok => (0, py.None().into_bound(py)),
+                        Authentication::CleartextPassword => (3, py.None().into_bound(py)),
+                        Authentication::Md5Password { salt } => {
+                            (5, PyBytes::new(py, &salt).into_any())
+                        }
+                        Authentication::Sasl { mechanisms } => {
+                            (10, PyList::new(py, mechanisms)?.into_any())
+                        }
+                        Authentication::SaslContinue { data } => {
+                            (11, PyBytes::new(py, data).into_any())
+                        }
+                        Authentication::SaslFinal { data } => {
+                            (12, PyBytes::new(py, data).into_any())
+                        }
+                        Authentication::Unsupported { code } => (code, py.None().into_bound(py)),
+                    };
+                    vec![tag, code.into_pyobject(py)?.into_any(), data]
                 }
-                vec![tag, d.into_any()]
-            }
-            BackendMessage::NegotiateProtocolVersion {
-                newest_minor,
-                unrecognized,
-            } => {
-                vec![
-                    tag,
-                    newest_minor.into_pyobject(py)?.into_any(),
-                    PyList::new(py, unrecognized)?.into_any(),
-                ]
-            }
-            BackendMessage::NotificationResponse {
-                process_id,
-                channel,
-                payload,
-            } => {
-                vec![
-                    tag,
-                    process_id.into_pyobject(py)?.into_any(),
-                    s(py, channel).into_any(),
-                    s(py, payload).into_any(),
-                ]
-            }
-            BackendMessage::ParameterDescription(oids) => {
-                vec![tag, PyList::new(py, oids)?.into_any()]
-            }
-            BackendMessage::ParameterStatus { name, value } => {
-                vec![tag, s(py, name).into_any(), s(py, value).into_any()]
-            }
-            BackendMessage::ReadyForQuery { status } => {
-                vec![tag, s(py, &(status as char).to_string()).into_any()]
-            }
-            BackendMessage::RowDescription(fields) => {
-                let list = PyList::empty(py);
-                for f in fields {
-                    list.append((
-                        f.name,
-                        f.table_oid,
-                        f.column_id,
-                        f.type_oid,
-                        f.type_size,
-                        f.type_modifier,
-                        f.format,
-                    ))?;
+                BackendMessage::BackendKeyData {
+                    process_id,
+                    secret_key,
+                } => {
+                    vec![
+                        tag,
+                        process_id.into_pyobject(py)?.into_any(),
+                        PyBytes::new(py, secret_key).into_any(),
+                    ]
                 }
-                vec![tag, list.into_any()]
-            }
-            BackendMessage::BindComplete
-            | BackendMessage::CloseComplete
-            | BackendMessage::CopyDone
-            | BackendMessage::EmptyQueryResponse
-            | BackendMessage::NoData
-            | BackendMessage::ParseComplete
-            | BackendMessage::PortalSuspended => vec![tag],
-        };
-        self.pos += len;
-        Ok(Some(PyTuple::new(py, items)?))
+                BackendMessage::CommandComplete { tag: t } => vec![tag, s(py, t).into_any()],
+                BackendMessage::CopyData(d) => vec![tag, PyBytes::new(py, d).into_any()],
+                BackendMessage::CopyInResponse(r)
+                | BackendMessage::CopyOutResponse(r)
+                | BackendMessage::CopyBothResponse(r) => {
+                    vec![
+                        tag,
+                        r.format.into_pyobject(py)?.into_any(),
+                        PyList::new(py, r.column_formats)?.into_any(),
+                    ]
+                }
+                BackendMessage::DataRow(body) => {
+                    let row = if self.kinds.len() == body.count as usize {
+                        self.row_tuple(py, body)?.into_any()
+                    } else {
+                        let vals = body
+                            .iter()
+                            .map(|v| v.map(|o| o.map(|b| PyBytes::new(py, b))))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(errors::wire)?;
+                        PyTuple::new(py, vals)?.into_any()
+                    };
+                    vec![tag, row]
+                }
+                BackendMessage::ErrorResponse(f) | BackendMessage::NoticeResponse(f) => {
+                    let d = PyDict::new(py);
+                    for (code, value) in f.fields {
+                        d.set_item((code as char).to_string(), value)?;
+                    }
+                    vec![tag, d.into_any()]
+                }
+                BackendMessage::NegotiateProtocolVersion {
+                    newest_minor,
+                    unrecognized,
+                } => {
+                    vec![
+                        tag,
+                        newest_minor.into_pyobject(py)?.into_any(),
+                        PyList::new(py, unrecognized)?.into_any(),
+                    ]
+                }
+                BackendMessage::NotificationResponse {
+                    process_id,
+                    channel,
+                    payload,
+                } => {
+                    vec![
+                        tag,
+                        process_id.into_pyobject(py)?.into_any(),
+                        s(py, channel).into_any(),
+                        s(py, payload).into_any(),
+                    ]
+                }
+                BackendMessage::ParameterDescription(oids) => {
+                    vec![tag, PyList::new(py, oids)?.into_any()]
+                }
+                BackendMessage::ParameterStatus { name, value } => {
+                    vec![tag, s(py, name).into_any(), s(py, value).into_any()]
+                }
+                BackendMessage::ReadyForQuery { status } => {
+                    vec![tag, s(py, &(status as char).to_string()).into_any()]
+                }
+                BackendMessage::RowDescription(fields) => {
+                    let list = PyList::empty(py);
+                    for f in fields {
+                        list.append((
+                            f.name,
+                            f.table_oid,
+                            f.column_id,
+                            f.type_oid,
+                            f.type_size,
+                            f.type_modifier,
+                            f.format,
+                        ))?;
+                    }
+                    vec![tag, list.into_any()]
+                }
+                BackendMessage::BindComplete
+                | BackendMessage::CloseComplete
+                | BackendMessage::CopyDone
+                | BackendMessage::EmptyQueryResponse
+                | BackendMessage::NoData
+                | BackendMessage::ParseComplete
+                | BackendMessage::PortalSuspended => vec![tag],
+            };
+            self.pos += len;
+            Ok(Some(PyTuple::new(py, items)?))
+        })
     }
 }
 

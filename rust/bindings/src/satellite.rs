@@ -156,13 +156,15 @@ fn decode_frame<'py>(
     data: PyBackedBytes,
     max_len: usize,
 ) -> PyResult<(u8, Bound<'py, PyDict>)> {
-    let decoded = if data.len() >= DETACH_FROM {
-        py.detach(|| decode_frame_dynamic(&data, max_len))
-    } else {
-        decode_frame_dynamic(&data, max_len)
-    };
-    let (ty, msg) = decoded.map_err(errors::satellite)?;
-    Ok((ty.id(), message_to_py(py, &msg)?))
+    errors::guard(|| {
+        let decoded = if data.len() >= DETACH_FROM {
+            py.detach(|| decode_frame_dynamic(&data, max_len))
+        } else {
+            decode_frame_dynamic(&data, max_len)
+        };
+        let (ty, msg) = decoded.map_err(errors::satellite)?;
+        Ok((ty.id(), message_to_py(py, &msg)?))
+    })
 }
 
 /// Encodes a frame of the message type `type_id` from a dict (missing keys and None values
@@ -183,8 +185,10 @@ fn encode_frame<'py>(
 /// a `SatRpcRequest`.
 #[pyfunction]
 fn decode_message<'py>(py: Python<'py>, name: &str, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    let msg = decode_dynamic(descriptor(name)?, data).map_err(errors::satellite)?;
-    message_to_py(py, &msg)
+    errors::guard(|| {
+        let msg = decode_dynamic(descriptor(name)?, data).map_err(errors::satellite)?;
+        message_to_py(py, &msg)
+    })
 }
 
 /// Encodes a message by name from a dict.

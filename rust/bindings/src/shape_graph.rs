@@ -162,7 +162,7 @@ impl ShapeGraph {
             fk,
             holds_fk,
         };
-        self.inner.add_layer(&spec, &columns).map_err(layer_error)
+        errors::guard(|| self.inner.add_layer(&spec, &columns).map_err(layer_error))
     }
 
     /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`; the
@@ -174,12 +174,12 @@ impl ShapeGraph {
         layer: usize,
         rows: Vec<(Vec<String>, Vec<Option<String>>)>,
         resend: bool,
-    ) -> Vec<MoveInInfo> {
+    ) -> PyResult<Vec<MoveInInfo>> {
         let rows = rows
             .into_iter()
             .map(|(tags, values)| (Arc::from(tags), values))
             .collect();
-        move_ins(self.inner.add_rows(layer, rows, resend))
+        errors::guard(|| Ok(move_ins(self.inner.add_rows(layer, rows, resend))))
     }
 
     /// Removes a subscription's layers; the rows that leave are queued as gone ops. Returns
@@ -198,35 +198,39 @@ impl ShapeGraph {
         max_ops: usize,
         additional_ref: Option<u64>,
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>)> {
-        let data = self.inner.take_data();
-        let relations = relations_of(
-            data.iter().filter_map(|op| match op {
-                PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => Some(relation),
-                PlanOp::Change(_) => None,
-            }),
-            &mut self.announced,
-        );
-        let mut frames = Vec::new();
-        if let Some(r) = additional_ref {
-            // One pseudo-transaction: the client applies it as a whole.
-            let frame = self
-                .encoder
-                .encode(
-                    &Bracket::Additional(r),
-                    data.iter().filter_map(PlanOp::data_op),
-                )
-                .map_err(encode_error)?;
-            frames.push(PyBytes::new(py, &frame));
-        } else {
-            for chunk in data.chunks(max_ops.max(1)) {
+        errors::guard(|| {
+            let data = self.inner.take_data();
+            let relations = relations_of(
+                data.iter().filter_map(|op| match op {
+                    PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => {
+                        Some(relation)
+                    }
+                    PlanOp::Change(_) => None,
+                }),
+                &mut self.announced,
+            );
+            let mut frames = Vec::new();
+            if let Some(r) = additional_ref {
+                // One pseudo-transaction: the client applies it as a whole.
                 let frame = self
                     .encoder
-                    .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
+                    .encode(
+                        &Bracket::Additional(r),
+                        data.iter().filter_map(PlanOp::data_op),
+                    )
                     .map_err(encode_error)?;
                 frames.push(PyBytes::new(py, &frame));
+            } else {
+                for chunk in data.chunks(max_ops.max(1)) {
+                    let frame = self
+                        .encoder
+                        .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
+                        .map_err(encode_error)?;
+                    frames.push(PyBytes::new(py, &frame));
+                }
             }
-        }
-        Ok((frames, relations))
+            Ok((frames, relations))
+        })
     }
 
     /// What `txn` means for this client: `None` when it gets nothing (no change it sees, no
@@ -242,26 +246,28 @@ impl ShapeGraph {
         force: bool,
         additional_ref: u64,
     ) -> PyResult<Option<Processed<'py>>> {
-        let inner = &txn.inner;
-        let plan = self.inner.process(inner);
-        if plan.ops.is_empty() && migrate.is_empty() && !force {
-            return Ok(None);
-        }
-        let additional = if plan.move_ins.is_empty() {
-            0
-        } else {
-            additional_ref
-        };
-        let frame = encode_plan(&mut self.encoder, inner, &plan, &migrate, additional)?;
-        let relations = relations_of(
-            plan.ops.iter().map(|op| op.relation(inner)),
-            &mut self.announced,
-        );
-        Ok(Some((
-            PyBytes::new(py, &frame),
-            relations,
-            move_ins(plan.move_ins),
-        )))
+        errors::guard(|| {
+            let inner = &txn.inner;
+            let plan = self.inner.process(inner);
+            if plan.ops.is_empty() && migrate.is_empty() && !force {
+                return Ok(None);
+            }
+            let additional = if plan.move_ins.is_empty() {
+                0
+            } else {
+                additional_ref
+            };
+            let frame = encode_plan(&mut self.encoder, inner, &plan, &migrate, additional)?;
+            let relations = relations_of(
+                plan.ops.iter().map(|op| op.relation(inner)),
+                &mut self.announced,
+            );
+            Ok(Some((
+                PyBytes::new(py, &frame),
+                relations,
+                move_ins(plan.move_ins),
+            )))
+        })
     }
 
     /// Starts recording what processing the transaction at `position` changes, so that
@@ -355,61 +361,63 @@ fn fanout_process<'py>(
     client_ids: Vec<PyBackedStr>,
     refs: Vec<u64>,
 ) -> PyResult<Fanned<'py>> {
-    let inner = &txn.inner;
-    let origin = inner.origin.as_deref();
-    let mut frames = Vec::with_capacity(graphs.len());
-    let mut special = Vec::new();
-    let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
-    for (i, graph) in graphs.iter().enumerate() {
-        let mut g = graph.borrow_mut();
-        let g = &mut *g;
-        g.inner.begin_step(inner.end_lsn);
-        let plan = g.inner.process(inner);
-        let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
-        if plan.ops.is_empty() && !force {
-            frames.push(None);
-            continue;
-        }
-        let relations = relations_of(
-            plan.ops.iter().map(|op| op.relation(inner)),
-            &mut g.announced,
-        );
-        let additional = if plan.move_ins.is_empty() {
-            0
-        } else {
-            refs.get(i).copied().unwrap_or(0)
-        };
-        // Only changes of the transaction, no ref: the frame is the same for every such plan.
-        let key: Option<Vec<usize>> = (additional == 0)
-            .then(|| {
-                plan.ops
-                    .iter()
-                    .map(|op| match op {
-                        PlanOp::Change(c) => Some(*c),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .flatten();
-        let frame = match key.as_ref().and_then(|k| shared.get(k)) {
-            Some(bytes) => bytes.clone(),
-            None => {
-                let bytes = PyBytes::new(
-                    py,
-                    &encode_plan(&mut g.encoder, inner, &plan, &[], additional)?,
-                );
-                if let Some(k) = key {
-                    shared.insert(k, bytes.clone());
-                }
-                bytes
+    errors::guard(|| {
+        let inner = &txn.inner;
+        let origin = inner.origin.as_deref();
+        let mut frames = Vec::with_capacity(graphs.len());
+        let mut special = Vec::new();
+        let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
+        for (i, graph) in graphs.iter().enumerate() {
+            let mut g = graph.borrow_mut();
+            let g = &mut *g;
+            g.inner.begin_step(inner.end_lsn);
+            let plan = g.inner.process(inner);
+            let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
+            if plan.ops.is_empty() && !force {
+                frames.push(None);
+                continue;
             }
-        };
-        frames.push(Some(frame));
-        if !relations.is_empty() || !plan.move_ins.is_empty() {
-            special.push((i, relations, move_ins(plan.move_ins)));
+            let relations = relations_of(
+                plan.ops.iter().map(|op| op.relation(inner)),
+                &mut g.announced,
+            );
+            let additional = if plan.move_ins.is_empty() {
+                0
+            } else {
+                refs.get(i).copied().unwrap_or(0)
+            };
+            // Only changes of the transaction, no ref: the frame is the same for every such plan.
+            let key: Option<Vec<usize>> = (additional == 0)
+                .then(|| {
+                    plan.ops
+                        .iter()
+                        .map(|op| match op {
+                            PlanOp::Change(c) => Some(*c),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .flatten();
+            let frame = match key.as_ref().and_then(|k| shared.get(k)) {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let bytes = PyBytes::new(
+                        py,
+                        &encode_plan(&mut g.encoder, inner, &plan, &[], additional)?,
+                    );
+                    if let Some(k) = key {
+                        shared.insert(k, bytes.clone());
+                    }
+                    bytes
+                }
+            };
+            frames.push(Some(frame));
+            if !relations.is_empty() || !plan.move_ins.is_empty() {
+                special.push((i, relations, move_ins(plan.move_ins)));
+            }
         }
-    }
-    Ok((frames, special))
+        Ok((frames, special))
+    })
 }
 
 fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {

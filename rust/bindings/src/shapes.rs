@@ -13,6 +13,9 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
 use crate::errors;
 
+/// A WHERE fragment and its parameters as `(text or None, type OID)`.
+type SqlWithParams = (String, Vec<(Option<String>, u32)>);
+
 /// A compiled where clause.
 #[pyclass(module = "electric_trio._native", frozen)]
 pub struct ShapeFilter {
@@ -118,7 +121,8 @@ impl ShapeFilter {
                 "enum labels given for {name:?}, which is not a column"
             )));
         }
-        let inner = CoreFilter::compile(r#where, &columns).map_err(errors::shape_filter)?;
+        let inner =
+            errors::guard(|| CoreFilter::compile(r#where, &columns).map_err(errors::shape_filter))?;
         Ok(ShapeFilter {
             inner: Arc::new(inner),
             columns,
@@ -145,30 +149,36 @@ impl ShapeFilter {
     /// is TRUE on it. Raises `ShapeEvaluationError` where Postgres would raise an error.
     fn matches(&self, row: &Bound<'_, PyDict>) -> PyResult<bool> {
         let values = self.row(row)?;
-        self.inner
-            .matches(values.as_slice())
-            .map_err(errors::shape_evaluation)
+        errors::guard(|| {
+            self.inner
+                .matches(values.as_slice())
+                .map_err(errors::shape_evaluation)
+        })
     }
 
     /// The clause's value on the row: True, False or None (SQL NULL).
     fn evaluate(&self, row: &Bound<'_, PyDict>) -> PyResult<Option<bool>> {
         let values = self.row(row)?;
-        self.inner
-            .evaluate(values.as_slice())
-            .map_err(errors::shape_evaluation)
+        errors::guard(|| {
+            self.inner
+                .evaluate(values.as_slice())
+                .map_err(errors::shape_evaluation)
+        })
     }
 
     /// `(sql, params)`: a WHERE fragment selecting the rows `matches` accepts, columns
     /// qualified by `alias`, parameters `$first_param`... as `(text or None, type OID)`.
     #[pyo3(signature = (alias, first_param = 1))]
-    fn to_sql(&self, alias: &str, first_param: usize) -> (String, Vec<(Option<String>, u32)>) {
-        let f = self.inner.to_sql(alias, first_param);
-        let params = f
-            .params
-            .into_iter()
-            .map(|p| (p.value, p.type_oid))
-            .collect();
-        (f.sql, params)
+    fn to_sql(&self, alias: &str, first_param: usize) -> PyResult<SqlWithParams> {
+        errors::guard(|| {
+            let f = self.inner.to_sql(alias, first_param);
+            let params = f
+                .params
+                .into_iter()
+                .map(|p| (p.value, p.type_oid))
+                .collect();
+            Ok((f.sql, params))
+        })
     }
 
     fn __repr__(&self) -> String {
