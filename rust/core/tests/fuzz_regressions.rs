@@ -108,3 +108,16 @@ fn bytea_octal_escapes_past_377_are_errors() {
         Ok(Value::Bytes(vec![255, b'A', b'\\']))
     );
 }
+
+#[test]
+fn a_numeric_exponent_at_the_edge_of_i32_is_refused() {
+    let columns = vec![ColumnDef::new("a", oid::NUMERIC)];
+    for clause in [
+        "this.a = 2e2147483648",
+        "this.a = 2e-2147483648",
+        "this.a = 1e2147483647",
+    ] {
+        let error = ShapeFilter::compile(clause, &columns).unwrap_err();
+        assert!(error.message.contains("numeric"), "{clause}: {error}");
+    }
+}

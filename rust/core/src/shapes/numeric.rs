@@ -73,7 +73,7 @@ impl Dec {
         }
         // value = mantissa * 10^(exp - frac.len()); display scale = max(0, frac.len() - exp).
         let scale = i32::try_from((frac.len() as i64).checked_sub(exp)?).ok()?;
-        if scale.abs() > MAX_SCALE {
+        if scale.unsigned_abs() > MAX_SCALE.unsigned_abs() {
             return None;
         }
         // Small integers are kept with scale 0 (so 1e3 is 1000, as printed).
@@ -137,7 +137,7 @@ impl Dec {
 
     pub fn mul(self, other: Dec) -> Result<Dec, EvalError> {
         let scale = self.scale + other.scale;
-        if scale.abs() > MAX_SCALE {
+        if scale.unsigned_abs() > MAX_SCALE.unsigned_abs() {
             return Err(too_large());
         }
         Ok(Dec {
