@@ -17,14 +17,14 @@ from types import ModuleType
 
 import pytest
 import trio
-from test_proxy import Running, db
-from test_proxy_migrations import start_full
+from test_proxy import Running, db, make_config
 from test_proxy_tunnel import start_tunnelled
 
 from electric_trio.client.data import SqliteExecutor
 from electric_trio.client.triggers import initial_migration_statements
 from electric_trio.pg import connect
-from electric_trio.proxy import run_tunnel
+from electric_trio.proxy import ProxySubsystem, run_tunnel
+from electric_trio.service import Service, default_subsystems, serve
 
 __all__ = ["db"]
 
@@ -40,6 +40,18 @@ MIGRATION_1 = [
     " list_id uuid REFERENCES lists (id))",
     "ALTER TABLE items ENABLE ELECTRIC",
 ]
+
+
+async def start_full(nursery: trio.Nursery, url: str) -> Running:
+    """The whole service (client writes included), its proxy on an ephemeral port."""
+    proxy = ProxySubsystem(port=0)
+    subsystems = [proxy if isinstance(s, ProxySubsystem) else s for s in default_subsystems()]
+    service: Service = await nursery.start(
+        partial(serve, make_config(url), subsystems=subsystems, handle_signals=False)
+    )
+    with trio.fail_after(60):
+        await service.wait_ready()
+    return Running(service, proxy, url)
 
 
 async def migrate(running: Running, statements: Sequence[str]) -> None:

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence, Set
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import trio
 
-__all__ = ["Executor", "Notifier", "SqliteExecutor", "Subscription", "TableNotifier"]
+__all__ = [
+    "ClientExecutor",
+    "Executor",
+    "Notifier",
+    "SqliteExecutor",
+    "Subscription",
+    "TableNotifier",
+]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -29,7 +38,7 @@ class Notifier(Protocol):
 
     def notify(self, tables: set[str]) -> None: ...
 
-    def subscribe(self) -> AsyncIterator[set[str]]: ...
+    def subscribe(self) -> AsyncIterator[Set[str]]: ...
 
 
 @runtime_checkable
@@ -180,3 +189,68 @@ class SqliteExecutor:
         """Closes the connection if this executor opened it."""
         if self._owned:
             self.connection.close()
+
+
+class _LocalDb(Protocol):
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    async def run(
+        self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True
+    ) -> T: ...
+
+
+class _Client(Protocol):
+    @property
+    def conn(self) -> _LocalDb: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
+
+
+_WRITES = ("insert", "update", "delete", "replace", "with")
+
+
+class _ClientNotifier:
+    """The client's notifier for listening; telling it is left to the client, whose oplog
+    snapshot after each write notifies the tables written."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    def notify(self, tables: set[str]) -> None:
+        pass
+
+    def subscribe(self) -> AsyncIterator[Set[str]]:
+        return self._notifier.subscribe()
+
+
+class ClientExecutor:
+    """An :class:`Executor` over the Satellite client
+    (:class:`electric_trio.client.ElectricClient`): reads run through ``client.conn.query``,
+    writes through ``client.conn.run`` (in a transaction, followed by the client's oplog
+    snapshot, which sends them to the service and notifies the tables written).
+    :class:`~electric_trio.client.data.Database` wraps a client in one by itself."""
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self._notifier = _ClientNotifier(client.notifier)
+
+    @property
+    def notifier(self) -> Notifier:
+        return self._notifier
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        if not sql.lstrip().lower().startswith(_WRITES):
+            return await self.client.conn.query(sql, params)
+
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            cursor = conn.execute(sql, tuple(params))
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return await self.client.conn.run(run)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self.client.conn.execute(sql, params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Set
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -54,7 +54,7 @@ class LiveQuery(Generic[T], AsyncIterator[T]):
         self.tables = frozenset(tables)
         self._notifier = notifier
         self._run = run
-        self._subscription: AsyncIterator[set[str]] | None = None
+        self._subscription: AsyncIterator[Set[str]] | None = None
         self._closed = False
 
     async def __anext__(self) -> T:
@@ -63,7 +63,7 @@ class LiveQuery(Generic[T], AsyncIterator[T]):
         if self._subscription is None:
             self._subscription = self._notifier.subscribe()
             return await self._run()
-        pending: set[str] = set()
+        pending: Set[str] = frozenset()
         while not pending & self.tables:
             try:
                 pending = await self._subscription.__anext__()

@@ -9,7 +9,7 @@ import msgspec
 
 from ..schema import DbSchema, Relation, TableSchema
 from ._convert import from_sqlite, to_sqlite
-from ._executor import Executor
+from ._executor import ClientExecutor, Executor
 from ._live import LiveQuery, tables_in_sql
 from ._where import (
     InvalidArgumentError,
@@ -33,12 +33,15 @@ _CHUNK = 500
 
 
 class Database:
-    """Every table of ``schema`` over ``executor``: ``db.table("items")`` or the typed tables a
-    generated module declares (they register here). Raw SQL and raw live queries live here too.
+    """Every table of ``schema`` over ``executor`` (an :class:`Executor`, or the Satellite
+    client itself): ``db.table("items")`` or the typed tables a generated module declares (they
+    register here). Raw SQL and raw live queries live here too.
     """
 
-    def __init__(self, executor: Executor, schema: DbSchema) -> None:
-        self.executor = executor
+    def __init__(self, executor: Executor | Any, schema: DbSchema) -> None:
+        if not isinstance(executor, Executor) and hasattr(executor, "conn"):
+            executor = ClientExecutor(executor)  # the Satellite client
+        self.executor: Executor = executor
         self.schema = schema
         self._tables: dict[str, Table[Any]] = {}
 
