@@ -17,6 +17,11 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 "$BIN/mypy"
 "$BIN/python" -m mypy.stubtest electric_trio._native
 
+step "browser tests' setup: Debian's chromium, playwright-core, examples/todo-web and its build"
+# apt-get install chromium when /usr/bin/chromium is missing, npm ci of both lock files and the
+# Vite build, each skipped while its hash stamp matches (under a minute once, then nothing)
+bash tests/browser/install.sh
+
 # (installs and builds the tests need go above this line: the two passes below run at once)
 
 # The two pytest passes run side by side: most of a test's time is spent waiting on Postgres,
@@ -24,7 +29,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # own Postgres and only ephemeral ports. The PostgreSQL 15 pass's output is shown after.
 step "pytest (embedded PostgreSQL 18), and beside it the integration tests on PostgreSQL 15"
 pg15_log="$(mktemp "${TMPDIR:-/tmp}/electric-pg15-pass.XXXXXX")"
-scripts/pg15.sh "$BIN/pytest" -p no:cacheprovider tests/integration -m "not slow" "$@" \
+# (the browser tests run in the first pass only: they test the web app, not the Postgres version)
+scripts/pg15.sh "$BIN/pytest" -p no:cacheprovider tests/integration -m "not slow" \
+    --ignore=tests/integration/test_browser.py "$@" \
     >"$pg15_log" 2>&1 &
 pg15_pid=$!
 status=0
