@@ -1,0 +1,134 @@
+"""The generator's output for awkward schemas, without a service: migrations translated by our
+ddlx and zipped as ``/api/migrations`` zips them. Two foreign keys to one table, a
+self-reference, columns named like Python keywords or with spaces, an enum: the module still
+passes mypy --strict and ruff, names relations as the official generator does, and its typed
+tables read and write such columns."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_generate import check_types, load, mypy_cache
+
+from electric_trio.client.data import SqliteExecutor
+from electric_trio.ddlx.migration import MigrateOp, apply_migration
+from electric_trio.ddlx.schema import Schema
+from electric_trio.generate import GenerateError, render
+from electric_trio.generate._fetch import FetchedMigration, read_zip
+from electric_trio.http.migrations import migrations_zip
+
+__all__ = ["mypy_cache"]
+
+
+class _Migration:
+    def __init__(self, version: str, ops: list[MigrateOp]) -> None:
+        self.version = version
+        self.ops = ops
+
+
+def fetched(*migrations: tuple[str, list[str]]) -> list[FetchedMigration]:
+    schema = Schema()
+    made: list[Any] = []
+    for version, statements in migrations:
+        schema, ops = apply_migration(schema, version, statements)
+        made.append(_Migration(version, ops))
+    return read_zip(migrations_zip(made, "sqlite"))
+
+
+MIGRATIONS = (
+    (
+        "1",
+        [
+            "CREATE TYPE mood AS ENUM ('ok', 'meh')",
+            'CREATE TABLE people (id text PRIMARY KEY, "class" text NOT NULL,'
+            ' "full name" text, mood mood, boss_id text REFERENCES people (id))',
+        ],
+    ),
+    (
+        "2",
+        [
+            "CREATE TABLE tasks (id int4 PRIMARY KEY,"
+            " owner_id text NOT NULL REFERENCES people (id),"
+            " reviewer_id text REFERENCES people (id), at timestamp, t timetz, price float8)",
+        ],
+    ),
+)
+
+
+async def test_awkward_schema_module(tmp_path: Path, mypy_cache: Path) -> None:
+    out = tmp_path / "awkward.py"
+    out.write_text(render(fetched(*MIGRATIONS), target="python", source="test", out=out))
+    await check_types(out, mypy_cache)
+    module = load(out)
+    people, tasks = module.schema.table("people"), module.schema.table("tasks")
+    assert [(r.field, r.table, r.many, r.name) for r in tasks.relations] == [
+        ("people", "people", False, "PeopleToTasks"),
+        ("people_reviewer_id", "people", False, "tasks_reviewer_idToPeople"),
+    ]
+    assert [(r.field, r.table, r.many, r.name) for r in people.relations] == [
+        ("people", "people", False, "PeopleToPeople"),
+        ("other_people_boss_id", "people", True, "PeopleToPeople"),
+        ("tasks", "tasks", True, "PeopleToTasks"),
+        ("tasks_reviewer_id", "tasks", True, "tasks_reviewer_idToPeople"),
+    ]
+    assert [(c.name, c.nullable) for c in people.columns] == [
+        ("id", False),
+        ("class", False),
+        ("full name", True),
+        ("mood", True),
+        ("boss_id", True),
+    ]
+    assert [m.version for m in module.migrations] == ["1", "2"]
+
+    path = tmp_path / "local.db"
+    with sqlite3.connect(path) as conn:
+        for migration in module.migrations:
+            for statement in migration.statements[:1]:  # the tables (no oplog here)
+                conn.execute(statement)
+    executor = SqliteExecutor(path)
+    db = module.Electric(executor)
+    boss = await db.people.create(module.People(id="b", class_="x", full_name="The Boss"))
+    await db.people.create({"id": "e", "class": "y", "mood": "ok", "boss_id": "b"})
+    await db.tasks.create({"id": 1, "owner_id": "e", "reviewer_id": "b", "price": 1.5})
+    assert boss.full_name == "The Boss"
+    assert sqlite3.connect(path).execute('SELECT "class", "full name" FROM people').fetchall()[
+        0
+    ] == ("x", "The Boss")
+    found = await db.people.find_unique(
+        where={"id": "b"}, include={"other_people_boss_id": True, "tasks_reviewer_id": True}
+    )
+    assert [p.id for p in found.other_people_boss_id] == ["e"]
+    assert [t.id for t in found.tasks_reviewer_id] == [1]
+    assert found.tasks is msgspec_unset()
+    task = await db.tasks.find_first(include={"people": True, "people_reviewer_id": True})
+    assert (task.people.id, task.people_reviewer_id.id) == ("e", "b")
+    executor.close()
+
+
+def msgspec_unset() -> Any:
+    import msgspec
+
+    return msgspec.UNSET
+
+
+def test_typescript_output_names_relations_and_types() -> None:
+    text = render(fetched(*MIGRATIONS), target="typescript", source="test", out=Path("x.mjs"))
+    assert 'new Relation("people_reviewer_id", "reviewer_id", "id", "people",' in text
+    assert 'new Relation("tasks_reviewer_id", "", "", "tasks", "tasks_reviewer_idToPeople",' in text
+    assert '["at", "TIMESTAMP"], ["t", "TIMETZ"], ["price", "FLOAT8"]' in text
+    assert '["id", "owner_id"]' in text  # not null
+    assert "function valueSchema(type)" in text
+    typed = render(fetched(*MIGRATIONS), target="typescript", source="test", out=Path("x.ts"))
+    assert "function valueSchema(type: string): z.ZodTypeAny" in typed
+
+
+def test_migrations_sqlite_refuses_are_a_generate_error() -> None:
+    broken = fetched(("1", ["CREATE TABLE a (id text PRIMARY KEY)"]))
+    op = broken[0].ops[0]
+    stmt = type(op.stmts[0])(type=op.stmts[0].type, sql="CREATE TABLE nonsense (")
+    bad = [FetchedMigration("1", (type(op)(version="1", stmts=(stmt,), table=op.table),))]
+    with pytest.raises(GenerateError, match="migration 1: SQLite refuses"):
+        render(bad, target="python", source="test", out=Path("x.py"))
