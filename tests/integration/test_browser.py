@@ -30,6 +30,7 @@ import jwt
 import pytest
 import trio
 from test_proxy import psql_path
+from test_proxy_migrations import api_migrations
 from test_satellite_official_client import HS_KEY, db, make_config, url_of, wait_versions
 
 from electric_trio.pg import connect
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BROWSER_DIR = ROOT / "tests" / "browser"
 APP_DIR = ROOT / "examples" / "todo-web"
 MIGRATION = APP_DIR / "db" / "migrations" / "20240601000000_create_todos.sql"
+BUNDLE = APP_DIR / "src" / "generated" / "client" / "migrations.ts"
 PROXY_PASSWORD = "proxy-secret"
 
 # The todos on a page, as the user sees them: [[title, done], ...] in list order.
@@ -310,6 +312,12 @@ async def test_two_pages_and_postgres_converge(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = await start_stack(nursery, db)
+    # the app's bundled migration is the one the service made of db/migrations/ (the client
+    # reports its version and is sent only newer ones)
+    served = await api_migrations(stack.service.http_port)
+    bundle = json.loads(BUNDLE.read_text().split("export default ", 1)[1])
+    assert [m["version"] for m in bundle] == ["20240601000000"]
+    assert served["20240601000000/migration.sql"] == bundle[0]["statements"][0].rstrip()
     await pg_insert(db, "from postgres")
     await open_page(browser, "a", stack.url, token("alice"))
     await open_page(browser, "b", stack.url, token("bob"))
