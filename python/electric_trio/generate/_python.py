@@ -245,7 +245,7 @@ def render_python(
         f"class {names.client}(data.Database):",
         '    """Every table of the schema, typed, over ``executor``."""',
         "",
-        "    def __init__(self, executor: data.Executor) -> None:",
+        "    def __init__(self, executor: data.Executor | data.ClientLike) -> None:",
         "        super().__init__(executor, schema)",
     ]
     for name in schema.tables:

@@ -27,6 +27,7 @@ from ._convert import JsonNull as JsonNull
 from ._convert import from_sqlite as from_sqlite
 from ._convert import to_sqlite as to_sqlite
 from ._executor import ClientExecutor as ClientExecutor
+from ._executor import ClientLike as ClientLike
 from ._executor import Executor as Executor
 from ._executor import Notifier as Notifier
 from ._executor import SqliteExecutor as SqliteExecutor
@@ -43,6 +44,7 @@ from ._where import RecordNotFoundError as RecordNotFoundError
 __all__ = [
     "JSON_NULL",
     "ClientExecutor",
+    "ClientLike",
     "DataError",
     "Database",
     "Executor",

@@ -16,6 +16,7 @@ import trio
 
 __all__ = [
     "ClientExecutor",
+    "ClientLike",
     "Executor",
     "Notifier",
     "SqliteExecutor",
@@ -191,7 +192,9 @@ class SqliteExecutor:
             self.connection.close()
 
 
-class _LocalDb(Protocol):
+class LocalSql(Protocol):
+    """The SQL side of the Satellite client (``client.conn``)."""
+
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
@@ -201,9 +204,11 @@ class _LocalDb(Protocol):
     ) -> T: ...
 
 
-class _Client(Protocol):
+class ClientLike(Protocol):
+    """What :class:`ClientExecutor` needs of the Satellite client: ``conn`` and ``notifier``."""
+
     @property
-    def conn(self) -> _LocalDb: ...
+    def conn(self) -> LocalSql: ...
 
     @property
     def notifier(self) -> Notifier: ...
@@ -233,7 +238,7 @@ class ClientExecutor:
     snapshot, which sends them to the service and notifies the tables written).
     :class:`~electric_trio.client.data.Database` wraps a client in one by itself."""
 
-    def __init__(self, client: _Client) -> None:
+    def __init__(self, client: ClientLike) -> None:
         self.client = client
         self._notifier = _ClientNotifier(client.notifier)
 

@@ -9,7 +9,7 @@ import msgspec
 
 from ..schema import DbSchema, Relation, TableSchema
 from ._convert import from_sqlite, to_sqlite
-from ._executor import ClientExecutor, Executor
+from ._executor import ClientExecutor, ClientLike, Executor
 from ._live import LiveQuery, tables_in_sql
 from ._where import (
     InvalidArgumentError,
@@ -38,8 +38,8 @@ class Database:
     register here). Raw SQL and raw live queries live here too.
     """
 
-    def __init__(self, executor: Executor | Any, schema: DbSchema) -> None:
-        if not isinstance(executor, Executor) and hasattr(executor, "conn"):
+    def __init__(self, executor: Executor | ClientLike, schema: DbSchema) -> None:
+        if not isinstance(executor, Executor):
             executor = ClientExecutor(executor)  # the Satellite client
         self.executor: Executor = executor
         self.schema = schema
