@@ -28,6 +28,11 @@ bash tests/browser/install.sh
 # a service or a client (a pass keeps about a third of one core busy), and each pass has its
 # own Postgres and only ephemeral ports. The PostgreSQL 15 pass's output is shown after.
 step "pytest (embedded PostgreSQL 18), and beside it the integration tests on PostgreSQL 15"
+# Beside them too, at low priority: the fuzz targets of the Rust parsers (rust/fuzz), built with
+# libFuzzer's instrumentation (about 3 CPU-minutes the first time) and run 8 s each.
+fuzz_log="$(mktemp "${TMPDIR:-/tmp}/electric-fuzz.XXXXXX")"
+nice -n 15 rust/fuzz/run.sh >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
 pg15_log="$(mktemp "${TMPDIR:-/tmp}/electric-pg15-pass.XXXXXX")"
 # (the browser tests run in the first pass only: they test the web app, not the Postgres version)
 scripts/pg15.sh "$BIN/pytest" -p no:cacheprovider tests/integration -m "not slow" \
@@ -38,11 +43,21 @@ status=0
 "$BIN/pytest" "$@" || status=$?
 pg15_status=0
 wait "$pg15_pid" || pg15_status=$?
+fuzz_status=0
+wait "$fuzz_pid" || fuzz_status=$?
+
+step "fuzz targets (rust/fuzz): their output"
+cat "$fuzz_log"
+rm -f "$fuzz_log"
 
 step "pytest integration tests against PostgreSQL 15 (Debian): its output"
 cat "$pg15_log"
 rm -f "$pg15_log"
 if [ "$status" -ne 0 ] || [ "$pg15_status" -ne 0 ]; then
     echo "pytest failed: PostgreSQL 18 pass exit $status, PostgreSQL 15 pass exit $pg15_status" >&2
+    exit 1
+fi
+if [ "$fuzz_status" -ne 0 ]; then
+    echo "fuzzing failed (exit $fuzz_status): see its output above" >&2
     exit 1
 fi
