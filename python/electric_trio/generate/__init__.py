@@ -21,6 +21,7 @@ from typing import Literal, TextIO
 
 import trio
 
+from ..client.schema import DbSchema
 from ._fetch import FetchedMigration, GenerateError, fetch_migrations, migrations_url
 from ._introspect import introspect_not_null
 from ._python import render_python
@@ -51,7 +52,12 @@ def render(
     not_null: dict[str, frozenset[str]] | None = None,
 ) -> str:
     """The module's text for ``migrations``."""
-    schema = build_schema(migrations, not_null)
+    return _render(build_schema(migrations, not_null), migrations, target, source, out)
+
+
+def _render(
+    schema: DbSchema, migrations: list[FetchedMigration], target: Target, source: str, out: Path
+) -> str:
     if target == "python":
         return render_python(schema, source=source, enums=enum_types(migrations))
     return render_typescript(schema, source=source, typescript=out.suffix in (".ts", ".mts"))
@@ -88,13 +94,13 @@ async def generate(
         progress("reading nullability from Postgres through the proxy")
         not_null = await introspect_not_null(proxy, within=within)
     progress(f"writing {out} ({len(migrations)} migrations)")
-    text = render(migrations, target=target, source=service, out=out, not_null=not_null)
+    schema = build_schema(migrations, not_null)
+    text = _render(schema, migrations, target, service, out)
     try:
         await trio.to_thread.run_sync(_write, out, text)
     except OSError as exc:
         raise GenerateError(f"cannot write {out}: {exc.strerror or exc}") from None
-    tables = len(build_schema(migrations, not_null).tables)
-    return Generated(out, migrations[-1].version if migrations else None, tables)
+    return Generated(out, migrations[-1].version if migrations else None, len(schema.tables))
 
 
 async def watch(
