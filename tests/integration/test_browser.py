@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -30,7 +31,6 @@ import jwt
 import pytest
 import trio
 from test_proxy import psql_path
-from test_proxy_migrations import api_migrations
 from test_satellite_official_client import HS_KEY, db, make_config, url_of, wait_versions
 
 from electric_trio.pg import connect
@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BROWSER_DIR = ROOT / "tests" / "browser"
 APP_DIR = ROOT / "examples" / "todo-web"
 MIGRATION = APP_DIR / "db" / "migrations" / "20240601000000_create_todos.sql"
-BUNDLE = APP_DIR / "src" / "generated" / "client" / "migrations.ts"
+GENERATED = APP_DIR / "src" / "generated" / "client" / "index.ts"
+CLI = str(Path(sys.executable).parent / "electric-trio")
 PROXY_PASSWORD = "proxy-secret"
 
 # The todos on a page, as the user sees them: [[title, done], ...] in list order.
@@ -312,12 +313,22 @@ async def test_two_pages_and_postgres_converge(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = await start_stack(nursery, db)
-    # the app's bundled migration is the one the service made of db/migrations/ (the client
-    # reports its version and is sent only newer ones)
-    served = await api_migrations(stack.service.http_port)
-    bundle = json.loads(BUNDLE.read_text().split("export default ", 1)[1])
-    assert [m["version"] for m in bundle] == ["20240601000000"]
-    assert served["20240601000000/migration.sql"] == bundle[0]["statements"][0].rstrip()
+    # the app's DbSchema and migrations are what the generator writes for this service
+    # (but for the first line, which names the service's URL)
+    generated = tmp_path / "index.ts"
+    out = str(generated)
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [CLI, "generate", "--target", "typescript", "--service", stack.url, "--out", out],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    body = generated.read_text().split("\n", 1)[1]
+    assert body == GENERATED.read_text().split("\n", 1)[1], (
+        f"{GENERATED} is stale: regenerate it (see the README)"
+    )
     await pg_insert(db, "from postgres")
     await open_page(browser, "a", stack.url, token("alice"))
     await open_page(browser, "b", stack.url, token("bob"))

@@ -9,7 +9,12 @@
 import { insecureAuthToken } from 'electric-sql/auth'
 import { genUUID, uniqueTabId } from 'electric-sql/util'
 import { ElectricDatabase, electrify } from 'electric-sql/wa-sqlite'
-import { schema, type Electric, type Todo } from './generated/client'
+import type { ElectricClient } from 'electric-sql/client/model'
+// written by `electric-trio generate --target typescript` (see the README)
+import { schema } from './generated/client'
+
+type Electric = ElectricClient<typeof schema>
+type Todo = { id: string; title: string; done: boolean; created_at: Date }
 
 type Filter = 'all' | 'open' | 'done'
 type State = 'starting' | 'connecting' | 'connected' | 'disconnected' | 'offline' | 'error'
