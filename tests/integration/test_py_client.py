@@ -67,7 +67,7 @@ def config_for(service: Service, **more: Any) -> ElectricConfig:
 
 
 async def projects_service(nursery: trio.Nursery, db: str, **env: str) -> Service:
-    service = await start(nursery, make_config(db, **env))
+    service = await start(nursery, make_config(db, **{"PG_PROXY_PORT": "0", **env}))
     await sql(db, PROJECTS)
     await wait_versions(service, 1)
     return service
@@ -81,22 +81,26 @@ def schema_of(service: Service) -> DbSchema:
 async def wait_rows(
     client: ElectricClient, query: str, expected: list[tuple[Any, ...]], within: float = 15
 ) -> None:
-    with trio.fail_after(within):
+    rows: list[tuple[Any, ...]] = []
+    with trio.move_on_after(within):
         while True:
             rows = [tuple(r.values()) for r in await client.conn.query(query)]
             if rows == expected:
                 return
             await trio.sleep(0.05)
+    assert rows == expected, f"after {within} s"
 
 
 async def wait_pg(db: str, query: str, expected: list[tuple[Any, ...]], within: float = 15) -> None:
     async with await connect(db) as c:
-        with trio.fail_after(within):
+        rows: list[tuple[Any, ...]] = []
+        with trio.move_on_after(within):
             while True:
                 rows = [tuple(r) for r in await c.fetch(query)]
                 if rows == expected:
                     return
                 await trio.sleep(0.05)
+        assert rows == expected, f"after {within} s"
 
 
 TOKEN = insecure_token(sub="alice")

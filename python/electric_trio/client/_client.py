@@ -9,6 +9,7 @@ import json
 import math
 import random
 import sqlite3
+import ssl as ssl_module
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, wrap_client_stream
 
 from ..satellite import messages as m
 from ._errors import (
@@ -33,7 +34,7 @@ from ._errors import (
     SchemaMismatchError,
     SubscriptionError,
 )
-from ._satellite import OutOfSyncError, RetryableError, Session
+from ._satellite import OutOfSyncError, RetryableError, Session, first_error
 from ._store import IncomingTx, LocalStore
 from ._values import SqlValue, jsonify
 from .schema import DbSchema
@@ -385,6 +386,7 @@ class ElectricClient:
                     OSError,
                     HandshakeError,
                     ConnectionClosed,
+                    trio.TooSlowError,
                     trio.BrokenResourceError,
                     trio.ClosedResourceError,
                 ) as e:
@@ -415,34 +417,55 @@ class ElectricClient:
     async def _connect_once(self) -> None:
         host, port, ssl = _ws_address(self.config.url)
         assert self._token is not None
+
+        def connected() -> None:
+            self.error = None
+            self._set_status(Status.CONNECTED)
+            self._settled.set()
+
         try:
-            async with open_websocket(
-                host,
-                port,
-                "/ws",
-                use_ssl=ssl,
-                subprotocols=[PROTOCOL],
-                connect_timeout=self.config.timeout,
-                disconnect_timeout=1,
-                max_message_size=64 * 1024 * 1024,
-            ) as ws:
-                session = Session(self, ws, self._token)
-                self._session = session
-
-                def connected() -> None:
-                    self.error = None
-                    self._set_status(Status.CONNECTED)
-                    self._settled.set()
-
-                await session.run(connected)
+            with trio.fail_after(self.config.timeout):
+                tcp = await trio.open_tcp_stream(host, port)
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
+            if ssl:
+                stream = trio.SSLStream(
+                    tcp, ssl_module.create_default_context(), server_hostname=host
+                )
+            async with stream, trio.open_nursery() as nursery:
+                with trio.fail_after(self.config.timeout):
+                    ws = await wrap_client_stream(
+                        nursery,
+                        stream,
+                        host,
+                        "/ws",
+                        subprotocols=[PROTOCOL],
+                        max_message_size=64 * 1024 * 1024,
+                    )
+                try:
+                    session = Session(self, ws, self._token)
+                    self._session = session
+                    await session.run(connected)
+                finally:
+                    with trio.move_on_after(1) as cleanup:
+                        cleanup.shield = True
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, ConnectionRejected):
+                self._rejected(error)
+            raise error from None
         except ConnectionRejected as e:
-            body = (e.body or b"").decode(errors="replace").strip()
-            if e.status_code == 503:
-                raise RetryableError(f"service not ready: {body}") from None
-            raise ConnectionFailedError(
-                f"the service at {self.config.url} refused the WebSocket upgrade of /ws:"
-                f" HTTP {e.status_code} {body}"
-            ) from None
+            self._rejected(e)
+
+    def _rejected(self, e: ConnectionRejected) -> None:
+        body = (e.body or b"").decode(errors="replace").strip()
+        if e.status_code == 503:
+            raise RetryableError(f"service not ready: {body}") from None
+        raise ConnectionFailedError(
+            f"the service at {self.config.url} refused the WebSocket upgrade of /ws:"
+            f" HTTP {e.status_code} {body}"
+        ) from None
 
     # ---- the store ----------------------------------------------------------------------
 

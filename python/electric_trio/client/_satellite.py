@@ -28,6 +28,24 @@ Code = m.SatInStartReplicationRespReplicationErrorCode
 OUT_OF_SYNC = frozenset({Code.BEHIND_WINDOW, Code.INVALID_POSITION, Code.SUBSCRIPTION_NOT_FOUND})
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a failed nursery stands for: its first leaf that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    for leaf in leaves:
+        if not isinstance(leaf, trio.Cancelled):
+            return leaf
+    return leaves[0] if leaves else group
+
+
 class RetryableError(Exception):
     """The connection failed in a way a new connection may fix."""
 
@@ -110,14 +128,17 @@ class Session:
     # ---- the connection -----------------------------------------------------------------
 
     async def run(self, connected: Callable[[], None]) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reader)
-            await self._handshake()
-            nursery.start_soon(self._pusher)
-            nursery.start_soon(self._ack_timer)
-            await self.client._resubscribe(self)
-            self.ready.set()
-            connected()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                await self._handshake()
+                nursery.start_soon(self._pusher)
+                nursery.start_soon(self._ack_timer)
+                await self.client._resubscribe(self)
+                self.ready.set()
+                connected()
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
 
     async def _handshake(self) -> None:
         client = self.client
