@@ -226,6 +226,14 @@ async def test_introspection_through_the_proxy_tunnel(
     assert done.returncode == 0, done.stderr
     columns = load(out).schema.table("t").columns
     assert [(c.name, c.nullable) for c in columns] == [("id", False), ("a", False), ("b", True)]
+    # a refused password is one line, and nothing is written
+    out.unlink()
+    bad = running.dsn(password="wrong")
+    done = await cli("generate", "--service", service, "--proxy", bad, "--out", str(out))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("electric-trio: error: introspection through the proxy failed: ")
+    assert not out.exists()
 
 
 async def serve_once(answer: bytes, task_status: trio.TaskStatus[int]) -> None:
