@@ -273,7 +273,7 @@ def parse(sql: str, *, extended: bool = False) -> Parsed:
             try:
                 cmd = parse_ddlx(piece)
             except DdlxSyntaxError as e:
-                rejection = Rejection("42601", "Invalid ELECTRIC statement", str(e))
+                rejection = Rejection("00000", "Invalid ELECTRIC statement", str(e))
                 statements.append(Statement(piece, "DDLX", rejection=rejection))
                 continue
             st = Statement(piece, "DDLX", ddlx=cmd)
@@ -411,18 +411,15 @@ def _plan_one(
     node = st.node
     if st.ddlx is not None:
         cmd = st.ddlx
-        if cmd.action != "ENABLE":
-            if cmd.flag not in features:
-                return Rejection(
-                    "EX001",
-                    f"{cmd.tag} is currently unsupported",
-                    "electric-trio does not implement access controls; this command has no "
-                    "effect on the service",
-                )
-            return Rejection("0A000", f"{cmd.tag} is not implemented by electric-trio")
-        assert cmd.table is not None
-        call = f"CALL electric.enable({quote(_sql_table(cmd.table))})"
-        return _do_block([call, assign]), cmd.tag, cmd.table
+        if cmd.action != "ENABLE" and cmd.flag not in features:
+            return Rejection(
+                "EX001",
+                f"{cmd.tag} is currently unsupported",
+                "electric-trio does not implement access controls; this command has no "
+                "effect on the service",
+            )
+        electrifies = cmd.table if cmd.action == "ENABLE" else None
+        return _do_block([*cmd.sql(quote), assign]), cmd.tag, electrifies
     if st.electrifies is not None:
         body = [f"EXECUTE {quote(st.text)}", assign]
         return _do_block(body), "ELECTRIC ENABLE", st.electrifies
@@ -507,10 +504,22 @@ def shadow_plan(parsed: Parsed) -> Plan:
     return result
 
 
+#: The SQLSTATE raised upstream for a refusal whose own code PL/pgSQL cannot raise (00000, that
+#: of an invalid DDLX statement, which it turns into P0001); the relay puts the real one back.
+STAND_IN_CODE = "EXDDX"
+
+
+def raised_code(code: str) -> str:
+    """The SQLSTATE :func:`rejection_sql` raises for a refusal with ``code``."""
+    return STAND_IN_CODE if code == "00000" else code
+
+
 def rejection_sql(rejection: Rejection) -> str:
-    """A statement that fails upstream with ``rejection``'s code and message: the transaction
-    state then follows Postgres's own rules (a failed statement aborts an open transaction)."""
-    parts = [f"ERRCODE = '{rejection.code}'", f"MESSAGE = {quote(rejection.message)}"]
+    """A statement that fails upstream with ``rejection``'s code (see :func:`raised_code`) and
+    message: the transaction state then follows Postgres's own rules (a failed statement aborts
+    an open transaction)."""
+    code = raised_code(rejection.code)
+    parts = [f"ERRCODE = '{code}'", f"MESSAGE = {quote(rejection.message)}"]
     if rejection.detail:
         parts.append(f"DETAIL = {quote(rejection.detail)}")
     return _do_block([f"RAISE EXCEPTION USING {', '.join(parts)}"])

@@ -39,6 +39,7 @@ _FEATURE_FLAGS = (
     "proxy_ddlx_revoke",
     "proxy_ddlx_assign",
     "proxy_ddlx_unassign",
+    "__default__",  # DDLX DISABLE and SQLITE (§4)
 )
 
 

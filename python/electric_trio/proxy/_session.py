@@ -70,6 +70,8 @@ class _Group:
     tags: deque[str | None] = field(default_factory=deque)
     #: Swallow the whole answer (a request of the proxy's own).
     hidden: bool = False
+    #: A refusal raised upstream with a stand-in SQLSTATE: (stand-in, the client's code).
+    error_code: tuple[bytes, bytes] | None = None
 
 
 class _Pipe:
@@ -162,6 +164,9 @@ class ProxySession:
         self._statement_tags: dict[str, str | None] = {}
         self._framework_statements: dict[str, tuple[str, list[str]]] = {}
         self._portal_tags: dict[str, str | None] = {}
+        # ... and the refusals raised with a stand-in SQLSTATE (see _codes).
+        self._statement_codes: dict[str, tuple[bytes, bytes]] = {}
+        self._portal_codes: dict[str, tuple[bytes, bytes] | None] = {}
 
     # ---- startup ---------------------------------------------------------------------------
 
@@ -507,6 +512,7 @@ class ProxySession:
             elif tag == ord("P"):
                 name, sql, types = _native.parse_frontend(tag, body)
                 self._statement_tags.pop(name, None)
+                self._statement_codes.pop(name, None)
                 self._framework_statements.pop(name, None)
                 parsed = _analyse.parse(sql, extended=True)
                 if parsed.framework_insert is not None:
@@ -522,6 +528,7 @@ class ProxySession:
             elif tag == ord("B"):
                 portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
                 self._portal_tags[portal] = self._statement_tags.get(statement)
+                self._portal_codes[portal] = self._statement_codes.get(statement)
                 insert = self._framework_statements.get(statement)
                 if insert is not None:
                     self._framework_version(_analyse.framework_version(insert, params, formats))
@@ -529,6 +536,9 @@ class ProxySession:
             elif tag == ord("E"):
                 portal, _ = _native.parse_frontend(tag, body)
                 self._execute(self._portal_tags.get(portal))
+                codes = self._portal_codes.get(portal)
+                if codes is not None:
+                    self._edit_batch().error_code = codes
                 out.append(raw)
             else:  # Sync
                 self._syncs_sent += 1
@@ -619,7 +629,7 @@ class ProxySession:
     def _query(self, parsed: _analyse.Parsed, raw: bytes, found: _LookupResult) -> bytes:
         plan = self._plan(parsed, found, extended=False)
         if plan.rejection is not None:
-            self._pending.append(_Group(seq=self._syncs_sent))
+            self._pending.append(_Group(seq=self._syncs_sent, error_code=_codes(plan)))
             return _native.encode_query(_analyse.rejection_sql(plan.rejection))
         if not plan.changed:
             return raw
@@ -636,7 +646,9 @@ class ProxySession:
     ) -> bytes:
         plan = self._plan(parsed, found, extended=True)
         if plan.rejection is not None:
-            self._edit_batch()
+            codes = self._edit_batch().error_code = _codes(plan)
+            if codes is not None:
+                self._statement_codes[name] = codes
             return _encode_parse(name, _analyse.rejection_sql(plan.rejection), [])
         if not plan.changed or len(plan.statements) != 1:
             return raw
@@ -695,7 +707,8 @@ class ProxySession:
             if group.hidden:
                 continue
             if tag in (ord("E"), ord("N")):
-                out.append(_without_our_context(tag, body))
+                code = group.error_code if tag == ord("E") else None
+                out.append(_without_our_context(tag, body, code))
                 continue
             replacement = group.tags.popleft() if group.tags else None
             if replacement is None or tag != ord("C"):
@@ -737,8 +750,19 @@ def _drive(
 _OUR_FIELDS = frozenset(b"WqpP")
 
 
-def _without_our_context(tag: int, body: bytes) -> bytes:
+def _codes(plan: _analyse.Plan) -> tuple[bytes, bytes] | None:
+    assert plan.rejection is not None
+    raised = _analyse.raised_code(plan.rejection.code)
+    if raised == plan.rejection.code:
+        return None
+    return (b"C" + raised.encode(), b"C" + plan.rejection.code.encode())
+
+
+def _without_our_context(tag: int, body: bytes, codes: tuple[bytes, bytes] | None = None) -> bytes:
     """An ErrorResponse / NoticeResponse from a rewritten request, without the fields that
-    would show the client the proxy's DO block (bytes kept as they are: any encoding)."""
+    would show the client the proxy's DO block (bytes kept as they are: any encoding), and
+    with the SQLSTATE ``codes[0]`` turned into ``codes[1]``."""
     kept = [item for item in body.split(b"\0") if item and item[0] not in _OUR_FIELDS]
+    if codes is not None:
+        kept = [codes[1] if item == codes[0] else item for item in kept]
     return _native.encode_pg_message(tag, b"".join(item + b"\0" for item in kept) + b"\0")
