@@ -123,6 +123,8 @@ def test_typescript_output_names_relations_and_types() -> None:
     assert "function valueSchema(type)" in text
     typed = render(fetched(*MIGRATIONS), target="typescript", source="test", out=Path("x.ts"))
     assert "function valueSchema(type: string): z.ZodTypeAny" in typed
+    assert "export type Electric = ElectricClient<typeof schema>" in typed
+    assert "ElectricClient" not in text
 
 
 def test_migrations_sqlite_refuses_are_a_generate_error() -> None:

@@ -148,7 +148,8 @@ def _js(value: object) -> str:
 
 def render_typescript(schema: DbSchema, *, source: str, typescript: bool) -> str:
     """The module's text: exports ``migrations``, ``pgMigrations`` (empty), ``tableSchemas``
-    and ``schema`` (the ``DbSchema``, also the default export)."""
+    and ``schema`` (the ``DbSchema``, also the default export); in TypeScript also the type
+    ``Electric`` (``ElectricClient<typeof schema>``) as the official generator does."""
     helpers = _HELPERS
     for marker, annotation in _TS_TYPES.items():
         helpers = helpers.replace(marker, annotation if typescript else "")
@@ -162,6 +163,11 @@ def render_typescript(schema: DbSchema, *, source: str, typescript: bool) -> str
         "editing.",
         "import { z } from 'zod'",
         "import { DbSchema, Relation } from 'electric-sql/client/model'",
+        *(
+            ["import type { ElectricClient } from 'electric-sql/client/model'"]
+            if typescript
+            else []
+        ),
         "",
         "export const migrations = [",
     ]
@@ -194,6 +200,8 @@ def render_typescript(schema: DbSchema, *, source: str, typescript: bool) -> str
         "",
         "export const schema = new DbSchema(tableSchemas, migrations, pgMigrations)",
         "export default schema",
-        "",
     ]
+    if typescript:
+        lines.append("export type Electric = ElectricClient<typeof schema>")
+    lines.append("")
     return "\n".join(lines)
