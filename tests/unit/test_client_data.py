@@ -366,3 +366,45 @@ async def test_live_raw_and_async_for(env: Env) -> None:
             await first.wait()
             await env.items.delete(where={"id": "a"})
     assert seen == [4, 3]
+
+
+class ChannelNotifier:
+    """A notifier whose subscriptions are bare memory channels (no ``receive_nowait`` on the
+    iterator), as the Satellite client's are."""
+
+    def __init__(self) -> None:
+        self.sends: list[trio.MemorySendChannel[frozenset[str]]] = []
+
+    def notify(self, tables: set[str]) -> None:
+        for send in self.sends:
+            send.send_nowait(frozenset(tables))
+
+    def subscribe(self) -> AsyncIterator[frozenset[str]]:
+        send, receive = trio.open_memory_channel[frozenset[str]](100)
+        self.sends.append(send)
+
+        class Stream:
+            def __aiter__(self) -> Stream:
+                return self
+
+            async def __anext__(self) -> frozenset[str]:
+                return await receive.receive()
+
+        return Stream()
+
+
+async def test_live_query_folds_a_burst_without_receive_nowait(tmp_path: Path) -> None:
+    notifier = ChannelNotifier()
+    executor = SqliteExecutor(tmp_path / "a.db", notifier)
+    await executor.executescript(DDL)
+    lists = Table(Database(executor, SCHEMA), "lists", List)
+    async with lists.live_many() as live:
+        assert await live.__anext__() == []
+        for i in range(5):
+            await lists.create({"id": f"l{i}", "name": "x"})
+        with trio.fail_after(5):
+            assert len(await live.__anext__()) == 5
+        with trio.move_on_after(0.2) as scope:
+            await live.__anext__()
+        assert scope.cancelled_caught
+    executor.close()

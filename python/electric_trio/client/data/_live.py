@@ -14,6 +14,14 @@ __all__ = ["LiveQuery", "tables_in_sql"]
 
 T = TypeVar("T")
 
+_SETTLE = 0.001
+"""Seconds a live query waits for one more queued notification when its notifier's
+subscription has no ``receive_nowait``."""
+
+_MAX_DRAIN = 1000
+"""At most this many queued notifications fold into one result (a steady stream of changes
+still gives results)."""
+
 _TOKEN = re.compile(r'"((?:[^"]|"")*)"|`([^`]*)`|\[([^\]]*)\]|([A-Za-z_][A-Za-z0-9_$]*)')
 
 
@@ -70,19 +78,30 @@ class LiveQuery(Generic[T], AsyncIterator[T]):
             except StopAsyncIteration:
                 self._closed = True
                 raise
-        self._drain()
+        await self._drain()
         return await self._run()
 
-    def _drain(self) -> None:
+    async def _drain(self) -> None:
+        """Takes the notifications already queued, so that a burst gives one result."""
+        assert self._subscription is not None
         receive_nowait: Callable[[], Any] | None = getattr(
             self._subscription, "receive_nowait", None
         )
-        if receive_nowait is None:
-            return
-        while True:
-            try:
-                receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        for _ in range(_MAX_DRAIN):
+            if receive_nowait is not None:
+                try:
+                    receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                continue
+            # no way to look without waiting: a queued notification comes at once, an empty
+            # queue costs this short wait
+            with trio.move_on_after(_SETTLE) as scope:
+                try:
+                    await self._subscription.__anext__()
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught:
                 return
 
     async def aclose(self) -> None:
