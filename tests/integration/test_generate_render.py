@@ -134,3 +134,17 @@ def test_migrations_sqlite_refuses_are_a_generate_error() -> None:
     bad = [FetchedMigration("1", (type(op)(version="1", stmts=(stmt,), table=op.table),))]
     with pytest.raises(GenerateError, match="migration 1: SQLite refuses"):
         render(bad, target="python", source="test", out=Path("x.py"))
+
+
+def test_output_path_takes_a_file_or_a_folder(tmp_path: Path) -> None:
+    from electric_trio.generate._cli import output_path
+
+    assert output_path(None, "python") == Path("electric_client.py")
+    assert output_path(None, "typescript") == Path("src/generated/client/index.mjs")
+    assert output_path(str(tmp_path / "app.py"), "python") == tmp_path / "app.py"
+    assert output_path(str(tmp_path), "python") == tmp_path / "electric_client.py"
+    # the official generator's ELECTRIC_CLIENT_PATH: a folder, perhaps not made yet
+    assert output_path("src/generated/client", "typescript") == Path(
+        "src/generated/client/index.mjs"
+    )
+    assert output_path("client.ts", "typescript") == Path("client.ts")

@@ -15,10 +15,22 @@ from . import Generated, GenerateError, Target, generate, progress_printer, watc
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_SERVICE = "http://localhost:5133"
+DEFAULT_NAME: dict[Target, str] = {"python": "electric_client.py", "typescript": "index.mjs"}
 DEFAULT_OUT: dict[Target, str] = {
     "python": "electric_client.py",
     "typescript": "src/generated/client/index.mjs",
 }
+
+
+def output_path(out: str | None, target: Target) -> Path:
+    """The file to write: ``out``, or the default name inside it when it is a folder or has no
+    suffix (the official generator's ``ELECTRIC_CLIENT_PATH`` is a folder)."""
+    if out is None:
+        return Path(DEFAULT_OUT[target])
+    path = Path(out)
+    if path.is_dir() or not path.suffix:
+        return path / DEFAULT_NAME[target]
+    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=os.environ.get("ELECTRIC_CLIENT_PATH") or None,
-        help="the file to write (default: $ELECTRIC_CLIENT_PATH, else electric_client.py, or "
-        "src/generated/client/index.mjs for typescript; a .ts/.mts name gives TypeScript)",
+        help="the file to write, or a folder to write electric_client.py (python) or index.mjs "
+        "(typescript) in (default: $ELECTRIC_CLIENT_PATH, else electric_client.py, or "
+        "src/generated/client/index.mjs for typescript); a .ts/.mts name gives TypeScript",
     )
     parser.add_argument(
         "--watch",
@@ -63,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``generate`` for parsed ``args``: 0 when written (or a watch is interrupted), 1 for
     an error (one line on stderr), 2 for a bad ``--watch``."""
     target: Target = args.target
-    out = Path(args.out or DEFAULT_OUT[target])
+    out = output_path(args.out, target)
     progress = progress_printer()
 
     def done(generated: Generated) -> None:
