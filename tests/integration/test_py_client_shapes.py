@@ -1,0 +1,175 @@
+# ruff: noqa: F811 (the db fixture comes from test_client_writes)
+"""The Python client's shapes beyond the first sync: unsubscribing removes the rows (GONE batch),
+a foreign-key change pulls a parent in (additional data), a long stream keeps flowing (acks),
+and column types round-trip both ways."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import trio
+from test_client_writes import db  # noqa: F401
+from test_py_client import TOKEN, config_for, projects_service, schema_of, wait_pg, wait_rows
+from test_satellite_official_client import wait_versions
+from test_satellite_protocol import sql
+
+from electric_trio.client import Status, open_electric
+
+
+async def test_unsubscribe_removes_the_shapes_rows(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        one = await client.sync("projects", where="this.name = 'one'")
+        two = await client.sync("projects", where="this.name = 'two'")
+        assert (await client.sync("projects", where="this.name = 'one'")).id == one.id
+        with trio.fail_after(15):
+            await one.synced()
+            await two.synced()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",)])
+        await two.unsubscribe()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",)])
+        # the GONE rows' shadow entries went too; the remaining shape still streams
+        shadow = await client.conn.query("SELECT primaryKey FROM _electric_shadow")
+        assert [r["primaryKey"] for r in shadow] == ['{"id":"p1"}']
+        await sql(db, "UPDATE projects SET n = 5 WHERE id = 'p1'")
+        await wait_rows(client, "SELECT id, n FROM projects", [("p1", 5)])
+
+
+async def test_a_foreign_key_change_brings_the_new_parent(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(
+        db,
+        "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two');"
+        " INSERT INTO issues VALUES ('i1', 'p1', 'an issue')",
+    )
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("issues", include={"projects": True})
+        with trio.fail_after(15):
+            await shape.synced()
+        await wait_rows(client, "SELECT id FROM projects", [("p1",)])
+        await sql(db, "UPDATE issues SET project_id = 'p2' WHERE id = 'i1'")
+        await wait_rows(client, "SELECT id, project_id FROM issues", [("i1", "p2")])
+        await wait_rows(
+            client, "SELECT id, name FROM projects ORDER BY id", [("p1", "one"), ("p2", "two")]
+        )
+
+
+async def test_a_long_stream_keeps_flowing(db: str, nursery: trio.Nursery, tmp_path: Path) -> None:
+    """More transactions than the service's unacknowledged window (30): without our acks the
+    service would stop sending."""
+    service = await projects_service(nursery, db)
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("projects")
+        with trio.fail_after(15):
+            await shape.synced()
+        statuses = client.status_changes()
+        assert await statuses.__anext__() == Status.CONNECTED
+        for i in range(45):
+            await sql(db, f"INSERT INTO projects (id, name) VALUES ('p{i:02d}', 'n')")
+        await wait_rows(client, "SELECT count(*) FROM projects", [(45,)], within=25)
+        with trio.move_on_after(0.2):
+            changed = await statuses.__anext__()
+            raise AssertionError(f"the connection changed to {changed}")
+        await statuses.aclose()
+
+
+TYPES = (
+    "BEGIN; CALL electric.migration_version('20240201000000');"
+    " CREATE TABLE typed (id uuid PRIMARY KEY, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,"
+    " b bool, t text, d date, tm time, ts timestamp, tz timestamptz, j jsonb, by bytea);"
+    " CALL electric.electrify('typed'); COMMIT;"
+)
+COLUMNS = "id, i2, i4, i8, f4, f8, b, t, d, tm, ts, tz, j, by"
+UUID_PG = "8d5ea7fb-4a9e-4ad0-9b25-6e6f2a0e4c01"
+UUID_PY = "8d5ea7fb-4a9e-4ad0-9b25-6e6f2a0e4c02"
+
+
+async def test_column_types_round_trip(db: str, nursery: trio.Nursery, tmp_path: Path) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, TYPES)
+    await wait_versions(service, 2)
+    await sql(
+        db,
+        f"INSERT INTO typed ({COLUMNS}) VALUES ('{UUID_PG}', -3, 70000, 9007199254740993,"
+        " 1.5, 'Infinity', true, 'héllo', '2024-02-29', '12:34:56.789',"
+        " '2024-01-02 03:04:05.678', '2024-01-02 03:04:05.678+00', '{\"k\": [1, null]}',"
+        " '\\x00ff10')",
+    )
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("typed")
+        with trio.fail_after(15):
+            await shape.synced()
+        rows = await client.conn.query(f"SELECT {COLUMNS} FROM typed")
+        assert rows == [
+            {
+                "id": UUID_PG,
+                "i2": -3,
+                "i4": 70000,
+                "i8": 9007199254740993,
+                "f4": 1.5,
+                "f8": float("inf"),
+                "b": 1,
+                "t": "héllo",
+                "d": "2024-02-29",
+                "tm": "12:34:56.789",
+                "ts": "2024-01-02 03:04:05.678",
+                "tz": "2024-01-02 03:04:05.678Z",
+                "j": '{"k": [1, null]}',
+                "by": b"\x00\xff\x10",
+            }
+        ]
+        await client.conn.execute(
+            f"INSERT INTO typed ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                UUID_PY,
+                7,
+                -70000,
+                -(2**62),
+                0.25,
+                -2.5e300,
+                0,
+                "",
+                "1999-12-31",
+                "23:59:59.999",
+                "1999-12-31 23:59:59.999",
+                "1999-12-31 23:59:59.999Z",
+                '{"a":"b"}',
+                b"",
+            ],
+        )
+        await wait_pg(
+            db,
+            f"SELECT id::text, {COLUMNS.removeprefix('id, ')} FROM typed WHERE id = '{UUID_PY}'",
+            [
+                (
+                    UUID_PY,
+                    7,
+                    -70000,
+                    -(2**62),
+                    0.25,
+                    -2.5e300,
+                    False,
+                    "",
+                    dt.date(1999, 12, 31),
+                    dt.time(23, 59, 59, 999000),
+                    dt.datetime(1999, 12, 31, 23, 59, 59, 999000),
+                    dt.datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC),
+                    {"a": "b"},
+                    b"",
+                )
+            ],
+        )
