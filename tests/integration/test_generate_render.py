@@ -44,7 +44,8 @@ MIGRATIONS = (
         [
             "CREATE TYPE mood AS ENUM ('ok', 'meh')",
             'CREATE TABLE people (id text PRIMARY KEY, "class" text NOT NULL,'
-            ' "full name" text, mood mood, boss_id text REFERENCES people (id))',
+            ' "full name" text, mood mood, boss_id text REFERENCES people (id), "__x" int2)',
+            'CREATE TABLE "table" (id text PRIMARY KEY)',
         ],
     ),
     (
@@ -80,6 +81,7 @@ async def test_awkward_schema_module(tmp_path: Path, mypy_cache: Path) -> None:
         ("full name", True),
         ("mood", True),
         ("boss_id", True),
+        ("__x", True),
     ]
     assert [m.version for m in module.migrations] == ["1", "2"]
 
@@ -91,7 +93,11 @@ async def test_awkward_schema_module(tmp_path: Path, mypy_cache: Path) -> None:
     executor = SqliteExecutor(path)
     db = module.Electric(executor)
     boss = await db.people.create(module.People(id="b", class_="x", full_name="The Boss"))
-    await db.people.create({"id": "e", "class": "y", "mood": "ok", "boss_id": "b"})
+    await db.people.create({"id": "e", "class": "y", "mood": "ok", "boss_id": "b", "__x": 3})
+    assert (await db.people.find_unique(where={"id": "e"})).n__x == 3
+    # a table named like a method of the client class gets another attribute
+    assert db.table_.name == "table"
+    assert db.table("table") is db.table_
     await db.tasks.create({"id": 1, "owner_id": "e", "reviewer_id": "b", "price": 1.5})
     assert boss.full_name == "The Boss"
     assert sqlite3.connect(path).execute('SELECT "class", "full name" FROM people').fetchall()[

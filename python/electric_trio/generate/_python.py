@@ -7,6 +7,7 @@ import keyword
 import re
 from collections.abc import Iterable
 
+from ..client import data
 from ..client.schema import Column, DbSchema, Relation, TableSchema
 from ._schema import model_name
 
@@ -37,7 +38,9 @@ def _identifier(name: str, taken: set[str]) -> str:
     ident = re.sub(r"\W", "_", name, flags=re.ASCII) or "_"
     if ident[0].isdigit():
         ident = "_" + ident
-    if keyword.iskeyword(ident) or keyword.issoftkeyword(ident) or ident.startswith("__"):
+    if ident.startswith("__"):  # a class body would mangle it
+        ident = "n" + ident
+    if keyword.iskeyword(ident) or keyword.issoftkeyword(ident):
         ident += "_"
     while ident in taken:
         ident += "_"
@@ -92,7 +95,8 @@ class _Names:
             fields.update({"@" + r.field: _identifier(r.field, used) for r in table.relations})
             self.fields[name] = fields
         self.attributes: dict[str, str] = {}
-        used_attrs = {"executor", "schema", "table", "raw", "raw_execute", "live_raw"}
+        used_attrs = {n for n in dir(data.Database) if not n.startswith("__")}
+        used_attrs |= {"executor", "schema", "_tables"}
         for name in schema.tables:
             self.attributes[name] = _identifier(name, used_attrs)
 
