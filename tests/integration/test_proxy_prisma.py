@@ -127,6 +127,11 @@ def texts(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 async def test_prisma_5_2_introspection_sees_only_electrified_tables(proxy: Running) -> None:
     running = await migrated(proxy)
+    async with await connect(running.db_url) as conn:
+        own = await conn.fetch(
+            PRISMA_QUERIES["ConstraintV5_2"].replace("$1", "ARRAY['public']::name[]")
+        )
+    own_checks = [tuple(r) for r in own if r[1] in ELECTRIFIED and r[3] == "c"]
 
     def check() -> None:
         with psycopg.connect(running.dsn(user="prisma"), autocommit=True) as conn:
@@ -225,14 +230,15 @@ async def test_prisma_5_2_introspection_sees_only_electrified_tables(proxy: Runn
                     ("oses", "macos", "public", None),
                     ("oses", "windows", "public", None),
                 ]
-                for empty in (
-                    "ViewV5_2",
-                    "FunctionV5_2",
-                    "ExtensionV5_2",
-                    "SequenceV5_2",
-                    "ConstraintV5_2",
-                ):
+                for empty in ("ViewV5_2", "FunctionV5_2", "ExtensionV5_2", "SequenceV5_2"):
                     assert fetch(conn, empty, binary=binary) == [], empty
+                # 04.02's CHECK constraints, exactly as Postgres itself reports them
+                checks = texts(fetch(conn, "ConstraintV5_2", binary=binary))
+                assert [c[:4] for c in checks] == [
+                    ("public", "checked", "combined", "c"),
+                    ("public", "checked", "count_check", "c"),
+                ]
+                assert checks == own_checks
                 assert fetch(conn, "VersionV5_2", binary=binary) == [("PostgreSQL 14.9 Electric",)]
 
     await sync(check)

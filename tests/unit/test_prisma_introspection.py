@@ -169,3 +169,62 @@ NO_DIMENSIONS = bytes([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19])
 )
 def test_namespace_lists(value: bytes, fmt: int, expected: list[str]) -> None:
     assert decode_params([NAME_ARRAY], [fmt], [value]) == [expected]
+
+
+# A table as electrify() captures it (every constraint as pg_get_constraintdef() writes it),
+# with CHECK constraints (allowed when constraint validation is off) and, as DDL captured by hand
+# could give, column defaults.
+CHECKED, _ = apply_migration(
+    Schema(),
+    "002",
+    [
+        """CREATE TABLE public.checked (
+    id text NOT NULL,
+    count integer DEFAULT 0,
+    label text DEFAULT 'none, yet'::text NOT NULL,
+    created timestamp with time zone DEFAULT now(),
+    number integer,
+    CONSTRAINT checked_pkey PRIMARY KEY (id),
+    CONSTRAINT combined CHECK (((number + count) < 200)),
+    CONSTRAINT count_check CHECK (((count < 100) AND (count > 10)))
+);""",
+        """CREATE TABLE public.another (
+    id text NOT NULL CONSTRAINT "A check" CHECK ((id <> ''::text)),
+    CONSTRAINT another_pkey PRIMARY KEY (id)
+);""",
+    ],
+)
+
+
+def test_check_constraints_as_pg_get_constraintdef_gives_them() -> None:
+    rows = query("ConstraintV5_2").rows(CHECKED, [["public"]])
+    assert rows == [
+        ("public", "another", "A check", "c", "CHECK ((id <> ''::text))", False, False),
+        ("public", "checked", "combined", "c", "CHECK (((number + count) < 200))", False, False),
+        (
+            "public",
+            "checked",
+            "count_check",
+            "c",
+            "CHECK (((count < 100) AND (count > 10)))",
+            False,
+            False,
+        ),
+    ]
+    assert query("ConstraintV5_2").rows(CHECKED, [["other"]]) == []
+    assert query("ConstraintV5_2").rows(SCHEMA, [["public"]]) == []
+
+
+@pytest.mark.parametrize("name", ["ColumnV4_8", "ColumnV5_2"])
+def test_column_defaults(name: str) -> None:
+    found = query(name)
+    at = found.columns.index("column_default")
+    rows = {(row[1], row[2]): row[at] for row in found.rows(CHECKED, [["public"]])}
+    assert rows == {
+        ("another", "id"): None,
+        ("checked", "id"): None,
+        ("checked", "count"): "0",
+        ("checked", "label"): "'none, yet'::text",
+        ("checked", "created"): "now()",
+        ("checked", "number"): None,
+    }

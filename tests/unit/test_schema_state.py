@@ -14,6 +14,7 @@ from electric_trio.ddlx.migration import (
     apply_migration,
 )
 from electric_trio.ddlx.schema import (
+    CheckConstraint,
     Column,
     ColumnType,
     EnumType,
@@ -278,6 +279,7 @@ def test_json_round_trip() -> None:
         "name": "title",
         "type": {"name": "varchar", "array": [], "size": []},
         "not_null": True,
+        "default": None,
     }
     assert schema.table_by_oid(16402) is schema.table("public", "issues")
 
@@ -291,8 +293,9 @@ def test_json_round_trip_of_every_field() -> None:
                 oid=1,
                 columns=(
                     Column("id", ColumnType("int8"), not_null=True),
-                    Column("tags", ColumnType("varchar", (-1, 3), (20,))),
+                    Column("tags", ColumnType("varchar", (-1, 3), (20,)), default="'{}'"),
                 ),
+                checks=(CheckConstraint("c", "CHECK ((id > 0))"),),
                 primary_key=("id",),
                 foreign_keys=(
                     ForeignKey(

@@ -27,6 +27,7 @@ from ._term_order import term_key
 from .dialect import sqlite_add_column, sqlite_create_index, sqlite_create_table, sqlite_type
 from .schema import (
     DEFAULT_SCHEMA,
+    CheckConstraint,
     Column,
     EnumType,
     ForeignKey,
@@ -37,6 +38,7 @@ from .schema import (
     Table,
     UniqueConstraint,
 )
+from .source_text import column_defaults, table_checks
 
 __all__ = [
     "Dialect",
@@ -258,10 +260,14 @@ class _State:
             raise SchemaMismatchError(f"table {stmt.schema}.{stmt.name} already exists")
         if key not in self.tables:
             pk = next((c.keys for c in stmt.constraints if isinstance(c, p.PrimaryKey)), ())
+            defaults = column_defaults(pg_sql)
             table = Table(
                 schema=stmt.schema,
                 name=stmt.name,
-                columns=tuple(Column(c.name, c.type, c.not_null) for c in stmt.columns),
+                columns=tuple(
+                    Column(c.name, c.type, c.not_null, defaults.get(c.name)) for c in stmt.columns
+                ),
+                checks=tuple(CheckConstraint(n, d) for n, d in table_checks(pg_sql)),
                 primary_key=pk,
                 unique_constraints=tuple(
                     UniqueConstraint(c.name, c.keys)

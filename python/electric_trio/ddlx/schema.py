@@ -89,6 +89,8 @@ class Column(msgspec.Struct, frozen=True, gc=False):
     name: str
     type: ColumnType
     not_null: bool = False
+    #: The DEFAULT expression as SQL text, if the captured DDL gave one.
+    default: str | None = None
 
 
 class ForeignKey(msgspec.Struct, frozen=True, gc=False):
@@ -114,6 +116,14 @@ class UniqueConstraint(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     columns: tuple[str, ...]
+
+
+class CheckConstraint(msgspec.Struct, frozen=True, gc=False):
+    """A CHECK constraint (electrify refuses them unless constraint validation is off):
+    ``definition`` as ``pg_get_constraintdef()`` gives it, ``CHECK (...)``."""
+
+    name: str
+    definition: str
 
 
 class IndexColumn(msgspec.Struct, frozen=True, gc=False):
@@ -149,6 +159,7 @@ class Table(msgspec.Struct, frozen=True, gc=False):
     unique_constraints: tuple[UniqueConstraint, ...] = ()
     indexes: tuple[Index, ...] = ()
     oid: int | None = None
+    checks: tuple[CheckConstraint, ...] = ()
 
     def column(self, name: str) -> Column | None:
         """The column called ``name``, if any."""

@@ -198,7 +198,7 @@ def _column_row(schema: Schema, table: Table, column: Column, *, v5: bool) -> Ro
         row.append("pg_catalog" if enum is None else enum[0])
     row += [
         ("_" if type_.array else "") + name,
-        None,  # column_default: the electrified schema does not keep defaults
+        column.default,
         "YES" if nullable else "NO",
         "NO",
         max_length,
@@ -318,6 +318,16 @@ def _enum_rows(schema: Schema, namespaces: Sequence[str]) -> list[tuple[str, str
 
 def _none(schema: Schema, params: list[Any]) -> list[Row]:
     return []
+
+
+def _checks(schema: Schema, params: list[Any]) -> list[Row]:
+    """CHECK constraints (contype ``c``), ORDER BY namespace, table_name, contype, name."""
+    rows: list[Row] = [
+        (t.schema, t.name, c.name, "c", c.definition, False, False)
+        for t in _tables(schema, params[0])
+        for c in t.checks
+    ]
+    return sorted(rows, key=lambda r: (str(r[0]), str(r[1]), str(r[2])))
 
 
 # ---- the queries, in the order they are tried -------------------------------------------------
@@ -520,7 +530,7 @@ QUERIES: tuple[Query, ...] = (
             _bool("is_deferrable", _CON, 5),
             _bool("is_deferred", _CON, 6),
         ),
-        _none,  # the electrified schema keeps no CHECK constraints
+        _checks,
     ),
     Query(
         "views 5.2",
