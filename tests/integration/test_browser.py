@@ -5,11 +5,13 @@ and served as static files; Debian's chromium is driven by playwright-core (test
 todos table is created and electrified through the migrations proxy with psql, from the app's own
 migration file. Two pages and Postgres converge; a page taken offline keeps working and syncs
 once back; a reload keeps the local data and resumes from its stored position; the app's filter
-is the shape's where clause; a wrong service URL or a refused token shows an error in the page.
+is the shape's where clause; a wrong service URL or a refused token shows an error in the page;
+examples/todo-py (our Python client) and the page see each other's changes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -45,6 +47,7 @@ APP_DIR = ROOT / "examples" / "todo-web"
 MIGRATION = APP_DIR / "db" / "migrations" / "20240601000000_create_todos.sql"
 GENERATED = APP_DIR / "src" / "generated" / "client" / "index.ts"
 CLI = str(Path(sys.executable).parent / "electric-trio")
+TODO_PY = ROOT / "examples" / "todo-py" / "todo.py"
 PROXY_PASSWORD = "proxy-secret"
 
 # The todos on a page, as the user sees them: [[title, done], ...] in list order.
@@ -215,6 +218,27 @@ async def start_stack(nursery: trio.Nursery, db: str) -> Stack:
     return Stack(service, db)
 
 
+def ts_schema(module: str) -> list[str]:
+    """The migrations and table schemas of a generated TypeScript module, as written."""
+    return [
+        module[start : module.index(end, start)]
+        for start, end in (
+            (module.index("export const migrations = "), "\nexport "),
+            (module.index("export const tableSchemas = "), "\nexport "),
+        )
+    ]
+
+
+def py_schema(path: Path) -> Any:
+    """The ``schema`` (DbSchema with its migrations) of a generated Python module."""
+    spec = importlib.util.spec_from_file_location(f"generated_{path.stem}_{id(path)}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.schema
+
+
 def token(user: str, key: str = HS_KEY) -> str:
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, key, algorithm="HS256")
@@ -313,8 +337,8 @@ async def test_two_pages_and_postgres_converge(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = await start_stack(nursery, db)
-    # the app's DbSchema and migrations are what the generator writes for this service
-    # (but for the first line, which names the service's URL)
+    # the app's migrations and table schemas are what the generator writes for this service
+    # (the rest of the module may change in form without making the app's copy stale)
     generated = tmp_path / "index.ts"
     out = str(generated)
     with trio.fail_after(60):
@@ -325,8 +349,7 @@ async def test_two_pages_and_postgres_converge(
             check=False,
         )
     assert done.returncode == 0, done.stderr.decode()
-    body = generated.read_text().split("\n", 1)[1]
-    assert body == GENERATED.read_text().split("\n", 1)[1], (
+    assert ts_schema(generated.read_text()) == ts_schema(GENERATED.read_text()), (
         f"{GENERATED} is stale: regenerate it (see the README)"
     )
     await pg_insert(db, "from postgres")
@@ -495,3 +518,93 @@ async def test_a_wrong_service_url_or_a_refused_token_shows_an_error(
     )
     assert "refused" in message
     assert await todos(browser, "refused") == []
+
+
+async def test_the_python_client_and_the_browser_see_each_others_changes(
+    db: str, nursery: trio.Nursery, browser: Browser, tmp_path: Path
+) -> None:
+    """examples/todo-py's ``watch`` (our Python client) beside the web app on the same service."""
+    stack = await start_stack(nursery, db)
+    # its todos_client.py has the schema (tables, migrations) the generator writes for this
+    # service
+    generated = tmp_path / "todos_client.py"
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [CLI, "generate", "--service", stack.url, "--out", str(generated)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert py_schema(generated) == py_schema(TODO_PY.parent / "todos_client.py"), (
+        "examples/todo-py/todos_client.py is stale: regenerate it (see its todo.py)"
+    )
+    await open_page(browser, "a", stack.url, token("alice"))
+    await wait_synced(browser, "a")
+    command = [
+        sys.executable,
+        str(TODO_PY),
+        "--service",
+        stack.url,
+        "--db",
+        str(tmp_path / "py.db"),
+    ]
+    process = await trio.lowlevel.open_process(
+        [*command, "--token", token("carol"), "--json", "watch"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lists_in, lists = trio.open_memory_channel[list[tuple[str, bool]]](100)
+    errors: list[bytes] = []
+
+    async def read_lists() -> None:
+        assert process.stdout is not None
+        buffer = b""
+        async with lists_in:
+            async for chunk in process.stdout:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    lists_in.send_nowait([(t["title"], t["done"]) for t in json.loads(line)])
+
+    async def read_errors() -> None:
+        assert process.stderr is not None
+        async for chunk in process.stderr:
+            errors.append(chunk)
+
+    async def printed(expected: list[tuple[str, bool]]) -> None:
+        seen: list[list[tuple[str, bool]]] = []
+        with trio.move_on_after(20):
+            async for todos in lists:
+                seen.append(todos)
+                if todos == expected:
+                    return
+        raise AssertionError(f"todo.py never printed {expected}: {seen}\n{b''.join(errors)!r}")
+
+    async def send(line: str) -> None:
+        assert process.stdin is not None
+        await process.stdin.send_all(line.encode() + b"\n")
+
+    nursery.start_soon(read_lists)
+    nursery.start_soon(read_errors)
+    try:
+        await printed([])
+        await add(browser, "a", "from the browser")
+        await printed([("from the browser", False)])
+        await send("add from python")
+        both = [("from the browser", False), ("from python", False)]
+        await wait_todos(browser, "a", both)
+        await toggle(browser, "a", "from python")
+        await printed([("from the browser", False), ("from python", True)])
+        await send("delete from the browser")
+        await wait_todos(browser, "a", [("from python", True)])
+        await wait_pg(db, lambda rows: rows == [("from python", True)])
+        await send("quit")
+        with trio.fail_after(30):
+            assert await process.wait() == 0, b"".join(errors)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()

@@ -9,11 +9,9 @@
 import { insecureAuthToken } from 'electric-sql/auth'
 import { genUUID, uniqueTabId } from 'electric-sql/util'
 import { ElectricDatabase, electrify } from 'electric-sql/wa-sqlite'
-import type { ElectricClient } from 'electric-sql/client/model'
 // written by `electric-trio generate --target typescript` (see the README)
-import { schema } from './generated/client'
+import { schema, type Electric } from './generated/client'
 
-type Electric = ElectricClient<typeof schema>
 type Todo = { id: string; title: string; done: boolean; created_at: Date }
 
 type Filter = 'all' | 'open' | 'done'
