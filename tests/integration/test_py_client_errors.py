@@ -18,6 +18,7 @@ from test_satellite_official_client import HS_KEY
 
 from electric_trio.client import (
     AuthError,
+    ClientClosedError,
     ConnectionFailedError,
     CorruptDatabaseError,
     ElectricConfig,
@@ -141,3 +142,11 @@ async def test_a_refused_shape(db: str, nursery: trio.Nursery, tmp_path: Path) -
         with trio.fail_after(15):
             await good.synced()
         assert client.status == Status.CONNECTED
+
+
+async def test_a_shape_requested_offline_fails_when_the_client_closes(tmp_path: Path) -> None:
+    schema = DbSchema(tables={"notes": NOTES})
+    async with open_electric(tmp_path / "a.db", schema) as client:
+        handle = await client.sync("notes")  # accepted offline: requested once connected
+    with trio.fail_after(5), pytest.raises(ClientClosedError, match="closed before the shape"):
+        await handle.synced()

@@ -34,9 +34,9 @@ from ._errors import (
     SchemaMismatchError,
     SubscriptionError,
 )
-from ._satellite import OutOfSyncError, RetryableError, Session, first_error
+from ._satellite import OutOfSyncError, RawRow, RetryableError, Session, first_error
 from ._store import IncomingTx, LocalStore
-from ._values import SqlValue, jsonify
+from ._values import SqlValue, decode_row, jsonify
 from .schema import DbSchema
 
 T = TypeVar("T")
@@ -297,6 +297,10 @@ class ElectricClient:
         tb: TracebackType | None,
     ) -> bool | None:
         await self.disconnect()
+        for sub in self._subs.values():
+            if not sub.synced.is_set():
+                sub.error = ClientClosedError("the client closed before the shape was synced")
+                sub.synced.set()
         stack, self._stack, self._nursery = self._stack, None, None
         try:
             if stack is not None:
@@ -506,13 +510,17 @@ class ElectricClient:
         tables = await self._run(self.store.apply_data, rows, None, ref, None)
         self.notifier.notify(tables)
 
-    async def _subscription_data(
-        self, sub_id: str, rows: list[tuple[str, dict[str, SqlValue], list[str]]], lsn: bytes
-    ) -> None:
+    async def _subscription_data(self, sub_id: str, raw: list[RawRow], lsn: bytes) -> None:
         sub = self._subs.get(sub_id)
         if sub is not None and sub.state != "unsubscribed":
             sub.state = "active"
-        tables = await self._run(self.store.apply_data, rows, lsn, None, self._subscriptions_json())
+        state = self._subscriptions_json()
+
+        def apply() -> set[str]:
+            rows = [(table, decode_row(cols, row), tags) for table, cols, row, tags in raw]
+            return self.store.apply_data(rows, lsn, None, state)
+
+        tables = await self._run(apply)
         self.notifier.notify(tables)
         if sub is not None:
             sub.synced.set()
@@ -563,8 +571,12 @@ class ElectricClient:
             active = data.get("active", {}) if isinstance(data, dict) else {}
         except (ValueError, AttributeError):
             return  # the official client's own format: its shapes are requested again
+        if not isinstance(active, dict):
+            return
         for sid, info in active.items():
-            sub = _Sub(sid, info["key"], [], set(info["tables"]), state="active")
+            if not isinstance(info, dict) or "key" not in info or "tables" not in info:
+                continue  # not ours (the official client's shape state)
+            sub = _Sub(sid, str(info["key"]), [], set(info["tables"]), state="active")
             sub.synced.set()
             self._subs[sid] = sub
 

@@ -54,11 +54,16 @@ class OutOfSyncError(RetryableError):
     """The service cannot resume from our position: reset, then retry."""
 
 
+#: A row of subscription data as received: table, (name, type) columns, row, tags; decoded in
+#: the store's worker thread.
+RawRow = tuple[str, list[tuple[str, str]], m.SatOpRow | None, list[str]]
+
+
 @dataclass
 class _Delivery:
     subscription_id: str
     lsn: bytes
-    rows: list[tuple[str, dict[str, SqlValue], list[str]]] = field(default_factory=list)
+    rows: list[RawRow] = field(default_factory=list)
     in_shape: bool = False
 
 
@@ -280,12 +285,15 @@ class Session:
                 )
             )
 
-    def _row(self, relation_id: int, row: m.SatOpRow | None) -> tuple[str, dict[str, SqlValue]]:
+    def _columns(self, relation_id: int) -> tuple[str, list[tuple[str, str]]]:
         relation = self.relations.get(relation_id)
         if relation is None:
             raise ProtocolViolationError(f"unknown relation id {relation_id}")
-        columns = [(c.name, c.type) for c in relation.columns]
-        return relation.table_name, decode_row(columns, row)
+        return relation.table_name, [(c.name, c.type) for c in relation.columns]
+
+    def _row(self, relation_id: int, row: m.SatOpRow | None) -> tuple[str, dict[str, SqlValue]]:
+        table, columns = self._columns(relation_id)
+        return table, decode_row(columns, row)
 
     async def _oplog(self, log: m.SatOpLog) -> None:
         client = self.client
@@ -293,8 +301,10 @@ class Session:
             if self.delivery is not None:
                 if op.insert is None:
                     raise ProtocolViolationError("only inserts may come with subscription data")
-                table, row = self._row(op.insert.relation_id, op.insert.row_data)
-                self.delivery.rows.append((table, row, list(op.insert.tags)))
+                table, columns = self._columns(op.insert.relation_id)
+                self.delivery.rows.append(
+                    (table, columns, op.insert.row_data, list(op.insert.tags))
+                )
             elif self.gone is not None:
                 if op.gone is None:
                     raise ProtocolViolationError("only GONE ops may come in a GONE batch")
@@ -407,10 +417,12 @@ class Session:
                 )
             )
         ]
+        tables = sorted({change.table for change in tx.changes})
+        described = await client._run(
+            lambda: {t: tuple(client.store.relation_columns(t)) for t in tables}
+        )
         for change in tx.changes:
-            columns: tuple[tuple[str, str, bool], ...] = tuple(
-                await client._run(client.store.relation_columns, change.table)
-            )
+            columns = described[change.table]
             rel_id = client._relation_id(change.table)
             if self.sent_relations.get(change.table) != columns:
                 self.sent_relations[change.table] = columns
