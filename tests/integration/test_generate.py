@@ -97,7 +97,7 @@ async def check_types(path: Path, cache: Path) -> None:
             "--target-version",
             "py311",
             "--line-length",
-            "100",
+            "88",
             "--select",
             "E,F,W,I,B,UP,RUF",
             str(path),

@@ -44,7 +44,8 @@ MIGRATIONS = (
         [
             "CREATE TYPE mood AS ENUM ('ok', 'meh')",
             'CREATE TABLE people (id text PRIMARY KEY, "class" text NOT NULL,'
-            ' "full name" text, mood mood, boss_id text REFERENCES people (id), "__x" int2)',
+            ' "full name" text, mood mood, boss_id text REFERENCES people (id), "__x" int2,'
+            ' "the date this person was last seen walking past the window" timestamptz)',
             'CREATE TABLE "table" (id text PRIMARY KEY)',
         ],
     ),
@@ -82,6 +83,7 @@ async def test_awkward_schema_module(tmp_path: Path, mypy_cache: Path) -> None:
         ("mood", True),
         ("boss_id", True),
         ("__x", True),
+        ("the date this person was last seen walking past the window", True),
     ]
     assert [m.version for m in module.migrations] == ["1", "2"]
 

@@ -101,11 +101,25 @@ class _Names:
             self.attributes[name] = _identifier(name, used_attrs)
 
 
-def _field(ident: str, name: str, annotation: str, default: str | None) -> str:
-    if ident != name:
-        args = f"name={_lit(name)}" + ("" if default is None else f", default={default}")
-        return f"    {ident}: {annotation} = msgspec.field({args})"
-    return f"    {ident}: {annotation}" + ("" if default is None else f" = {default}")
+def _field(ident: str, name: str, annotation: str, default: str | None) -> list[str]:
+    args = [] if ident == name else [f"name={_lit(name)}"]
+    args += [] if default is None else [f"default={default}"]
+    value = "" if not args else default if ident == name else f"msgspec.field({', '.join(args)})"
+    line = f"    {ident}: {annotation}" + (f" = {value}" if value else "")
+    if len(line) <= _WIDTH:
+        return [line]
+    # too long: the annotation in parentheses, the field's arguments one per line
+    head = f"    {ident}: {annotation}"
+    lines = (
+        [head] if len(head) + 4 <= _WIDTH else [f"    {ident}: (", f"        {annotation}", "    )"]
+    )
+    if not value:
+        return lines
+    if ident == name:
+        lines[-1] += " = ("
+        return [*lines, f"        {value}", "    )"]
+    lines[-1] += " = msgspec.field("
+    return [*lines, *(f"        {a}," for a in args), "    )"]
 
 
 def _row_class(table: TableSchema, names: _Names, enums: dict[str, tuple[str, ...]]) -> list[str]:
@@ -119,7 +133,7 @@ def _row_class(table: TableSchema, names: _Names, enums: dict[str, tuple[str, ..
     ]
     for column in table.columns:
         default = "None" if column.nullable else None
-        lines.append(_field(fields[column.name], column.name, _py_type(column, enums), default))
+        lines += _field(fields[column.name], column.name, _py_type(column, enums), default)
     for relation in table.relations:
         related = names.model[relation.table]
         annotation = (
@@ -127,9 +141,7 @@ def _row_class(table: TableSchema, names: _Names, enums: dict[str, tuple[str, ..
             if relation.many
             else f"{related} | msgspec.UnsetType | None"
         )
-        lines.append(
-            _field(fields["@" + relation.field], relation.field, annotation, "msgspec.UNSET")
-        )
+        lines += _field(fields["@" + relation.field], relation.field, annotation, "msgspec.UNSET")
     lines += [
         "",
         "",
@@ -157,9 +169,14 @@ def _table_value(table: TableSchema, indent: int) -> list[str]:
     lines.append(f"{pad}    name={_lit(table.name)},")
     lines.append(f"{pad}    columns=(")
     for c in table.columns:
-        lines.append(
-            f"{pad}        client_schema.Column({_lit(c.name)}, {_lit(c.pg_type)}, {c.nullable!r}),"
-        )
+        args = [_lit(c.name), _lit(c.pg_type), repr(c.nullable)]
+        line = f"{pad}        client_schema.Column({', '.join(args)}),"
+        if len(line) <= _WIDTH:
+            lines.append(line)
+        else:
+            lines.append(f"{pad}        client_schema.Column(")
+            lines += [f"{pad}            {a}," for a in args]
+            lines.append(f"{pad}        ),")
     lines.append(f"{pad}    ),")
     lines.append(f"{pad}    primary_key={_tuple(_lit(k) for k in table.primary_key)},")
     lines.append(f"{pad}    foreign_keys=(" + ("" if table.foreign_keys else "),"))
