@@ -317,6 +317,118 @@ async def test_ownership_filter(service: Service, db: str) -> None:
         assert ops(await until(alice, m.SatOpLog), known) == [("insert", "owned", "5")]
 
 
+async def unsubscribe_and_drop(c: Client, sub: m.SatSubsReq) -> None:
+    """Unsubscribes; the connection then ends before the client reads the GONE batch."""
+    reply = await c.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.subscription_id,)))
+    assert reply.message == b""
+
+
+async def gone_batch(
+    c: Client, sub: m.SatSubsReq, known: dict[int, m.SatRelation] | None = None
+) -> list[tuple[str, ...]]:
+    """The GONE batch that comes next for ``sub``: its row ops (``known``: the relations of
+    this connection so far; none on a new one, where the batch must bring its own)."""
+    frames = await until(c, m.SatUnsubsDataEnd)
+    begin = next(f for f in frames if isinstance(f, m.SatUnsubsDataBegin))
+    assert begin.subscription_ids == (sub.subscription_id,)
+    return sorted(ops(frames, {} if known is None else known))
+
+
+async def test_a_gone_batch_the_client_missed_comes_again_on_resume(
+    service: Service, db: str
+) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await sql(db, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    await wait_versions(service, 1)
+    sub = request(select("items"))
+    async with client(service) as c:
+        await started(service, c)
+        assert (await subscribe(c, sub)).err is None
+        frames = await until(c, m.SatSubsDataEnd)
+        lsn = next(f for f in frames if isinstance(f, m.SatSubsDataBegin)).lsn
+        await unsubscribe_and_drop(c, sub)
+    # The official client keeps listing a subscription until its GONE batch is applied: the
+    # resume is accepted (not SUBSCRIPTION_NOT_FOUND, which resets the client) and the batch
+    # comes again before the stream.
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is None
+        assert await gone_batch(c, sub) == [("gone", "items", "1"), ("gone", "items", "2")]
+        await sql(db, "INSERT INTO items VALUES (3, 'c')")
+        await c.nothing_for(0.5)
+    # Resumed without it (the batch applied): nothing is sent, and the id is forgotten.
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=lsn)
+        assert resp.err is None
+        await c.nothing_for(0.5)
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is not None
+        assert resp.err.code == ReplicationCode.SUBSCRIPTION_NOT_FOUND
+
+
+async def test_an_acknowledged_gone_batch_is_not_sent_again(service: Service, db: str) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await sql(db, "INSERT INTO items VALUES (1, 'a')")
+    await wait_versions(service, 1)
+    known: dict[int, m.SatRelation] = {}
+    sub = request(select("items"))
+    async with client(service) as c:
+        await started(service, c)
+        assert (await subscribe(c, sub)).err is None
+        ops(await until(c, m.SatSubsDataEnd), known)
+        await sql(db, "INSERT INTO items VALUES (2, 'b')")
+        frames = await until(c, m.SatOpLog)
+        assert ops(frames, known) == [("insert", "items", "2")]
+        await unsubscribe_and_drop(c, sub)
+        gone = await gone_batch(c, sub, known)
+        assert gone == [("gone", "items", "1"), ("gone", "items", "2")]
+        begin = frames[-1].ops[0].begin  # type: ignore[union-attr]
+        assert begin is not None
+        assert begin.transaction_id
+        await c.send(
+            m.SatOpLogAck(
+                ack_timestamp=1,
+                lsn=begin.lsn,
+                transaction_id=begin.transaction_id,
+                gone_subscription_ids=(sub.subscription_id,),
+            )
+        )
+        await c.nothing_for(0.3)
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is not None
+        assert resp.err.code == ReplicationCode.SUBSCRIPTION_NOT_FOUND
+
+
+async def test_a_missed_gone_batch_survives_a_service_restart(db: str) -> None:
+    sub = request(select("items"))
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, migration_sql("1", "items"))
+        await sql(db, "INSERT INTO items VALUES (1, 'a')")
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            frames = await until(c, m.SatSubsDataEnd)
+            lsn = next(f for f in frames if isinstance(f, m.SatSubsDataBegin)).lsn
+            await unsubscribe_and_drop(c, sub)
+        first.cancel_scope.cancel()
+    async with trio.open_nursery() as second:
+        service = await start_service(second, db)
+        async with client(service) as c:
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            assert await gone_batch(c, sub) == [("gone", "items", "1")]
+        second.cancel_scope.cancel()
+
+
 async def test_resume_with_subscription_id(service: Service, db: str) -> None:
     await sql(db, migration_sql("1", "items"))
     await sql(db, "INSERT INTO items VALUES (1, 'a')")

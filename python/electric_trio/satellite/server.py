@@ -36,7 +36,7 @@ from .messages import (
     encode,
     encode_message,
 )
-from .session import CLOSE_SERVER_ERROR, ClientShapes, Session
+from .session import CLOSE_SERVER_ERROR, ClientShapes, GoneBatch, Session
 from .shapes import MAGIC_WRITE, SubscriptionPlan, plan_subscription
 from .stream import OWNER_COLUMN, describe_tables
 
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("electric_trio.satellite")
+_gone_batch_encoder = msgspec.msgpack.Encoder()
+_gone_batch_decoder = msgspec.msgpack.Decoder(GoneBatch)
 
 PROTOCOL_PREFIX = "electric."
 #: The protocol version this server speaks: that of the official client electric-sql 0.12.1.
@@ -281,9 +283,33 @@ class SatelliteServer:
             graph,
         )
 
+    async def store_unsubscribed(self, client_id: str, batch: GoneBatch, position: int) -> None:
+        """Records an unsubscribe's GONE batch until the client acknowledges it."""
+        data = _gone_batch_encoder.encode(batch)
+        for sub_id in batch.ids:
+            await self._bookkeeping(
+                "INSERT INTO electric.client_unsub_points"
+                " (client_id, subscription_id, wal_pos, gone_batch) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (client_id, subscription_id) DO UPDATE SET"
+                " wal_pos = excluded.wal_pos, gone_batch = excluded.gone_batch,"
+                " updated_at = now()",
+                client_id,
+                sub_id,
+                position,
+                data,
+            )
+
+    async def forget_unsubscribed(self, client_id: str, ids: Sequence[str]) -> None:
+        await self._bookkeeping(
+            "DELETE FROM electric.client_unsub_points"
+            " WHERE client_id = $1 AND subscription_id = ANY($2::text[])",
+            client_id,
+            list(ids),
+        )
+
     async def forget_stored(self, client_id: str) -> None:
         """Drops the stored state of a client that starts over."""
-        for table in ("client_shape_subscriptions", "client_checkpoints"):
+        for table in ("client_shape_subscriptions", "client_checkpoints", "client_unsub_points"):
             await self._bookkeeping(f"DELETE FROM electric.{table} WHERE client_id = $1", client_id)
 
     async def _bookkeeping(self, sql: str, *args: Any) -> None:
@@ -329,6 +355,16 @@ class SatelliteServer:
             )
             shapes.add_layers(plan)
             shapes.subscriptions[plan.id] = plan
+        batches: dict[bytes, GoneBatch] = {}
+        for sub_id, data in await self.db.fetch(
+            "SELECT subscription_id, gone_batch FROM electric.client_unsub_points"
+            " WHERE client_id = $1 AND gone_batch IS NOT NULL",
+            client_id,
+        ):
+            raw = bytes(data)
+            if raw not in batches:
+                batches[raw] = _gone_batch_decoder.decode(raw)
+            shapes.unsubscribed[sub_id] = batches[raw]
         position, graph = checkpoint[0]
         shapes.graph.import_rows(bytes(graph))
         shapes.position = int(position)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
@@ -161,6 +162,20 @@ class _Delivery:
 #: ``(layer, keys)`` pairs of rows to fetch for a move-in.
 MoveIns = list[tuple[int, list[list[str]]]]
 
+#: A relation as the graph reports it: ``(oid, schema, table, [(column, type oid), ...])``.
+RelationForm = tuple[int, str, str, list[tuple[str, int]]]
+
+
+class GoneBatch(msgspec.Struct, frozen=True):
+    """The GONE batch of one unsubscribe: kept until the client acknowledges it, to be sent
+    again to a client that resumes still listing the subscriptions (it missed the batch)."""
+
+    ids: tuple[str, ...]
+    #: Encoded ``SatOpLog`` frames of ``gone`` ops.
+    frames: tuple[bytes, ...]
+    #: Every relation the frames use.
+    relations: tuple[RelationForm, ...]
+
 
 class ClientShapes:
     """What a client's shapes are, kept by the server between its connections (and stored in
@@ -179,6 +194,8 @@ class ClientShapes:
         #: Move-ins whose additional data the client has not acknowledged:
         #: ref -> (position of their transaction, ``(layer, keys)`` pairs).
         self.pending_additional: dict[int, tuple[int, tuple[tuple[int, list[list[str]]], ...]]] = {}
+        #: Unsubscribed subscriptions whose GONE batch the client has not acknowledged.
+        self.unsubscribed: dict[str, GoneBatch] = {}
 
     def add_layers(self, plan: SubscriptionPlan) -> None:
         """Adds the layers of ``plan`` to the graph (its tables described already)."""
@@ -238,6 +255,8 @@ class Session:
         self._graph_lock = trio.Lock()
         #: The position of the last transaction streamed to the client.
         self._position = 0
+        #: GONE batches of unsubscriptions to send again once replication starts (resume).
+        self._gone_again: list[GoneBatch] = []
         self._stored_at = -float("inf")
         #: The client answered our ``startReplication``: its transactions may come in.
         self.inbound_active = False
@@ -547,9 +566,15 @@ class Session:
     # ---- replication out (§7.2, §7.4, §7.5) ------------------------------------------------
 
     def unknown_subscription(self, ids: tuple[str, ...]) -> str | None:
-        """The first of ``ids`` this client has no delivered subscription for."""
-        known = self.shapes.subscriptions if self.shapes is not None else {}
-        return next((i for i in ids if i not in known), None)
+        """The first of ``ids`` this client has no delivered subscription for (one it
+        unsubscribed from without acknowledging the GONE batch still counts)."""
+        shapes = self.shapes
+        if shapes is None:
+            return ids[0] if ids else None
+        return next(
+            (i for i in ids if i not in shapes.subscriptions and i not in shapes.unsubscribed),
+            None,
+        )
 
     async def _start_replication(
         self, request: SatRpcRequest, start: SatInStartReplicationReq
@@ -668,6 +693,9 @@ class Session:
         await self._respond(
             request, SatInStartReplicationResp(unacked_window_size=self.window.size)
         )
+        for batch in self._gone_again:
+            await self._send_gone_batch(batch, lsn)
+        self._gone_again = []
         assert self._nursery is not None
         self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
 
@@ -714,6 +742,14 @@ class Session:
         for sub_id in [s for s in shapes.subscriptions if s not in subscription_ids]:
             shapes.remove(sub_id)
             self._nursery_soon(self.server.forget_subscriptions, self.client_id, (sub_id,))
+        # An unsubscribed subscription the client no longer lists: it applied the GONE batch.
+        # One it still lists: it missed the batch, which goes again once replication starts.
+        applied = [s for s in shapes.unsubscribed if s not in subscription_ids]
+        for sub_id in applied:
+            del shapes.unsubscribed[sub_id]
+        if applied:
+            self._nursery_soon(self.server.forget_unsubscribed, self.client_id, applied)
+        self._gone_again = list({id(b): b for b in shapes.unsubscribed.values()}.values())
         if lsn < shapes.position:
             graph.rollback(lsn)
         elif lsn > shapes.position and shapes.subscriptions:
@@ -895,6 +931,11 @@ class Session:
             if self.shapes is not None:
                 for ref in ack.additional_data_source_ids:
                     self.shapes.pending_additional.pop(ref, None)
+                gone = [i for i in ack.gone_subscription_ids if i in self.shapes.unsubscribed]
+                for sub_id in gone:
+                    del self.shapes.unsubscribed[sub_id]
+                if gone:
+                    self._nursery_soon(self.server.forget_unsubscribed, self.client_id, gone)
                 self.shapes.graph.acknowledge(lsn)
                 self._checkpoint_due()
             return
@@ -1097,7 +1138,6 @@ class Session:
     async def _unsubscribe(self, request: SatRpcRequest, body: SatUnsubsReq) -> None:
         shapes = self.shapes
         assert shapes is not None
-        await self._respond(request, SatUnsubsResp())  # unknown ids are ignored
         delivered = False
         for sub_id in body.subscription_ids:
             pending = self._pending_subs.get(sub_id)
@@ -1107,27 +1147,41 @@ class Session:
             if sub_id in shapes.subscriptions:
                 delivered = True
         if not delivered:
+            await self._respond(request, SatUnsubsResp())  # unknown ids are ignored
             return
         async with self._graph_lock:
             for sub_id in body.subscription_ids:
                 shapes.remove(sub_id)
-            self._nursery_soon(
-                self.server.forget_subscriptions, self.client_id, body.subscription_ids
-            )
+            # Every relation the gone ops use (the outbound still sends only the new ones), so
+            # the batch can be sent again on another connection.
+            shapes.graph.reset_relations()
             frames, relations = shapes.graph.take_data()
-            out = self.outbound.relation_frames(relations) if self.outbound else []
-            out.append(
-                encode(
-                    SatUnsubsDataBegin(
-                        subscription_ids=body.subscription_ids,
-                        lsn=str(self._position).encode(),
-                    )
-                )
+            batch = GoneBatch(
+                ids=tuple(body.subscription_ids),
+                frames=tuple(frames or ()),
+                relations=tuple(relations),
             )
-            out.extend(frames or [encode(SatOpLog())])
-            out.append(encode(SatUnsubsDataEnd()))
-            async with self._send_lock:
-                await send_frames(self.ws, out)
+            for sub_id in batch.ids:
+                shapes.unsubscribed[sub_id] = batch
+            # Stored before the client hears of it, and awaited (a task of the session's
+            # nursery would be cancelled with the connection): once answered, the unsubscribe
+            # and its batch survive the client leaving, and a restart of the service.
+            assert self.client_id is not None
+            await self.server.forget_subscriptions(self.client_id, body.subscription_ids)
+            await self.server.store_unsubscribed(self.client_id, batch, self._position)
+            await self._store_checkpoint()
+            await self._respond(request, SatUnsubsResp())
+            await self._send_gone_batch(batch, self._position)
+
+    async def _send_gone_batch(self, batch: GoneBatch, position: int) -> None:
+        out = self.outbound.relation_frames(batch.relations) if self.outbound else []
+        out.append(
+            encode(SatUnsubsDataBegin(subscription_ids=batch.ids, lsn=str(position).encode()))
+        )
+        out.extend(batch.frames or [encode(SatOpLog())])
+        out.append(encode(SatUnsubsDataEnd()))
+        async with self._send_lock:
+            await send_frames(self.ws, out)
 
     async def _store_subscription(self, plan: SubscriptionPlan) -> None:
         assert self.client_id is not None
