@@ -43,6 +43,7 @@ def make_config(url: str, **extra: str) -> Config:
     env = {
         "DATABASE_URL": url,
         "HTTP_PORT": "0",
+        "PG_PROXY_PORT": "0",
         "PG_PROXY_PASSWORD": PASSWORD,
         "AUTH_MODE": "insecure",
         "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",

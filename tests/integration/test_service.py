@@ -25,6 +25,7 @@ def make_config(url: str) -> Config:
         {
             "DATABASE_URL": url,
             "HTTP_PORT": "0",
+            "PG_PROXY_PORT": "0",
             "PG_PROXY_PASSWORD": "proxy",
             "AUTH_MODE": "insecure",
             "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
