@@ -284,3 +284,17 @@ async def test_psql_shows_the_parse_error(flagged: Running) -> None:
     assert "ERROR:  Invalid ELECTRIC statement" in text
     assert 'DETAIL:  syntax error at or near "PRIVILEGES"' in text
     assert "DO $" not in text
+
+
+async def test_a_syntax_error_elsewhere_is_postgres_own(flagged: Running) -> None:
+    """Only a statement the Postgres parser gives up on at ELECTRIC is DDLX: a plain syntax
+    error that merely mentions the word gets Postgres's own error."""
+
+    def script() -> tuple[str | None, str | None]:
+        with psycopg.connect(flagged.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.SyntaxError) as info:
+                conn.execute("SELECT * FROM electric WHERE")
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            return info.value.sqlstate, info.value.diag.message_primary
+
+    assert await sync(script) == ("42601", "syntax error at end of input")

@@ -267,8 +267,8 @@ def parse(sql: str, *, extended: bool = False) -> Parsed:
     for piece in _split(sql):
         try:
             nodes = _slices(piece, pglast.parse_sql(piece))
-        except ParseError:
-            if not looks_like_ddlx(piece):
+        except ParseError as e:
+            if not _fails_at_electric(piece, e):
                 return Parsed(sql, None)  # a plain syntax error: Postgres answers it
             try:
                 cmd = parse_ddlx(piece)
@@ -283,6 +283,15 @@ def parse(sql: str, *, extended: bool = False) -> Parsed:
             continue
         statements.extend(_statement(t, n) for t, n in nodes)
     return Parsed(sql, statements)
+
+
+def _fails_at_electric(sql: str, error: ParseError) -> bool:
+    """The parser gave up at an ``ELECTRIC`` token: what makes a statement DDLX (§4)."""
+    at = error.args[1] if len(error.args) > 1 else None
+    if not isinstance(at, int):
+        return False
+    word = sql[at : at + 9]
+    return word[:8].upper() == "ELECTRIC" and not (word[8:].isalnum() or word[8:] in ("_", "$"))
 
 
 def _split(sql: str) -> list[str]:
