@@ -84,6 +84,17 @@ async def test_live_query_over_the_client_follows_remote_and_local_changes(
             await results_until(
                 [("a", "apples", True), ("b", "bread", None), ("c", "cheese", None)]
             )
+        # raw SQL on a local table the client does not sync: told by raw_execute
+        await client.conn.execute("CREATE TABLE local_notes (id TEXT PRIMARY KEY)")
+        async with app.live_raw(
+            "SELECT count(*) AS n FROM local_notes", tables=["local_notes"]
+        ) as notes:
+            assert await notes.__anext__() == [{"n": 0}]
+            await app.raw_execute(
+                "INSERT INTO local_notes VALUES (?)", ["x"], tables=["local_notes"]
+            )
+            with trio.fail_after(5):
+                assert await notes.__anext__() == [{"n": 1}]
         expected = [("a", True), ("b", None), ("c", None)]
         with trio.fail_after(15):
             while await pg_rows(db, "SELECT id, done FROM items ORDER BY id") != expected:  # noqa: ASYNC110 - Postgres state

@@ -217,20 +217,6 @@ class ClientLike(Protocol):
 _WRITES = ("insert", "update", "delete", "replace", "with")
 
 
-class _ClientNotifier:
-    """The client's notifier for listening; telling it is left to the client, whose oplog
-    snapshot after each write notifies the tables written."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-
-    def notify(self, tables: set[str]) -> None:
-        pass
-
-    def subscribe(self) -> AsyncIterator[Set[str]]:
-        return self._notifier.subscribe()
-
-
 class ClientExecutor:
     """An :class:`Executor` over the Satellite client
     (:class:`electric_trio.client.ElectricClient`): reads run through ``client.conn.query``,
@@ -240,11 +226,12 @@ class ClientExecutor:
 
     def __init__(self, client: ClientLike) -> None:
         self.client = client
-        self._notifier = _ClientNotifier(client.notifier)
 
     @property
     def notifier(self) -> Notifier:
-        return self._notifier
+        """The client's own notifier (its snapshot after a write also tells it; live queries
+        fold the two notifications into one result)."""
+        return self.client.notifier
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if not sql.lstrip().lower().startswith(_WRITES):
