@@ -13,7 +13,7 @@ import pytest
 import trio
 from test_proxy import Running, db, out, run_psql, running, start, sync
 
-from electric_trio.pg import connect
+from electric_trio.pg import PgError, connect
 
 __all__ = ["db", "running"]
 
@@ -298,3 +298,32 @@ async def test_a_syntax_error_elsewhere_is_postgres_own(flagged: Running) -> Non
             return info.value.sqlstate, info.value.diag.message_primary
 
     assert await sync(script) == ("42601", "syntax error at end of input")
+
+
+async def test_assign_runs_with_the_callers_rights(flagged: Running) -> None:
+    """The functions an assignment generates evaluate its IF expression on every write: a role
+    that merely owns a table cannot create one by calling the procedure directly."""
+    setup = await run_psql(flagged.dsn(), SCHEMA)
+    assert setup.returncode == 0, out(setup)
+    async with await connect(flagged.db_url) as conn:
+        await conn.execute(
+            "CREATE ROLE et_mallory; GRANT USAGE ON SCHEMA electric TO et_mallory;"
+            " GRANT REFERENCES ON users TO et_mallory;"
+            " CREATE TABLE mine (id text PRIMARY KEY, user_id text REFERENCES users (id));"
+            " ALTER TABLE mine OWNER TO et_mallory"
+        )
+        try:
+            await conn.execute("BEGIN; SET LOCAL ROLE et_mallory")
+            with pytest.raises(PgError) as info:
+                await conn.execute(
+                    "CALL electric.assign('\"public\".\"mine\"', NULL, 'user_id', 'admin',"
+                    " NULL, 'true')"
+                )
+            assert info.value.sqlstate == "42501", info.value
+            await conn.execute("ROLLBACK")
+        finally:
+            await conn.execute(
+                "DROP TABLE mine; REVOKE ALL ON SCHEMA electric FROM et_mallory;"
+                " REVOKE ALL ON users FROM et_mallory; DROP ROLE et_mallory"
+            )
+    assert await rows(flagged.db_url, "SELECT count(*) FROM electric.assignments") == [(0,)]

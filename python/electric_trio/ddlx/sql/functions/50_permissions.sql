@@ -3,8 +3,8 @@
 -- electric.assignments and (through per-assignment triggers) electric.roles, which are in the
 -- publication; nothing in the service enforces them yet, as in the original.
 --
--- Tables are passed as '"schema"."table"' and stored in that form. The caller (session_user:
--- these run as the schema's owner) must own the tables named.
+-- Tables are passed as '"schema"."table"' and stored in that form. The caller (session_user)
+-- must own the tables named.
 
 -- The table a DDLX command names, which the caller must own.
 CREATE OR REPLACE FUNCTION electric.__ddlx_table(full_name text, must_own bool DEFAULT true)
@@ -130,6 +130,11 @@ CREATE OR REPLACE FUNCTION electric.__assignment_name(assignment_id uuid, kind t
 -- table electric.assignment_<id>_join maps each row (by primary key) to its electric.roles row;
 -- an AFTER trigger (ENABLE ALWAYS: client writes applied by Postgres count too) updates both.
 -- Rows already in the table get their roles at once.
+--
+-- Unlike grant(), assign() and unassign() run with the caller's rights (the original ran them as
+-- the schema's owner): the functions they generate evaluate the IF expression as their owner on
+-- every write to the table, so only a role that may create objects in the electric schema and
+-- write electric.assignments (the service's own user, through the proxy) may create them.
 CREATE OR REPLACE PROCEDURE electric.assign(
     assign_table_full_name text,
     scope text,
@@ -138,7 +143,7 @@ CREATE OR REPLACE PROCEDURE electric.assign(
     role_column_name text,
     if_fn text
 )
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -317,7 +322,7 @@ CREATE OR REPLACE PROCEDURE electric.unassign(
     role_name_string text,
     role_column_name text
 )
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
