@@ -600,6 +600,51 @@ async def test_move_in_data_the_client_did_not_apply_is_sent_again_on_resume(
         await c.nothing_for(0.5)
 
 
+async def test_move_in_data_the_client_did_not_apply_survives_a_service_restart(db: str) -> None:
+    known: dict[int, m.SatRelation] = {}
+    shape = select(
+        "projects",
+        "this.content = 'Project 1'",
+        include("project_id", select("issues", "", include("issue_id", select("comments")))),
+    )
+    sub = request(shape)
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, PROJECTS)
+        await sql(
+            db,
+            "INSERT INTO projects VALUES ('p1', 'Project 1'), ('p2', 'Project 2');"
+            "INSERT INTO issues VALUES ('i1', 'p1', 'a'), ('i2', 'p2', 'b');"
+            "INSERT INTO comments VALUES ('c2', 'i2', 'y');",
+        )
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            ops(await until(c, m.SatSubsDataEnd), known)
+            await sql(db, "UPDATE issues SET project_id = 'p1' WHERE id = 'i2'")
+            frames = await until(c, m.SatOpLog)
+            ops(frames, known)
+            begin = frames[-1].ops[0].begin  # type: ignore[union-attr]
+            assert begin is not None
+            ref = begin.additional_data_ref
+            assert ref
+            ops(await until(c, m.SatOpLog), known)  # the additional data, "lost" by this client
+        first.cancel_scope.cancel()
+    async with trio.open_nursery() as second:
+        service = await start_service(second, db)
+        async with client(service) as c:
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            frames = await until(c, m.SatOpLog)
+            extra = frames[-1]
+            assert isinstance(extra, m.SatOpLog)
+            assert extra.ops[0].additional_begin == m.SatOpAdditionalBegin(ref=ref)
+            assert ops(frames, {}) == [("insert", "comments", "c2")]
+        second.cancel_scope.cancel()
+
+
 async def test_a_data_query_that_fails_gives_a_subscription_data_error(
     service: Service, db: str
 ) -> None:

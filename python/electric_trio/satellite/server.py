@@ -36,7 +36,7 @@ from .messages import (
     encode,
     encode_message,
 )
-from .session import CLOSE_SERVER_ERROR, ClientShapes, GoneBatch, Session
+from .session import CLOSE_SERVER_ERROR, ClientShapes, GoneBatch, PendingMoveIns, Session
 from .shapes import MAGIC_WRITE, SubscriptionPlan, plan_subscription
 from .stream import OWNER_COLUMN, describe_tables
 
@@ -58,8 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("electric_trio.satellite")
-_gone_batch_encoder = msgspec.msgpack.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 _gone_batch_decoder = msgspec.msgpack.Decoder(GoneBatch)
+_move_ins_decoder = msgspec.msgpack.Decoder(PendingMoveIns)
 
 PROTOCOL_PREFIX = "electric."
 #: The protocol version this server speaks: that of the official client electric-sql 0.12.1.
@@ -270,22 +271,26 @@ class SatelliteServer:
             list(ids),
         )
 
-    async def store_checkpoint(self, client_id: str, lsn: int, graph: bytes) -> None:
+    async def store_checkpoint(
+        self, client_id: str, lsn: int, graph: bytes, move_ins: PendingMoveIns
+    ) -> None:
         """Records the client's sent-rows graph, at position ``lsn`` (with its journal back to
-        the client's last acknowledgement)."""
+        the client's last acknowledgement), and its unacknowledged move-ins."""
         await self._bookkeeping(
-            "INSERT INTO electric.client_checkpoints (client_id, pg_wal_pos, sent_rows_graph)"
-            " VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET"
-            " pg_wal_pos = excluded.pg_wal_pos, sent_rows_graph = excluded.sent_rows_graph,"
-            " updated_at = now()",
+            "INSERT INTO electric.client_checkpoints"
+            " (client_id, pg_wal_pos, sent_rows_graph, pending_move_ins) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (client_id) DO UPDATE SET pg_wal_pos = excluded.pg_wal_pos,"
+            " sent_rows_graph = excluded.sent_rows_graph,"
+            " pending_move_ins = excluded.pending_move_ins, updated_at = now()",
             client_id,
             lsn,
             graph,
+            _msgpack.encode(move_ins),
         )
 
     async def store_unsubscribed(self, client_id: str, batch: GoneBatch, position: int) -> None:
         """Records an unsubscribe's GONE batch until the client acknowledges it."""
-        data = _gone_batch_encoder.encode(batch)
+        data = _msgpack.encode(batch)
         for sub_id in batch.ids:
             await self._bookkeeping(
                 "INSERT INTO electric.client_unsub_points"
@@ -322,7 +327,7 @@ class SatelliteServer:
         """The client's shapes as last stored, or None. Raises
         :class:`PostgresUnavailableError`."""
         checkpoint = await self.db.fetch(
-            "SELECT pg_wal_pos, sent_rows_graph FROM electric.client_checkpoints"
+            "SELECT pg_wal_pos, sent_rows_graph, pending_move_ins FROM electric.client_checkpoints"
             " WHERE client_id = $1",
             client_id,
         )
@@ -365,8 +370,10 @@ class SatelliteServer:
             if raw not in batches:
                 batches[raw] = _gone_batch_decoder.decode(raw)
             shapes.unsubscribed[sub_id] = batches[raw]
-        position, graph = checkpoint[0]
+        position, graph, move_ins = checkpoint[0]
         shapes.graph.import_rows(bytes(graph))
+        if move_ins is not None:
+            shapes.import_move_ins(_move_ins_decoder.decode(bytes(move_ins)))
         shapes.position = int(position)
         log.info(
             "client state loaded client_id=%s subscriptions=%d rows=%d position=%d",

@@ -166,6 +166,15 @@ MoveIns = list[tuple[int, list[list[str]]]]
 RelationForm = tuple[int, str, str, list[tuple[str, int]]]
 
 
+class PendingMoveIns(msgspec.Struct, frozen=True):
+    """A client's unacknowledged move-ins as stored with its checkpoint: layers by their
+    stable labels (``<subscription>/<n>``, as the graph names them), not by graph ids."""
+
+    next_ref: int
+    #: ref -> (position of its transaction, ``(layer label, keys)`` pairs).
+    refs: dict[int, tuple[int, list[tuple[str, list[list[str]]]]]]
+
+
 class GoneBatch(msgspec.Struct, frozen=True):
     """The GONE batch of one unsubscribe: kept until the client acknowledges it, to be sent
     again to a client that resumes still listing the subscriptions (it missed the batch)."""
@@ -188,6 +197,8 @@ class ClientShapes:
         self.subscriptions: dict[str, SubscriptionPlan] = {}
         #: The layer plans by graph layer id.
         self.layers: dict[int, LayerPlan] = {}
+        #: The graph's stable label of each layer id (``<subscription>/<n>``).
+        self.labels: dict[int, str] = {}
         #: The position of the last transaction the graph has seen.
         self.position = 0
         self.refs = RefCounter()
@@ -200,8 +211,10 @@ class ClientShapes:
     def add_layers(self, plan: SubscriptionPlan) -> None:
         """Adds the layers of ``plan`` to the graph (its tables described already)."""
         graph = self.graph
+        count = 0
 
         def register(layer: LayerPlan, parent: int | None) -> None:
+            nonlocal count
             layer.layer_id = graph.add_layer(
                 plan.id,
                 layer.table.schema,
@@ -212,6 +225,8 @@ class ClientShapes:
                 layer.holds_fk,
             )
             self.layers[layer.layer_id] = layer
+            self.labels[layer.layer_id] = f"{plan.id}/{count}"  # the graph's own naming
+            count += 1
             for child in layer.children:
                 register(child, layer.layer_id)
 
@@ -225,6 +240,27 @@ class ClientShapes:
         kept = {id(layer) for plan in self.subscriptions.values() for layer in plan.layers()}
         for layer_id in [i for i, layer in self.layers.items() if id(layer) not in kept]:
             del self.layers[layer_id]
+            self.labels.pop(layer_id, None)
+
+    def export_move_ins(self) -> PendingMoveIns:
+        return PendingMoveIns(
+            next_ref=self.refs.next,
+            refs={
+                ref: (
+                    position,
+                    [(self.labels[i], keys) for i, keys in move_ins if i in self.labels],
+                )
+                for ref, (position, move_ins) in self.pending_additional.items()
+            },
+        )
+
+    def import_move_ins(self, stored: PendingMoveIns) -> None:
+        ids = {label: i for i, label in self.labels.items()}
+        self.refs.next = max(self.refs.next, stored.next_ref)
+        for ref, (position, move_ins) in stored.refs.items():
+            found = tuple((ids[label], keys) for label, keys in move_ins if label in ids)
+            if found:
+                self.pending_additional[ref] = (position, found)
 
 
 class Session:
@@ -1202,7 +1238,9 @@ class Session:
         shapes = self.shapes
         if shapes is None or self.client_id is None:
             return
-        await self.server.store_checkpoint(self.client_id, shapes.position, shapes.graph.export())
+        await self.server.store_checkpoint(
+            self.client_id, shapes.position, shapes.graph.export(), shapes.export_move_ins()
+        )
 
     # ---- keepalive (§1) ------------------------------------------------------------------
 
