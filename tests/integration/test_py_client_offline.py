@@ -5,14 +5,16 @@ and resumes from its stored position without a full resync."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import trio
 from test_client_writes import db  # noqa: F401
-from test_py_client import TOKEN, projects_service, schema_of, wait_pg, wait_rows
+from test_py_client import TOKEN, config_for, projects_service, schema_of, wait_pg, wait_rows
 from test_satellite_protocol import sql
 
 from electric_trio.client import ElectricConfig, Status, open_electric
+from electric_trio.client._values import b64
 from electric_trio.service import Service
 
 
@@ -149,3 +151,32 @@ async def test_offline_writes_are_sent_once_on_reconnect_and_the_stream_resumes(
             ("INSERT", "c4", "marker"),
         ],
     )
+
+
+async def test_a_position_the_service_cannot_resume_from_resyncs_and_keeps_local_writes(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one')")
+    path = tmp_path / "a.db"
+    config = config_for(service)
+    async with open_electric(path, schema_of(service), config, token=TOKEN) as client:
+        shape = await client.sync("projects")
+        with trio.fail_after(15):
+            await shape.synced()
+        await wait_rows(client, "SELECT id FROM projects", [("p1",)])
+    # the stored position goes bad (as after the service lost its window), and a write is
+    # made while the client is closed
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE _electric_meta SET value = ? WHERE key = 'lsn'", (b64(b"1"),))
+    raw.execute("INSERT INTO projects (id, name) VALUES ('local', 'kept')")
+    raw.commit()
+    raw.close()
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p2', 'two')")
+    async with open_electric(path, schema_of(service), config, token=TOKEN) as client:
+        expected = [("local", "kept"), ("p1", "one"), ("p2", "two")]
+        await wait_rows(client, "SELECT id, name FROM projects ORDER BY id", expected)
+        await wait_pg(db, "SELECT id, name FROM projects ORDER BY id", expected)
+        assert client.status == Status.CONNECTED
+        lsn = await client.conn.query("SELECT value FROM _electric_meta WHERE key = 'lsn'")
+        assert lsn[0]["value"] not in (None, "", b64(b"1"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import logging
 import math
 import random
 import sqlite3
@@ -40,6 +41,8 @@ from ._values import SqlValue, decode_row, jsonify
 from .schema import DbSchema
 
 T = TypeVar("T")
+
+log = logging.getLogger("electric_trio.client")
 
 PROTOCOL = "electric.0.12"
 
@@ -381,6 +384,7 @@ class ElectricClient:
                     self._fail(e)
                     return
                 except OutOfSyncError as e:
+                    log.warning("the service cannot resume this client, resyncing: %s", e)
                     last = e
                     await self._reset_after_out_of_sync()
                     continue
@@ -394,6 +398,7 @@ class ElectricClient:
                     trio.BrokenResourceError,
                     trio.ClosedResourceError,
                 ) as e:
+                    log.info("connection to %s lost or failed: %r", self.config.url, e)
                     last = e
                 finally:
                     self._session = None
@@ -556,7 +561,11 @@ class ElectricClient:
 
     def _subscriptions_json(self) -> str:
         active = {
-            s.id: {"key": s.key, "tables": sorted(s.tables)}
+            s.id: {
+                "key": s.key,
+                "tables": sorted(s.tables),
+                "requests": [msgspec.to_builtins(r) for r in s.requests],
+            }
             for s in self._subs.values()
             if s.state == "active"
         }
@@ -576,7 +585,11 @@ class ElectricClient:
         for sid, info in active.items():
             if not isinstance(info, dict) or "key" not in info or "tables" not in info:
                 continue  # not ours (the official client's shape state)
-            sub = _Sub(sid, str(info["key"]), [], set(info["tables"]), state="active")
+            try:
+                requests = msgspec.convert(info.get("requests", []), list[m.SatShapeReq])
+            except msgspec.ValidationError:
+                requests = []
+            sub = _Sub(sid, str(info["key"]), requests, set(info["tables"]), state="active")
             sub.synced.set()
             self._subs[sid] = sub
 
