@@ -32,8 +32,9 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 import trio
+from test_client_writes import db  # drops the logical-replication subscription too
 from test_proxy import psql_path
-from test_satellite_official_client import HS_KEY, db, make_config, url_of, wait_versions
+from test_satellite_official_client import HS_KEY, make_config, url_of, wait_versions
 
 from electric_trio.pg import connect
 from electric_trio.proxy import ProxySubsystem
@@ -187,9 +188,17 @@ class Stack:
         return url_of(self.service)
 
 
-async def start_stack(nursery: trio.Nursery, db: str) -> Stack:
-    """The service in secure auth mode on ``db``, the app's migration applied through its
-    migrations proxy with psql."""
+# Client writes as `electric-trio dev` makes them: Postgres subscribes to the service.
+DEV_WRITES = {
+    "ELECTRIC_WRITE_TO_PG_MODE": "logical_replication",
+    "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
+    "LOGICAL_PUBLISHER_PORT": "0",
+}
+
+
+async def start_stack(nursery: trio.Nursery, db: str, **env: str) -> Stack:
+    """The service in secure auth mode on ``db`` (client writes direct unless ``env`` says
+    otherwise), the app's migration applied through its migrations proxy with psql."""
     config = make_config(
         db,
         AUTH_MODE="secure",
@@ -197,6 +206,7 @@ async def start_stack(nursery: trio.Nursery, db: str) -> Stack:
         AUTH_JWT_KEY=HS_KEY,
         PG_PROXY_PORT="0",
         PG_PROXY_PASSWORD=PROXY_PASSWORD,
+        **env,
     )
     subsystems = default_subsystems()
     proxy = next(s for s in subsystems if isinstance(s, ProxySubsystem))
@@ -336,7 +346,7 @@ async def test_two_pages_and_postgres_converge(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    stack = await start_stack(nursery, db)
+    stack = await start_stack(nursery, db, **DEV_WRITES)
     # the app's migrations and table schemas are what the generator writes for this service
     # (the rest of the module may change in form without making the app's copy stale)
     generated = tmp_path / "index.ts"
