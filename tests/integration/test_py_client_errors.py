@@ -19,6 +19,7 @@ from test_satellite_official_client import HS_KEY
 from electric_trio.client import (
     AuthError,
     ClientClosedError,
+    ClientError,
     ConnectionFailedError,
     CorruptDatabaseError,
     ElectricConfig,
@@ -150,3 +151,22 @@ async def test_a_shape_requested_offline_fails_when_the_client_closes(tmp_path: 
         handle = await client.sync("notes")  # accepted offline: requested once connected
     with trio.fail_after(5), pytest.raises(ClientClosedError, match="closed before the shape"):
         await handle.synced()
+
+
+async def test_a_connection_given_by_the_app(tmp_path: Path) -> None:
+    schema = notes_schema("1", "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)")
+    strict = sqlite3.connect(tmp_path / "a.db")  # check_same_thread left on
+    with pytest.raises(ClientError, match="check_same_thread=False"):
+        await electrify(strict, schema)
+    strict.close()
+    conn = sqlite3.connect(tmp_path / "b.db", check_same_thread=False)
+    async with open_electric(conn, schema) as client:
+        with client.notifier.subscribe() as changes:
+            await client.conn.execute("INSERT INTO notes VALUES ('n1', 'x')")
+            assert changes.receive_nowait() == {"notes"}
+            with pytest.raises(trio.WouldBlock):
+                changes.receive_nowait()
+    # the app's connection stays open and sees the row and its oplog entry
+    assert conn.execute("SELECT id FROM notes").fetchall() == [("n1",)]
+    assert conn.execute("SELECT optype FROM _electric_oplog").fetchall() == [("INSERT",)]
+    conn.close()

@@ -97,6 +97,10 @@ class ChangeStream:
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
 
+    def receive_nowait(self) -> frozenset[str]:
+        """The next queued notification; ``trio.WouldBlock`` when there is none."""
+        return self._receive.receive_nowait()
+
     def close(self) -> None:
         self._notifier._streams.discard(self._send)
         self._send.close()
@@ -694,7 +698,13 @@ def _open_store(
 ) -> tuple[sqlite3.Connection, LocalStore, bool]:
     if isinstance(target, sqlite3.Connection):
         conn, owns, where = target, False, "the given SQLite connection"
-        conn.isolation_level = None
+        try:
+            conn.isolation_level = None  # the client issues BEGIN/COMMIT itself
+        except sqlite3.ProgrammingError as e:
+            raise ClientError(
+                f"{where}: the client runs SQLite in a worker thread; open the connection with"
+                f" check_same_thread=False ({e})"
+            ) from e
     else:
         where = str(target)
         try:
@@ -705,6 +715,11 @@ def _open_store(
     store = LocalStore(conn, schema, where)
     try:
         store.open(config.client_id)
+    except sqlite3.ProgrammingError as e:
+        raise ClientError(
+            f"{where}: the client runs SQLite in a worker thread; open the connection with"
+            f" check_same_thread=False ({e})"
+        ) from e
     except ClientError:
         if owns:
             conn.close()
