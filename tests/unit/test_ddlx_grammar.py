@@ -144,6 +144,9 @@ def test_grant_using_and_check() -> None:
     assert calls("ELECTRIC GRANT READ ON t TO 'a' USING p") == [
         grant_args("select", role="a", using="p")
     ]
+    assert calls("ELECTRIC GRANT READ ON t TO 'a' CHECK (a - 1 <= -2 OR b > 0.5e3)") == [
+        grant_args("select", role="a", check="a - 1 <= -2 OR b > 0.5e3")
+    ]
     # strings in an expression keep their quotes doubled
     check = calls("ELECTRIC GRANT READ ON t TO 'a' CHECK (x != 'it''s')")[0][1]["check_fn"]
     assert check == "x != 'it''s'"
