@@ -6,15 +6,30 @@ and column types round-trip both ways."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from pathlib import Path
 
 import trio
 from test_client_writes import db  # noqa: F401
-from test_py_client import TOKEN, config_for, projects_service, schema_of, wait_pg, wait_rows
-from test_satellite_official_client import wait_versions
+from test_py_client import (
+    PROJECTS,
+    TOKEN,
+    config_for,
+    projects_service,
+    schema_of,
+    wait_pg,
+    wait_rows,
+)
+from test_satellite_official_client import make_config, wait_versions
 from test_satellite_protocol import sql
 
 from electric_trio.client import Status, open_electric
+from electric_trio.pg import connect
+from electric_trio.proxy import ProxySubsystem
+from electric_trio.replication import ReplicationSubsystem
+from electric_trio.satellite.server import SatelliteSubsystem
+from electric_trio.service import Service, serve
+from electric_trio.writes.subsystem import WritesSubsystem
 
 
 async def test_unsubscribe_removes_the_shapes_rows(
@@ -173,3 +188,41 @@ async def test_column_types_round_trip(db: str, nursery: trio.Nursery, tmp_path:
                 )
             ],
         )
+
+
+async def test_a_live_migration_alters_the_local_table_and_its_triggers(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    proxy = ProxySubsystem(port=0)
+    service: Service = await nursery.start(
+        partial(
+            serve,
+            make_config(db),
+            subsystems=[ReplicationSubsystem(), SatelliteSubsystem(), WritesSubsystem(), proxy],
+            handle_signals=False,
+        )
+    )
+    with trio.fail_after(60):
+        await service.wait_ready()
+    await sql(db, PROJECTS)
+    await wait_versions(service, 1)
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("projects")
+        with trio.fail_after(15):
+            await shape.synced()
+        # the migration goes through the migrations proxy, as an app's migration tool would
+        name = db.rsplit("/", 1)[1].split("?")[0]
+        async with await connect(f"postgresql://postgres:proxy@127.0.0.1:{proxy.port}/{name}") as c:
+            await c.execute("ALTER TABLE projects ADD COLUMN color text")
+        await wait_rows(client, "SELECT count(*) FROM _electric_migrations", [(3,)])
+        columns = await client.conn.query("SELECT name FROM pragma_table_info('projects')")
+        assert "color" in [c["name"] for c in columns]
+        # the regenerated triggers carry the new column to Postgres
+        await client.conn.execute(
+            "INSERT INTO projects (id, name, color) VALUES ('p1', 'one', 'teal')"
+        )
+        await wait_pg(db, "SELECT id, color FROM projects", [("p1", "teal")])
+        await sql(db, "UPDATE projects SET color = 'red' WHERE id = 'p1'")
+        await wait_rows(client, "SELECT id, color FROM projects", [("p1", "red")])
