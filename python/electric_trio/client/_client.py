@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import json
@@ -12,7 +13,7 @@ import random
 import sqlite3
 import ssl as ssl_module
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,14 @@ T = TypeVar("T")
 log = logging.getLogger("electric_trio.client")
 
 PROTOCOL = "electric.0.12"
+
+
+_CONNECTION_ERRORS = (
+    RetryableError,
+    ConnectionClosed,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
 
 
 class Status(enum.Enum):
@@ -332,7 +341,7 @@ class ElectricClient:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 self._watchers.discard(w)
 
-    async def status_changes(self) -> AsyncIterator[Status]:
+    async def status_changes(self) -> AsyncGenerator[Status, None]:
         """The current status, then every change (an async generator; ``aclose`` it or leave
         the loop to stop watching)."""
         send, receive = trio.open_memory_channel[Status](math.inf)
@@ -363,6 +372,11 @@ class ElectricClient:
             self._loop_scope = trio.CancelScope()
             self._nursery.start_soon(self._connection_loop, self._loop_scope)
         await self._settled.wait()
+        if self._status == Status.CONNECTING:
+            async with contextlib.aclosing(self.status_changes()) as statuses:
+                async for status in statuses:
+                    if status in (Status.CONNECTED, Status.ERROR, Status.DISCONNECTED):
+                        break
         if self._status != Status.CONNECTED and self.error is not None:
             raise self.error
 
@@ -651,7 +665,10 @@ class ElectricClient:
         self._subs[sub.id] = sub
         session = self._session
         if session is not None and session.ready.is_set():
-            await self._request(session, sub)
+            try:
+                await self._request(session, sub)
+            except _CONNECTION_ERRORS:
+                sub.state = "pending"  # requested again once reconnected
         return ShapeHandle(self, sub)
 
     async def _request(self, session: Session, sub: _Sub) -> None:
@@ -689,7 +706,8 @@ class ElectricClient:
         sub.state = "unsubscribed"
         session = self._session
         if was in ("active", "requested") and session is not None and session.ready.is_set():
-            await session.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.id,)))
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await session.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.id,)))
         await self._run(self.store.set_meta, "subscriptions", self._subscriptions_json())
 
 

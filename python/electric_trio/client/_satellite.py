@@ -101,6 +101,7 @@ class Session:
         self.delivery: _Delivery | None = None
         self.gone: _Gone | None = None
         self.ready = trio.Event()
+        self.closed = False
 
     # ---- wire ---------------------------------------------------------------------------
 
@@ -111,6 +112,8 @@ class Session:
 
     async def call(self, method: str, body: m.ProtoMessage) -> m.ProtoMessage:
         """An RPC call; its response body (or the ``SatErrorResp`` of a failure)."""
+        if self.closed:
+            raise RetryableError(f"the connection closed before {method}")
         request_id = next(self.client._request_ids)
         send, receive = trio.open_memory_channel[m.SatRpcResponse](1)
         self.pending[(method, request_id)] = send
@@ -121,7 +124,10 @@ class Session:
                 )
             )
             with trio.move_on_after(self.client.config.timeout) as scope:
-                response = await receive.receive()
+                try:
+                    response = await receive.receive()
+                except trio.EndOfChannel:
+                    raise RetryableError(f"the connection closed during {method}") from None
             if scope.cancelled_caught:
                 raise RetryableError(
                     f"the service did not answer {method} within {self.client.config.timeout} s"
@@ -199,6 +205,10 @@ class Session:
             reason = e.reason
             why = f"{reason.code} {reason.reason}" if reason is not None else "no reason"
             raise RetryableError(f"connection closed ({why})") from None
+        finally:
+            self.closed = True
+            for waiter in list(self.pending.values()):
+                waiter.close()
 
     async def _dispatch(self, message: m.FrameMessage) -> None:
         client = self.client
