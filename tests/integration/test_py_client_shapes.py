@@ -226,3 +226,27 @@ async def test_a_live_migration_alters_the_local_table_and_its_triggers(
         await wait_pg(db, "SELECT id, color FROM projects", [("p1", "teal")])
         await sql(db, "UPDATE projects SET color = 'red' WHERE id = 'p1'")
         await wait_rows(client, "SELECT id, color FROM projects", [("p1", "red")])
+
+
+async def test_shapes_requested_offline_and_resumed_after_a_restart(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
+    path = tmp_path / "a.db"
+    async with open_electric(path, schema_of(service), config_for(service)) as client:
+        shape = await client.sync("projects")  # before connecting: sent once connected
+        await client.connect(TOKEN)
+        with trio.fail_after(15):
+            await shape.synced()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",)])
+        first_id = shape.id
+    await sql(db, "DELETE FROM projects WHERE id = 'p2'; UPDATE projects SET n = 1")
+    # a new process on the same file: the subscription is still there and the stream resumes
+    # from the stored position (an initial sync would not delete p2)
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        again = await client.sync("projects")
+        assert again.id == first_id
+        with trio.fail_after(5):
+            await again.synced()
+        await wait_rows(client, "SELECT id, n FROM projects", [("p1", 1)])
