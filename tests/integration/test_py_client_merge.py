@@ -12,7 +12,7 @@ import time
 import pytest
 
 from electric_trio.client._store import IncomingChange, IncomingTx, LocalStore
-from electric_trio.client.schema import Column, DbSchema, Migration, TableSchema
+from electric_trio.client.schema import Column, DbSchema, ForeignKey, Migration, TableSchema
 from electric_trio.client.triggers import triggers_for
 
 ITEMS = TableSchema(
@@ -181,3 +181,32 @@ def test_a_snapshot_records_the_tags_it_observed(store: LocalStore) -> None:
     store.conn.execute("DELETE FROM items WHERE id = 'z'")
     store.snapshot()
     assert shadow(store, "z") is None
+
+
+def test_downstream_writes_do_not_trip_the_apps_foreign_keys() -> None:
+    """An app may turn foreign keys on; data from the service arrives in any order."""
+    parents = TableSchema("parents", (Column("id", "text", False),), ("id",))
+    kids = TableSchema(
+        "kids",
+        (Column("id", "text", False), Column("parent_id", "text")),
+        ("id",),
+        (ForeignKey(("parent_id",), "parents", ("id",)),),
+    )
+    ddl = (
+        "CREATE TABLE parents (id TEXT PRIMARY KEY)",
+        "CREATE TABLE kids (id TEXT PRIMARY KEY, parent_id TEXT REFERENCES parents (id))",
+    )
+    schema = DbSchema(
+        tables={"parents": parents, "kids": kids},
+        migrations=(Migration("1", (*ddl, *triggers_for(parents), *triggers_for(kids))),),
+    )
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    s = LocalStore(conn, schema, "memory")
+    s.open("client-a")
+    s.apply_data([("kids", {"id": "k", "parent_id": "p"}, ["p@1"])], b"1")
+    s.apply_data([("parents", {"id": "p"}, ["p@1"])], b"2")
+    assert conn.execute("SELECT id, parent_id FROM kids").fetchall() == [("k", "p")]
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO kids VALUES ('k2', 'nobody')")

@@ -382,6 +382,18 @@ class LocalStore:
 
     # ---- incoming -----------------------------------------------------------------------
 
+    def _fk_off(self) -> bool:
+        """Turns foreign-key enforcement off for a downstream write (the official client's
+        default ``foreignKeyChecksDownstream = disabled``); returns whether it was on."""
+        on = bool(self.conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        if on:
+            self.conn.execute("PRAGMA foreign_keys = OFF")
+        return on
+
+    def _fk_restore(self, was_on: bool) -> None:
+        if was_on:
+            self.conn.execute("PRAGMA foreign_keys = ON")
+
     def _flags(self, tables: Iterable[str], flag: int) -> None:
         for t in tables:
             self.conn.execute(
@@ -402,6 +414,7 @@ class LocalStore:
         touched: set[str] = set()
         versions = {op.version for op in tx.ops if isinstance(op, m.SatOpMigrate) and op.version}
         skip = bool(versions) and versions <= self.applied_versions()
+        fk = self._fk_off()
         c.execute("BEGIN IMMEDIATE")
         try:
             if tx.origin is not None and tx.origin == self.client_id:
@@ -433,6 +446,8 @@ class LocalStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        finally:
+            self._fk_restore(fk)
         return touched
 
     def _apply_ddl(self, op: m.SatOpMigrate) -> set[str]:
@@ -583,6 +598,7 @@ class LocalStore:
         for table, row, tags in rows:
             if table in self.tables:
                 by_table.setdefault(table, []).append((row, tags))
+        fk = self._fk_off()
         c.execute("BEGIN IMMEDIATE")
         try:
             self._flags(by_table, 0)
@@ -616,6 +632,8 @@ class LocalStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        finally:
+            self._fk_restore(fk)
         return set(by_table)
 
     def apply_gone(
@@ -624,6 +642,7 @@ class LocalStore:
         """A GONE batch (§7): rows and their shadow entries deleted, no conflict resolution."""
         c = self.conn
         tables = {t for t, _ in rows if t in self.tables}
+        fk = self._fk_off()
         c.execute("BEGIN IMMEDIATE")
         try:
             self._flags(tables, 0)
@@ -646,6 +665,8 @@ class LocalStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        finally:
+            self._fk_restore(fk)
         return tables
 
     def reset(self, tables: Iterable[str]) -> None:
@@ -653,6 +674,7 @@ class LocalStore:
         reset after an out-of-sync error); local writes not yet sent stay in the oplog."""
         c = self.conn
         names = [t for t in tables if t in self.tables]
+        fk = self._fk_off()
         c.execute("BEGIN IMMEDIATE")
         try:
             self._flags(names, 0)
@@ -665,3 +687,5 @@ class LocalStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        finally:
+            self._fk_restore(fk)
