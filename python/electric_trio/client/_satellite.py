@@ -203,6 +203,8 @@ class Session:
                 await self._dispatch(m.decode(data))
         except ConnectionClosed as e:
             reason = e.reason
+            if reason is not None and reason.reason == "JWT-expired":
+                raise AuthError("the service closed the connection: the token expired") from None
             why = f"{reason.code} {reason.reason}" if reason is not None else "no reason"
             raise RetryableError(f"connection closed ({why})") from None
         finally:
