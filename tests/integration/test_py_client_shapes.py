@@ -250,3 +250,28 @@ async def test_shapes_requested_offline_and_resumed_after_a_restart(
         with trio.fail_after(5):
             await again.synced()
         await wait_rows(client, "SELECT id, n FROM projects", [("p1", 1)])
+
+
+async def test_a_shape_larger_than_one_insert_batch(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """8,000 rows of 5 columns: more parameters than one SQLite statement takes (32,766)."""
+    service = await projects_service(nursery, db)
+    await sql(
+        db,
+        "INSERT INTO projects (id, name, n, f, done)"
+        " SELECT 'p' || i, 'name ' || i, i, i / 2.0, i % 2 = 0 FROM generate_series(1, 8000) i",
+    )
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("projects")
+        with trio.fail_after(25):
+            await shape.synced()
+        rows = await client.conn.query(
+            "SELECT count(*) AS c, sum(n) AS s, sum(done) AS d FROM projects"
+        )
+        assert rows == [{"c": 8000, "s": 8000 * 8001 // 2, "d": 4000}]
+        shadow = await client.conn.query("SELECT count(*) AS c FROM _electric_shadow")
+        assert shadow == [{"c": 8000}]
+        assert await client.conn.query("SELECT count(*) AS c FROM _electric_oplog") == [{"c": 0}]

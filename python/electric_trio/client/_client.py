@@ -36,7 +36,7 @@ from ._errors import (
     SchemaMismatchError,
     SubscriptionError,
 )
-from ._satellite import OutOfSyncError, RawRow, RetryableError, Session, first_error
+from ._satellite import MAX_FRAME, OutOfSyncError, RawRow, RetryableError, Session, first_error
 from ._store import IncomingTx, LocalStore
 from ._values import SqlValue, decode_row, jsonify
 from .schema import DbSchema
@@ -466,7 +466,7 @@ class ElectricClient:
                         host,
                         "/ws",
                         subprotocols=[PROTOCOL],
-                        max_message_size=64 * 1024 * 1024,
+                        max_message_size=MAX_FRAME,
                     )
                 try:
                     session = Session(self, ws, self._token)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 Code = m.SatInStartReplicationRespReplicationErrorCode
 
+#: The largest frame the client accepts from the service.
+MAX_FRAME = 64 * 1024 * 1024
+
 #: Start-replication errors after which the official client wipes its synced state and retries.
 OUT_OF_SYNC = frozenset({Code.BEHIND_WINDOW, Code.INVALID_POSITION, Code.SUBSCRIPTION_NOT_FOUND})
 
@@ -200,7 +203,7 @@ class Session:
                 data = await self.ws.get_message()
                 if not isinstance(data, bytes):
                     raise ProtocolViolationError("the service sent a text frame")
-                await self._dispatch(m.decode(data))
+                await self._dispatch(m.decode(data, max_len=MAX_FRAME))
         except ConnectionClosed as e:
             reason = e.reason
             if reason is not None and reason.reason == "JWT-expired":
