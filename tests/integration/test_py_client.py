@@ -250,3 +250,37 @@ def test_the_local_file_keeps_the_official_tables(tmp_path: Path) -> None:
     } <= tables
     keys = {r[0] for r in conn.execute("SELECT key FROM _electric_meta")}
     assert {"compensations", "lsn", "clientId", "subscriptions", "seenAdditionalData"} <= keys
+
+
+async def test_the_official_client_opens_a_file_the_python_client_wrote(
+    db: str, nursery: trio.Nursery, tmp_path: Path, official_client: OfficialClientFactory
+) -> None:
+    """Same table and meta names: the official client opens the file (its migrations check
+    passes, the client id is the stored one), connects from the stored position and reads the
+    rows; what it writes reaches Postgres."""
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p0', 'pg')")
+    path = tmp_path / "shared.db"
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as py:
+        shape = await py.sync("projects")
+        with trio.fail_after(15):
+            await shape.synced()
+        await py.conn.execute("INSERT INTO projects (id, name) VALUES ('py1', 'from py')")
+        await wait_pg(db, "SELECT id FROM projects ORDER BY id", [("p0",), ("py1",)])
+        await wait_rows(py, "SELECT rowid FROM _electric_oplog", [])
+        client_id = py.client_id
+    assert service.migrations is not None
+    ts = await official_client()
+    opened = await ts.open(
+        db=path,
+        schema=describe_schema(service.migrations.schema),
+        migrations_url=url_of(service),
+        url=url_of(service),
+        user_id="alice",
+    )
+    assert opened["client_id"] == client_id
+    assert (await ts.connect())["connected"]
+    rows = await ts.query("SELECT id, name FROM projects ORDER BY id")
+    assert [(r["id"], r["name"]) for r in rows] == [("p0", "pg"), ("py1", "from py")]
+    await ts.call("create", table="projects", data={"id": "ts1", "name": "from ts"})
+    await wait_pg(db, "SELECT id FROM projects ORDER BY id", [("p0",), ("py1",), ("ts1",)])

@@ -6,6 +6,7 @@ and column types round-trip both ways."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from functools import partial
 from pathlib import Path
 
@@ -275,3 +276,25 @@ async def test_a_shape_larger_than_one_insert_batch(
         shadow = await client.conn.query("SELECT count(*) AS c FROM _electric_shadow")
         assert shadow == [{"c": 8000}]
         assert await client.conn.query("SELECT count(*) AS c FROM _electric_oplog") == [{"c": 0}]
+
+
+async def test_a_new_shape_on_a_resumed_connection(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
+    path = tmp_path / "a.db"
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        one = await client.sync("projects", where="this.name = 'one'")
+        with trio.fail_after(15):
+            await one.synced()
+    raw = sqlite3.connect(path)  # forget the shape (as a client that never had it would)
+    raw.execute("UPDATE _electric_meta SET value = '' WHERE key = 'subscriptions'")
+    raw.commit()
+    raw.close()
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        two = await client.sync("projects", where="this.name = 'two'")
+        with trio.fail_after(15):
+            await two.synced()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",)])
+        assert client.status == Status.CONNECTED

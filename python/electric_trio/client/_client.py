@@ -587,7 +587,11 @@ class ElectricClient:
             for s in self._subs.values()
             if s.state == "active"
         }
-        return jsonify({"active": active})
+        # the official client's keys stay present (and empty) so that it can open the file:
+        # it then knows no shapes of ours and requests its own
+        return jsonify(
+            {"known": {}, "unfulfilled": {}, "active": {}, "unsubscribes": [], "python": active}
+        )
 
     def _load_subscriptions(self) -> None:
         raw = self.store.meta("subscriptions")
@@ -595,7 +599,7 @@ class ElectricClient:
             return
         try:
             data = json.loads(raw)
-            active = data.get("active", {}) if isinstance(data, dict) else {}
+            active = data.get("python", {}) if isinstance(data, dict) else {}
         except (ValueError, AttributeError):
             return  # the official client's own format: its shapes are requested again
         if not isinstance(active, dict):
