@@ -291,6 +291,7 @@ class ElectricClient:
         self._token: str | None = None
         self._subs: dict[str, _Sub] = {}
         self._rel_ids: dict[str, int] = {}
+        self._server_relations: dict[int, m.SatRelation] = {}
         self._closed = False
         self._load_subscriptions()
 

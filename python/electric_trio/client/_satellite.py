@@ -86,7 +86,9 @@ class Session:
         self.token = token
         self.send_lock = trio.Lock()
         self.pending: dict[tuple[str, int], trio.MemorySendChannel[m.SatRpcResponse]] = {}
-        self.relations: dict[int, m.SatRelation] = {}
+        # the service's relations by id, kept by the client across connections: a resumed
+        # connection may get rows of a relation described on an earlier one
+        self.relations: dict[int, m.SatRelation] = client._server_relations
         self.sent_relations: dict[str, tuple[tuple[str, str, bool], ...]] = {}
         self.outbound_active = False
         self.last_sent = 0
