@@ -282,5 +282,14 @@ async def test_the_official_client_opens_a_file_the_python_client_wrote(
     assert (await ts.connect())["connected"]
     rows = await ts.query("SELECT id, name FROM projects ORDER BY id")
     assert [(r["id"], r["name"]) for r in rows] == [("p0", "pg"), ("py1", "from py")]
+    # its own shape (it does not know ours) syncs and streams
+    await ts.sync("projects")
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'live')")
     await ts.call("create", table="projects", data={"id": "ts1", "name": "from ts"})
-    await wait_pg(db, "SELECT id FROM projects ORDER BY id", [("p0",), ("py1",), ("ts1",)])
+    expected = [("p0", "pg"), ("p1", "live"), ("py1", "from py"), ("ts1", "from ts")]
+    await ts.wait_rows(
+        "SELECT id, name FROM projects ORDER BY id",
+        until=lambda rows: [(r["id"], r["name"]) for r in rows] == expected,
+    )
+    await wait_pg(db, "SELECT id, name FROM projects ORDER BY id", expected)
+    assert ts.unhandled() == []

@@ -281,9 +281,9 @@ async def test_a_shape_larger_than_one_insert_batch(
 async def test_a_new_shape_on_a_resumed_connection(
     db: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    """A shape subscribed on a resumed connection syncs. (Our service currently sends its rows
-    without the ``SatRelation`` when an earlier connection of the client wrote: the client then
-    reconnects once and gets them; the official client resets instead.)"""
+    """A shape subscribed on a connection that resumed without an earlier shape: its rows come
+    with their ``SatRelation`` (the service's discarding of the dropped shape's GONE data had
+    marked the relation as sent; the official client then reset its state)."""
     service = await projects_service(nursery, db)
     await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
     path = tmp_path / "a.db"
@@ -299,8 +299,14 @@ async def test_a_new_shape_on_a_resumed_connection(
     raw.commit()
     raw.close()
     async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        statuses = client.status_changes()
+        assert await statuses.__anext__() == Status.CONNECTED
         two = await client.sync("projects", where="this.name = 'two'")
         with trio.fail_after(15):
             await two.synced()
         await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",), ("py1",)])
-        assert client.status == Status.CONNECTED
+        # the rows came on this connection (with their relation): it was not dropped
+        with trio.move_on_after(0.2):
+            changed = await statuses.__anext__()
+            raise AssertionError(f"the connection changed to {changed}")
+        await statuses.aclose()

@@ -807,6 +807,8 @@ class Session:
                     continue
                 break
         graph.take_data()  # gones of dropped subscriptions: the client has none of them
+        # the relations that discarded data used were not sent on this connection either
+        graph.reset_relations()
         shapes.position = lsn
         return True
 
