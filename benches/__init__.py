@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "proxy": "benches.proxy",
     "writes": "benches.writes",
     "fanout": "benches.fanout",
+    "client": "benches.client",
     "publisher": "benches.publisher",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""
