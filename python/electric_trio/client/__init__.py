@@ -27,8 +27,14 @@ Hooks for the typed data access (stable):
   ``await run(fn, transaction=True)`` (``fn(sqlite3.Connection)`` in the worker thread). Every
   write is followed by an oplog snapshot, which notifies and wakes the pusher.
 - ``client.notifier`` (:class:`Notifier`): ``notify(tables)``; ``subscribe()`` returns a
-  :class:`ChangeStream`, an async iterator of ``frozenset[str]`` (tables changed by a local
-  snapshot, a remote transaction, subscription data or a GONE batch).
+  :class:`ChangeStream` (registered at once), an async iterator of ``frozenset[str]`` (tables
+  changed by a local snapshot, a remote transaction, subscription data or a GONE batch) with
+  ``receive_nowait()`` (``trio.WouldBlock`` when empty) and ``close()``/``with``.
+
+Shapes: ``await client.sync(table, where="this.x = 1", include={"relation_field": True})``
+returns a :class:`ShapeHandle` (``await handle.synced()``, ``await handle.unsubscribe()``);
+an identical shape returns the same subscription; shapes are kept in the database and resumed
+after a restart.
 
 Errors (all :class:`~electric_trio.errors.ElectricError`): :class:`AuthError` (token refused),
 :class:`ConnectionFailedError` (bad URL, unreachable), :class:`SchemaMismatchError`
