@@ -310,3 +310,29 @@ async def test_a_new_shape_on_a_resumed_connection(
             changed = await statuses.__anext__()
             raise AssertionError(f"the connection changed to {changed}")
         await statuses.aclose()
+
+
+async def test_unsubscribing_offline_removes_the_rows_once_connected(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
+    path = tmp_path / "a.db"
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        keep = await client.sync("projects", where="this.name = 'one'")
+        drop = await client.sync("projects", where="this.name = 'two'")
+        with trio.fail_after(15):
+            await keep.synced()
+            await drop.synced()
+    async with open_electric(path, schema_of(service), config_for(service)) as client:
+        offline = await client.sync("projects", where="this.name = 'two'")  # the stored one
+        assert offline.id == drop.id
+        await offline.unsubscribe()
+        assert await client.conn.query("SELECT id FROM projects ORDER BY id") == [
+            {"id": "p1"},
+            {"id": "p2"},
+        ]
+        await client.connect(TOKEN)
+        await wait_rows(client, "SELECT id FROM projects", [("p1",)])
+        await sql(db, "UPDATE projects SET n = 3")
+        await wait_rows(client, "SELECT id, n FROM projects", [("p1", 3)])

@@ -520,7 +520,7 @@ class ElectricClient:
         return (
             store.lsn(),
             store.schema_version(),
-            [s.id for s in self._subs.values() if s.state == "active"],
+            [s.id for s in self._subs.values() if s.state in ("active", "unsubscribing")],
             [int(r) for r in seen.split(",") if r],
         )
 
@@ -584,9 +584,10 @@ class ElectricClient:
                 "key": s.key,
                 "tables": sorted(s.tables),
                 "requests": [msgspec.to_builtins(r) for r in s.requests],
+                "unsubscribing": s.state == "unsubscribing",
             }
             for s in self._subs.values()
-            if s.state == "active"
+            if s.state in ("active", "unsubscribing")
         }
         # the official client's keys stay present (and empty) so that it can open the file:
         # it then knows no shapes of ours and requests its own
@@ -612,7 +613,8 @@ class ElectricClient:
                 requests = msgspec.convert(info.get("requests", []), list[m.SatShapeReq])
             except msgspec.ValidationError:
                 requests = []
-            sub = _Sub(sid, str(info["key"]), requests, set(info["tables"]), state="active")
+            state = "unsubscribing" if info.get("unsubscribing") else "active"
+            sub = _Sub(sid, str(info["key"]), requests, set(info["tables"]), state=state)
             sub.synced.set()
             self._subs[sid] = sub
 
@@ -700,6 +702,10 @@ class ElectricClient:
 
     async def _resubscribe(self, session: Session) -> None:
         for sub in list(self._subs.values()):
+            if sub.state == "unsubscribing":  # unsubscribed while offline: its GONE batch follows
+                await session.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.id,)))
+                sub.state = "unsubscribed"
+                continue
             if sub.state == "pending" or (sub.state == "requested" and sub.requests):
                 if not sub.requests:
                     continue
@@ -707,12 +713,19 @@ class ElectricClient:
                 await self._request(session, sub)
 
     async def _unsubscribe(self, sub: _Sub) -> None:
+        """Unsubscribes now, or (offline) once connected again: the service then sends the GONE
+        batch that removes the shape's rows."""
         was = sub.state
         sub.state = "unsubscribed"
         session = self._session
+        if was == "active":
+            sub.state = "unsubscribing"
         if was in ("active", "requested") and session is not None and session.ready.is_set():
-            with contextlib.suppress(*_CONNECTION_ERRORS):
+            try:
                 await session.call("unsubscribe", m.SatUnsubsReq(subscription_ids=(sub.id,)))
+                sub.state = "unsubscribed"
+            except _CONNECTION_ERRORS:
+                pass
         await self._run(self.store.set_meta, "subscriptions", self._subscriptions_json())
 
 
