@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,8 @@ class Measurement:
     """One figure: the rate of every timed run on our side and on the peer's (higher is better).
 
     The figure is the best run of each side; ``target`` is the least ratio ours/peer that passes.
+    With ``higher_is_better=False`` (latencies, memory) the best run is the least value and
+    ``target`` is the greatest ratio ours/peer that passes.
     """
 
     figure: str
@@ -49,6 +51,7 @@ class Measurement:
     ours: tuple[float, ...]
     peer: tuple[float, ...]
     target: float
+    higher_is_better: bool = True
 
     def __post_init__(self) -> None:
         if not self.ours or not self.peer:
@@ -56,11 +59,11 @@ class Measurement:
 
     @property
     def best_ours(self) -> float:
-        return max(self.ours)
+        return max(self.ours) if self.higher_is_better else min(self.ours)
 
     @property
     def best_peer(self) -> float:
-        return max(self.peer)
+        return max(self.peer) if self.higher_is_better else min(self.peer)
 
     @property
     def ratio(self) -> float:
@@ -68,7 +71,14 @@ class Measurement:
 
     @property
     def passed(self) -> bool:
-        return self.ratio >= self.target
+        if self.higher_is_better:
+            return self.ratio >= self.target
+        return self.ratio <= self.target
+
+    @property
+    def target_text(self) -> str:
+        """``>= 1.00``, or ``<= 1.00`` when lower is better."""
+        return f"{'>=' if self.higher_is_better else '<='} {self.target:.2f}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +98,10 @@ class Report:
         default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
 
+    def __post_init__(self) -> None:
+        if _collected is not None:
+            _collected.append(self)
+
     @property
     def passed(self) -> bool:
         return all(m.passed for m in self.measurements)
@@ -102,7 +116,7 @@ class Report:
                 f"{m.best_ours:,.0f}",
                 f"{m.best_peer:,.0f}",
                 f"{m.ratio:.2f}",
-                f">= {m.target:.2f}",
+                m.target_text,
                 "pass" if m.passed else "FAIL",
             ]
             for m in self.measurements
@@ -154,6 +168,20 @@ class Report:
         return "\n".join(out)
 
 
+_collected: list[Report] | None = None
+
+
+@contextlib.contextmanager
+def collect_reports() -> Iterator[list[Report]]:
+    """Every :class:`Report` made while the block runs, in order (``python -m benches``)."""
+    global _collected
+    saved, _collected = _collected, []
+    try:
+        yield _collected
+    finally:
+        _collected = saved
+
+
 # -- the results file -------------------------------------------------------------------------
 
 
@@ -163,17 +191,21 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
 
 
-def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
+def write_section(name: str, body: str, path: Path = RESULTS_PATH, *, first: bool = False) -> None:
     """Put ``body`` in the section of benchmark ``name`` of the results file.
 
     The section lies between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; it replaces
-    the old one in place, or is appended. A missing file is created with the intro.
+    the old one in place, or is appended (with ``first``, put before every other section). A
+    missing file is created with the intro.
     """
     start, end = _markers(name)
     section = f"{start}\n{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else INTRO
     begin = text.find(start)
-    if begin < 0:
+    other = text.find("<!-- bench:")
+    if begin < 0 and first and other >= 0:
+        text = text[:other] + section + "\n\n" + text[other:]
+    elif begin < 0:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     else:
         finish = text.find(end, begin)
@@ -287,7 +319,8 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
 
 class Progress:
-    """One line on stderr per step, with the time since the benchmark started."""
+    """One line on stderr per step, with the time since the benchmark started (and, under
+    ``python -m benches``, the whole run's progress: see :func:`overall_status`)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -295,7 +328,22 @@ class Progress:
 
     def step(self, message: str) -> None:
         elapsed = time.monotonic() - self._start
-        print(f"[{self._name} {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+        status = f"{_overall()} " if _overall is not None else ""
+        print(f"{status}[{self._name} {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+_overall: Callable[[], str] | None = None
+
+
+@contextlib.contextmanager
+def overall_status(status: Callable[[], str]) -> Iterator[None]:
+    """Every :class:`Progress` line starts with ``status()`` while the block runs."""
+    global _overall
+    saved, _overall = _overall, status
+    try:
+        yield
+    finally:
+        _overall = saved
 
 
 def parse_args(
