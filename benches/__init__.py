@@ -13,5 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "fanout": "benches.fanout",
     "client": "benches.client",
     "publisher": "benches.publisher",
+    "frames": "benches.frames",
+    "scaling": "benches.scaling",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""

@@ -11,7 +11,9 @@ Commands (``group`` names a set of connections):
 
 - ``connect``: ``group, port, n, kind ("electric" | "plain"), concurrency, prefix``. Electric
   connections authenticate with an insecure token, answer the server's ``startReplication``,
-  start replication from scratch and subscribe to ``table``; plain ones stop after the upgrade.
+  start replication from scratch and subscribe to ``table`` (``shapes`` subscriptions, 1 by
+  default; with more, or a ``where``, each is ``where AND this.v <> 'x<i>'``, all the same
+  rows); plain ones stop after the upgrade.
   Answer: ``{"event": "connected", ...}`` once every connection is live.
 - ``measure``: ``group, count, ack_every, capture``. Answer ``armed`` at once, then ``measured``
   once every connection of the group has received ``count`` transactions (or on ``report``),
@@ -99,6 +101,8 @@ class Group:
         self.n: int = command["n"]
         self.kind: str = command["kind"]
         self.table: str = command.get("table", "items")
+        self.shapes: int = command.get("shapes", 1)
+        self.where: str = command.get("where", "")
         self.concurrency: int = command.get("concurrency", 32)
         self.prefix: str = command.get("prefix", "c")
         self.conns: list[Conn] = []
@@ -399,13 +403,39 @@ class Clients:
         started = m.rpc_response_body((yield from response("startReplication")))
         if not isinstance(started, m.SatInStartReplicationResp) or started.err is not None:
             raise ClientError(f"startReplication refused: {started}")
-        shape = m.SatShapeDef(selects=(m.SatShapeDefSelect(tablename=conn.group.table),))
+        group = conn.group
+        for index in range(group.shapes):
+            yield from self._subscribe(conn, index)
+
+    def _subscribe(self, conn: Conn, index: int) -> Handshake:
+        """One subscription, and its data."""
+
+        def request(request_id: int, method: str, body: m.ProtoMessage) -> None:
+            message = m.SatRpcRequest(
+                method=method, request_id=request_id, message=m.encode_message(body)
+            )
+            self._send(conn, OP_BINARY, m.encode(message))
+
+        def response(method: str) -> Generator[None, bytes, m.SatRpcResponse]:
+            while True:
+                message = m.decode((yield))
+                if isinstance(message, m.SatRpcResponse) and message.method == method:
+                    if message.error is not None:
+                        raise ClientError(f"{method} failed: {message.error}")
+                    return message
+                self._during_handshake(conn, message)
+
+        group = conn.group
+        where = group.where
+        if group.shapes > 1 or where:
+            where = f"{where or 'true'} AND this.v <> 'x{index}'"
+        shape = m.SatShapeDef(selects=(m.SatShapeDefSelect(tablename=group.table, where=where),))
         for attempt in range(SUBSCRIBE_ATTEMPTS):
             subscription = m.SatSubsReq(
                 subscription_id=str(uuid.uuid4()),
                 shape_requests=(m.SatShapeReq(request_id="r0", shape_definition=shape),),
             )
-            request(3 + attempt, "subscribe", subscription)
+            request(3 + index * SUBSCRIBE_ATTEMPTS + attempt, "subscribe", subscription)
             subscribed = m.rpc_response_body((yield from response("subscribe")))
             if not isinstance(subscribed, m.SatSubsResp):
                 raise ClientError(f"subscribe answered with {subscribed}")
@@ -419,7 +449,11 @@ class Clients:
         else:
             raise ClientError(f"subscribe refused {SUBSCRIBE_ATTEMPTS} times: {subscribed}")
         while True:
-            message = m.decode((yield))
+            payload = yield
+            # The shape's data (SatOpLog frames without a begin) need no decoding here.
+            if payload[:1] == bytes((SAT_OP_LOG,)) and oplog_begin(payload) is None:
+                continue
+            message = m.decode(payload)
             if isinstance(message, m.SatSubsDataEnd):
                 return
             if isinstance(message, m.SatSubsDataError):

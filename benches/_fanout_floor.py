@@ -9,6 +9,7 @@ it takes one JSON command per line on stdin:
 connected client with ``send_message``, its begin's commit timestamp set to the time the
 message was due (paced at ``rate`` messages per second, or as fast as it goes with ``rate``
 null: then the time it was sent), so that clients measure latency as against the service.
+With ``first``, only the first ``first`` connections accepted get it (the others stay idle).
 Strategy ``writers``: one writer task per connection fed by a channel of 30 messages (the
 service's window), the broadcaster waiting when a channel is full; ``broadcaster``: one loop
 awaiting ``send_message`` on every connection in turn. Answers ``{"event": "broadcasted"}``.
@@ -114,8 +115,10 @@ class Floor:
                 # Let the readers (acknowledgements) and drain tasks run between messages.
                 await trio.lowlevel.checkpoint()
 
-    async def broadcast(self, strategy: str, count: int, rate: float | None, frame: bytes) -> None:
-        clients = list(self.clients)
+    async def broadcast(
+        self, strategy: str, count: int, rate: float | None, frame: bytes, first: int | None = None
+    ) -> None:
+        clients = list(self.clients)[:first]
         start = time.time()
 
         def message(i: int) -> tuple[float, bytes]:
@@ -123,7 +126,7 @@ class Floor:
             return due, with_commit_timestamp(frame, int(due * 1000))
 
         if strategy == "prebuilt":
-            await self.prebuilt(list(self.clients.values()), count, message)
+            await self.prebuilt(list(self.clients.values())[:first], count, message)
             return
         if strategy == "broadcaster":
             for i in range(count):
@@ -187,6 +190,7 @@ async def _commands(floor: Floor) -> None:
                     command["count"],
                     command.get("rate"),
                     base64.b64decode(command["frame"]),
+                    command.get("first"),
                 )
                 _emit("broadcasted", clients=len(floor.clients))
             elif command["cmd"] == "clients":

@@ -1,0 +1,334 @@
+"""Satellite frames: the service's codec (Rust, through the msgspec models) against the
+``protobuf`` package, encode and decode of the same frames in the same process.
+
+*Ours* is the codec as the service uses it for the frames it reads and writes outside the read
+path: :func:`electric_trio.satellite.messages.decode` (the Rust decoder to the native dict form,
+then ``msgspec.convert`` into the frozen Structs) and :func:`~electric_trio.satellite.messages.
+encode` (Structs to builtins, then the Rust encoder). *protobuf*: the classes that ``protoc``
+(from ``grpcio-tools``) generates from ``proto/satellite.proto``, generated into a temporary
+directory when the benchmark starts, run by ``protobuf``'s own backend (``upb``, C);
+``FromString`` of the bytes after the type byte, ``SerializeToString`` with the type byte put in
+front. The frames: a ``SatOpLog`` of 10 inserts (a begin, 10 inserts of a 6-column row with a
+tag each, a commit), the same with 1,000 inserts, a ``SatRelation`` of 6 columns and a
+``SatRpcRequest`` ``subscribe`` whose body, a ``SatSubsReq`` of one shape with a where clause
+and an include, is encoded (decoded) too. Before timing, each side must decode the other's bytes
+to the same message, and both must encode to the same bytes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from electric_trio import _native
+from electric_trio.satellite import messages as m
+
+from ._harness import (
+    REPO_ROOT,
+    Measurement,
+    Progress,
+    Report,
+    command_line,
+    machine_facts,
+    parse_args,
+    write_section,
+)
+
+NAME = "frames"
+TARGET = 1.0
+PROTO = REPO_ROOT / "proto" / "satellite.proto"
+
+DESCRIPTION = """\
+Satellite frames encoded and decoded in one process, by the service's codec and by the
+`protobuf` package. *Ours*: `messages.decode(frame)` (the Rust decoder, then `msgspec.convert`
+into the frozen Structs the service works with) and `messages.encode(message)` (Structs to
+builtins, then the Rust encoder), as the service does for every frame outside the read path's
+`SatOpLog` (built in Rust from the transaction). *protobuf* {version} ({backend} backend): the
+classes `protoc` (grpcio-tools) generates from `proto/satellite.proto`, `FromString` of the bytes
+after the type byte, `SerializeToString` with the type byte put in front. Frames: `SatOpLog` of
+a begin, 10 (1,000) inserts of a 6-column row (int8, int4, text of 32 characters, float8, bool,
+timestamptz, as the text values the protocol carries) with one tag each, and a commit;
+`SatRelation` of 6 columns; `SatRpcRequest` `subscribe` with its `SatSubsReq` body (one shape,
+a where clause, one include) encoded and decoded as well. Before timing, each side decodes the
+other's bytes to the same message and both encode the same bytes. {repeat} timed runs of about
+{seconds:g} s per side and figure, alternating which side goes first; the figure is the best run.
+"""
+
+
+# -- the frames ------------------------------------------------------------------------------
+
+
+def _row(i: int) -> tuple[bytes, ...]:
+    return (
+        str(1_000_000 + i).encode(),
+        str(i * 7919 % 1_000_003).encode(),
+        (f"{i:08x}" * 4).encode(),
+        repr(i / 7.0).encode(),
+        b"t" if i % 3 == 0 else b"f",
+        b"2024-01-01 00:00:00.000Z",
+    )
+
+
+def oplog(rows: int) -> m.SatOpLog:
+    """A transaction of ``rows`` inserts, as the read path sends them."""
+    lsn = (123_456_789).to_bytes(8, "big")
+    begin = m.SatOpBegin(commit_timestamp=1_700_000_000_000, lsn=lsn, transaction_id=4242)
+    commit = m.SatOpCommit(commit_timestamp=1_700_000_000_000, lsn=lsn, transaction_id=4242)
+    inserts = tuple(
+        m.SatTransOp(
+            insert=m.SatOpInsert(
+                relation_id=16_384,
+                row_data=m.SatOpRow(nulls_bitmask=b"\x00", values=_row(i)),
+                tags=(f"postgres_1@{1_700_000_000_000 + i}",),
+            )
+        )
+        for i in range(rows)
+    )
+    return m.SatOpLog(ops=(m.SatTransOp(begin=begin), *inserts, m.SatTransOp(commit=commit)))
+
+
+def relation() -> m.SatRelation:
+    columns = [("id", "int8"), ("n", "int4"), ("label", "text"), ("x", "float8")]
+    columns += [("flag", "bool"), ("ts", "timestamptz")]
+    return m.SatRelation(
+        schema_name="public",
+        table_name="items",
+        relation_id=16_384,
+        columns=tuple(
+            m.SatRelationColumn(name=name, type=t, primary_key=name == "id", is_nullable=i > 1)
+            for i, (name, t) in enumerate(columns)
+        ),
+    )
+
+
+def subscribe() -> tuple[m.SatRpcRequest, m.SatSubsReq]:
+    include = m.SatShapeDefRelation(
+        foreign_key=("project_id",),
+        select=m.SatShapeDefSelect(tablename="issues", where="this.status <> 'closed'"),
+    )
+    body = m.SatSubsReq(
+        subscription_id="0f8b1e8c-6c1f-4c5e-9a57-3c1b2f6e9d10",
+        shape_requests=(
+            m.SatShapeReq(
+                request_id="r0",
+                shape_definition=m.SatShapeDef(
+                    selects=(
+                        m.SatShapeDefSelect(
+                            tablename="projects",
+                            where="this.owner_id = 'u-42' AND this.archived = false",
+                            include=(include,),
+                        ),
+                    )
+                ),
+            ),
+        ),
+    )
+    return m.SatRpcRequest(method="subscribe", request_id=7, message=m.encode_message(body)), body
+
+
+# -- the peer --------------------------------------------------------------------------------
+
+
+def generate_peer(into: Path) -> ModuleType:
+    """``satellite_pb2``, generated by grpcio-tools' protoc from proto/satellite.proto."""
+    try:
+        from grpc_tools import protoc  # type: ignore[import-untyped]
+    except ImportError:
+        raise SystemExit(
+            "the frames benchmark needs grpcio-tools and protobuf: pip install -e '.[bench]'"
+        ) from None
+    status = protoc.main(["protoc", f"-I{PROTO.parent}", f"--python_out={into}", str(PROTO)])
+    if status != 0:
+        raise SystemExit(f"protoc failed ({status}) on {PROTO}")
+    spec = importlib.util.spec_from_file_location("satellite_pb2", into / "satellite_pb2.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Case:
+    """One frame, and the four timed operations on it."""
+
+    def __init__(
+        self,
+        label: str,
+        ours: m.FrameMessage,
+        body: m.ProtoMessage | None,
+        pb: ModuleType,
+    ) -> None:
+        self.label = label
+        self.ours = ours
+        self.frame = m.encode(ours)
+        self.type_id = self.frame[0]
+        self.pb_cls: Any = getattr(pb, type(ours).PROTO_NAME)
+        self.pb_body_cls: Any = getattr(pb, type(body).PROTO_NAME) if body is not None else None
+        self.body = body
+        self.pb_msg: Any = self.pb_cls.FromString(self.frame[1:])
+        self.pb_body: Any = None
+        if self.pb_body_cls is not None:
+            self.pb_body = self.pb_body_cls.FromString(self.pb_msg.message)
+        self.check()
+
+    def check(self) -> None:
+        peer = self.peer_encode()
+        if peer != self.frame:
+            raise AssertionError(f"{self.label}: protobuf encodes other bytes than ours")
+        if self.ours_decode() != self.ours:
+            raise AssertionError(f"{self.label}: our decoder does not round-trip")
+        if self.peer_decode().SerializeToString() != self.frame[1:]:
+            raise AssertionError(f"{self.label}: protobuf does not round-trip")
+
+    # Ours: the service's entry points.
+    def ours_encode(self) -> bytes:
+        if self.body is not None:
+            message = m.SatRpcRequest(
+                method="subscribe", request_id=7, message=m.encode_message(self.body)
+            )
+            return m.encode(message)
+        return m.encode(self.ours)
+
+    def ours_decode(self) -> m.FrameMessage:
+        message = m.decode(self.frame)
+        if isinstance(message, m.SatRpcRequest):
+            m.rpc_request_body(message)
+        return message
+
+    # The peer: generated protobuf classes.
+    def peer_encode(self) -> bytes:
+        if self.pb_body is not None:
+            self.pb_msg.message = self.pb_body.SerializeToString()
+        body: bytes = self.pb_msg.SerializeToString()
+        return bytes((self.type_id,)) + body
+
+    def peer_decode(self) -> Any:
+        message = self.pb_cls.FromString(self.frame[1:])
+        if self.pb_body_cls is not None:
+            self.pb_body_cls.FromString(message.message)
+        return message
+
+
+def _rate(operation: Callable[[], object], iterations: int) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        operation()
+    return iterations / (time.perf_counter() - start)
+
+
+def _iterations(operation: Callable[[], object], seconds: float) -> int:
+    """How many calls take about ``seconds`` (calibrated on a short untimed run)."""
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            operation()
+        spent = time.perf_counter() - start
+        if spent > 0.05:
+            return max(1, round(n * seconds / spent))
+        n *= 4
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(
+        argv,
+        prog="python -m benches frames",
+        description="Satellite frame encode/decode: our Rust codec against protobuf.",
+        rows_help="seconds x 10 per timed run (ignored; use --quick or --repeat)",
+        quick_rows=1,
+        full_rows=1,
+    )
+    seconds = 0.15 if args.quick else 1.0
+    progress = Progress(NAME)
+    facts = machine_facts()
+    from google.protobuf import __version__ as pb_version  # type: ignore[import-untyped]
+    from google.protobuf.internal import api_implementation  # type: ignore[import-untyped]
+
+    with tempfile.TemporaryDirectory(prefix="electric-bench-frames-") as tmp:
+        pb = generate_peer(Path(tmp))
+        progress.step(
+            f"generated satellite_pb2 with protoc; protobuf {pb_version}"
+            f" ({api_implementation.Type()} backend)"
+        )
+        request, body = subscribe()
+        cases = [
+            Case("SatOpLog, 10 inserts", oplog(10), None, pb),
+            Case("SatOpLog, 1,000 inserts", oplog(1000), None, pb),
+            Case("SatRelation, 6 columns", relation(), None, pb),
+            Case("SatRpcRequest subscribe + SatSubsReq", request, body, pb),
+        ]
+    rates: dict[tuple[str, str, str], list[float]] = {}
+    for case in cases:
+        for op in ("decode", "encode"):
+            sides: dict[str, Callable[[], object]] = {
+                "ours": getattr(case, f"ours_{op}"),
+                "protobuf": getattr(case, f"peer_{op}"),
+            }
+            counts = {side: _iterations(f, seconds) for side, f in sides.items()}
+            for i in range(args.repeat):
+                order = ("ours", "protobuf") if i % 2 == 0 else ("protobuf", "ours")
+                for side in order:
+                    rate = _rate(sides[side], counts[side])
+                    rates.setdefault((case.label, op, side), []).append(rate)
+            progress.step(
+                f"{case.label} ({len(case.frame):,} bytes) {op}: ours"
+                f" {max(rates[case.label, op, 'ours']):,.0f} msg/s, protobuf"
+                f" {max(rates[case.label, op, 'protobuf']):,.0f} msg/s"
+            )
+    measurements = tuple(
+        Measurement(
+            figure=f"{op} {case.label}",
+            unit="msg/s",
+            ours=tuple(rates[case.label, op, "ours"]),
+            peer=tuple(rates[case.label, op, "protobuf"]),
+            target=TARGET,
+        )
+        for case in cases
+        for op in ("decode", "encode")
+    )
+    big = cases[1].frame
+    raw = _rate(
+        lambda: _native.decode_frame(big), _iterations(lambda: _native.decode_frame(big), seconds)
+    )
+    facts |= {
+        "Peer": f"protobuf {pb_version} ({api_implementation.Type()} backend), classes generated"
+        " by grpcio-tools' protoc from proto/satellite.proto",
+        "Frame sizes": "; ".join(f"{c.label} {len(c.frame):,} bytes" for c in cases),
+        "Our Rust decoder alone (native dict form, no Structs), SatOpLog of 1,000 inserts": (
+            f"{raw:,.0f} msg/s"
+        ),
+    }
+    report = Report(
+        name=NAME,
+        title="Satellite frame encode/decode: the service's Rust codec against protobuf",
+        description=DESCRIPTION.format(
+            version=pb_version,
+            backend=api_implementation.Type(),
+            repeat=args.repeat,
+            seconds=seconds,
+        ),
+        peer="protobuf",
+        measurements=measurements,
+        command=command_line([NAME, *argv]),
+        settings=f"about {seconds:g} s per timed run, best of {args.repeat} runs per side",
+        facts=facts,
+    )
+    print(report.to_text(), flush=True)
+    if args.record:
+        write_section(NAME, report.to_markdown())
+        progress.step("wrote its section of benches/RESULTS.md")
+    else:
+        progress.step("not recorded in benches/RESULTS.md (--quick; --record to write it)")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,567 @@
+"""Scaling curves (issue 9): delivery latency and server memory against connected clients and
+against shapes per client, and initial sync time against shape size, plotted to PNG.
+
+The machinery is the fanout benchmark's (:mod:`.fanout`): the service as ``electric-trio serve``
+in its own process, the client processes of :mod:`._fanout_clients` (one ``epoll`` loop each,
+reading only frame headers and the begins of ``SatOpLog`` frames), the bare trio-websocket
+floor of :mod:`._fanout_floor` as the latency peer, and a writer committing 10-row transactions
+into ``items``.
+
+* Clients: ``--active`` clients subscribed to ``items`` stay connected while idle clients,
+  subscribed to ``idle_items`` (a table nobody writes), are added up to each point of
+  ``--idle``. At each point: the service's VmRSS, then ``--rate`` transactions per second for
+  ``--seconds`` seconds, latency = receipt - commit time over every delivery to the active
+  clients. The floor holds the same number of plain WebSocket connections (the active ones
+  first) and broadcasts the service's frame, at the same rate, to the active ones only.
+* Shapes: ``--active`` clients each with ``S`` subscriptions to ``items`` (each a where
+  clause matching every new row, none of the old ones) for each ``S`` of ``--shapes``; the
+  same paced run against the floor's ``--active`` connections; the service's RSS with them
+  connected.
+* Initial sync: a table ``bulk`` grown to each size of ``--sync-rows``; one client subscribes
+  to the whole of it; the time from its connection to the end of the shape's data
+  (``SatSubsDataEnd``), against the 200,000 rows/s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from electric_trio.pg import Connection, connect
+
+from . import _plot
+from ._fanout_wire import Histogram
+from ._harness import (
+    Measurement,
+    Progress,
+    Report,
+    command_line,
+    machine_facts,
+    parse_args,
+    postgres,
+    write_section,
+)
+from .fanout import (
+    ClientPool,
+    JsonProcess,
+    Writer,
+    _child,
+    _database_url,
+    _free_port,
+    _service_command,
+    _wait_ready,
+    rss_kib,
+)
+
+NAME = "scaling"
+DATABASE = "electric_bench_scaling"
+PLOTS = Path(__file__).resolve().with_name("plots")
+MEMORY_LIMIT_MIB = 1024.0
+SYNC_TARGET = 200_000.0
+CONNECTING = 8
+#: The floor strategy the latency curves are set against (see benches/_fanout_floor.py).
+FLOOR = "broadcaster"
+
+DESCRIPTION = """\
+The service (`electric-trio serve`, AUTH_MODE=insecure, direct writes, on an embedded
+PostgreSQL with fsync on) with the fan-out benchmark's client processes ({procs} of them, one
+`epoll` loop each) and its floor, a bare trio-websocket server broadcasting the same `SatOpLog`
+frame (strategy *{floor}*). *Clients*: {active} active clients subscribed to `items` while idle
+clients subscribed to `idle_items` (never written) are added up to {idle}; at each point the
+service's VmRSS, then {rate:g} transactions of 10 rows per second for {seconds:g} s, latency =
+receipt - commit time over every delivery to the active clients; the floor holds as many plain
+connections and broadcasts to its {active} first ones at the same rate. *Shapes*: {active}
+clients with {shapes} subscriptions each to `items` (where clauses matching every new row), the
+same paced run against the floor's {active} connections; memory is the service's VmRSS with them
+connected. *Initial sync*: one client subscribes to a table `bulk` (int8 key, text, int4,
+float8) of {sync_rows} rows; the time from its connection to the shape's `SatSubsDataEnd`,
+against 200,000 rows/s. Every process shares the machine's cores.
+"""
+
+
+def _points(text: str) -> tuple[int, ...]:
+    points = tuple(int(p.replace("_", "")) for p in text.split(","))
+    if not points or min(points) < 1 or list(points) != sorted(points):
+        raise argparse.ArgumentTypeError("points are increasing positive integers, e.g. 1,10,100")
+    return points
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--idle", type=_points)
+    extra.add_argument("--active", type=int)
+    extra.add_argument("--shapes", type=_points)
+    extra.add_argument("--sync-rows", type=_points)
+    extra.add_argument("--rate", type=float, default=5.0)
+    extra.add_argument("--seconds", type=float)
+    extra.add_argument("--client-processes", type=int)
+    extra.add_argument("--plots", type=Path)
+    known, rest = extra.parse_known_args(argv)
+    if "-h" in rest or "--help" in rest:
+        print(
+            "scaling options: --idle N,N,... (100,1000,5000,10000; 100,200 with --quick),"
+            " --active N (100; 50 with --quick), --shapes S,S,... (1,10,100; 1,5),"
+            " --sync-rows N,... (10000,100000,1000000; 10000), --rate TXN_PER_S (5),"
+            " --seconds S (6; 2), --client-processes N (2; 1), --plots DIR (benches/plots when"
+            " recording, else a temporary directory)"
+        )
+    args = parse_args(
+        rest,
+        prog="python -m benches scaling",
+        description="Latency and memory against clients and shapes; initial sync against size.",
+        rows_help="(unused: see --idle, --shapes, --sync-rows)",
+        quick_rows=1,
+        full_rows=1,
+    )
+    quick = args.quick
+    defaults = {
+        "idle": (100, 200) if quick else (100, 1000, 5000, 10000),
+        "active": 50 if quick else 100,
+        "shapes": (1, 5) if quick else (1, 10, 100),
+        "sync_rows": (10_000,) if quick else (10_000, 100_000, 1_000_000),
+        "seconds": 2.0 if quick else 6.0,
+        "client_processes": 1 if quick else 2,
+    }
+    for key, value in vars(known).items():
+        setattr(args, key, defaults[key] if value is None and key in defaults else value)
+    return args
+
+
+def _raise_open_files(needed: int) -> str:
+    """Raise the soft limit of open files (inherited by the children) to what is needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        limit = hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise SystemExit(f"needs {needed:,} open files; the hard limit is {hard:,}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        soft = limit
+    return f"{soft:,} (hard {hard:,})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of a latency curve."""
+
+    x: int
+    ours: Histogram
+    floor: Histogram
+    ours_kib: int
+    floor_kib: int | None
+
+
+@dataclasses.dataclass
+class Results:
+    clients: list[Point] = dataclasses.field(default_factory=list)
+    shapes: list[Point] = dataclasses.field(default_factory=list)
+    sync: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    connect_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    server_version: str = ""
+    frame_len: int = 0
+    handshake: float = 0.0
+
+
+async def _drop_database(admin: Connection) -> None:
+    await admin.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+        f" WHERE database = '{DATABASE}' AND NOT active"
+    )
+    await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Results:
+    results = Results()
+    async with await connect(url) as admin:
+        await _drop_database(admin)
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        results.server_version = str(await admin.fetchval("SHOW server_version"))
+    try:
+        async with trio.open_nursery() as nursery:
+            await _run(nursery, _database_url(url, DATABASE), args, progress, results)
+            nursery.cancel_scope.cancel()
+    finally:
+        async with await connect(url) as admin:
+            with trio.move_on_after(20):
+                while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event)
+                    f"SELECT count(*) FROM pg_replication_slots WHERE database = '{DATABASE}'"
+                    " AND active"
+                ):
+                    await trio.sleep(0.1)
+            await _drop_database(admin)
+    return results
+
+
+class Clients:
+    """The client processes, with connect commands that name a table, shapes and a where."""
+
+    def __init__(self, pool: ClientPool) -> None:
+        self.pool = pool
+
+    async def connect(
+        self, group: str, port: int, n: int, kind: str, within: float, **extra: object
+    ) -> float:
+        start = time.perf_counter()
+        procs = self.pool.procs
+        for i, (proc, share) in enumerate(zip(procs, self.pool.shares(n), strict=True)):
+            if share:
+                await proc.send(
+                    cmd="connect",
+                    group=group,
+                    port=port,
+                    n=share,
+                    kind=kind,
+                    concurrency=CONNECTING,
+                    prefix=f"{group}-{os.getpid()}-{i}-{time.monotonic_ns()}",
+                    **extra,
+                )
+        for proc, share in zip(procs, self.pool.shares(n), strict=True):
+            if share:
+                await proc.event("connected", within)
+        return time.perf_counter() - start
+
+    async def close(self, group: str, n: int) -> None:
+        for proc, share in zip(self.pool.procs, self.pool.shares(n), strict=True):
+            if share:
+                await proc.send(cmd="close", group=group)
+                await proc.event("closed", 30)
+
+
+async def _run(
+    nursery: trio.Nursery,
+    db_url: str,
+    args: argparse.Namespace,
+    progress: Progress,
+    results: Results,
+) -> None:
+    http_port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        HTTP_PORT=str(http_port),
+        PG_PROXY_PORT=str(_free_port()),
+        PG_PROXY_PASSWORD="bench-proxy",
+        AUTH_MODE="insecure",
+        ELECTRIC_WRITE_TO_PG_MODE="direct_writes",
+        ELECTRIC_INSTANCE_ID="bench-scaling",
+        LOG_LEVEL="warning",
+    )
+    log_path = Path(tempfile.gettempdir()) / f"electric-bench-scaling-{os.getpid()}.log"
+    progress.step(f"starting the service on port {http_port}, log in {log_path}")
+    log = log_path.open("wb")
+    service: trio.Process = await nursery.start(_child(_service_command(), env, log))
+    await _wait_ready(http_port, service)
+    pool = ClientPool(
+        [
+            await JsonProcess.start(
+                nursery, f"clients {i}", [sys.executable, "-m", "benches._fanout_clients"]
+            )
+            for i in range(args.client_processes)
+        ]
+    )
+    clients = Clients(pool)
+    rate, count = args.rate, max(1, round(args.rate * args.seconds))
+    async with await connect(db_url) as c:
+        await c.execute(
+            "BEGIN; CALL electric.migration_version('1');"
+            " CREATE TABLE items (id int8 PRIMARY KEY, v text);"
+            " CREATE TABLE idle_items (id int8 PRIMARY KEY, v text);"
+            " CREATE TABLE bulk (id int8 PRIMARY KEY, v text, n int4, x float8);"
+            " CALL electric.electrify('items'); CALL electric.electrify('idle_items');"
+            " CALL electric.electrify('bulk'); COMMIT;"
+        )
+        with trio.fail_after(30):
+            while True:
+                try:
+                    await clients.connect("probe", http_port, 1, "electric", 10)
+                    break
+                except RuntimeError:
+                    await trio.sleep(0.3)
+        await clients.close("probe", 1)
+        writer = Writer(c)
+
+        active = args.active
+        results.connect_seconds["active"] = await clients.connect(
+            "active", http_port, active, "electric", 300
+        )
+        await pool.arm("active", 1, capture=True)
+        await writer.commit()
+        warm = await pool.measured("active", 60)
+        assert warm.frame is not None
+        frame = base64.b64encode(warm.frame).decode()
+        results.frame_len = len(warm.frame)
+        progress.step(f"{active} active clients connected; SatOpLog of {len(warm.frame)} bytes")
+
+        floor_proc = await JsonProcess.start(
+            nursery, "floor", [sys.executable, "-m", "benches._fanout_floor"]
+        )
+        listening = await floor_proc.event("listening", 30)
+        floor_pid, floor_port = int(listening["pid"]), int(listening["port"])
+        await clients.connect("floor-active", floor_port, active, "plain", 300)
+
+        async def ours_paced(group: str, n: int) -> Histogram:
+            await pool.arm(group, count)
+            await writer.paced(count, rate)
+            return (await pool.measured(group, 60 + count * n / 500)).hist
+
+        async def floor_paced() -> Histogram:
+            await pool.arm("floor-active", count)
+            await floor_proc.send(
+                cmd="broadcast", strategy=FLOOR, count=count, rate=rate, frame=frame, first=active
+            )
+            delivery = await pool.measured("floor-active", 60 + count * active / 500)
+            await floor_proc.event("broadcasted", 30)
+            return delivery.hist
+
+        # -- latency and memory against connected clients
+        connected = 0
+        for n in args.idle:
+            group = f"idle-{n}"
+            more = n - connected
+            seconds = await clients.connect(
+                group, http_port, more, "electric", 60 + more / 10, table="idle_items"
+            )
+            await clients.connect(f"floor-{group}", floor_port, more, "plain", 60 + more / 50)
+            results.connect_seconds[group] = seconds
+            connected = n
+            await trio.sleep(2.0)
+            ours_kib, floor_kib = rss_kib(service.pid), rss_kib(floor_pid)
+            ours = await ours_paced("active", active)
+            floor = await floor_paced()
+            results.clients.append(Point(n, ours, floor, ours_kib, floor_kib))
+            progress.step(
+                f"{n:,} idle + {active} active: RSS ours {ours_kib / 1024:,.0f} MiB, floor"
+                f" {floor_kib / 1024:,.0f} MiB; p50/p99 ours {ours.percentile(50):.1f}/"
+                f"{ours.percentile(99):.1f} ms, floor {floor.percentile(50):.1f}/"
+                f"{floor.percentile(99):.1f} ms ({more:,} connected in {seconds:.1f} s)"
+            )
+        previous = 0
+        for n in args.idle:
+            await clients.close(f"idle-{n}", n - previous)
+            await clients.close(f"floor-idle-{n}", n - previous)
+            previous = n
+        await clients.close("active", active)
+
+        # -- latency and memory against shapes per client
+        m = active
+        for shapes in args.shapes:
+            group = f"shapes-{shapes}"
+            await trio.sleep(1.0)
+            where = f"this.id >= {writer.next_id}"
+            seconds = await clients.connect(
+                group, http_port, m, "electric", 120 + m * shapes / 10, shapes=shapes, where=where
+            )
+            results.connect_seconds[group] = seconds
+            await trio.sleep(2.0)
+            ours_kib = rss_kib(service.pid)
+            ours = await ours_paced(group, m)
+            floor = await floor_paced()
+            results.shapes.append(Point(shapes, ours, floor, ours_kib, None))
+            progress.step(
+                f"{m} clients x {shapes} shapes: RSS ours {ours_kib / 1024:,.0f} MiB; p50/p99"
+                f" ours {ours.percentile(50):.1f}/{ours.percentile(99):.1f} ms, floor"
+                f" {floor.percentile(50):.1f}/{floor.percentile(99):.1f} ms (connected in"
+                f" {seconds:.1f} s)"
+            )
+            await clients.close(group, m)
+
+        # -- initial sync against shape size (first the handshake alone: an empty shape)
+        results.handshake = await clients.connect(
+            "sync-empty", http_port, 1, "electric", 60, table="idle_items"
+        )
+        await clients.close("sync-empty", 1)
+        filled = 0
+        for rows in args.sync_rows:
+            await c.execute(
+                f"INSERT INTO bulk SELECT i, 'row ' || i || ' ' || md5(i::text), (i % 1000)::int4,"
+                f" i / 7.0 FROM generate_series({filled + 1}::int8, {rows}::int8) i"
+            )
+            filled = rows
+            await trio.sleep(1.0)
+            seconds = await clients.connect(
+                f"sync-{rows}", http_port, 1, "electric", 60 + rows / 5000, table="bulk"
+            )
+            await clients.close(f"sync-{rows}", 1)
+            results.sync.append((rows, seconds))
+            progress.step(
+                f"initial sync of {rows:,} rows: {seconds:.2f} s ({rows / seconds:,.0f} rows/s)"
+            )
+        for proc in [*pool.procs, floor_proc]:
+            assert proc.process.stdin is not None
+            await proc.process.stdin.aclose()
+        service.terminate()
+        with trio.move_on_after(10):
+            await service.wait()
+
+
+def _plots(results: Results, args: argparse.Namespace, where: Path) -> list[Path]:
+    def mib(kib: int | None) -> float:
+        return (kib or 0) / 1024
+
+    a = results.clients
+    s = results.shapes
+    return [
+        _plot.latency_and_memory(
+            where / "scaling-clients.png",
+            title=f"{args.active} active clients + idle clients, {args.rate:g} txn/s of 10 rows",
+            xlabel="idle clients connected",
+            x=[p.x for p in a],
+            ours_p50=[p.ours.percentile(50) for p in a],
+            ours_p99=[p.ours.percentile(99) for p in a],
+            peer_p50=[p.floor.percentile(50) for p in a],
+            peer_p99=[p.floor.percentile(99) for p in a],
+            peer_name=f"trio-websocket floor ({FLOOR})",
+            ours_mib=[mib(p.ours_kib) for p in a],
+            peer_mib=[mib(p.floor_kib) for p in a],
+            limit_mib=MEMORY_LIMIT_MIB,
+            limit_name="limit at 10,000 idle: 1 GiB",
+        ),
+        _plot.latency_and_memory(
+            where / "scaling-shapes.png",
+            title=f"{args.active} clients, shapes per client, {args.rate:g} txn/s",
+            xlabel="shapes (subscriptions) per client",
+            x=[p.x for p in s],
+            ours_p50=[p.ours.percentile(50) for p in s],
+            ours_p99=[p.ours.percentile(99) for p in s],
+            peer_p50=[p.floor.percentile(50) for p in s],
+            peer_p99=[p.floor.percentile(99) for p in s],
+            peer_name=f"floor, {args.active} connections",
+            ours_mib=[mib(p.ours_kib) for p in s],
+        ),
+        _plot.initial_sync(
+            where / "scaling-sync.png",
+            rows=[r for r, _ in results.sync],
+            seconds=[t for _, t in results.sync],
+            target_rows_per_s=SYNC_TARGET,
+        ),
+    ]
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    progress = Progress(NAME)
+    facts = machine_facts()
+    # Per process: the service and the floor hold every connection once; each client
+    # process its share of both sides' connections.
+    connections = max(args.idle) + args.active
+    needed = max(connections, 2 * connections // args.client_processes) + 1024
+    open_files = _raise_open_files(needed)
+    progress.step(f"open files limit {open_files}")
+    with postgres(progress) as target:
+        results = trio.run(_bench, target.url, args, progress)
+    biggest = results.clients[-1]
+    most = results.shapes[-1]
+    rows, seconds = results.sync[-1]
+    p99 = "p99 delivery latency, ms"
+    measurements = (
+        Measurement(
+            figure=f"{p99}, {biggest.x:,} idle + {args.active} active (peer: floor)",
+            unit="ms",
+            ours=(biggest.ours.percentile(99),),
+            peer=(biggest.floor.percentile(99),),
+            target=1.0,
+            higher_is_better=False,
+        ),
+        Measurement(
+            figure=f"server MiB, {biggest.x:,} idle + {args.active} active (peer: 1 GiB limit)",
+            unit="MiB",
+            ours=(biggest.ours_kib / 1024,),
+            peer=(MEMORY_LIMIT_MIB,),
+            target=1.0,
+            higher_is_better=False,
+        ),
+        Measurement(
+            figure=f"{p99}, {args.active} clients x {most.x} shapes (peer: floor)",
+            unit="ms",
+            ours=(most.ours.percentile(99),),
+            peer=(most.floor.percentile(99),),
+            target=1.0,
+            higher_is_better=False,
+        ),
+        Measurement(
+            figure=f"initial sync of {rows:,} rows, rows/s (peer: 200,000 rows/s target)",
+            unit="rows/s",
+            ours=(rows / seconds,),
+            peer=(SYNC_TARGET,),
+            target=1.0,
+        ),
+    )
+    where = args.plots or (PLOTS if args.record else Path(tempfile.mkdtemp(prefix="scaling-")))
+    plots = _plots(results, args, where)
+    progress.step(f"plots: {', '.join(str(p) for p in plots)}")
+
+    def curve(points: list[Point], unit: str) -> str:
+        return "; ".join(
+            f"{p.x:,} {unit}: ours {p.ours.percentile(50):.1f} / {p.ours.percentile(99):.1f} ms,"
+            f" floor {p.floor.percentile(50):.1f} / {p.floor.percentile(99):.1f} ms,"
+            f" ours {p.ours_kib / 1024:,.0f} MiB"
+            + (f", floor {p.floor_kib / 1024:,.0f} MiB" if p.floor_kib is not None else "")
+            for p in points
+        )
+
+    facts |= {
+        "PostgreSQL": f"{results.server_version} (embedded, fsync on)",
+        "Peers": f"trio-websocket 0.12 floor (strategy {FLOOR}) for latency; 1 GiB at 10,000"
+        " idle clients; 200,000 rows/s for initial sync",
+        "Against idle clients (p50 / p99, RSS)": curve(results.clients, "idle"),
+        "Against shapes per client (p50 / p99, RSS)": curve(results.shapes, "shapes"),
+        "Initial sync": "; ".join(
+            f"{r:,} rows {t:.2f} s ({r / t:,.0f} rows/s)" for r, t in results.sync
+        ),
+        "Connection + subscription of an empty shape (included in the initial sync times)": (
+            f"{results.handshake:.2f} s"
+        ),
+        "Connect (+ subscribe) times": ", ".join(
+            f"{k} {v:.1f} s" for k, v in results.connect_seconds.items()
+        ),
+        "Open files limit": open_files,
+        "Frame": f"{results.frame_len} bytes (SatOpLog of 10 inserts)",
+    }
+    report = Report(
+        name=NAME,
+        title="latency and memory against clients and shapes; initial sync against size",
+        description=DESCRIPTION.format(
+            procs=args.client_processes,
+            floor=FLOOR,
+            active=args.active,
+            idle=", ".join(f"{n:,}" for n in args.idle),
+            rate=args.rate,
+            seconds=args.seconds,
+            shapes=", ".join(map(str, args.shapes)),
+            sync_rows=", ".join(f"{n:,}" for n in args.sync_rows),
+        ),
+        peer="peer",
+        measurements=measurements,
+        command=command_line([NAME, *argv]),
+        settings=(
+            f"idle {','.join(map(str, args.idle))} + {args.active} active; shapes"
+            f" {','.join(map(str, args.shapes))} x {args.active} clients; sync rows"
+            f" {','.join(map(str, args.sync_rows))}; {args.rate:g} txn/s for {args.seconds:g} s"
+        ),
+        facts=facts,
+    )
+    print(report.to_text(), flush=True)
+    if args.record:
+        links = "\n".join(
+            f"![{p.stem}]({p.relative_to(PLOTS.parent).as_posix()})"
+            for p in plots
+            if p.is_relative_to(PLOTS.parent)
+        )
+        write_section(NAME, report.to_markdown() + "\n\nPlots:\n\n" + links)
+        progress.step("wrote its section of benches/RESULTS.md")
+    else:
+        progress.step("not recorded in benches/RESULTS.md (--quick or --no-record)")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
