@@ -79,7 +79,8 @@ class Overall:
     def status(self) -> str:
         now = time.monotonic()
         done_estimate = sum(self.estimates[: self.index])
-        speed = self.done_actual / done_estimate if done_estimate else 1.0
+        # Actual time over estimated time so far (a benchmark that failed at once is no guide).
+        speed = max(self.done_actual / done_estimate, 0.2) if done_estimate else 1.0
         current = self.estimates[self.index]
         in_current = now - self.bench_start
         left_current = max(current * speed - in_current, 0.0)

@@ -1,0 +1,127 @@
+"""``python -m benches`` with no name: the overall progress, the summary and its section; the
+frames benchmark's frames against protobuf's classes (when the ``bench`` extra is there).
+
+No benchmark is timed here.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+from benches import __main__ as runner
+from benches._harness import (
+    Measurement,
+    Progress,
+    Report,
+    collect_reports,
+    overall_status,
+    write_section,
+)
+
+
+def _report(measurements: tuple[Measurement, ...]) -> Report:
+    return Report(
+        name="demo",
+        title="a demo",
+        description="Counts things.",
+        peer="peer",
+        measurements=measurements,
+        command="python -m benches demo",
+        settings="",
+        facts={"PostgreSQL": "18.6 (embedded)"},
+    )
+
+
+def test_lower_is_better_takes_the_least_run_and_a_greatest_ratio() -> None:
+    m = Measurement(
+        "p99", "ms", ours=(30.0, 20.0), peer=(40.0, 50.0), target=1.0, higher_is_better=False
+    )
+    assert (m.best_ours, m.best_peer, m.ratio, m.passed) == (20.0, 40.0, 0.5, True)
+    assert m.target_text == "<= 1.00"
+    worse = Measurement("p99", "ms", ours=(60.0,), peer=(40.0,), target=1.0, higher_is_better=False)
+    assert not worse.passed
+    assert "| p99 | 60 | 40 | 1.50 | <= 1.00 | FAIL |" in _report((worse,)).to_markdown()
+
+
+def test_reports_are_collected_only_inside_the_block() -> None:
+    m = Measurement("read", "rows/s", ours=(1.0,), peer=(1.0,), target=1.0)
+    _report((m,))
+    with collect_reports() as reports:
+        inside = _report((m,))
+    _report((m,))
+    assert reports == [inside]
+
+
+def test_the_summary_goes_before_every_other_section(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    write_section("pgwire", "## pgwire", path)
+    write_section("summary", "## Summary\none", path, first=True)
+    write_section("summary", "## Summary\ntwo", path, first=True)
+    text = path.read_text()
+    assert text.index("<!-- bench:summary -->") < text.index("<!-- bench:pgwire -->")
+    assert "two" in text
+    assert "one" not in text
+    assert text.count("<!-- bench:summary -->") == 1
+
+
+def test_progress_lines_carry_the_overall_status(capsys: pytest.CaptureFixture[str]) -> None:
+    overall = runner.Overall(["a", "b"], [10.0, 30.0])
+    overall.begin(1)
+    with overall_status(overall.status):
+        Progress("b").step("working")
+    err = capsys.readouterr().err
+    assert "2/2 b" in err
+    assert "ETA" in err
+    assert err.rstrip().endswith("working")
+
+
+def test_run_all_summarises_every_figure_and_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = types.ModuleType("good")
+
+    def main(argv: list[str]) -> int:
+        assert argv == ["--quick"]
+        _report((Measurement("read", "rows/s", ours=(200.0,), peer=(100.0,), target=1.0),))
+        return 0
+
+    good.main = main  # type: ignore[attr-defined]
+    bad = types.ModuleType("bad")
+
+    def fail(argv: list[str]) -> int:
+        raise RuntimeError("no server")
+
+    bad.main = fail  # type: ignore[attr-defined]
+    monkeypatch.setattr(runner, "BENCHMARKS", {"good": "good", "bad": "bad"})
+    monkeypatch.setattr(
+        runner.importlib, "import_module", lambda name: {"good": good, "bad": bad}[name]
+    )
+    written: list[str] = []
+    monkeypatch.setattr(runner, "write_section", lambda name, body, **kw: written.append(body))
+    assert runner.run_all(["--quick"]) == 1
+    out = capsys.readouterr().out
+    assert "good       read" in out
+    assert "200 rows/s" in out
+    assert "2.00" in out
+    assert "error: RuntimeError: no server" in out
+    assert "1 of 2 figures pass." in out
+    assert "PostgreSQL: 18.6 (embedded)" in out
+    assert written == []  # --quick records nothing
+
+
+def test_frames_encode_as_protobuf_does(tmp_path: Path) -> None:
+    pytest.importorskip("grpc_tools")
+    pytest.importorskip("google.protobuf")
+    from benches import frames
+
+    pb = frames.generate_peer(tmp_path)
+    request, body = frames.subscribe()
+    for case in (
+        frames.Case("oplog", frames.oplog(3), None, pb),
+        frames.Case("relation", frames.relation(), None, pb),
+        frames.Case("rpc", request, body, pb),
+    ):
+        assert case.ours_encode() == case.peer_encode() == case.frame
+        assert case.peer_decode().SerializeToString() == case.frame[1:]
