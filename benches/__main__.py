@@ -68,25 +68,30 @@ class Overall:
     index: int = 0
     bench_start: float = dataclasses.field(default_factory=time.monotonic)
     done_actual: float = 0.0
+    done_estimate: float = 0.0
+    running: bool = False
 
     def begin(self, index: int) -> None:
         self.index = index
         self.bench_start = time.monotonic()
+        self.running = True
 
     def end(self) -> None:
         self.done_actual += time.monotonic() - self.bench_start
+        self.done_estimate += self.estimates[self.index]
+        self.running = False
 
     def status(self) -> str:
         now = time.monotonic()
-        done_estimate = sum(self.estimates[: self.index])
+        done = self.done_estimate
         # Actual time over estimated time so far (a benchmark that failed at once is no guide).
-        speed = max(self.done_actual / done_estimate, 0.2) if done_estimate else 1.0
-        current = self.estimates[self.index]
-        in_current = now - self.bench_start
+        speed = max(self.done_actual / done, 0.2) if done else 1.0
+        current = self.estimates[self.index] if self.running else 0.0
+        in_current = now - self.bench_start if self.running else 0.0
         left_current = max(current * speed - in_current, 0.0)
         left = left_current + sum(self.estimates[self.index + 1 :]) * speed
         total = sum(self.estimates)
-        fraction = min((done_estimate + min(in_current / speed, current)) / total, 1.0)
+        fraction = min((done + min(in_current / speed, current)) / total, 1.0)
         bar = "#" * round(fraction * 20)
         return (
             f"[{bar:<20}] {fraction:4.0%} {self.index + 1}/{len(self.names)}"

@@ -87,7 +87,7 @@ def initial_sync(
         color=LIMIT,
         label=f"target: {target_rows_per_s:,.0f} rows/s",
     )
-    time_ax.set_ylabel("seconds, subscribe -> last row received")
+    time_ax.set_ylabel("seconds, connect -> end of the shape's data")
     rate_ax.plot(rows, [r / s for r, s in zip(rows, seconds, strict=True)], "o-", color=OURS)
     rate_ax.axhline(target_rows_per_s, color=LIMIT, linestyle=":", label="target")
     rate_ax.set_ylabel("rows/s")
@@ -101,4 +101,6 @@ def initial_sync(
         ax.legend(fontsize=8)
     if len(rows) > 1:
         time_ax.set_yscale("log")
+    else:
+        time_ax.set_ylim(bottom=0)
     return _save(fig, path)
