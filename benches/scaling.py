@@ -226,7 +226,13 @@ class Clients:
                 )
         for proc, share in zip(procs, self.pool.shares(n), strict=True):
             if share:
-                await proc.event("connected", within)
+                try:
+                    await proc.event("connected", within)
+                except trio.TooSlowError:
+                    raise RuntimeError(
+                        f"{group}: {n:,} {kind} connections not all live (handshake and"
+                        f" subscriptions) within {within:.0f} s"
+                    ) from None
         return time.perf_counter() - start
 
     async def close(self, group: str, n: int) -> None:
@@ -287,11 +293,12 @@ async def _run(
                 except RuntimeError:
                     await trio.sleep(0.3)
         await clients.close("probe", 1)
+        await trio.sleep(1.0)
         writer = Writer(c)
 
         active = args.active
         results.connect_seconds["active"] = await clients.connect(
-            "active", http_port, active, "electric", 300
+            "active", http_port, active, "electric", 60 + active / 5
         )
         await pool.arm("active", 1, capture=True)
         await writer.commit()
