@@ -221,6 +221,9 @@ def _run_one(name: str, options: list[str]) -> Outcome:
                 error = f"exited with {e.code}"
         except BaseException as e:
             traceback.print_exc()
+            # The first exception inside nested exception groups says what happened.
+            while isinstance(e, BaseExceptionGroup) and e.exceptions:
+                e = e.exceptions[0]
             error = f"{type(e).__name__}: {e}".splitlines()[0][:200]
     return Outcome(name, status, time.monotonic() - start, list(reports), error)
 

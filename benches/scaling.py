@@ -69,6 +69,8 @@ PLOTS = Path(__file__).resolve().with_name("plots")
 MEMORY_LIMIT_MIB = 1024.0
 SYNC_TARGET = 200_000.0
 CONNECTING = 8
+#: Seconds between the transactions committed while Satellite clients connect (see Clients).
+HEARTBEAT = 0.1
 #: The floor strategy the latency curves are set against (see benches/_fanout_floor.py).
 FLOOR = "broadcaster"
 
@@ -85,7 +87,10 @@ clients with {shapes} subscriptions each to `items` (where clauses matching ever
 same paced run against the floor's {active} connections; memory is the service's VmRSS with them
 connected. *Initial sync*: one client subscribes to a table `bulk` (int8 key, text, int4,
 float8) of {sync_rows} rows; the time from its connection to the shape's `SatSubsDataEnd`,
-against 200,000 rows/s. Every process shares the machine's cores.
+against 200,000 rows/s. While Satellite clients connect, a 1-row update of an electrified table
+nobody subscribes to is committed every {heartbeat:g} s: the service sends a subscription's
+data at the first transaction after its snapshot, so on an idle database it would wait for the
+next write. Every process shares the machine's cores.
 """
 
 
@@ -202,12 +207,35 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
 
 
 class Clients:
-    """The client processes, with connect commands that name a table, shapes and a where."""
+    """The client processes, with connect commands that name a table, shapes and a where.
 
-    def __init__(self, pool: ClientPool) -> None:
+    While Satellite clients connect, a transaction every HEARTBEAT seconds goes through the
+    replication stream: the service sends a subscription's data at the first transaction after
+    its snapshot, so on an idle database a subscription would wait for the next write.
+    """
+
+    def __init__(self, pool: ClientPool, db_url: str) -> None:
         self.pool = pool
+        self.db_url = db_url
+
+    async def _heartbeat(self) -> None:
+        async with await connect(self.db_url) as conn:
+            while True:
+                await trio.sleep(HEARTBEAT)
+                await conn.execute("UPDATE heartbeat SET n = n + 1 WHERE id = 1")
 
     async def connect(
+        self, group: str, port: int, n: int, kind: str, within: float, **extra: object
+    ) -> float:
+        if kind != "electric":
+            return await self._connect(group, port, n, kind, within, **extra)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeat)
+            seconds = await self._connect(group, port, n, kind, within, **extra)
+            nursery.cancel_scope.cancel()
+        return seconds
+
+    async def _connect(
         self, group: str, port: int, n: int, kind: str, within: float, **extra: object
     ) -> float:
         start = time.perf_counter()
@@ -259,7 +287,7 @@ async def _run(
         AUTH_MODE="insecure",
         ELECTRIC_WRITE_TO_PG_MODE="direct_writes",
         ELECTRIC_INSTANCE_ID="bench-scaling",
-        LOG_LEVEL="warning",
+        LOG_LEVEL=os.environ.get("ELECTRIC_BENCH_LOG_LEVEL", "warning"),
     )
     log_path = Path(tempfile.gettempdir()) / f"electric-bench-scaling-{os.getpid()}.log"
     progress.step(f"starting the service on port {http_port}, log in {log_path}")
@@ -274,7 +302,7 @@ async def _run(
             for i in range(args.client_processes)
         ]
     )
-    clients = Clients(pool)
+    clients = Clients(pool, db_url)
     rate, count = args.rate, max(1, round(args.rate * args.seconds))
     async with await connect(db_url) as c:
         await c.execute(
@@ -282,9 +310,12 @@ async def _run(
             " CREATE TABLE items (id int8 PRIMARY KEY, v text);"
             " CREATE TABLE idle_items (id int8 PRIMARY KEY, v text);"
             " CREATE TABLE bulk (id int8 PRIMARY KEY, v text, n int4, x float8);"
+            " CREATE TABLE heartbeat (id int4 PRIMARY KEY, n int8);"
+            " CALL electric.electrify('heartbeat');"
             " CALL electric.electrify('items'); CALL electric.electrify('idle_items');"
             " CALL electric.electrify('bulk'); COMMIT;"
         )
+        await c.execute("INSERT INTO heartbeat VALUES (1, 0)")
         with trio.fail_after(30):
             while True:
                 try:
@@ -545,6 +576,7 @@ def main(argv: Sequence[str]) -> int:
             seconds=args.seconds,
             shapes=", ".join(map(str, args.shapes)),
             sync_rows=", ".join(f"{n:,}" for n in args.sync_rows),
+            heartbeat=HEARTBEAT,
         ),
         peer="peer",
         measurements=measurements,
