@@ -273,7 +273,7 @@ async def _sync_ours(schema_path: Path, db: Path, url: str, profile: Path | None
 # -- the peer: the official client in Node ----------------------------------------------------
 
 
-async def _sync_official(schemas: Schemas, db: Path, url: str) -> SyncRun:
+async def _sync_official(schemas: Schemas, db: Path, url: str, limit: float) -> SyncRun:
     official = _official()
     async with official.open_official_client("official") as ts:
         await ts.open(
@@ -288,7 +288,7 @@ async def _sync_official(schemas: Schemas, db: Path, url: str) -> SyncRun:
         pid = ts.process.pid
         before = _status_kib(pid, "VmRSS")
         start = time.perf_counter()
-        await ts.sync(TABLE, within=1800)
+        await ts.sync(TABLE, within=limit)
         seconds = time.perf_counter() - start
         hwm = _status_kib(pid, "VmHWM")
         rows = await ts.query(FINGERPRINT, within=120)
@@ -495,15 +495,21 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                 for side in order:
                     db = tmp / f"{side}-{next(runs)}.db"
                     gc.collect()
-                    with trio.fail_after(1800):
+                    # a run is bounded: a shape that never syncs fails the benchmark, named
+                    limit = max(120.0, args.rows / 500)
+                    with trio.move_on_after(limit + 60) as scope:
                         if side == "ours":
                             profile = args.profile / "ours.txt" if args.profile and i == 1 else None
                             got[side] = await _sync_ours(schema_path, db, service_url, profile)
                         else:
-                            got[side] = await _sync_official(schemas, db, service_url)
+                            got[side] = await _sync_official(schemas, db, service_url, limit)
+                    if scope.cancelled_caught:
+                        raise RuntimeError(
+                            f"{side}: the shape of {args.rows:,} rows was not synced within"
+                            f" {limit + 60:.0f} s (run {i}, {'warm-up' if i == 0 else 'timed'})"
+                        )
                     db.unlink(missing_ok=True)
-                    for extra in (db.with_name(db.name + "-journal"),):
-                        extra.unlink(missing_ok=True)
+                    db.with_name(db.name + "-journal").unlink(missing_ok=True)
                 ours, official = got["ours"], got["official"]
                 if ours.fingerprint != official.fingerprint or ours.fingerprint["count"] != (
                     args.rows
