@@ -33,19 +33,20 @@ from ._harness import (
 SUMMARY = "summary"
 
 #: Expected seconds per benchmark, (--quick, full), for the overall progress and its ETA: the
-#: --quick ones measured on the 2-core machine of RESULTS.md (busy), the full ones estimated
-#: from each benchmark's sizes; a benchmark not listed counts as DEFAULT_ESTIMATE.
+#: --quick ones measured on the 2-core machine of RESULTS.md (load average about 1), the full
+#: ones estimated from each benchmark's sizes; a benchmark not listed counts as
+#: DEFAULT_ESTIMATE. The ETA scales them by how the finished benchmarks compared.
 ESTIMATES: dict[str, tuple[float, float]] = {
-    "pgwire": (13, 60),
-    "replication": (50, 200),
-    "replication-e2e": (16, 150),
-    "proxy": (24, 100),
-    "writes": (100, 360),
-    "fanout": (45, 150),
-    "client": (45, 180),
-    "publisher": (19, 100),
-    "frames": (8, 90),
-    "scaling": (50, 650),
+    "pgwire": (7, 60),
+    "replication": (23, 200),
+    "replication-e2e": (5, 150),
+    "proxy": (16, 100),
+    "writes": (54, 360),
+    "fanout": (24, 150),
+    "client": (16, 180),
+    "publisher": (5, 100),
+    "frames": (10, 90),
+    "scaling": (37, 650),
 }
 DEFAULT_ESTIMATE = (60.0, 300.0)
 #: With --quick, when every benchmark runs: options that keep the whole run within 5 minutes.
