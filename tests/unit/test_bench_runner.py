@@ -125,3 +125,27 @@ def test_frames_encode_as_protobuf_does(tmp_path: Path) -> None:
     ):
         assert case.ours_encode() == case.peer_encode() == case.frame
         assert case.peer_decode().SerializeToString() == case.frame[1:]
+
+
+def test_a_full_run_writes_the_summary_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = types.ModuleType("bench")
+
+    def main(argv: list[str]) -> int:
+        _report((Measurement("read", "rows/s", ours=(50.0,), peer=(100.0,), target=1.0),))
+        return 1
+
+    bench.main = main  # type: ignore[attr-defined]
+    monkeypatch.setattr(runner, "BENCHMARKS", {"bench": "bench"})
+    monkeypatch.setattr(runner.importlib, "import_module", lambda name: bench)
+    written: list[tuple[str, str, bool]] = []
+    monkeypatch.setattr(
+        runner,
+        "write_section",
+        lambda name, body, first=False: written.append((name, body, first)),
+    )
+    assert runner.run_all([]) == 1
+    [(name, body, first)] = written
+    assert (name, first) == ("summary", True)
+    assert "| bench | read | 50.0 rows/s | 100 (peer) | 0.50 | >= 1.00 | FAIL |" in body
+    assert "- Command: `python -m benches`" in body
+    assert "- Memory: " in body
