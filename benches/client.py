@@ -11,7 +11,8 @@ plain SQLite.
   official ``electric-sql@0.12.1`` client on better-sqlite3 in Node (``tests/node/driver.mjs``).
   Both are timed from this process around the command (one pipe round trip each). Peak memory is
   each process's ``VmHWM`` after the sync. Afterwards both local tables must give the same
-  aggregate fingerprint (count, sums, min/max, lengths).
+  aggregate fingerprint (count, sums, min/max, lengths). Beside it, the service's part: a raw
+  WebSocket client that subscribes and reads the frames without decoding them.
 * Local writes: 1-row transactions, an ``INSERT`` each, through ``client.conn.execute`` (the
   oplog triggers fire, then the client's snapshot timestamps the entry and sets its shadow
   tag), against the same inserts into an identical table without triggers through a plain
