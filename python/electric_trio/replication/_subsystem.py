@@ -91,6 +91,8 @@ class ReplicationSubsystem:
                 err = _restartable(group)
                 if err is None:
                     raise
+                if self.streaming:  # it ran: a new failure starts the backoff afresh
+                    delay = _BACKOFF_MIN
                 self.streaming = False
                 if not self.ever_started:
                     raise StartupError(_describe_startup_failure(err)) from None
