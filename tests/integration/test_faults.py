@@ -145,3 +145,58 @@ async def test_postgres_connections_cut_at_random_points(
             assert relay.accepted > CUTS  # the service connected again after each cut
             assert replica.transactions >= 60
             nursery.cancel_scope.cancel()
+
+
+async def test_a_slot_dropped_under_the_service_makes_clients_resync(
+    pg_server: Any,
+    db: str,
+) -> None:
+    """The main slot dropped while the service runs, then the replication connection lost:
+    the transactions committed meanwhile cannot be read again. The service says so in its
+    log, and a client that was streaming is told BEHIND_WINDOW (it resyncs) rather than
+    continuing past the gap; a client that starts afresh converges."""
+    async with open_relay(pg_server.host, pg_server.port) as relay, trio.open_nursery() as nursery:
+        service = await start_service(nursery, via(db, relay.port))
+        await sql(db, migration_sql("1", "items", ITEMS))
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await c.connect("c1")
+            assert (await c.start_replication()).err is None
+            sub = request(select("items"))
+            assert (await subscribe(c, sub)).err is None
+            await sql(db, "INSERT INTO items VALUES (1, 'before')")
+            [begin] = [
+                op.begin
+                for f in await c.transactions(1)
+                if isinstance(f, m.SatOpLog)
+                for op in f.ops
+                if op.begin is not None
+            ]
+            async with await connect(db) as conn:
+                slot = await conn.fetchval(
+                    "SELECT slot_name FROM pg_replication_slots"
+                    " WHERE database = current_database() AND NOT active"
+                )
+                assert slot is not None
+                relay.stall()  # the service sees nothing while the slot goes
+                await conn.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+                await conn.execute("INSERT INTO items VALUES (2, 'in the gap')")
+                relay.cut()
+                relay.resume()
+                await conn.execute("INSERT INTO items VALUES (3, 'after')")
+            frames = await c.expect_close(1007, within=60)
+            errors = [f for f in frames if isinstance(f, m.SatErrorResp)]
+            assert errors, frames
+        async with client(service) as c:  # it comes back from where it was: it must resync
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is not None
+            assert resp.err.code == m.SatInStartReplicationRespReplicationErrorCode.BEHIND_WINDOW
+        replica = Replica()
+        async with client(service) as c:
+            await c.connect("c2")
+            assert (await c.start_replication()).err is None
+            assert (await subscribe(c, request(select("items")))).err is None
+            nursery.start_soon(replica.follow, c)
+            await converge(replica, db)
+            nursery.cancel_scope.cancel()

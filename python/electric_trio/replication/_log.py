@@ -40,6 +40,8 @@ class TransactionLog(Generic[T]):
         self._lot = trio.lowlevel.ParkingLot()
         #: Total transactions ever appended (a counter for metrics).
         self.appended = 0
+        #: Times :meth:`clear` was called (the fan-out stops at such a gap).
+        self.resets = 0
 
     def __len__(self) -> int:
         return len(self._txns) - self._start
@@ -68,6 +70,16 @@ class TransactionLog(Generic[T]):
         self._trim()
         self._lot.unpark_all()
 
+    def clear(self) -> None:
+        """Forgets every transaction: the log starts again at the next append, and readers
+        whose position lies before it are behind the window (they must resync). For a gap in
+        the stream (the replication slot was lost)."""
+        self._lsns.clear()
+        self._txns.clear()
+        self._start = 0
+        self.resets += 1
+        self._lot.unpark_all()
+
     def _trim(self) -> None:
         horizon = self._lsns[-1] - self.max_wal_distance
         start = bisect.bisect_left(self._lsns, horizon, lo=self._start)
@@ -88,6 +100,7 @@ class TransactionLog(Generic[T]):
         return self._txns[i : i + limit]
 
     async def wait_after(self, lsn: int) -> None:
-        """Returns once a transaction after ``lsn`` is in the log."""
-        while self.last_lsn is None or self.last_lsn <= lsn:
+        """Returns once a transaction after ``lsn`` is in the log, or the log was cleared."""
+        resets = self.resets
+        while (self.last_lsn is None or self.last_lsn <= lsn) and resets == self.resets:
             await self._lot.park()

@@ -83,7 +83,17 @@ async def serve_replication(
         await connect(params, replication="database") as repl,
         await connect(params) as service,
     ):
-        await ensure_main_slot(repl, main)
+        if await ensure_main_slot(repl, main) and txlog.appended:
+            # We streamed before, and the slot is gone: what was committed while it was
+            # missing cannot be read again. Clients past that gap must resync.
+            log.error(
+                f"replication slot {main} was dropped or invalidated while the service ran:"
+                " transactions committed in the meantime are lost to the service; it created"
+                " the slot again, and clients resync from a new snapshot (BEHIND_WINDOW)",
+                slot=main,
+                last_lsn=format_lsn(txlog.last_lsn or 0),
+            )
+            txlog.clear()
         start = await copy_to_temp_slot(repl, main, temp)
         stream = await repl.start_replication(
             f'START_REPLICATION SLOT "{temp}" LOGICAL {format_lsn(start)} ('

@@ -25,13 +25,24 @@ class SlotInUseError(PgError):
     """Another process streams from our slot: probably another instance of the service."""
 
 
-async def ensure_main_slot(repl: Connection, slot: str) -> None:
-    """Creates the main slot unless it exists (so a dropped slot is re-created at startup)."""
+async def ensure_main_slot(repl: Connection, slot: str) -> bool:
+    """Creates the main slot unless it exists (so a dropped slot is re-created at startup);
+    an invalidated slot (``wal_status = 'lost'``: Postgres removed WAL it needed, e.g. past
+    ``max_slot_wal_keep_size``) is dropped and created again. True when the slot is new."""
+    # (a replication connection takes simple queries only; the name is [a-z0-9_])
+    lost = await repl.fetchval(
+        "SELECT count(*) FROM pg_replication_slots"
+        f" WHERE slot_name = '{slot}' AND wal_status = 'lost'"
+    )
+    if lost:
+        await repl.execute(f"SELECT pg_drop_replication_slot('{slot}')")
     try:
         await repl.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput NOEXPORT_SNAPSHOT')
     except PgError as e:
         if e.sqlstate != "42710":  # duplicate_object: it exists, which is what we want
             raise
+        return False
+    return True
 
 
 async def copy_to_temp_slot(repl: Connection, main: str, temp: str) -> int:

@@ -504,8 +504,16 @@ class SatelliteServer:
         """
         txlog = self.txlog
         position = txlog.last_lsn or 0
+        resets = txlog.resets
         while True:
             await txlog.wait_after(position)
+            if resets != txlog.resets:
+                # The log was cleared (a gap in the stream): each session finds it is behind.
+                resets = txlog.resets
+                position = 0
+                for session in list(self.live):
+                    self.live.discard(session)
+                    session.wake()
             for txn in txlog.read_after(position, 1000):
                 previous, position = position, txn.end_lsn
                 if self.live:

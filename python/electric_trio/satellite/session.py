@@ -25,7 +25,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .. import _native
 from ..ddlx.migration import Dialect
-from ..pg import PgError
+from ..pg import ConnectionLostError, PgError
 from ._db import PostgresUnavailableError
 from ._wire import adopt, can_write_now, send_frames, write_now
 from .auth import AuthFailure, AuthResult
@@ -839,13 +839,16 @@ class Session:
         txlog = self.server.txlog
         outbound = self.outbound
         assert outbound is not None
+        resets = txlog.resets
         try:
             for outgoing in initial:
                 if not await self._send_transaction(outgoing):
                     return
             while True:
                 first = txlog.first_lsn
-                if position and first is not None and position < first:
+                if (position and first is not None and position < first) or (
+                    resets != txlog.resets  # cleared: a gap in the stream
+                ):
                     # Transactions after ``position`` may have left the cache already.
                     await self.close(
                         CLOSE_PROTOCOL_ERROR,
@@ -1063,20 +1066,24 @@ class Session:
             delivery.xmin_known.set()
 
         with delivery.scope:
-            try:
-                async with self.server.data_connection() as conn:
-                    delivery.connected.set()
-                    delivery.rows = await fetch_layers(
-                        conn, self.server.magic_write, starts, self.user_id, caused_by, on_xmin
+            for attempt in (1, 2):
+                try:
+                    async with self.server.data_connection() as conn:
+                        delivery.connected.set()
+                        delivery.rows = await fetch_layers(
+                            conn, self.server.magic_write, starts, self.user_id, caused_by, on_xmin
+                        )
+                except (PgError, OSError, trio.BrokenResourceError, PostgresUnavailableError) as e:
+                    if attempt == 1 and isinstance(e, ConnectionLostError):
+                        continue  # a pooled connection that died while idle: once more
+                    log.warning(
+                        "cannot read shape data client_id=%s caused_by=%s: %s",
+                        self.client_id,
+                        caused_by,
+                        e,
                     )
-            except (PgError, OSError, trio.BrokenResourceError, PostgresUnavailableError) as e:
-                log.warning(
-                    "cannot read shape data client_id=%s caused_by=%s: %s",
-                    self.client_id,
-                    caused_by,
-                    e,
-                )
-                delivery.error = str(e)
+                    delivery.error = str(e)
+                break
         delivery.ready.set()
 
     async def _deliver_due(self, xid: int, position: int) -> bool:
