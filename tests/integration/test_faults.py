@@ -10,7 +10,9 @@ import urllib.parse
 from typing import Any
 
 import trio
+from msgspec.structs import replace
 from test_satellite_protocol import (
+    SETTINGS,
     Client,
     client,
     db,
@@ -24,6 +26,7 @@ from trio_websocket import ConnectionClosed
 
 from electric_trio.pg import connect
 from electric_trio.satellite import messages as m
+from electric_trio.satellite.server import SatelliteSubsystem
 from faults import open_relay
 
 __all__ = ["db"]  # fixtures used by name
@@ -199,4 +202,38 @@ async def test_a_slot_dropped_under_the_service_makes_clients_resync(
             assert (await subscribe(c, request(select("items")))).err is None
             nursery.start_soon(replica.follow, c)
             await converge(replica, db)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_while_others_keep_up(
+    db: str,
+) -> None:
+    """A client stops reading its socket mid-stream, with megabytes of transactions to come:
+    what the server holds for it is bounded (its window of unacknowledged transactions and
+    the socket's buffer, no queue of its own), the other client gets everything, and the
+    silent one is closed as unresponsive (it answers no ping)."""
+    satellite = SatelliteSubsystem(replace(SETTINGS, ping_interval=1.0))
+    async with trio.open_nursery() as nursery:
+        service = await start_service(nursery, db, satellite)
+        await sql(db, migration_sql("1", "items", ITEMS))
+        await wait_versions(service, 1)
+        server = satellite.server
+        assert server is not None
+        replica = Replica()
+        async with client(service) as fast, client(service) as slow:
+            for c, name in ((fast, "fast"), (slow, "slow")):
+                await c.connect(name)
+                assert (await c.start_replication()).err is None
+                assert (await subscribe(c, request(select("items")))).err is None
+            nursery.start_soon(replica.follow, fast)
+            # the slow one never reads again: its WebSocket reader stops once a message waits
+            big = "x" * 50_000
+            async with await connect(db) as conn:
+                for t in range(200):  # 10 MB in all
+                    await conn.execute(f"INSERT INTO items VALUES ({t}, '{t} {big}')")
+            await converge(replica, db)
+            with trio.fail_after(30):
+                while "slow" in server._registrations:  # noqa: ASYNC110 (no event to wait on)
+                    await trio.sleep(0.1)
+            assert "fast" in server._registrations
             nursery.cancel_scope.cancel()
