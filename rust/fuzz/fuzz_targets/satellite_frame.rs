@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         // Not `again == message`: a proto3 field sent with its default value is set in one and
         // unset in the other, with the same meaning.
         assert_eq!(ty2, ty);
-        assert_eq!(encode_frame_dynamic(ty2, &again).as_deref(), Ok(&encoded[..]));
+        assert_eq!(
+            encode_frame_dynamic(ty2, &again).as_deref(),
+            Ok(&encoded[..])
+        );
     }
     let Ok(frame) = Frame::decode(data, 1 << 20) else {
         return;
