@@ -42,6 +42,9 @@ class TransactionLog(Generic[T]):
         self.appended = 0
         #: Times :meth:`clear` was called (the fan-out stops at such a gap).
         self.resets = 0
+        #: The position of the newest transaction trimmed from the log (0: none): a reader
+        #: before it has missed transactions.
+        self.trimmed_lsn = 0
 
     def __len__(self) -> int:
         return len(self._txns) - self._start
@@ -83,7 +86,10 @@ class TransactionLog(Generic[T]):
     def _trim(self) -> None:
         horizon = self._lsns[-1] - self.max_wal_distance
         start = bisect.bisect_left(self._lsns, horizon, lo=self._start)
-        self._start = min(start, len(self._lsns) - 1)
+        start = min(start, len(self._lsns) - 1)
+        if start > self._start:
+            self.trimmed_lsn = self._lsns[start - 1]
+        self._start = start
         if self._start > 4096 and self._start * 2 > len(self._lsns):
             del self._lsns[: self._start]
             del self._txns[: self._start]

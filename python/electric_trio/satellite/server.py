@@ -507,10 +507,11 @@ class SatelliteServer:
         resets = txlog.resets
         while True:
             await txlog.wait_after(position)
-            if resets != txlog.resets:
-                # The log was cleared (a gap in the stream): each session finds it is behind.
+            if resets != txlog.resets or txlog.trimmed_lsn > position:
+                # The log was cleared (a gap in the stream), or transactions after our position
+                # left it before we sent them: each session finds out it is behind by itself.
                 resets = txlog.resets
-                position = 0
+                position = txlog.trimmed_lsn if txlog.trimmed_lsn > position else 0
                 for session in list(self.live):
                     self.live.discard(session)
                     session.wake()

@@ -845,11 +845,9 @@ class Session:
                 if not await self._send_transaction(outgoing):
                     return
             while True:
-                first = txlog.first_lsn
-                if (position and first is not None and position < first) or (
-                    resets != txlog.resets  # cleared: a gap in the stream
-                ):
-                    # Transactions after ``position`` may have left the cache already.
+                if txlog.trimmed_lsn > position or resets != txlog.resets:
+                    # Transactions after ``position`` left the cache before we sent them, or
+                    # the log was cleared (a gap in the stream).
                     await self.close(
                         CLOSE_PROTOCOL_ERROR,
                         "Client fell behind",
