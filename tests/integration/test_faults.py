@@ -190,6 +190,9 @@ async def test_a_slot_dropped_under_the_service_makes_clients_resync(
             frames = await c.expect_close(1007, within=60)
             errors = [f for f in frames if isinstance(f, m.SatErrorResp)]
             assert errors, frames
+        with trio.fail_after(30):
+            while service.status() != "ready":  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.05)
         async with client(service) as c:  # it comes back from where it was: it must resync
             await c.connect("c1")
             resp = await c.start_replication(lsn=begin.lsn, subscription_ids=(sub.subscription_id,))

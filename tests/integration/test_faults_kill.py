@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 import trio
 from test_client_writes import db, pg
 from test_client_writes_restart import _free_port, _Service
+from test_satellite_official_client import make_config
 
 from electric_trio.ddlx.history import MigrationHistory
 from electric_trio.pg import Connection
+from electric_trio.service import Service, serve
 from official_client import OfficialClient, OfficialClientError, describe_schema
 
 __all__ = ["db", "pg"]  # fixtures used by name
@@ -166,3 +169,62 @@ async def _settled(pg: Connection, written: dict[str, int]) -> dict[str, tuple[A
             if set(written) <= set(rows):
                 return rows
             await trio.sleep(0.2)
+
+
+async def test_a_client_away_longer_than_the_cache_resyncs_cleanly(
+    db: str, nursery: trio.Nursery, official_client: Any, pg: Connection
+) -> None:
+    """An official client disconnected while more WAL than ``ELECTRIC_TXN_CACHE_SIZE`` went
+    by is refused with BEHIND_WINDOW when it comes back; it clears its local data, subscribes
+    again and holds Postgres's rows."""
+    config = make_config(db, ELECTRIC_TXN_CACHE_SIZE="256K")
+    service: Service = await nursery.start(partial(serve, config, handle_signals=False))
+    with trio.fail_after(60):
+        await service.wait_ready()
+    await pg.execute(ITEMS)
+    with trio.fail_after(30):
+        while not await pg.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
+            "SELECT count(*) FROM electric.schema WHERE version = '20240101000000'"
+        ):
+            await trio.sleep(0.05)
+    assert service.migrations is not None
+    schema = describe_schema(service.migrations.schema)
+    url = f"http://127.0.0.1:{service.http_port}"
+    await pg.execute("INSERT INTO items VALUES ('before', 'x', 0)")
+    clients = {}
+    for name in ("away",):
+        c = await official_client()
+        await c.open(
+            db=official_client.db_path(name),
+            schema=schema,
+            migrations_url=url,
+            url=url,
+            user_id="alice",
+        )
+        await c.connect()
+        await c.sync("items", within=30)
+        clients[name] = c
+    away = clients["away"]
+    await away.disconnect()
+    big = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 1000))"
+    for i in range(40):  # 40 x 32 kB of hex (TOAST compresses it by half): past the 256 kB
+        await pg.execute(f"INSERT INTO items VALUES ('w{i}', {big}, {i})")
+    await pg.execute("DELETE FROM items WHERE id = 'before'")
+    expected = await remote(pg)
+    assert len(expected) == 40
+    try:
+        await away.connect()
+    except OfficialClientError:
+        pass  # the refusal may surface here; the client resyncs by itself
+    await away.sync("items", within=60)  # as an application does after a reset
+
+    with trio.fail_after(60):
+        while await local(away) != expected:  # noqa: ASYNC110 (a query, no event)
+            await trio.sleep(0.2)
+    # the client was reset (BEHIND_WINDOW) and subscribed again: a second server subscription
+    servers = {
+        e["status"]["serverId"]
+        for e in away.events
+        if e["event"] == "shape_status" and e["status"] is not None
+    }
+    assert len(servers) == 2
