@@ -342,13 +342,21 @@ async def entries(pg: Connection) -> list[tuple[Any, ...]]:
 
 
 async def pg_tag(pg: Connection, table: str, key: str, column: str = "_tag") -> str:
-    """A row's shadow tag (or ``_tag_<col>``) in Satellite form, ``origin@ms``."""
-    value = await pg.fetchrow(
-        f"SELECT coalesce(({column}).source_id, 'postgres_1'),"
-        f" (extract(epoch FROM ({column}).timestamp) * 1000)::int8"
-        f" FROM electric.shadow__public__{table} WHERE id = $1::uuid",
-        key,
-    )
+    """A row's shadow tag (or ``_tag_<col>``) in Satellite form, ``origin@ms``.
+
+    Waits a little for the row: an echo streams once its commit is flushed to the WAL, a
+    moment before Postgres makes the commit visible to other sessions (seen in
+    logical_replication mode, where the apply worker commits)."""
+    with trio.move_on_after(10):
+        while (  # noqa: ASYNC110 (Postgres state, no event to wait on)
+            value := await pg.fetchrow(
+                f"SELECT coalesce(({column}).source_id, 'postgres_1'),"
+                f" (extract(epoch FROM ({column}).timestamp) * 1000)::int8"
+                f" FROM electric.shadow__public__{table} WHERE id = $1::uuid",
+                key,
+            )
+        ) is None:
+            await trio.sleep(0.02)
     assert value is not None
     return f"{value[0]}@{value[1]}"
 
@@ -554,10 +562,9 @@ async def test_compensation_recreates_a_parent_deleted_meanwhile(
             insert(2, UUID2, "child", UUID1),
         )
         await c.echo()
-    assert [tuple(r) for r in await pg.fetch("SELECT id::text, content FROM items")] == [
-        (UUID1, "hello world")
-    ]
-    assert await pg.fetchval("SELECT count(*) FROM other_items") == 1
+    # (the echo may come a moment before the commit is visible here: see pg_tag)
+    assert await pg_rows(pg, "SELECT id::text, content FROM items", 1) == [(UUID1, "hello world")]
+    assert await pg_rows(pg, "SELECT id FROM other_items", 1)
 
 
 async def test_quoted_table_and_column_names(service: Service, pg: Connection) -> None:

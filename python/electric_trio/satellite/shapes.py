@@ -383,14 +383,17 @@ async def fetch_layers(
 ) -> list[tuple[LayerPlan, list[Row]]]:
     """Reads the rows of each ``(layer, key columns, keys)`` start and the layers under them in
     one snapshot on ``conn`` (idle, outside a transaction); ``on_xmin`` gets the snapshot's xmin
-    as soon as it is known, after ``magic_write(caused_by)`` ran :data:`MAGIC_WRITE` on another
-    connection, which makes sure a transaction at or after it comes through the stream."""
+    as soon as it is known, before ``magic_write(caused_by)`` runs :data:`MAGIC_WRITE` on
+    another connection, which makes sure a transaction at or after it comes through the stream.
+    (Given after the magic write, the xmin could arrive after the magic transaction had already
+    streamed past the waiting delivery, which then waited for the next write: on an idle
+    database, forever.)"""
     await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     # The snapshot is taken by this first query; the magic write comes after it, so its
     # transaction id is at least the snapshot's xmin.
     xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
-    await magic_write(caused_by)
     on_xmin(xmin)
+    await magic_write(caused_by)
     out: list[tuple[LayerPlan, list[Row]]] = []
     for layer, key_columns, keys in starts:
         await _read_layer(conn, layer, key_columns, keys, user_id, out)
