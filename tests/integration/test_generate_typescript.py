@@ -83,6 +83,12 @@ async def test_typescript_module_drives_the_official_client(
             " INSERT INTO items VALUES ('pg1', 'from postgres', 5,"
             " '6f1c1b9e-7c1a-4bd5-9d6e-35b0a1e9ae01')"
         )
+    # /api/migrations serves what the service has read from the WAL so far
+    migrations = running.service.migrations
+    assert migrations is not None
+    with trio.fail_after(30):
+        while "items" not in {t.name for t in migrations.schema.tables}:  # noqa: ASYNC110
+            await trio.sleep(0.05)
     service = f"http://127.0.0.1:{running.service.http_port}"
     out = tmp_path / "generated" / "client.mjs"
     with trio.fail_after(60):
