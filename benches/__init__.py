@@ -15,5 +15,6 @@ BENCHMARKS: dict[str, str] = {
     "publisher": "benches.publisher",
     "frames": "benches.frames",
     "scaling": "benches.scaling",
+    "sync": "benches.sync",
 }
 """Every benchmark: its name on the command line and the module whose ``main(argv)`` runs it."""

@@ -1,0 +1,423 @@
+"""Initial sync against shape size (issue 9): the service's rows/s sending a whole-table shape of
+10,000, 100,000 and 1,000,000 rows, beside PostgreSQL's own ``COPY (SELECT ...) TO STDOUT`` of
+the same rows, plotted to ``benches/plots/sync.png``.
+
+* One 7-column table per size (uuid key, text, int4, float8, bool, timestamptz, nullable text),
+  filled, then electrified (rows written before electrification: no shadow rows, the epoch tag),
+  served by ``electric-trio serve`` in its own process.
+* *Ours*: a raw Satellite client (trio-websocket) that authenticates, starts replication, then
+  subscribes to the whole table and only reads the frames (no decoding beyond the type byte);
+  timed from the subscribe request to ``SatSubsDataEnd``. The figure is the server's.
+* *Peer*: psycopg's ``COPY (SELECT tags, every column as text FROM the table LEFT JOIN its
+  shadow table) TO STDOUT`` of the same rows (the query the service's read is built from), every
+  chunk read: the floor of reading the rows out of Postgres.
+* The judged figure is the issue's: the 1,000,000-row sync at 200,000 rows/s or better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import trio
+from trio_websocket import open_websocket
+
+from electric_trio.pg import connect
+from electric_trio.satellite import messages as m
+
+from ._harness import (
+    REPO_ROOT,
+    Measurement,
+    Progress,
+    Report,
+    command_line,
+    machine_facts,
+    postgres,
+    write_section,
+)
+from .writes import _database_url, _drop_database, _free_port, _start_service, _wait_ready
+
+NAME = "sync"
+DATABASE = "electric_bench_sync"
+VERSION = "20240101000000"
+#: The issue's target for the 1,000,000-row shape, rows/s.
+TARGET_RATE = 200_000.0
+PLOT = REPO_ROOT / "benches" / "plots" / "sync.png"
+
+#: The rows: a uuid key, a title of 7 to 35 characters, an int, a float, a bool, a timestamp and
+#: a text that is NULL in one row of ten (the client benchmark's rows).
+_FILL = (
+    "INSERT INTO {table} SELECT md5(i::text)::uuid,"
+    " 'item ' || i || ' ' || repeat('x', (i % 24)::int), i, i * 0.25, i % 3 = 0,"
+    " timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',"
+    " CASE WHEN i % 10 = 0 THEN NULL ELSE 'user-' || (i % 97) END"
+    " FROM generate_series($1::int8, $2::int8) AS i"
+)
+_DDL = (
+    "CREATE TABLE {table} (id uuid PRIMARY KEY, title text NOT NULL, n int4 NOT NULL,"
+    " amount float8, done bool NOT NULL, created timestamptz NOT NULL, note text)"
+)
+_COLUMNS = ("id", "title", "n", "amount", "done", "created", "note")
+#: The tags of a row as the service's read writes them.
+_TAGS = (
+    "ARRAY(SELECT coalesce(t.source_id, 'postgres_1') || '@' ||"
+    " floor(extract(epoch FROM t.timestamp) * 1000)::int8::text"
+    " FROM unnest(coalesce(shadow._tags, '{{\"(epoch,)\"}}'::electric.tag[])) AS t)"
+)
+_PEER = (
+    "COPY (SELECT {tags}, {columns} FROM {table} AS this"
+    " LEFT JOIN electric.shadow__public__{table} AS shadow ON shadow.id = this.id) TO STDOUT"
+)
+
+DESCRIPTION = """\
+Initial sync against shape size. One 7-column table per size (uuid key, text of 7 to 35
+characters, int4, float8, bool, timestamptz, text NULL in one row of ten), filled then
+electrified, served by `electric-trio serve` in its own process. *Ours*: a raw Satellite client
+(authenticate, start replication, subscribe to the whole table) that only reads the frames,
+timed from the subscribe request to `SatSubsDataEnd`: the server's part of an initial sync.
+*Peer*: psycopg's `COPY (SELECT tags, every column as text FROM the table LEFT JOIN its shadow
+table) TO STDOUT` of the same rows, read to the end: the floor of reading them out of Postgres.
+The 1,000,000-row figure is also judged against the issue's target, 200,000 rows/s (the last
+row). A warm-up, then best of {repeat} runs per side, alternating which side goes first. The
+client, the service and Postgres share the machine. Plot: `benches/plots/sync.png`.
+"""
+
+
+def _token() -> str:
+    def part(data: dict[str, Any]) -> str:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'sub': 'bench'})}."
+
+
+def _table(rows: int) -> str:
+    return f"bulk_{rows}"
+
+
+async def _sync(port: int, table: str) -> tuple[float, int]:
+    """Seconds from the subscribe request until ``SatSubsDataEnd``, and the bytes of frames,
+    for a raw client that reads each frame's type byte alone."""
+
+    async def call(ws: Any, method: str, request_id: int, body: m.ProtoMessage) -> None:
+        request = m.SatRpcRequest(
+            method=method, request_id=request_id, message=m.encode_message(body)
+        )
+        await ws.send_message(m.encode(request))
+
+    async with open_websocket(
+        "127.0.0.1",
+        port,
+        "/ws",
+        use_ssl=False,
+        subprotocols=["electric.0.12"],
+        max_message_size=256 * 1024 * 1024,
+    ) as ws:
+        await call(ws, "authenticate", 1, m.SatAuthReq(id=f"sync-{uuid.uuid4()}", token=_token()))
+        await call(
+            ws,
+            "startReplication",
+            2,
+            m.SatInStartReplicationReq(sql_dialect=m.SatInStartReplicationReqDialect.SQLITE),
+        )
+        started = False
+        while not started:
+            message = m.decode(bytes(await ws.get_message()))
+            if isinstance(message, m.SatRpcRequest) and message.method == "startReplication":
+                reply = m.encode_message(m.SatInStartReplicationResp())
+                response = m.SatRpcResponse(
+                    method=message.method, request_id=message.request_id, message=reply
+                )
+                await ws.send_message(m.encode(response))
+            elif isinstance(message, m.SatRpcResponse) and message.method == "startReplication":
+                started = True
+        select = m.SatShapeDefSelect(tablename=table)
+        shape = m.SatShapeReq(
+            request_id=str(uuid.uuid4()), shape_definition=m.SatShapeDef(selects=(select,))
+        )
+        start = time.perf_counter()
+        await call(
+            ws,
+            "subscribe",
+            3,
+            m.SatSubsReq(subscription_id=str(uuid.uuid4()), shape_requests=(shape,)),
+        )
+        received = 0
+        while True:
+            frame = await ws.get_message()
+            received += len(frame)
+            if frame[0] == m.SatSubsDataEnd.TYPE_ID:
+                return time.perf_counter() - start, received
+
+
+def _copy(db_url: str, table: str) -> tuple[float, int]:
+    """Seconds of psycopg's COPY of the same rows, and its bytes."""
+    sql = _PEER.format(
+        tags=_TAGS, columns=", ".join(f"this.{c}::text" for c in _COLUMNS), table=table
+    )
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        start = time.perf_counter()
+        size = 0
+        with cur.copy(sql) as copy:
+            for chunk in copy:
+                size += len(chunk)
+        return time.perf_counter() - start, size
+
+
+async def _fill(db_url: str, sizes: Sequence[int], progress: Progress) -> str:
+    """A table per size, filled, then electrified; waits until the service's replication has
+    read past them. Returns the Postgres version."""
+    async with await connect(db_url) as c:
+        for rows in sizes:
+            table = _table(rows)
+            await c.execute(_DDL.format(table=table))
+            step = 50_000
+            for first in range(1, rows + 1, step):
+                await c.execute(_FILL.format(table=table), first, min(rows, first + step - 1))
+            await c.execute(f"VACUUM ANALYZE {table}")
+            version = f"{VERSION[:-7]}{len(str(rows)):07d}"
+            await c.execute(
+                f"BEGIN; CALL electric.migration_version('{version}');"
+                f" CALL electric.electrify('{table}'); COMMIT"
+            )
+            progress.step(f"{rows:,} rows in {table}, electrified")
+        target = await c.fetchval("SELECT pg_current_wal_lsn()::text")
+        with trio.move_on_after(120):
+            while True:
+                read = await c.fetchval(
+                    "SELECT coalesce(bool_or(confirmed_flush_lsn >= $1::text::pg_lsn), false)"
+                    " FROM pg_replication_slots WHERE database = current_database()",
+                    target,
+                )
+                if read:
+                    break
+                await trio.sleep(0.2)
+        return str(await c.fetchval("SHOW server_version"))
+
+
+@dataclasses.dataclass
+class Results:
+    #: size -> every timed run's seconds, ours and the peer's.
+    ours: dict[int, list[float]] = dataclasses.field(default_factory=dict)
+    peer: dict[int, list[float]] = dataclasses.field(default_factory=dict)
+    bytes: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    server_version: str = ""
+    service_rss_kib: int = 0
+
+
+def _rss_kib(pid: int, field: str = "VmHWM") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Results:
+    results = Results()
+    db_url = _database_url(url, DATABASE)
+    await _drop_database(url, DATABASE)
+    async with await connect(url) as admin:
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+    port = _free_port()
+    service = _start_service(db_url, port, "direct_writes")
+    profiler: trio.Process | None = None
+    try:
+        await _wait_ready(port, service)
+        results.server_version = await _fill(db_url, args.sizes, progress)
+        for rows in args.sizes:
+            table = _table(rows)
+            limit = 120 + rows / 2_000
+            for i in range(args.repeat + 1):
+                order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
+                for side in order:
+                    if side == "peer":
+                        seconds, size = await trio.to_thread.run_sync(_copy, db_url, table)
+                        peer_bytes = size
+                    else:
+                        last = rows == args.sizes[-1] and i == args.repeat
+                        if args.profile and last:
+                            args.profile.parent.mkdir(parents=True, exist_ok=True)
+                            profiler = await trio.lowlevel.open_process(
+                                [
+                                    str(Path(sys.executable).with_name("py-spy")),
+                                    "record",
+                                    "--native",
+                                    "--format",
+                                    "speedscope",
+                                    "-o",
+                                    str(args.profile),
+                                    "--pid",
+                                    str(service.pid),
+                                ],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                            )
+                            await trio.sleep(1)
+                        with trio.move_on_after(limit) as scope:
+                            seconds, size = await _sync(port, table)
+                        if scope.cancelled_caught:
+                            raise RuntimeError(
+                                f"the shape of {rows:,} rows was not synced within {limit:.0f} s"
+                            )
+                        ours_bytes = size
+                        if profiler is not None:
+                            profiler.send_signal(2)
+                            with trio.fail_after(60):
+                                await profiler.wait()
+                            profiler = None
+                    label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
+                    progress.step(
+                        f"{rows:,} rows, {label}, {side}: {seconds:.2f} s"
+                        f" ({rows / seconds:,.0f} rows/s, {size / 1e6:,.1f} MB)"
+                    )
+                    if i:
+                        (results.ours if side == "ours" else results.peer).setdefault(
+                            rows, []
+                        ).append(seconds)
+            results.bytes[rows] = (ours_bytes, peer_bytes)
+        results.service_rss_kib = _rss_kib(service.pid)
+    finally:
+        if profiler is not None:
+            profiler.kill()
+        service.terminate()
+        service.wait(timeout=30)
+        await _drop_database(url, DATABASE)
+    return results
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x.replace("_", "")) for x in text.split(","))
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benches sync",
+        description="Initial sync of a whole-table shape against its size, beside COPY TO STDOUT.",
+    )
+    parser.add_argument(
+        "--sizes", type=_sizes, help="rows per shape (default 10000,100000,1000000)"
+    )
+    parser.add_argument("--repeat", type=int, help="timed runs per side and size (default 3)")
+    parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 rows, 2 runs")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy --native the service in the last run, to FILE"
+    )
+    parser.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        help="write the section of benches/RESULTS.md and the plot (default: yes, except with"
+        " --quick)",
+    )
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 3
+    if args.record is None:
+        args.record = not args.quick
+    if args.repeat < 1 or not args.sizes or min(args.sizes) < 1:
+        parser.error("--repeat and every size must be at least 1")
+    args.sizes = tuple(sorted(set(args.sizes)))
+    return args
+
+
+def _plot(results: Results, path: Path) -> Path:
+    """Rows/s against shape size, ours beside the COPY floor and the issue's target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(results.ours)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(sizes, [s / min(results.ours[s]) for s in sizes], "o-", color="tab:blue", label="ours")
+    ax.plot(
+        sizes,
+        [s / min(results.peer[s]) for s in sizes],
+        "s-",
+        color="tab:orange",
+        label="COPY (SELECT ...) TO STDOUT (psycopg)",
+    )
+    ax.axhline(TARGET_RATE, color="tab:red", linestyle=":", label="issue 9 target")
+    ax.set_xscale("log")
+    ax.set_xlabel("rows in the shape")
+    ax.set_ylabel("rows/s, subscribe to SatSubsDataEnd")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Initial sync against shape size")
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    progress = Progress(NAME)
+    facts = machine_facts()
+    with postgres(progress) as target:
+        results = trio.run(_bench, target.url, args, progress)
+    measurements = [
+        Measurement(
+            figure=f"initial sync of {rows:,} rows (not judged)",
+            unit="rows/s",
+            ours=tuple(rows / s for s in results.ours[rows]),
+            peer=tuple(rows / s for s in results.peer[rows]),
+            target=0.0,
+        )
+        for rows in args.sizes
+    ]
+    largest = args.sizes[-1]
+    if largest >= 1_000_000:
+        measurements.append(
+            Measurement(
+                figure=f"initial sync of {largest:,} rows against the target",
+                unit="rows/s",
+                ours=tuple(largest / s for s in results.ours[largest]),
+                peer=(TARGET_RATE,),
+                target=1.0,
+                peer_name="issue 9 target",
+            )
+        )
+    facts |= {
+        "Bytes, ours (Satellite frames) and the peer's (COPY text), per size": "; ".join(
+            f"{rows:,}: {ours:,} / {peer:,}" for rows, (ours, peer) in results.bytes.items()
+        ),
+        "Service peak memory (VmHWM at the end)": f"{results.service_rss_kib / 1024:,.0f} MiB",
+        "PostgreSQL": f"{results.server_version} ({target.description})",
+        "Peer": f"psycopg {psycopg.__version__} (libpq), COPY ... TO STDOUT, text",
+    }
+    report = Report(
+        name=NAME,
+        title="initial sync against shape size",
+        description=DESCRIPTION.format(repeat=args.repeat),
+        peer="COPY",
+        measurements=tuple(measurements),
+        command=command_line([NAME, *argv]),
+        settings=f"sizes {', '.join(f'{s:,}' for s in args.sizes)}; best of {args.repeat}"
+        " runs per side",
+        facts=facts,
+    )
+    print(report.to_text(), flush=True)
+    if args.record:
+        _plot(results, PLOT)
+        write_section(NAME, report.to_markdown())
+        progress.step(f"wrote its section of benches/RESULTS.md and {PLOT}")
+    else:
+        progress.step("not recorded in benches/RESULTS.md (--quick or --no-record)")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
