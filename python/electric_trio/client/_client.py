@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import random
+import re
 import sqlite3
 import ssl as ssl_module
 import uuid
@@ -38,7 +39,7 @@ from ._errors import (
 )
 from ._satellite import MAX_FRAME, OutOfSyncError, RawRow, RetryableError, Session, first_error
 from ._store import IncomingTx, LocalStore
-from ._values import SqlValue, decode_row, jsonify
+from ._values import RowDecoder, SqlValue, jsonify
 from .schema import DbSchema
 
 T = TypeVar("T")
@@ -46,6 +47,10 @@ T = TypeVar("T")
 log = logging.getLogger("electric_trio.client")
 
 PROTOCOL = "electric.0.12"
+
+#: Statements that change rows: :meth:`LocalDb.execute` runs them and their snapshot as one
+#: transaction (anything else, ``PRAGMA`` or ``VACUUM`` say, may not run inside one).
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|WITH)\b", re.IGNORECASE)
 
 
 _CONNECTION_ERRORS = (
@@ -175,8 +180,11 @@ class LocalDb:
         return await self._client._run(run, self._client._raw)
 
     async def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
-        """Runs one statement (autocommit) and snapshots; returns ``rowcount``."""
-        return await self.run(lambda conn: conn.execute(sql, params).rowcount, transaction=False)
+        """Runs one statement and snapshots; returns ``rowcount``. A data change (``INSERT``,
+        ``UPDATE``, ``DELETE``, ``REPLACE``, ``WITH``) and its snapshot commit as one
+        transaction; any other statement runs in autocommit, followed by the snapshot."""
+        wrap = _DML.match(sql) is not None
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount, wrap)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
         """One statement for many parameter sets in one transaction, then a snapshot."""
@@ -184,23 +192,36 @@ class LocalDb:
         return await self.run(lambda conn: conn.executemany(sql, rows).rowcount)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
-        """``fn(connection)`` in a worker thread (inside ``BEGIN``/``COMMIT`` unless
-        ``transaction=False``; rolled back if it raises), then a snapshot."""
+        """``fn(connection)`` in a worker thread, inside ``BEGIN``/``COMMIT`` with the snapshot
+        of its writes (rolled back if it raises), or, with ``transaction=False``, in autocommit
+        followed by the snapshot."""
+        return await self._write(fn, transaction)
 
-        def wrapped(conn: sqlite3.Connection) -> T:
-            if not transaction:
-                return fn(conn)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], wrap: bool) -> T:
+        """One worker-thread call: ``fn`` and the snapshot (in one transaction if ``wrap`` and
+        the connection is not inside one the application began: that one's writes are
+        snapshotted after it commits, by the next write or the poll)."""
+        client = self._client
+        store = client.store
+
+        def call(conn: sqlite3.Connection) -> tuple[T, set[str]]:
+            if conn.in_transaction:
+                return fn(conn), set()
+            if not wrap:
+                result = fn(conn)
+                return result, store.snapshot()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                tables = store.snapshot_within()
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            return result
+            return result, tables
 
-        result = await self._client._run(wrapped, self._client._raw)
-        await self._client._local_write()
+        result, tables = await client._run(call, client._raw)
+        client._wrote(tables)
         return result
 
 
@@ -292,6 +313,7 @@ class ElectricClient:
         self._subs: dict[str, _Sub] = {}
         self._rel_ids: dict[str, int] = {}
         self._server_relations: dict[int, m.SatRelation] = {}
+        self._server_decoders: dict[int, RowDecoder] = {}
         self._closed = False
         self._load_subscriptions()
 
@@ -505,10 +527,11 @@ class ElectricClient:
         tables = await self._run(self.store.snapshot)
         self.notifier.notify(tables)
 
-    async def _local_write(self) -> None:
-        await self._snapshot()
+    def _wrote(self, tables: set[str]) -> None:
+        """A local write and its snapshot committed: notify, wake the pusher."""
+        self.notifier.notify(tables)
         session = self._session
-        if session is not None:
+        if tables and session is not None:
             session.push_wanted.set()
 
     def _relation_id(self, table: str) -> int:
@@ -541,8 +564,8 @@ class ElectricClient:
         state = self._subscriptions_json()
 
         def apply() -> set[str]:
-            rows = [(table, decode_row(cols, row), tags) for table, cols, row, tags in raw]
-            return self.store.apply_data(rows, lsn, None, state)
+            rows = [(d.table, d.names, d.values(row), tags) for d, row, tags in raw]
+            return self.store.apply_rows(rows, lsn, None, state)
 
         tables = await self._run(apply)
         self.notifier.notify(tables)

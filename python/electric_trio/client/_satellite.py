@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from ..satellite import messages as m
 from ._errors import AuthError, ProtocolViolationError, SchemaMismatchError, SubscriptionError
 from ._store import IncomingChange, IncomingTx, OutTx
-from ._values import SqlValue, decode_row, encode_row
+from ._values import RowDecoder, SqlValue, encode_row
 
 if TYPE_CHECKING:
     from ._client import ElectricClient
@@ -57,9 +57,9 @@ class OutOfSyncError(RetryableError):
     """The service cannot resume from our position: reset, then retry."""
 
 
-#: A row of subscription data as received: table, (name, type) columns, row, tags; decoded in
-#: the store's worker thread.
-RawRow = tuple[str, list[tuple[str, str]], m.SatOpRow | None, list[str]]
+#: A row of subscription data as received: its relation's decoder, the row, its tags; decoded
+#: in the store's worker thread.
+RawRow = tuple[RowDecoder, m.SatOpRow | None, Sequence[str]]
 
 
 @dataclass
@@ -89,6 +89,7 @@ class Session:
         # the service's relations by id, kept by the client across connections: a resumed
         # connection may get rows of a relation described on an earlier one
         self.relations: dict[int, m.SatRelation] = client._server_relations
+        self.decoders: dict[int, RowDecoder] = client._server_decoders
         self.sent_relations: dict[str, tuple[tuple[str, str, bool], ...]] = {}
         self.outbound_active = False
         self.last_sent = 0
@@ -227,6 +228,9 @@ class Session:
             await self._answer(message)
         elif isinstance(message, m.SatRelation):
             self.relations[message.relation_id] = message
+            self.decoders[message.relation_id] = RowDecoder(
+                message.table_name, [(c.name, c.type) for c in message.columns]
+            )
             await client._run(client.store.learn_relation, message)
         elif isinstance(message, m.SatOpLog):
             await self._oplog(message)
@@ -302,15 +306,15 @@ class Session:
                 )
             )
 
-    def _columns(self, relation_id: int) -> tuple[str, list[tuple[str, str]]]:
-        relation = self.relations.get(relation_id)
-        if relation is None:
+    def _decoder(self, relation_id: int) -> RowDecoder:
+        decoder = self.decoders.get(relation_id)
+        if decoder is None:
             raise ProtocolViolationError(f"unknown relation id {relation_id}")
-        return relation.table_name, [(c.name, c.type) for c in relation.columns]
+        return decoder
 
     def _row(self, relation_id: int, row: m.SatOpRow | None) -> tuple[str, dict[str, SqlValue]]:
-        table, columns = self._columns(relation_id)
-        return table, decode_row(columns, row)
+        decoder = self._decoder(relation_id)
+        return decoder.table, decoder.row(row)
 
     async def _oplog(self, log: m.SatOpLog) -> None:
         client = self.client
@@ -318,9 +322,8 @@ class Session:
             if self.delivery is not None:
                 if op.insert is None:
                     raise ProtocolViolationError("only inserts may come with subscription data")
-                table, columns = self._columns(op.insert.relation_id)
                 self.delivery.rows.append(
-                    (table, columns, op.insert.row_data, list(op.insert.tags))
+                    (self._decoder(op.insert.relation_id), op.insert.row_data, op.insert.tags)
                 )
             elif self.gone is not None:
                 if op.gone is None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal
 
 from ..satellite import messages as m
@@ -39,6 +40,33 @@ _KIND_OPTYPE = {"insert": "UPSERT", "update": "UPSERT", "delete": "DELETE", "gon
 
 def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+#: PG types the triggers' ``json_object`` keeps as text (JSON numbers would round them).
+_TEXT_IN_JSON = frozenset({"int8", "bigint", "float4", "float8", "real", "double precision"})
+
+
+def _shadow_params(
+    items: Iterable[tuple[Sequence[SqlValue], Sequence[str]]], at: Sequence[int]
+) -> Iterable[list[SqlValue]]:
+    """Per row: the primary-key values (positions ``at``), then the tags as JSON."""
+    texts: dict[tuple[str, ...], str] = {}
+    for values, tags in items:
+        key = tuple(tags)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = jsonify(list(key))
+        out: list[SqlValue] = [values[i] if i < len(values) else None for i in at]
+        out.append(text)
+        yield out
+
+
+#: A row of data: table, column names, the values in that order, shadow tags.
+DataRow = tuple[str, tuple[str, ...], Sequence[SqlValue], Sequence[str]]
 
 
 @dataclass
@@ -296,53 +324,59 @@ class LocalStore:
         """Timestamps the pending oplog entries as one local transaction and updates the shadow
         tags (§4). Returns the tables it touched (empty: nothing pending)."""
         c = self.conn
-        now = max(int(time.time() * 1000), self._last_snapshot_ms + 1)
-        ts = iso_ms(now)
-        tag = f"{self.client_id}@{now}"
         c.execute("BEGIN IMMEDIATE")
         try:
-            rows = c.execute(
-                'UPDATE "_electric_oplog" SET timestamp = ? WHERE rowid IN (SELECT rowid FROM'
-                ' "_electric_oplog" WHERE timestamp IS NULL ORDER BY rowid)'
-                " RETURNING tablename",
-                (ts,),
-            ).fetchall()
-            if not rows:
-                c.execute("COMMIT")
-                return set()
-            self._last_snapshot_ms = now
-            c.execute(
-                'UPDATE "_electric_oplog" AS op SET clearTags = (SELECT CASE'
-                " WHEN s.tags = '[]' OR s.tags = '' THEN '[\"' || ? || '\"]'"
-                " ELSE '[\"' || ? || '\",' || substring(s.tags, 2) END"
-                ' FROM "_electric_shadow" AS s WHERE s.namespace = op.namespace'
-                " AND s.tablename = op.tablename AND s.primaryKey = op.primaryKey)"
-                ' WHERE op.timestamp = ? AND EXISTS (SELECT 1 FROM "_electric_shadow" AS s'
-                " WHERE s.namespace = op.namespace AND s.tablename = op.tablename"
-                " AND s.primaryKey = op.primaryKey)",
-                (tag, tag, ts),
-            )
-            c.execute(
-                'INSERT OR REPLACE INTO "_electric_shadow" (namespace, tablename, primaryKey,'
-                ' tags) SELECT namespace, tablename, primaryKey, ? FROM "_electric_oplog" AS op'
-                " WHERE timestamp = ? GROUP BY namespace, tablename, primaryKey"
-                " HAVING rowid = max(rowid) AND optype != 'DELETE'",
-                (jsonify([tag]), ts),
-            )
-            c.execute(
-                "WITH _to_be_deleted (rowid) AS (SELECT shadow.rowid"
-                ' FROM "_electric_oplog" AS op INNER JOIN "_electric_shadow" AS shadow'
-                " ON shadow.namespace = op.namespace AND shadow.tablename = op.tablename"
-                " AND shadow.primaryKey = op.primaryKey WHERE op.timestamp = ?"
-                " GROUP BY op.namespace, op.tablename, op.primaryKey"
-                " HAVING op.rowid = max(op.rowid) AND op.optype = 'DELETE')"
-                ' DELETE FROM "_electric_shadow" WHERE rowid IN _to_be_deleted',
-                (ts,),
-            )
+            tables = self.snapshot_within()
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        return tables
+
+    def snapshot_within(self) -> set[str]:
+        """:meth:`snapshot` inside the caller's transaction, so that a local write and its
+        snapshot commit together."""
+        c = self.conn
+        now = max(int(time.time() * 1000), self._last_snapshot_ms + 1)
+        ts = iso_ms(now)
+        tag = f"{self.client_id}@{now}"
+        rows = c.execute(
+            'UPDATE "_electric_oplog" SET timestamp = ? WHERE rowid IN (SELECT rowid FROM'
+            ' "_electric_oplog" WHERE timestamp IS NULL ORDER BY rowid)'
+            " RETURNING tablename",
+            (ts,),
+        ).fetchall()
+        if not rows:
+            return set()
+        self._last_snapshot_ms = now
+        c.execute(
+            'UPDATE "_electric_oplog" AS op SET clearTags = (SELECT CASE'
+            " WHEN s.tags = '[]' OR s.tags = '' THEN '[\"' || ? || '\"]'"
+            " ELSE '[\"' || ? || '\",' || substring(s.tags, 2) END"
+            ' FROM "_electric_shadow" AS s WHERE s.namespace = op.namespace'
+            " AND s.tablename = op.tablename AND s.primaryKey = op.primaryKey)"
+            ' WHERE op.timestamp = ? AND EXISTS (SELECT 1 FROM "_electric_shadow" AS s'
+            " WHERE s.namespace = op.namespace AND s.tablename = op.tablename"
+            " AND s.primaryKey = op.primaryKey)",
+            (tag, tag, ts),
+        )
+        c.execute(
+            'INSERT OR REPLACE INTO "_electric_shadow" (namespace, tablename, primaryKey,'
+            ' tags) SELECT namespace, tablename, primaryKey, ? FROM "_electric_oplog" AS op'
+            " WHERE timestamp = ? GROUP BY namespace, tablename, primaryKey"
+            " HAVING rowid = max(rowid) AND optype != 'DELETE'",
+            (jsonify([tag]), ts),
+        )
+        c.execute(
+            "WITH _to_be_deleted (rowid) AS (SELECT shadow.rowid"
+            ' FROM "_electric_oplog" AS op INNER JOIN "_electric_shadow" AS shadow'
+            " ON shadow.namespace = op.namespace AND shadow.tablename = op.tablename"
+            " AND shadow.primaryKey = op.primaryKey WHERE op.timestamp = ?"
+            " GROUP BY op.namespace, op.tablename, op.primaryKey"
+            " HAVING op.rowid = max(op.rowid) AND op.optype = 'DELETE')"
+            ' DELETE FROM "_electric_shadow" WHERE rowid IN _to_be_deleted',
+            (ts,),
+        )
         return {r[0] for r in rows}
 
     def pending(self, after_rowid: int) -> list[OutTx]:
@@ -591,19 +625,45 @@ class LocalStore:
         additional_ref: int | None = None,
         subscriptions: str | None = None,
     ) -> set[str]:
+        """:meth:`apply_rows` of rows given by column name."""
+        data: list[DataRow] = []
+        for table, row, tags in rows:
+            names = tuple(row)
+            data.append((table, names, [row[k] for k in names], tags))
+        return self.apply_rows(data, lsn, additional_ref, subscriptions)
+
+    def _pk_sql(self, table: str) -> str:
+        """The shadow key of a row from its primary-key values bound in name order, computed by
+        SQLite as the oplog triggers compute ``primaryKey``."""
+        info = self.tables[table]
+        pairs = []
+        for k in sorted(info.pk):
+            t = info.pg_type(k).lower()
+            value = "cast(? as TEXT)" if t in _TEXT_IN_JSON else "hex(?)" if t == "bytea" else "?"
+            pairs.append(f"'{k.replace(chr(39), chr(39) * 2)}', {value}")
+        return f"json_patch('{{}}', json_object({', '.join(pairs)}))"
+
+    def apply_rows(
+        self,
+        rows: Sequence[DataRow],
+        lsn: bytes | None,
+        additional_ref: int | None = None,
+        subscriptions: str | None = None,
+    ) -> set[str]:
         """Subscription or additional data (§7): rows inserted unless present (``OR IGNORE``),
         shadow tags set, LSN (and the subscriptions state) stored. Returns the tables."""
         c = self.conn
-        by_table: dict[str, list[tuple[dict[str, SqlValue], list[str]]]] = {}
-        for table, row, tags in rows:
+        groups: dict[tuple[str, tuple[str, ...]], list[tuple[Sequence[SqlValue], Sequence[str]]]]
+        groups = {}
+        for table, names, values, tags in rows:
             if table in self.tables:
-                by_table.setdefault(table, []).append((row, tags))
+                groups.setdefault((table, names), []).append((values, tags))
+        tables = {t for t, _ in groups}
         fk = self._fk_off()
         c.execute("BEGIN IMMEDIATE")
         try:
-            self._flags(by_table, 0)
-            for table, items in by_table.items():
-                cols = [n for n, _ in self.tables[table].columns]
+            self._flags(tables, 0)
+            for (table, cols), items in groups.items():
                 per = max(1, _MAX_PARAMS // max(1, len(cols)))
                 head = f"INSERT OR IGNORE INTO {q(table)} ({', '.join(q(k) for k in cols)}) VALUES "
                 one = "(" + ", ".join("?" for _ in cols) + ")"
@@ -611,15 +671,17 @@ class LocalStore:
                     batch = items[i : i + per]
                     c.execute(
                         head + ", ".join(one for _ in batch),
-                        [r.get(k) for r, _ in batch for k in cols],
+                        list(chain.from_iterable(v for v, _ in batch)),
                     )
-                shadow = [(NS, table, self._pk_of(table, r), jsonify(tags)) for r, tags in items]
+                where = {k: i for i, k in enumerate(cols)}
+                at = [where.get(k, len(cols)) for k in sorted(self.tables[table].pk)]
                 c.executemany(
                     'INSERT OR REPLACE INTO "_electric_shadow" (namespace, tablename,'
-                    " primaryKey, tags) VALUES (?, ?, ?, ?)",
-                    shadow,
+                    f" primaryKey, tags) VALUES ('{NS}', {_sql_text(table)},"
+                    f" {self._pk_sql(table)}, ?)",
+                    _shadow_params(items, at),
                 )
-            self._flags(by_table, 1)
+            self._flags(tables, 1)
             if subscriptions is not None:
                 self.set_meta("subscriptions", subscriptions)
             if lsn is not None:
@@ -634,7 +696,7 @@ class LocalStore:
             raise
         finally:
             self._fk_restore(fk)
-        return set(by_table)
+        return tables
 
     def apply_gone(
         self, rows: Sequence[tuple[str, dict[str, SqlValue]]], lsn: bytes, subscriptions: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,20 +130,74 @@ def pk_json(pk: Mapping[str, object]) -> str:
     )
 
 
+def _wire_float(raw: bytes) -> SqlValue:
+    value = float(raw)  # also "Infinity", "-Infinity" and "NaN"
+    return value if value == value else "NaN"
+
+
+def _wire_bool(raw: bytes) -> SqlValue:
+    return 1 if raw == b"t" else 0
+
+
+def _wire_text(raw: bytes) -> SqlValue:
+    return raw.decode()
+
+
+def wire_converter(pg_type: str) -> Callable[[bytes], SqlValue]:
+    """:func:`from_wire` for one type, chosen once (the per-row path)."""
+    t = _t(pg_type)
+    if t == "bool":
+        return _wire_bool
+    if t in _INTS:
+        return int
+    if t in _FLOATS:
+        return _wire_float
+    if t == "bytea":
+        return bytes
+    return _wire_text
+
+
+class RowDecoder:
+    """The rows of one relation: column names and a converter per column, made once per
+    ``SatRelation`` rather than per row."""
+
+    __slots__ = ("_converters", "names", "table")
+
+    def __init__(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        self.table = table
+        self.names = tuple(name for name, _ in columns)
+        self._converters = tuple(wire_converter(t) for _, t in columns)
+
+    def values(self, row: m.SatOpRow | None) -> list[SqlValue]:
+        """The row's values in column order, in SQLite form (NULL and absent: ``None``)."""
+        if row is None:
+            return [None] * len(self.names)
+        raw = row.values
+        mask = int.from_bytes(row.nulls_bitmask, "big")
+        if len(raw) == len(self._converters) and not mask:
+            return [convert(v) for convert, v in zip(self._converters, raw, strict=True)]
+        top = 8 * len(row.nulls_bitmask) - 1
+        out: list[SqlValue] = []
+        for i, convert in enumerate(self._converters):
+            if i >= len(raw) or (0 <= top - i and (mask >> (top - i)) & 1):
+                out.append(None)
+            else:
+                out.append(convert(raw[i]))
+        return out
+
+    def row(self, row: m.SatOpRow | None) -> dict[str, SqlValue]:
+        """The row by column name (absent columns left out)."""
+        if row is None:
+            return {}
+        out = dict(zip(self.names, self.values(row), strict=True))
+        for name in self.names[len(row.values) :]:
+            del out[name]
+        return out
+
+
 def decode_row(columns: Sequence[tuple[str, str]], row: m.SatOpRow | None) -> dict[str, SqlValue]:
     """A ``SatOpRow`` by column name in SQLite form; ``columns`` are (name, pg type)."""
-    out: dict[str, SqlValue] = {}
-    if row is None:
-        return out
-    mask = row.nulls_bitmask
-    for i, (name, pg_type) in enumerate(columns):
-        if i >= len(row.values):
-            break
-        if i // 8 < len(mask) and mask[i // 8] & (0x80 >> (i % 8)):
-            out[name] = None
-        else:
-            out[name] = from_wire(pg_type, row.values[i])
-    return out
+    return RowDecoder("", columns).row(row)
 
 
 def encode_row(columns: Sequence[tuple[str, str]], values: Mapping[str, object]) -> m.SatOpRow:
