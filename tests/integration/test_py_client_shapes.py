@@ -80,6 +80,66 @@ async def test_a_foreign_key_change_brings_the_new_parent(
         )
 
 
+async def test_rows_move_into_and_out_of_a_where_clause(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An update in Postgres that makes a row match the shape brings it in; one that makes it
+    stop matching removes it, with its shadow entry."""
+    service = await projects_service(nursery, db)
+    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("projects", where="this.name = 'one'")
+        with trio.fail_after(15):
+            await shape.synced()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",)])
+        await sql(db, "UPDATE projects SET name = 'one', n = 2 WHERE id = 'p2'")
+        await wait_rows(
+            client,
+            "SELECT id, name, n FROM projects ORDER BY id",
+            [("p1", "one", None), ("p2", "one", 2)],
+        )
+        await sql(db, "UPDATE projects SET name = 'gone' WHERE id = 'p1'")
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p2",)])
+        shadow = await client.conn.query("SELECT primaryKey FROM _electric_shadow")
+        assert [r["primaryKey"] for r in shadow] == ['{"id":"p2"}']
+        # the row that left comes back, and a later change of it streams
+        await sql(db, "UPDATE projects SET name = 'one' WHERE id = 'p1'")
+        await sql(db, "UPDATE projects SET n = 7 WHERE id = 'p1'")
+        await wait_rows(client, "SELECT id, n FROM projects ORDER BY id", [("p1", 7), ("p2", 2)])
+        # nothing went to the oplog: these rows came from the service
+        assert await client.conn.query("SELECT count(*) AS n FROM _electric_oplog") == [{"n": 0}]
+
+
+async def test_rows_move_into_and_out_of_an_include_tree(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A child re-parented onto a parent in the shape comes in; one moved away leaves."""
+    service = await projects_service(nursery, db)
+    await sql(
+        db,
+        "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two');"
+        " INSERT INTO issues VALUES ('i1', 'p1', 'in'), ('i2', 'p2', 'out')",
+    )
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        shape = await client.sync("projects", where="this.name = 'one'", include={"issues": True})
+        with trio.fail_after(15):
+            await shape.synced()
+        await wait_rows(client, "SELECT id FROM issues ORDER BY id", [("i1",)])
+        await sql(db, "UPDATE issues SET project_id = 'p1' WHERE id = 'i2'")
+        await wait_rows(
+            client,
+            "SELECT id, project_id, title FROM issues ORDER BY id",
+            [("i1", "p1", "in"), ("i2", "p1", "out")],
+        )
+        await sql(db, "UPDATE issues SET project_id = 'p2' WHERE id = 'i1'")
+        await wait_rows(client, "SELECT id FROM issues ORDER BY id", [("i2",)])
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",)])
+
+
 async def test_a_long_stream_keeps_flowing(db: str, nursery: trio.Nursery, tmp_path: Path) -> None:
     """More transactions than the service's unacknowledged window (30): without our acks the
     service would stop sending."""
