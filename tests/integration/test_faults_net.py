@@ -1,0 +1,187 @@
+# ruff: noqa: F811 (the db fixture comes from test_client_writes)
+"""Network faults around the service (issue 8, item 1), each cut at a random byte of the
+traffic (a seeded random: the same points in every run): between the clients (official and
+ours) and the service while a large transaction streams down and while the clients send
+their own; between the service and Postgres while clients write. Each case ends with the
+convergence check (every client holds Postgres's rows) and the no-duplicate check (an AFTER
+INSERT audit trigger counts each row's application in Postgres: once)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from test_client_writes import db  # noqa: F401 (drops the logical subscription too)
+from test_py_client import TOKEN, schema_of
+from test_satellite_official_client import make_config, start, url_of, wait_versions
+
+from _faultnet import DOWN, UP, NetRelay, open_net_relay
+from electric_trio.client import ElectricClient, ElectricConfig, open_electric
+from electric_trio.pg import connect
+from official_client import OfficialClient, OfficialClientFactory, describe_schema
+
+ITEMS = (
+    "BEGIN; CALL electric.migration_version('20240101000000');"
+    " CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
+    " CALL electric.electrify('items'); COMMIT;"
+)
+#: Each application of an insert in Postgres, whoever made it.
+AUDIT = (
+    "CREATE TABLE audit (id text NOT NULL);"
+    " CREATE FUNCTION audit_items() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN INSERT INTO public.audit VALUES (NEW.id); RETURN NEW; END $$;"
+    " CREATE TRIGGER audit AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION audit_items();"
+    " ALTER TABLE items ENABLE ALWAYS TRIGGER audit;"
+)
+#: The official client's reconnection: quick and unbounded (the harness's default gives up).
+BACKOFF = {"numOfAttempts": 1000, "maxDelay": 300, "startingDelay": 100}
+CUTS = 3
+
+Rows = dict[str, tuple[Any, Any]]
+
+
+async def pg_rows(db: str) -> Rows:
+    async with await connect(db) as c:
+        return {r[0]: (r[1], r[2]) for r in await c.fetch("SELECT id, title, n FROM items")}
+
+
+async def official_rows(c: OfficialClient) -> Rows:
+    return {r["id"]: (r["title"], r["n"]) for r in await c.query("SELECT id, title, n FROM items")}
+
+
+async def python_rows(c: ElectricClient) -> Rows:
+    rows = await c.conn.query("SELECT id, title, n FROM items")
+    return {r["id"]: (r["title"], r["n"]) for r in rows}
+
+
+async def settle(db: str, written: set[str], within: float = 60) -> Rows:
+    """Postgres's rows once every client write reached it."""
+    rows: Rows = {}
+    with trio.move_on_after(within):
+        while not written <= set(rows := await pg_rows(db)):  # noqa: ASYNC110 (a query)
+            await trio.sleep(0.1)
+    assert written <= set(rows), sorted(written - set(rows))[:10]
+    return rows
+
+
+async def converge(db: str, written: set[str], readers: dict[str, Any]) -> None:
+    """Every client write in Postgres, each insert applied there once, and every client
+    holding exactly Postgres's rows."""
+    expected = await settle(db, written)
+    async with await connect(db) as c:
+        counts = {r[0]: r[1] for r in await c.fetch("SELECT id, count(*) FROM audit GROUP BY id")}
+    doubled = {k: n for k, n in counts.items() if n != 1}
+    assert not doubled, doubled
+    assert set(counts) == set(expected)  # nothing applied that is not there (no deletes here)
+    for name, read in readers.items():
+        got: Rows = {}
+        with trio.move_on_after(60):
+            while (got := await read()) != expected:  # noqa: ASYNC110 (a query)
+                await trio.sleep(0.1)
+        missing = sorted(set(expected) - set(got))[:10]
+        differ = sorted(k for k in expected if k in got and got[k] != expected[k])[:10]
+        assert got == expected, (name, len(got), len(expected), missing, differ)
+
+
+async def fire(relay: NetRelay, direction: str, nbytes: int, within: float = 30) -> None:
+    event = relay.cut_after(direction, nbytes)
+    with trio.fail_after(within):
+        await event.wait()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_client_connections_cut_mid_transaction_both_ways(
+    db: str,
+    nursery: trio.Nursery,
+    official_client: OfficialClientFactory,
+    tmp_path: Path,
+    seed: int,
+) -> None:
+    """An official and a Python client, both through a relay that resets their connections at
+    a random byte: (a) of a large transaction the service streams down to them, (b) of the
+    transactions they send up. Both reconnect by themselves and resume; every client write
+    reaches Postgres once and both hold Postgres's rows."""
+    rng = random.Random(seed)
+    service = await start(nursery, make_config(db))
+    async with await connect(db) as pg:
+        await pg.execute(ITEMS)
+        await wait_versions(service, 1)
+        await pg.execute(AUDIT)
+    async with open_net_relay("127.0.0.1", service.http_port) as relay:
+        url = f"http://127.0.0.1:{relay.port}"
+        official = await official_client("official")
+        assert service.migrations is not None
+        await official.open(
+            db=official_client.db_path("official"),
+            schema=describe_schema(service.migrations.schema),
+            migrations_url=url_of(service),
+            url=url,
+            user_id="alice",
+            backoff=BACKOFF,
+        )
+        await official.connect()
+        await official.sync("items", within=30)
+        config = ElectricConfig(url=url, backoff_start=0.05, backoff_max=0.3)
+        async with open_electric(
+            tmp_path / "py.db", schema_of(service), config, token=TOKEN
+        ) as python:
+            with trio.fail_after(30):
+                await (await python.sync("items")).synced()
+            readers = {
+                "official": lambda: official_rows(official),
+                "python": lambda: python_rows(python),
+            }
+
+            # (a) a transaction of many rows cut on its way down, at a random byte
+            async with await connect(db) as pg:
+                for t in range(CUTS):
+                    title = f"pg {t} " + "x" * rng.randint(50, 300)
+                    await pg.execute(
+                        f"BEGIN; INSERT INTO items SELECT 'pg{t}.' || i, '{title}', i"
+                        f" FROM generate_series(1, {rng.randint(500, 2000)}) i;"
+                        f" UPDATE items SET n = n + 1 WHERE id LIKE 'pg%' AND n % 7 = {t}; COMMIT"
+                    )
+                    # the two clients get ~(rows x (title + 40)) bytes each between them
+                    await fire(relay, DOWN, rng.randint(1, 40_000))
+            await converge(db, set(), readers)
+
+            # (b) the clients' own transactions cut on their way up
+            written: set[str] = set()
+            stop = trio.Event()
+
+            async def official_writer() -> None:
+                i = 0
+                while not stop.is_set():
+                    data = [{"id": f"o{i}.{j}", "title": "official", "n": j} for j in range(20)]
+                    # a local write: it succeeds offline too and goes out when connected
+                    await official.call("createMany", table="items", data=data)
+                    written.update(d["id"] for d in data)
+                    i += 1
+                    await trio.sleep(rng.uniform(0.01, 0.1))
+
+            async def python_writer() -> None:
+                i = 0
+                while not stop.is_set():
+                    rows = [(f"p{i}.{j}", "python", j) for j in range(20)]
+                    await python.conn.executemany(
+                        "INSERT INTO items (id, title, n) VALUES (?, ?, ?)", rows
+                    )
+                    written.update(r[0] for r in rows)
+                    i += 1
+                    await trio.sleep(rng.uniform(0.01, 0.1))
+
+            async with trio.open_nursery() as writers:
+                writers.start_soon(official_writer)
+                writers.start_soon(python_writer)
+                for _ in range(CUTS):
+                    await trio.sleep(rng.uniform(0.2, 0.6))
+                    await fire(relay, UP, rng.randint(1, 3_000))
+                await trio.sleep(0.5)
+                stop.set()
+            assert len(written) >= 100
+            await converge(db, written, readers)
+        assert relay.cuts == 2 * CUTS
+        assert relay.accepted > 2 * 2  # the clients came back after the cuts
