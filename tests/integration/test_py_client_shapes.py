@@ -140,6 +140,43 @@ async def test_rows_move_into_and_out_of_an_include_tree(
         await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",)])
 
 
+async def test_a_keyed_sync_replaces_the_keys_shape(
+    db: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """``sync(..., key=K)`` with another shape replaces K's subscription once the new data is
+    in: rows only the old shape held go, rows both hold stay, the old one no longer streams."""
+    service = await projects_service(nursery, db)
+    await sql(
+        db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two'), ('p3', 'three')"
+    )
+    async with open_electric(
+        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    ) as client:
+        first = await client.sync("projects", where="this.name != 'three'", key="mine")
+        with trio.fail_after(15):
+            await first.synced()
+        await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",)])
+        same = await client.sync("projects", where="this.name != 'three'", key="mine")
+        assert same.id == first.id
+        second = await client.sync("projects", where="this.name != 'one'", key="mine")
+        assert second.id != first.id
+        assert second.key == "mine"
+        with trio.fail_after(15):
+            await second.synced()
+        rows = await client.conn.query("SELECT id FROM projects ORDER BY id")
+        assert [r["id"] for r in rows] == ["p2", "p3"]
+        # only the new shape streams: p1's change does not come, p3's does
+        await sql(
+            db,
+            "UPDATE projects SET n = 1 WHERE id = 'p1'; UPDATE projects SET n = 3 WHERE id = 'p3'",
+        )
+        await wait_rows(client, "SELECT id, n FROM projects ORDER BY id", [("p2", None), ("p3", 3)])
+        # the key now names the new shape
+        assert (await client.sync("projects", where="this.name != 'one'", key="mine")).id == (
+            second.id
+        )
+
+
 async def test_a_long_stream_keeps_flowing(db: str, nursery: trio.Nursery, tmp_path: Path) -> None:
     """More transactions than the service's unacknowledged window (30): without our acks the
     service would stop sending."""

@@ -234,6 +234,13 @@ class _Sub:
     state: str = "pending"  # pending | requested | active | failed | unsubscribed
     synced: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
+    #: the shape's own identity (``key`` is the caller's key when one was given, else this)
+    shape: str = ""
+    #: earlier subscriptions of the same key this one replaces once its data is in
+    overshadows: list[str] = field(default_factory=list)
+    replaced: trio.Event | None = None
+    #: its rows were removed (GONE batch), or it never had any
+    gone: bool = False
 
 
 class ShapeHandle:
@@ -249,6 +256,11 @@ class ShapeHandle:
         return self._sub.id
 
     @property
+    def key(self) -> str:
+        """The ``key`` given to :meth:`ElectricClient.sync`, else the shape's own."""
+        return self._sub.key
+
+    @property
     def tables(self) -> frozenset[str]:
         return frozenset(self._sub.tables)
 
@@ -256,6 +268,9 @@ class ShapeHandle:
         """Returns once the shape's initial data is in the local database; raises
         :class:`SubscriptionError` if the service refused or failed it."""
         await self._sub.synced.wait()
+        if self._sub.error is not None:
+            raise self._sub.error
+        await self._client._replaced(self._sub)
         if self._sub.error is not None:
             raise self._sub.error
 
@@ -340,6 +355,9 @@ class ElectricClient:
             if not sub.synced.is_set():
                 sub.error = ClientClosedError("the client closed before the shape was synced")
                 sub.synced.set()
+            if sub.replaced is not None and not sub.replaced.is_set():
+                sub.error = ClientClosedError("the client closed before the shape was synced")
+                sub.replaced.set()
         stack, self._stack, self._nursery = self._stack, None, None
         try:
             if stack is not None:
@@ -571,6 +589,9 @@ class ElectricClient:
         self.notifier.notify(tables)
         if sub is not None:
             sub.synced.set()
+            if sub.overshadows and self._nursery is not None:
+                # not from the reader, which must stay free to read the responses
+                self._nursery.start_soon(self._drop_overshadowed, sub)
 
     def _subscription_failed(self, sub_id: str, error: BaseException) -> None:
         sub = self._subs.get(sub_id)
@@ -586,8 +607,10 @@ class ElectricClient:
             sub = self._subs.get(sid)
             if sub is not None:
                 sub.state = "unsubscribed"
+                sub.gone = True
         tables = await self._run(self.store.apply_gone, rows, lsn, self._subscriptions_json())
         self.notifier.notify(tables)
+        self._overshadowed_gone()
 
     async def _reset_after_out_of_sync(self) -> None:
         tables: set[str] = set()
@@ -605,6 +628,8 @@ class ElectricClient:
         active = {
             s.id: {
                 "key": s.key,
+                "shape": s.shape,
+                "overshadows": s.overshadows,
                 "tables": sorted(s.tables),
                 "requests": [msgspec.to_builtins(r) for r in s.requests],
                 "unsubscribing": s.state == "unsubscribing",
@@ -638,6 +663,8 @@ class ElectricClient:
                 requests = []
             state = "unsubscribing" if info.get("unsubscribing") else "active"
             sub = _Sub(sid, str(info["key"]), requests, set(info["tables"]), state=state)
+            sub.shape = str(info.get("shape") or sub.key)
+            sub.overshadows = [str(x) for x in info.get("overshadows") or []]
             sub.synced.set()
             self._subs[sid] = sub
 
@@ -676,22 +703,34 @@ class ElectricClient:
         *,
         where: str | None = None,
         include: Mapping[str, Any] | None = None,
+        key: str | None = None,
     ) -> ShapeHandle:
         """Subscribes to a shape: ``table`` rows matching ``where`` (a shape where clause such
         as ``"this.done = false"``), with ``include``d related rows (``{relation field: True or
         {"where": ..., "include": ...}}``, fields of the schema's relations). Returns at once
         (also offline: the request goes out once connected); ``await handle.synced()``.
-        An identical shape already subscribed returns the same subscription."""
+
+        An identical shape already subscribed under the same ``key`` (or without one) returns
+        the same subscription. A different shape under a ``key`` in use replaces that key's
+        subscription, as the official client's ``sync({..., key})`` does: the new shape is
+        requested, and once its data is in, the previous one is unsubscribed (its rows that no
+        other shape holds go); ``synced()`` returns after both."""
         tables: set[str] = set()
         select = self._select(table, where, include, tables)
-        key = jsonify(msgspec.to_builtins(select))
+        shape = jsonify(msgspec.to_builtins(select))
+        name = shape if key is None else key
+        latest: _Sub | None = None
         for sub in self._subs.values():
-            if sub.key == key and sub.state in ("pending", "requested", "active"):
-                return ShapeHandle(self, sub)
+            if sub.key == name and sub.state in ("pending", "requested", "active"):
+                latest = sub
+        if latest is not None and latest.shape == shape:
+            return ShapeHandle(self, latest)
         request = m.SatShapeReq(
             request_id=str(uuid.uuid4()), shape_definition=m.SatShapeDef(selects=(select,))
         )
-        sub = _Sub(str(uuid.uuid4()), key, [request], tables)
+        sub = _Sub(str(uuid.uuid4()), name, [request], tables, shape=shape)
+        if latest is not None:
+            sub.overshadows = [latest.id, *latest.overshadows]
         self._subs[sub.id] = sub
         session = self._session
         if session is not None and session.ready.is_set():
@@ -700,6 +739,53 @@ class ElectricClient:
             except _CONNECTION_ERRORS:
                 sub.state = "pending"  # requested again once reconnected
         return ShapeHandle(self, sub)
+
+    async def _drop_overshadowed(self, sub: _Sub) -> None:
+        """Unsubscribes the subscriptions ``sub`` replaces; those not yet delivered are
+        dropped at once (no GONE batch to wait for), the others once their GONE batch is in."""
+        for sid in list(sub.overshadows):
+            old = self._subs.get(sid)
+            if old is None or old.gone or old.state == "failed":
+                continue
+            if old.state in ("pending", "requested") and not old.synced.is_set():
+                old.error = SubscriptionError(
+                    f"replaced by a newer subscription with the key {old.key!r}"
+                )
+                old.synced.set()
+            if old.state == "pending":
+                old.state = "unsubscribed"
+                old.gone = True
+                continue
+            if old.state == "active":
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await self._unsubscribe(old)  # once connected again if this fails
+            else:
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await self._unsubscribe(old)
+                old.state = "unsubscribed"
+                old.gone = True
+        self._overshadowed_gone()
+
+    def _overshadowed_gone(self) -> None:
+        for sub in self._subs.values():
+            if sub.overshadows:
+                sub.overshadows = [
+                    sid
+                    for sid in sub.overshadows
+                    if sid in self._subs
+                    and not self._subs[sid].gone
+                    and self._subs[sid].state != "failed"
+                ]
+                if not sub.overshadows and sub.replaced is not None:
+                    sub.replaced.set()
+
+    async def _replaced(self, sub: _Sub) -> None:
+        """Waits until the subscriptions ``sub`` replaces are gone."""
+        if sub.overshadows:
+            if sub.replaced is None:
+                sub.replaced = trio.Event()
+            self._overshadowed_gone()
+            await sub.replaced.wait()
 
     async def _request(self, session: Session, sub: _Sub) -> None:
         reply = await session.call(
