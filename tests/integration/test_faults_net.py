@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,15 @@ from test_satellite_official_client import make_config, start, url_of, wait_vers
 from _faultnet import DOWN, UP, NetRelay, open_net_relay
 from electric_trio.client import ElectricClient, ElectricConfig, open_electric
 from electric_trio.pg import connect
+from electric_trio.pg.embedded import EmbeddedPostgres
+from electric_trio.replication._slot import main_slot_name
 from electric_trio.service import Service
-from official_client import OfficialClient, OfficialClientFactory, describe_schema
+from official_client import (
+    OfficialClient,
+    OfficialClientError,
+    OfficialClientFactory,
+    describe_schema,
+)
 
 ITEMS = (
     "BEGIN; CALL electric.migration_version('20240101000000');"
@@ -271,3 +279,110 @@ async def test_postgres_connections_cut_while_clients_write(
             assert len(written) >= 100
             await converge(db, written, {"python": lambda: python_rows(python)})
         assert relay.cuts == CUTS
+
+
+@pytest.fixture
+def own_pg(tmp_path: Path, pg_server: Any) -> Iterator[EmbeddedPostgres]:
+    """A Postgres of the test's own (its settings change), of the session's version."""
+    with EmbeddedPostgres(tmp_path / "pgdata", bindir=pg_server.bindir, fast=True) as pg:
+        yield pg
+
+
+async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
+    own_pg: EmbeddedPostgres,
+    nursery: trio.Nursery,
+    official_client: OfficialClientFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Postgres invalidates the service's main slot (``max_slot_wal_keep_size`` passed while
+    the slot was held back, a checkpoint: ``wal_status = 'lost'``), then the service's
+    connections drop. The service logs an error naming the slot, creates it again, and its
+    clients, told BEHIND_WINDOW, resync from a new snapshot: both hold Postgres's rows
+    (those committed while the service had no slot too), every client write once."""
+    db = own_pg.url
+    async with await connect(db) as pg:
+        await pg.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        await pg.execute("SELECT pg_reload_conf()")
+    async with open_net_relay(own_pg.host, own_pg.port) as relay:
+        service = await start(nursery, make_config(via(db, relay.port)))
+        async with await connect(db) as pg:
+            await pg.execute(ITEMS)
+            await wait_versions(service, 1)
+            await pg.execute(AUDIT + " INSERT INTO items VALUES ('pg0', 'before', 0)")
+        assert service.migrations is not None
+        official = await official_client("official")
+        await official.open(
+            db=official_client.db_path("official"),
+            schema=describe_schema(service.migrations.schema),
+            migrations_url=url_of(service),
+            url=url_of(service),
+            user_id="alice",
+            backoff=BACKOFF,
+        )
+        await official.connect()
+        await official.sync("items", within=30)
+        config = ElectricConfig(url=url_of(service), backoff_start=0.05, backoff_max=0.3)
+        async with open_electric(
+            tmp_path / "py.db", schema_of(service), config, token=TOKEN
+        ) as python:
+            with trio.fail_after(30):
+                await (await python.sync("items")).synced()
+            readers = {
+                "official": lambda: official_rows(official),
+                "python": lambda: python_rows(python),
+            }
+            written = {f"p{i}" for i in range(10)}
+            await python.conn.executemany(
+                "INSERT INTO items (id, title, n) VALUES (?, 'python', 1)", [(k,) for k in written]
+            )
+            await converge(db, written, readers)
+
+            slot = main_slot_name(own_pg.url.rpartition("/")[2])
+            async with await connect(db) as pg:
+                # WAL past max_slot_wal_keep_size while the main slot stays where it is
+                # (the service keeps it ELECTRIC_RESUMABLE_WAL_WINDOW behind, 2 GB)
+                for i in range(4):
+                    await pg.execute(f"INSERT INTO items VALUES ('wal{i}', 'x', {i})")
+                    await pg.execute("SELECT pg_switch_wal()")
+                status = None
+                with trio.fail_after(30):
+                    while status != "lost":
+                        await pg.execute("CHECKPOINT")
+                        status = await pg.fetchval(
+                            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                            slot,
+                        )
+                relay.cut()  # the service's connections drop: it starts replication again
+                await pg.execute("INSERT INTO items VALUES ('gap', 'no slot meanwhile', 0)")
+            await wait_ready(service)
+            with trio.fail_after(30):
+                while not any(  # noqa: ASYNC110 (log records, no event)
+                    r.levelname == "ERROR" and slot in r.getMessage() for r in caplog.records
+                ):
+                    await trio.sleep(0.05)
+            more = {f"q{i}" for i in range(10)}
+            await python.conn.executemany(
+                "INSERT INTO items (id, title, n) VALUES (?, 'python', 2)", [(k,) for k in more]
+            )
+            async with await connect(db) as pg:
+                await pg.execute("INSERT INTO items VALUES ('after', 'new slot', 0)")
+                assert await pg.fetchval(
+                    "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", slot
+                ) in ("reserved", "extended")
+            # the official client was reset (its local data cleared): an application
+            # subscribes again
+            with trio.fail_after(60):
+                while True:
+                    try:
+                        await official.sync("items", within=30)
+                        break
+                    except OfficialClientError:
+                        await trio.sleep(0.2)
+            await converge(db, written | more, readers)
+            servers = {
+                e["status"]["serverId"]
+                for e in official.events
+                if e["event"] == "shape_status" and e["status"] is not None
+            }
+            assert len(servers) == 2  # subscribed again after BEHIND_WINDOW
