@@ -68,7 +68,7 @@ from .messages import (
     rpc_request_body,
     rpc_response_body,
 )
-from .shapes import LayerPlan, Row, SubscriptionPlan, fetch_layers, plan_subscription, xid_at_least
+from .shapes import LayerPlan, Rows, SubscriptionPlan, fetch_layers, plan_subscription, xid_at_least
 from .stream import Outbound, Outgoing, RefCounter
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class _Delivery:
         self.xmin_known = trio.Event()
         #: Set once the read has a connection (reads wait their turn for one).
         self.connected = trio.Event()
-        self.rows: list[tuple[LayerPlan, list[Row]]] | None = None
+        self.rows: list[tuple[LayerPlan, Rows]] | None = None
         self.error: str | None = None
         self.ready = trio.Event()
         self.scope = trio.CancelScope()

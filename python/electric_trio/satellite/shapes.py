@@ -34,6 +34,7 @@ from .stream import OWNER_COLUMN, column_defs
 
 __all__ = [
     "LayerPlan",
+    "Rows",
     "SubscriptionPlan",
     "fetch_layers",
     "plan_subscription",
@@ -290,6 +291,8 @@ _TAGS = (
 )
 
 Row = tuple[list[str], list[str | None]]
+#: A layer's rows as read: tags then every column as text, kept in Rust.
+Rows = _native.ShapeRows
 
 
 def layer_query(
@@ -327,35 +330,62 @@ def layer_query(
     return query, params
 
 
+#: A ``$n`` parameter of a query, outside quoted identifiers and string literals.
+_PARAM = re.compile(r"\"(?:[^\"]|\"\")*\"|'(?:[^']|'')*'|\$(\d+)")
+
+
+def _literal(value: object) -> str:
+    """``value`` (text, NULL or a list of texts) as an SQL literal, whatever the server's
+    ``standard_conforming_strings``."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if isinstance(value, list):
+        if not value:
+            return "'{}'::text[]"
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::text[]"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def inline_params(sql: str, params: Sequence[object]) -> str:
+    """``sql`` with its ``$n`` parameters replaced by literals (a ``COPY`` takes none)."""
+
+    def replace(match: re.Match[str]) -> str:
+        n = match.group(1)
+        return match.group(0) if n is None else _literal(params[int(n) - 1])
+
+    return _PARAM.sub(replace, sql)
+
+
 async def _read_layer(
     conn: Connection,
     layer: LayerPlan,
     key_columns: Sequence[str],
     keys: Sequence[Sequence[str]],
     user_id: str | None,
-    out: list[tuple[LayerPlan, list[Row]]],
+    out: list[tuple[LayerPlan, Rows]],
 ) -> None:
+    names = [c.name for c in layer.table.columns]
+    rows = _native.ShapeRows(len(names))
+    out.append((layer, rows))
     if key_columns and not keys:
-        out.append((layer, []))
         return
     sql, params = layer_query(layer, key_columns, keys, user_id)
-    rows: list[Row] = [(list(r[0]), list(r[1:])) for r in await conn.fetch(sql, *params)]
-    out.append((layer, rows))
-    names = [c.name for c in layer.table.columns]
+    # One COPY, its rows kept in Rust as they arrive (no Python object per value).
+    async with conn.copy_out(f"COPY ({inline_params(sql, params)}) TO STDOUT") as copy:
+        async for batch in copy.batches():
+            rows.extend(batch)
     for child in layer.children:
         if child.holds_fk:
             # Children of these rows: their FK takes one of these rows' primary keys.
             pk_at = [names.index(c) for c in layer.table.primary_key]
-            child_keys = {tuple(v or "" for v in (r[1][i] for i in pk_at)) for r in rows}
+            child_keys = {tuple(v or "" for v in r) for r in rows.values(pk_at)}
             await _read_layer(conn, child, child.fk, sorted(child_keys), user_id, out)
         else:
             # The rows these rows reference: their primary key is one of these FK values.
             fk_at = [names.index(c) for c in child.fk]
-            refs = {
-                tuple(v for v in (r[1][i] for i in fk_at))
-                for r in rows
-                if all(r[1][i] is not None for i in fk_at)
-            }
+            refs = {tuple(r) for r in rows.values(fk_at) if all(v is not None for v in r)}
             parent_keys = sorted(tuple(v or "" for v in k) for k in refs)
             await _read_layer(conn, child, child.table.primary_key, parent_keys, user_id, out)
 
@@ -380,7 +410,7 @@ async def fetch_layers(
     user_id: str | None,
     caused_by: str,
     on_xmin: Callable[[int], None],
-) -> list[tuple[LayerPlan, list[Row]]]:
+) -> list[tuple[LayerPlan, Rows]]:
     """Reads the rows of each ``(layer, key columns, keys)`` start and the layers under them in
     one snapshot on ``conn`` (idle, outside a transaction); ``on_xmin`` gets the snapshot's xmin
     as soon as it is known, before ``magic_write(caused_by)`` runs :data:`MAGIC_WRITE` on
@@ -394,7 +424,7 @@ async def fetch_layers(
     xmin = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
     on_xmin(xmin)
     await magic_write(caused_by)
-    out: list[tuple[LayerPlan, list[Row]]] = []
+    out: list[tuple[LayerPlan, Rows]] = []
     for layer, key_columns, keys in starts:
         await _read_layer(conn, layer, key_columns, keys, user_id, out)
     await conn.execute("COMMIT")

@@ -12,8 +12,9 @@ use electric_core::electric::POSTGRES_ORIGIN;
 use electric_core::pgoutput::Relation;
 use electric_core::satellite::{commit_timestamp_ms, Bracket, OplogEncoder, TxInfo};
 use electric_core::shapes::{
-    ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph,
+    ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph, TextRows,
 };
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::PyBytes;
@@ -168,13 +169,25 @@ impl ShapeGraph {
     /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`; the
     /// client gets those it lacks (all of them with `resend`).
     /// Returns the rows still to fetch for its many-to-one child layers.
+    /// `rows` may also be a [`ShapeRows`] (rows read by a `COPY`).
     #[pyo3(signature = (layer, rows, resend = false))]
     fn add_rows(
         &mut self,
         layer: usize,
-        rows: Vec<(Vec<String>, Vec<Option<String>>)>,
+        rows: &Bound<'_, PyAny>,
         resend: bool,
     ) -> PyResult<Vec<MoveInInfo>> {
+        if let Ok(text) = rows.cast::<ShapeRows>() {
+            let text = text.borrow();
+            return errors::guard(|| {
+                Ok(move_ins(self.inner.add_text_rows(
+                    layer,
+                    &text.inner,
+                    resend,
+                )))
+            });
+        }
+        let rows: Vec<(Vec<String>, Vec<Option<String>>)> = rows.extract()?;
         let rows = rows
             .into_iter()
             .map(|(tags, values)| (Arc::from(tags), values))
@@ -425,8 +438,50 @@ fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
     errors::ElectricError::new_err(format!("cannot encode the rows: {e}"))
 }
 
+/// Rows of a shape's data query read by `COPY ... TO STDOUT` (text format): the tags array,
+/// then `columns` values as text; kept in Rust until `ShapeGraph.add_rows` takes them.
+#[pyclass(module = "electric_trio._native")]
+pub struct ShapeRows {
+    inner: TextRows,
+}
+
+#[pymethods]
+impl ShapeRows {
+    #[new]
+    fn new(columns: usize) -> ShapeRows {
+        ShapeRows {
+            inner: TextRows::new(columns),
+        }
+    }
+
+    /// Adds CopyData payloads, one row each.
+    fn extend(&mut self, lines: Vec<PyBackedBytes>) -> PyResult<()> {
+        for line in &lines {
+            self.inner
+                .push_line(line)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Every row's values at `columns` (indexes into the table's columns).
+    fn values(&self, columns: Vec<usize>) -> PyResult<Vec<Vec<Option<&str>>>> {
+        if let Some(c) = columns.iter().find(|&&c| c >= self.inner.columns()) {
+            return Err(PyValueError::new_err(format!("no column {c}")));
+        }
+        Ok((0..self.inner.len())
+            .map(|i| columns.iter().map(|&c| self.inner.value(i, c)).collect())
+            .collect())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShapeGraph>()?;
+    m.add_class::<ShapeRows>()?;
     m.add_function(wrap_pyfunction!(fanout_process, m)?)?;
     Ok(())
 }

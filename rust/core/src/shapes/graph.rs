@@ -28,6 +28,7 @@ use crate::electric::{ElectricChange, ElectricTransaction, ReferencedRecord, Tag
 use crate::pgoutput::{Change, Column, Datum, Relation};
 use crate::satellite::values::write_text;
 use crate::satellite::Op;
+use crate::shapes::text_rows::TextRows;
 use crate::value::{decode_text, Kind, Value};
 
 /// A table's index in the graph's table list.
@@ -1043,6 +1044,32 @@ impl ShapeGraph {
         rows: Vec<(Tags, Vec<Option<String>>)>,
         resend: bool,
     ) -> Vec<MoveIn> {
+        self.add_rows_from(
+            layer,
+            rows.iter()
+                .map(|(tags, values)| (tags.clone(), values.iter().map(Option::as_deref))),
+            resend,
+        )
+    }
+
+    /// [`ShapeGraph::add_rows`] of rows read by a `COPY` ([`TextRows`]), without a `String`
+    /// per value.
+    pub fn add_text_rows(&mut self, layer: LayerId, rows: &TextRows, resend: bool) -> Vec<MoveIn> {
+        self.add_rows_from(
+            layer,
+            (0..rows.len()).map(|i| {
+                let (tags, values) = rows.row(i);
+                (tags.clone(), values)
+            }),
+            resend,
+        )
+    }
+
+    fn add_rows_from<'v, R, V>(&mut self, layer: LayerId, rows: R, resend: bool) -> Vec<MoveIn>
+    where
+        R: IntoIterator<Item = (Tags, V)>,
+        V: Iterator<Item = Option<&'v str>>,
+    {
         let (table, link, parent_layer) = {
             let l = self.layer(layer);
             (l.table, l.link.clone(), l.parent)
@@ -1054,12 +1081,7 @@ impl ShapeGraph {
             let row: Box<[Datum]> = relation
                 .columns
                 .iter()
-                .zip(
-                    values
-                        .iter()
-                        .map(Option::as_deref)
-                        .chain(std::iter::repeat(None)),
-                )
+                .zip(values.chain(std::iter::repeat(None)))
                 .map(|(c, text)| {
                     Datum::Value(match text {
                         None => Value::Null,

@@ -63,6 +63,7 @@ mod like;
 mod numeric;
 mod parser;
 mod sql;
+pub mod text_rows;
 mod types;
 
 #[cfg(test)]
@@ -75,6 +76,7 @@ use crate::value::Value;
 
 pub use graph::{LayerError, LayerSpec, Link, MoveIn, Plan, PlanOp, ShapeGraph};
 pub use sql::{SqlFragment, SqlParam};
+pub use text_rows::{CopyRowError, TextRows};
 
 /// A column of the table a filter is compiled against.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,284 @@
+//! Rows of a shape's data query as `COPY ... TO STDOUT` (text format) sends them, kept compact:
+//! one string holding every value, and per value its span (or NULL). The first column is the
+//! row's tags, a Postgres `text[]` literal; the others are the table's columns as text, in table
+//! order. [`crate::shapes::ShapeGraph::add_text_rows`] reads them without a `String` per value.
+
+use std::sync::Arc;
+
+use crate::electric::Tags;
+
+/// A COPY line that is not a row of the expected shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyRowError {
+    #[error("COPY row {row}: expected {expected} columns, got {got}")]
+    Columns {
+        row: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error("COPY row {row}: {what}")]
+    Malformed { row: usize, what: &'static str },
+}
+
+/// The rows, tags first, then each row's values.
+#[derive(Debug, Default)]
+pub struct TextRows {
+    columns: usize,
+    text: String,
+    /// `columns` spans per row: `(start, end)` in `text`, or `None` for NULL.
+    spans: Vec<Option<(u32, u32)>>,
+    tags: Vec<Tags>,
+    /// The last tags literal seen and its value (every row of a table filled before it was
+    /// electrified has the same one).
+    last_tags: Option<(Vec<u8>, Tags)>,
+    scratch: Vec<u8>,
+}
+
+impl TextRows {
+    /// No rows yet, of `columns` values each (besides the tags).
+    pub fn new(columns: usize) -> TextRows {
+        TextRows {
+            columns,
+            ..TextRows::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// The values each row has (besides its tags).
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// Adds one CopyData payload: a row, tab-separated, ending with a newline.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<(), CopyRowError> {
+        let row = self.tags.len();
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let mut fields = line.split(|&b| b == b'\t');
+        let tags_field = fields.next().unwrap_or(b"");
+        let tags = self.tags_of(tags_field, row)?;
+        let first_span = self.spans.len();
+        let mut got = 0;
+        for field in fields {
+            got += 1;
+            if got > self.columns {
+                continue;
+            }
+            let span = self.push_value(field, row)?;
+            self.spans.push(span);
+        }
+        if got != self.columns {
+            self.spans.truncate(first_span);
+            return Err(CopyRowError::Columns {
+                row,
+                expected: self.columns,
+                got,
+            });
+        }
+        self.tags.push(tags);
+        Ok(())
+    }
+
+    fn push_value(&mut self, field: &[u8], row: usize) -> Result<Option<(u32, u32)>, CopyRowError> {
+        if field == b"\\N" {
+            return Ok(None);
+        }
+        let start = self.text.len();
+        if field.contains(&b'\\') {
+            unescape(field, &mut self.scratch);
+            let s = std::str::from_utf8(&self.scratch).map_err(|_| CopyRowError::Malformed {
+                row,
+                what: "a value that is not UTF-8",
+            })?;
+            self.text.push_str(s);
+        } else {
+            let s = std::str::from_utf8(field).map_err(|_| CopyRowError::Malformed {
+                row,
+                what: "a value that is not UTF-8",
+            })?;
+            self.text.push_str(s);
+        }
+        let end = self.text.len();
+        let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) else {
+            return Err(CopyRowError::Malformed {
+                row,
+                what: "more than 4 GiB of values in one read",
+            });
+        };
+        Ok(Some((start, end)))
+    }
+
+    fn tags_of(&mut self, field: &[u8], row: usize) -> Result<Tags, CopyRowError> {
+        if let Some((raw, tags)) = &self.last_tags {
+            if raw == field {
+                return Ok(tags.clone());
+            }
+        }
+        let malformed = |what| CopyRowError::Malformed { row, what };
+        if field == b"\\N" {
+            return Err(malformed("NULL tags"));
+        }
+        unescape(field, &mut self.scratch);
+        let text = std::str::from_utf8(&self.scratch).map_err(|_| malformed("tags not UTF-8"))?;
+        let tags: Tags =
+            Arc::from(parse_text_array(text).ok_or_else(|| malformed("a bad tags array"))?);
+        self.last_tags = Some((field.to_vec(), tags.clone()));
+        Ok(tags)
+    }
+
+    /// Row `i`: its tags and its values.
+    pub fn row(&self, i: usize) -> (&Tags, impl Iterator<Item = Option<&str>> + '_) {
+        let spans = &self.spans[i * self.columns..(i + 1) * self.columns];
+        (
+            &self.tags[i],
+            spans
+                .iter()
+                .map(|s| s.map(|(a, b)| &self.text[a as usize..b as usize])),
+        )
+    }
+
+    /// Value `column` of row `i`.
+    pub fn value(&self, i: usize, column: usize) -> Option<&str> {
+        self.spans[i * self.columns + column].map(|(a, b)| &self.text[a as usize..b as usize])
+    }
+}
+
+/// COPY's text-format escapes undone (`\\`, `\n`, `\t`, `\r`, `\b`, `\f`, `\v`, octal `\ooo`
+/// and `\xhh`; any other escaped character stands for itself).
+fn unescape(field: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        if b != b'\\' || i + 1 == field.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let c = field[i + 1];
+        i += 2;
+        match c {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                let mut n = 1;
+                while n < 3 && i < field.len() && (b'0'..=b'7').contains(&field[i]) {
+                    v = v * 8 + u32::from(field[i] - b'0');
+                    i += 1;
+                    n += 1;
+                }
+                out.push((v & 0xFF) as u8);
+            }
+            b'x' if i < field.len() && field[i].is_ascii_hexdigit() => {
+                let mut v = 0u32;
+                let mut n = 0;
+                while n < 2 && i < field.len() && field[i].is_ascii_hexdigit() {
+                    v = v * 16 + (field[i] as char).to_digit(16).unwrap_or(0);
+                    i += 1;
+                    n += 1;
+                }
+                out.push(v as u8);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+/// The elements of a one-dimensional Postgres array literal of text (`{a,"b c",d}`); `None`
+/// when it is not one or holds a NULL.
+fn parse_text_array(text: &str) -> Option<Vec<String>> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        let mut item = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                item.push(c);
+                chars.next();
+            }
+            if item == "NULL" {
+                return None;
+            }
+            item = item.trim().to_owned();
+        }
+        out.push(item);
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_with_escapes_nulls_and_tags() {
+        let mut rows = TextRows::new(3);
+        rows.push_line(b"{postgres_1@0}\t1\ta\\tb\\\\c\\n\t\\N\n")
+            .unwrap();
+        rows.push_line(b"{\"x y@5\",z@6}\t2\t\xc3\xa9\\101\\x41\tq\n")
+            .unwrap();
+        rows.push_line(b"{}\t3\t\t\n").unwrap();
+        assert_eq!(rows.len(), 3);
+        let (tags, values) = rows.row(0);
+        assert_eq!(&tags[..], ["postgres_1@0".to_owned()]);
+        assert_eq!(
+            values.collect::<Vec<_>>(),
+            [Some("1"), Some("a\tb\\c\n"), None]
+        );
+        let (tags, values) = rows.row(1);
+        assert_eq!(&tags[..], ["x y@5".to_owned(), "z@6".to_owned()]);
+        assert_eq!(
+            values.collect::<Vec<_>>(),
+            [Some("2"), Some("éAA"), Some("q")]
+        );
+        let (tags, values) = rows.row(2);
+        assert!(tags.is_empty());
+        assert_eq!(values.collect::<Vec<_>>(), [Some("3"), Some(""), Some("")]);
+        assert_eq!(rows.value(1, 2), Some("q"));
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_width_is_refused_and_not_kept() {
+        let mut rows = TextRows::new(2);
+        assert!(matches!(
+            rows.push_line(b"{}\t1\n"),
+            Err(CopyRowError::Columns { got: 1, .. })
+        ));
+        assert!(rows.push_line(b"{a}\t1\t2\t3\n").is_err());
+        assert!(rows.push_line(b"{a\t1\t2\n").is_err());
+        assert!(rows.is_empty());
+        rows.push_line(b"{a}\t1\t2\n").unwrap();
+        assert_eq!(rows.value(0, 1), Some("2"));
+    }
+}
