@@ -8,24 +8,35 @@ INSERT audit trigger counts each row's application in Postgres: once)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 import urllib.parse
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from msgspec.structs import replace
 from test_client_writes import db  # noqa: F401 (drops the logical subscription too)
 from test_py_client import TOKEN, schema_of
-from test_satellite_official_client import make_config, start, url_of, wait_versions
+from test_satellite_official_client import make_config, url_of, wait_versions
+from test_satellite_protocol import SETTINGS, Client, client, migration_sql, sql
+from test_shapes_protocol import request, select, subscribe
+from trio_websocket import ConnectionClosed
 
-from _faultnet import DOWN, UP, NetRelay, open_net_relay
+from _faultnet import DOWN, UP, NetRelay, open_net_relay, vm_hwm_kib
 from electric_trio.client import ElectricClient, ElectricConfig, open_electric
+from electric_trio.config import Config
 from electric_trio.pg import connect
 from electric_trio.pg.embedded import EmbeddedPostgres
+from electric_trio.replication import ReplicationSubsystem
 from electric_trio.replication._slot import main_slot_name
-from electric_trio.service import Service
+from electric_trio.satellite import messages as m
+from electric_trio.satellite.server import SatelliteSubsystem
+from electric_trio.service import Service, serve
 from official_client import (
     OfficialClient,
     OfficialClientError,
@@ -195,6 +206,14 @@ async def test_client_connections_cut_mid_transaction_both_ways(
             await converge(db, written, readers)
         assert relay.cuts == 2 * CUTS
         assert relay.accepted > 2 * 2  # the clients came back after the cuts
+
+
+async def start(nursery: trio.Nursery, config: Config, subsystems: Any = None) -> Service:
+    extra = {} if subsystems is None else {"subsystems": subsystems}
+    service: Service = await nursery.start(partial(serve, config, handle_signals=False, **extra))
+    with trio.fail_after(60):
+        await service.wait_ready()
+    return service
 
 
 def via(url: str, port: int) -> str:
@@ -386,3 +405,100 @@ async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
                 if e["event"] == "shape_status" and e["status"] is not None
             }
             assert len(servers) == 2  # subscribed again after BEHIND_WINDOW
+
+
+class Digests:
+    """What a raw client holds of ``items (id int8, v text)``: an md5 per row (not the rows:
+    the test's memory is measured), and how often each insert came."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, str] = {}
+        self.inserts: dict[int, int] = {}
+        self.changed = trio.Event()
+
+    async def follow(self, c: Client) -> None:
+        while True:
+            try:
+                frame = await c.recv(within=120)
+            except ConnectionClosed:
+                return
+            if not isinstance(frame, m.SatOpLog):
+                continue
+            for op in frame.ops:
+                if op.begin is not None and op.begin.transaction_id is not None:
+                    await c.send(
+                        m.SatOpLogAck(transaction_id=op.begin.transaction_id, lsn=op.begin.lsn)
+                    )
+                if op.insert is not None:
+                    key = int(op.insert.row_data.values[0])
+                    self.rows[key] = hashlib.md5(op.insert.row_data.values[1]).hexdigest()
+                    self.inserts[key] = self.inserts.get(key, 0) + 1
+            self.changed.set()
+            self.changed = trio.Event()
+
+
+async def test_a_client_that_never_reads_holds_bounded_memory(
+    db: str, nursery: trio.Nursery
+) -> None:
+    """One client stops reading (it still talks, so it is not closed as silent) while 25 MB
+    of transactions stream, 20 MB past a 4 MB transaction cache: the other client gets every
+    row once; the service's memory (the peak RSS of the test process, where the service runs)
+    grew by less than twice what it may hold (the cache and the reader's window of
+    unacknowledged transactions), not by what went by; once the reader also stops talking it
+    is closed as unresponsive."""
+    satellite = SatelliteSubsystem(replace(SETTINGS, ping_interval=1.0))
+    service = await start(
+        nursery, make_config(db, ELECTRIC_TXN_CACHE_SIZE="4M"), [ReplicationSubsystem(), satellite]
+    )
+    await sql(db, migration_sql("1", "items", "id int8 PRIMARY KEY, v text"))
+    await wait_versions(service, 1)
+    server = satellite.server
+    assert server is not None
+    row = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 1000))"  # 32 kB
+    digests = Digests()
+    async with client(service) as fast, client(service) as slow, await connect(db) as pg:
+        for c, name in ((fast, "fast"), (slow, "slow")):
+            await c.connect(name)
+            assert (await c.start_replication()).err is None
+            assert (await subscribe(c, request(select("items")))).err is None
+        nursery.start_soon(digests.follow, fast)
+        # The slow one never reads again (its WebSocket reader stops once a message waits)
+        # but keeps sending: a no-op acknowledgement every half second.
+        talking = trio.CancelScope()
+
+        async def talk() -> None:
+            with talking:
+                while True:
+                    await slow.send(m.SatOpLogAck(transaction_id=0))
+                    await trio.sleep(0.5)
+
+        nursery.start_soon(talk)
+        n = 0
+        for _ in range(300):  # a warm-up: the cache full, the slow client's window too
+            await pg.execute(f"INSERT INTO items VALUES ({n}, {row})")
+            n += 1
+        with trio.fail_after(60):
+            while len(digests.rows) < n:
+                await digests.changed.wait()
+        before = vm_hwm_kib(os.getpid())
+        for _ in range(800):
+            await pg.execute(f"INSERT INTO items VALUES ({n}, {row})")
+            n += 1
+        expected = {
+            int(r[0]): r[1] for r in await pg.fetch("SELECT id, md5(v) FROM items ORDER BY id")
+        }
+        with trio.move_on_after(60):
+            while digests.rows != expected:
+                await digests.changed.wait()
+        grown = vm_hwm_kib(os.getpid()) - before
+        assert digests.rows == expected
+        assert all(k == 1 for k in digests.inserts.values())
+        assert "slow" in server._registrations  # still there: it was not silent
+        bound = 4 * 1024 + SETTINGS.unacked_window * 64  # KiB: the cache, the window
+        print(f"peak RSS grew {grown} KiB for {800 * 32} KiB streamed, bound {bound} KiB")
+        assert grown < 2 * bound, (grown, bound)
+        talking.cancel()
+        with trio.fail_after(30):
+            while "slow" in server._registrations:  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.1)
+        assert "fast" in server._registrations

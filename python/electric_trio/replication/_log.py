@@ -90,7 +90,9 @@ class TransactionLog(Generic[T]):
         if start > self._start:
             self.trimmed_lsn = self._lsns[start - 1]
         self._start = start
-        if self._start > 4096 and self._start * 2 > len(self._lsns):
+        # Trimmed transactions go once they are half the list (amortized O(1) per append),
+        # however few: each holds its rows, and the cache's size is a memory bound.
+        if self._start * 2 > len(self._lsns):
             del self._lsns[: self._start]
             del self._txns[: self._start]
             self._start = 0
