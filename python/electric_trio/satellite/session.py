@@ -1146,15 +1146,20 @@ class Session:
             out.append(encode(SatShapeDataEnd()))
             out.append(encode(SatSubsDataEnd()))
             shapes.subscriptions[plan.id] = plan
-            self._nursery_soon(self._store_subscription, plan)
             log.info(
                 "subscription data sent client_id=%s id=%s rows=%d",
                 self.client_id,
                 plan.id,
                 sum(len(rows) for _, rows in delivery.rows),
             )
-        async with self._send_lock:
-            await send_frames(self.ws, out)
+        try:
+            async with self._send_lock:
+                await send_frames(self.ws, out)
+        finally:
+            if plan is not None:
+                # Stored once the data is out: the graph's export and its write would hold the
+                # event loop for seconds of a large shape, between the data's frames.
+                self._nursery_soon(self._store_subscription, plan)
 
     def _start_move_in(
         self,
