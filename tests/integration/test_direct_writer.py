@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+import trio
 
 from electric_trio.ddlx import install_electric_schema
 from electric_trio.ddlx.schema import Column, ColumnType, Table
@@ -40,6 +41,7 @@ SCHEMA = (
     " CALL electric.electrify('items'); CALL electric.electrify('other_items');"
 )
 T = 1_700_000_000_000
+CREATE_PARENT = "INSERT INTO items VALUES ('p', 'parent')"
 
 
 @pytest.fixture
@@ -222,3 +224,44 @@ async def test_copy_with_quoted_names_enums_and_bytes(databases: list[str]) -> N
             'SELECT (_tag_c).source_id FROM electric."shadow__public__camelCase"'
         )
         assert tags == "client"
+
+
+def client_write(client: str, lsn: int, key: str, parent: str) -> ClientWrite:
+    raw = lsn.to_bytes(4, "big")
+    tag = tag_literal(T, client)
+    rows = change_rows(OTHER, "insert", (key, parent, str(lsn)), tag, "{}", [True, True])
+    return ClientWrite(client, raw, T, (ack_row(client, raw), *rows))
+
+
+async def test_concurrent_clients_on_one_connection(databases: list[str]) -> None:
+    """Transactions of many clients waiting for one connection are sent together; one refused
+    among them is rejected alone, the others are each committed once, in each client's order."""
+    url = databases[0]
+    async with await connect(url) as c:
+        await c.execute(CREATE_PARENT)
+    writer = DirectWriter(ConnectParams.from_url(url), connections=1)
+    rejected: list[str] = []
+
+    async def client(n: int) -> None:
+        for lsn in (1, 2, 3):
+            parent = "nowhere" if (n, lsn) == (5, 2) else "p"
+            try:
+                await writer.write(client_write(f"c{n}", lsn, f"k{n}-{lsn}", parent))
+            except WriteRejectedError:
+                rejected.append(f"c{n}-{lsn}")
+        await writer.write(client_write(f"c{n}", 2, "never", "p"))  # a replay: skipped
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for n in range(12):
+                nursery.start_soon(client, n)
+    finally:
+        await writer.aclose()
+    got = await state(url)
+    assert rejected == ["c5-2"]
+    assert got["other_items"] == sorted(
+        (f"k{n}-{lsn}", "p", lsn) for n in range(12) for lsn in (1, 2, 3) if (n, lsn) != (5, 2)
+    )
+    assert sorted(got["acked"]) == sorted((f"c{n}", b"\x00\x00\x00\x03") for n in range(12))
+    stats = writer.statistics
+    assert (stats.transactions, stats.replays) == (35, 12)

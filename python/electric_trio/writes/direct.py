@@ -8,7 +8,11 @@ electrified tables treat its inserts as client writes (the builtin role stays ``
 plain-ENABLE triggers still fire but their WHEN clauses are false). Each client transaction is
 one Postgres transaction sent as one simple query, one round trip: ``BEGIN``, the upsert of the
 client's row in ``electric.acknowledged_client_lsns``, per change the main-table ``INSERT`` then
-the shadow ``INSERT``, ``COMMIT``.
+the shadow ``INSERT``, ``COMMIT``. Small transactions of different clients waiting for the same
+connection go together in one simple query (each still its own ``BEGIN`` … ``COMMIT``, so each
+commits or fails alone): one round trip and one wake-up of the backend for all of them. When one
+of them is refused, Postgres stops there; those before it committed (their acknowledged
+positions, read again, say so) and the others are written again one by one.
 
 Large transactions (``copy_threshold`` changes or more) go another way, measured faster by
 ``benches/writes.py``: per run of consecutive changes to one table (no key twice in a run), the
@@ -61,6 +65,8 @@ _SETUP = "SET electric.session_replication_role = replica; SET standard_conformi
 _RETRY_SQLSTATES = ("40001", "40P01")
 #: Client transactions with at least this many changes are written through COPY.
 COPY_THRESHOLD = 1000
+#: At most this many transactions sent together in one simple query.
+_BATCH_MAX = 32
 _STAGE = "electric_trio_write_stage"
 _STAGE_SETUP = f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (ord int4, vals text[])"
 _STAGE_SCHEMA = pa.schema([("ord", pa.int32()), ("vals", pa.list_(pa.string()))])
@@ -221,33 +227,66 @@ class DirectWriter:
 
     async def write(self, write: ClientWrite) -> None:
         """Commits ``write`` (unless Postgres has it already); retries over connection losses
-        until it is committed or the caller is cancelled."""
+        until it is committed or the caller is cancelled.
+
+        Small transactions waiting for the same connection are sent together, each its own
+        ``BEGIN`` … ``COMMIT``, in one simple query (one round trip for all of them); when that
+        fails, each is written again on its own (the acknowledged positions tell which of them
+        committed)."""
         lane = self._lanes[zlib.crc32(write.client_id.encode()) % len(self._lanes)]
+        item = _Queued(write, self._batchable(write))
+        lane.queue.append(item)
         delay = RECONNECT_BACKOFF_MIN
-        async with lane.lock:
-            while True:
-                try:
-                    await lane.write_once(write)
-                    return
-                except Exception as e:
-                    if isinstance(e, PgError) and not _connection_problem(e):
-                        await lane.rollback()
-                        if e.sqlstate in _RETRY_SQLSTATES:
-                            continue
-                        raise WriteRejectedError(
-                            f"{e.message} (SQLSTATE {e.sqlstate})" if e.sqlstate else e.message
-                        ) from e
-                    if not _connection_problem(e):
-                        raise
-                    await lane.drop()
-                    log.warning(
-                        "the direct writer lost its connection; retrying",
-                        client_id=write.client_id,
-                        error=str(e),
-                        retry_in=delay,
-                    )
-                await trio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+        try:
+            async with lane.lock:
+                while not item.done:
+                    try:
+                        if item.batchable and (await lane.write_batch(item) or item.done):
+                            break
+                        await lane.write_once(write)
+                        return
+                    except Exception as e:
+                        if isinstance(e, PgError) and not _connection_problem(e):
+                            await lane.rollback()
+                            if e.sqlstate in _RETRY_SQLSTATES:
+                                continue
+                            raise WriteRejectedError(
+                                f"{e.message} (SQLSTATE {e.sqlstate})" if e.sqlstate else e.message
+                            ) from e
+                        if not _connection_problem(e):
+                            raise
+                        await lane.drop()
+                        log.warning(
+                            "the direct writer lost its connection; retrying",
+                            client_id=write.client_id,
+                            error=str(e),
+                            retry_in=delay,
+                        )
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+        finally:
+            item.done = True
+            try:
+                lane.queue.remove(item)
+            except ValueError:
+                pass
+
+    def _batchable(self, write: ClientWrite) -> bool:
+        changes = (len(write.inserts) - 1) // 2
+        return self.copy_threshold is None or changes < self.copy_threshold
+
+
+class _Queued:
+    """A transaction waiting for its lane."""
+
+    __slots__ = ("batchable", "done", "write")
+
+    def __init__(self, write: ClientWrite, batchable: bool) -> None:
+        self.write = write
+        #: Whether it may be sent together with others (cleared once a batch holding it failed).
+        self.batchable = batchable
+        #: Committed (or found already written) by a batch, or given up by its caller.
+        self.done = False
 
 
 class _Lane:
@@ -261,25 +300,100 @@ class _Lane:
         self.acked: dict[str, int] = {}
         #: Column types of the tables written through COPY.
         self.types: dict[tuple[str, str], dict[str, str]] = {}
+        #: Transactions waiting for this lane, in the order :meth:`DirectWriter.write` got them.
+        self.queue: list[_Queued] = []
+
+    async def write_batch(self, item: _Queued) -> bool:
+        """Writes ``item`` together with the other small transactions waiting; False (nothing
+        done) when it is alone. A failure leaves every transaction of the batch to be written
+        on its own."""
+        batch: list[_Queued] = []
+        clients: set[str] = set()
+        for queued in self.queue:
+            client_id = queued.write.client_id
+            if queued.done or client_id in clients:
+                continue  # a client's next transaction waits for its previous one's outcome
+            clients.add(client_id)
+            if queued.batchable:
+                batch.append(queued)
+                if len(batch) == _BATCH_MAX:
+                    break
+        if item not in batch or len(batch) < 2:
+            return False
+        writer = self.writer
+        try:
+            conn = await self.connection()
+            for queued in batch:
+                if self.acked.get(queued.write.client_id) is None:
+                    await self.read_acked(conn, queued.write.client_id)
+            for queued in batch:
+                queued.done = self.replay(queued.write)
+            batch = [q for q in batch if not q.done]
+            writes = [q.write for q in batch]
+            if writes:
+                await conn.execute(
+                    ";\n".join(writer._statements.transaction(w.inserts) for w in writes)
+                )
+        except BaseException as e:
+            for queued in batch:
+                queued.batchable = False
+                # Which of them committed is unknown until their rows are read again.
+                self.acked.pop(queued.write.client_id, None)
+            if not isinstance(e, PgError) and self.conn is not None:
+                if self.conn.transaction_status != "I":
+                    await self.drop()  # cancelled half-way: closing aborts what was begun
+            elif isinstance(e, PgError) and not _connection_problem(e):
+                await self.rollback()
+                await self.committed_before(e, batch)
+                return False  # the others written on their own, the refused one rejected
+            raise
+        for w in writes:
+            self.acked[w.client_id] = client_position(w.lsn)
+            writer._transactions += 1
+            writer._rows += len(w.inserts) - 1
+        for queued in batch:
+            queued.done = True
+        return True
+
+    async def committed_before(self, error: PgError, batch: list[_Queued]) -> None:
+        """After ``error`` stopped a batch: marks done the transactions that committed before
+        it (their acknowledged positions read again)."""
+        conn = self.conn
+        if conn is None or conn.closed or conn.transaction_status != "I":
+            return
+        for queued in batch:
+            write = queued.write
+            if client_position(write.lsn) > await self.read_acked(conn, write.client_id):
+                return  # the refused one; nothing after it ran
+            queued.done = True
+            self.writer._transactions += 1
+            self.writer._rows += len(write.inserts) - 1
+
+    async def read_acked(self, conn: Connection, client_id: str) -> int:
+        row = await conn.fetchrow(
+            "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1", client_id
+        )
+        acked = self.acked[client_id] = -1 if row is None else client_position(row[0])
+        return acked
+
+    def replay(self, write: ClientWrite) -> bool:
+        """Whether ``write`` is at or below what Postgres has of its client (logged, counted)."""
+        if client_position(write.lsn) > self.acked[write.client_id]:
+            return False
+        self.writer._replays += 1
+        log.info(
+            "client transaction already written, skipped",
+            client_id=write.client_id,
+            lsn=write.lsn.hex(),
+        )
+        return True
 
     async def write_once(self, write: ClientWrite) -> None:
         writer = self.writer
         conn = await self.connection()
-        position = client_position(write.lsn)
-        acked = self.acked.get(write.client_id)
-        if acked is None:
-            row = await conn.fetchrow(
-                "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
-                write.client_id,
-            )
-            acked = self.acked[write.client_id] = -1 if row is None else client_position(row[0])
-        if position <= acked:
-            writer._replays += 1
-            log.info(
-                "client transaction already written, skipped",
-                client_id=write.client_id,
-                lsn=write.lsn.hex(),
-            )
+        if self.acked.get(write.client_id) is None:
+            await self.read_acked(conn, write.client_id)
+        if self.replay(write):
             return
         changes = (len(write.inserts) - 1) // 2
         try:
@@ -293,7 +407,7 @@ class _Lane:
             if not isinstance(e, PgError) and conn.transaction_status != "I":
                 await self.drop()  # cancelled half-way: closing aborts what was begun
             raise
-        self.acked[write.client_id] = position
+        self.acked[write.client_id] = client_position(write.lsn)
         writer._transactions += 1
         writer._rows += len(write.inserts) - 1
 
