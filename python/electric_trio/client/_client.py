@@ -37,8 +37,15 @@ from ._errors import (
     SchemaMismatchError,
     SubscriptionError,
 )
-from ._satellite import MAX_FRAME, OutOfSyncError, RawRow, RetryableError, Session, first_error
-from ._store import IncomingTx, LocalStore
+from ._satellite import (
+    MAX_FRAME,
+    Delivery,
+    OutOfSyncError,
+    RetryableError,
+    Session,
+    first_error,
+)
+from ._store import DataRow, IncomingTx, LocalStore
 from ._values import RowDecoder, SqlValue, jsonify
 from .schema import DbSchema
 
@@ -575,18 +582,38 @@ class ElectricClient:
         tables = await self._run(self.store.apply_data, rows, None, ref, None)
         self.notifier.notify(tables)
 
-    async def _subscription_data(self, sub_id: str, raw: list[RawRow], lsn: bytes) -> None:
-        sub = self._subs.get(sub_id)
-        if sub is not None and sub.state != "unsubscribed":
-            sub.state = "active"
-        state = self._subscriptions_json()
+    async def _load_subscription_data(
+        self, delivery: Delivery, chunks: trio.MemoryReceiveChannel[list[DataRow]]
+    ) -> None:
+        """Writes a delivery's rows chunk by chunk as they arrive, in one transaction under the
+        store's lock, committed once all are in (rolled back if the delivery fails)."""
+        store = self.store
+        tables: set[str] = set()
+        async with self._lock:
+            await trio.to_thread.run_sync(store.begin_data)
+            try:
+                async for raw in chunks:
+                    await trio.to_thread.run_sync(store.load_rows, raw)
+                if delivery.aborted:
+                    await trio.to_thread.run_sync(store.abort_data)
+                else:
+                    sub = self._subs.get(delivery.subscription_id)
+                    if sub is not None and sub.state != "unsubscribed":
+                        sub.state = "active"
+                    tables = await trio.to_thread.run_sync(
+                        store.finish_data, delivery.lsn, None, self._subscriptions_json()
+                    )
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(store.abort_data)
+                raise
+        if not delivery.aborted:
+            self._subscription_delivered(delivery.subscription_id, tables)
+        delivery.done.set()
 
-        def apply() -> set[str]:
-            rows = [(d.table, d.names, d.values(row), tags) for d, row, tags in raw]
-            return self.store.apply_rows(rows, lsn, None, state)
-
-        tables = await self._run(apply)
+    def _subscription_delivered(self, sub_id: str, tables: set[str]) -> None:
         self.notifier.notify(tables)
+        sub = self._subs.get(sub_id)
         if sub is not None:
             sub.synced.set()
             if sub.overshadows and self._nursery is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..satellite import messages as m
 from ._errors import AuthError, ProtocolViolationError, SchemaMismatchError, SubscriptionError
-from ._store import IncomingChange, IncomingTx, OutTx
+from ._store import DataRow, IncomingChange, IncomingTx, OutTx
 from ._values import RowDecoder, SqlValue, encode_row
 
 if TYPE_CHECKING:
@@ -57,17 +57,23 @@ class OutOfSyncError(RetryableError):
     """The service cannot resume from our position: reset, then retry."""
 
 
-#: A row of subscription data as received: its relation's decoder, the row, its tags; decoded
-#: in the store's worker thread.
-RawRow = tuple[RowDecoder, m.SatOpRow | None, Sequence[str]]
+#: Rows of subscription data handed to the loader at a time, so that SQLite inserts the rows
+#: received while the next ones arrive.
+CHUNK = 4096
 
 
 @dataclass
-class _Delivery:
+class Delivery:
+    """Subscription data being received: chunks of rows go to the client's loader
+    (:meth:`ElectricClient._load_subscription_data`) as they come."""
+
     subscription_id: str
     lsn: bytes
-    rows: list[RawRow] = field(default_factory=list)
+    send: trio.MemorySendChannel[list[DataRow]]
+    rows: list[DataRow] = field(default_factory=list)
     in_shape: bool = False
+    aborted: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass
@@ -104,7 +110,8 @@ class Session:
         self.seen_gone: list[str] = []
         self.tx: IncomingTx | None = None
         self.additional: tuple[int, list[tuple[str, dict[str, SqlValue], list[str]]]] | None = None
-        self.delivery: _Delivery | None = None
+        self.delivery: Delivery | None = None
+        self.nursery: trio.Nursery | None = None
         self.gone: _Gone | None = None
         self.ready = trio.Event()
         self.closed = False
@@ -147,6 +154,7 @@ class Session:
     async def run(self, connected: Callable[[], None]) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self.nursery = nursery
                 nursery.start_soon(self._reader)
                 await self._handshake()
                 nursery.start_soon(self._pusher)
@@ -231,13 +239,17 @@ class Session:
             self.decoders[message.relation_id] = RowDecoder(
                 message.table_name, [(c.name, c.type) for c in message.columns]
             )
-            await client._run(client.store.learn_relation, message)
+            # in memory only, and not under the store's lock, which a delivery holds
+            client.store.learn_relation(message)
         elif isinstance(message, m.SatOpLog):
             await self._oplog(message)
         elif isinstance(message, m.SatSubsDataBegin):
             if self.delivery is not None:
                 raise ProtocolViolationError("subscription data began inside another")
-            self.delivery = _Delivery(message.subscription_id, message.lsn)
+            send, receive = trio.open_memory_channel[list[DataRow]](math.inf)
+            self.delivery = Delivery(message.subscription_id, message.lsn, send)
+            assert self.nursery is not None
+            self.nursery.start_soon(client._load_subscription_data, self.delivery, receive)
         elif isinstance(message, m.SatShapeDataBegin):
             if self.delivery is None or self.delivery.in_shape:
                 raise ProtocolViolationError("shape data outside subscription data")
@@ -250,10 +262,19 @@ class Session:
             delivery, self.delivery = self.delivery, None
             if delivery is None:
                 raise ProtocolViolationError("subscription data end without a begin")
-            await client._subscription_data(delivery.subscription_id, delivery.rows, delivery.lsn)
+            delivery.send.send_nowait(delivery.rows)
+            delivery.rows = []
+            delivery.send.close()
+            await delivery.done.wait()
             self.seen_subs.append(delivery.subscription_id)
             await self.try_ack()
         elif isinstance(message, m.SatSubsDataError):
+            delivery = self.delivery
+            if delivery is not None and delivery.subscription_id == message.subscription_id:
+                self.delivery = None
+                delivery.aborted = True
+                delivery.send.close()
+                await delivery.done.wait()
             client._subscription_failed(
                 message.subscription_id,
                 SubscriptionError(
@@ -322,9 +343,21 @@ class Session:
             if self.delivery is not None:
                 if op.insert is None:
                     raise ProtocolViolationError("only inserts may come with subscription data")
-                self.delivery.rows.append(
-                    (self._decoder(op.insert.relation_id), op.insert.row_data, op.insert.tags)
+                # decoded here, while the worker thread's SQLite inserts (the GIL released)
+                # the previous chunk
+                delivery = self.delivery
+                decoder = self._decoder(op.insert.relation_id)
+                delivery.rows.append(
+                    (
+                        decoder.table,
+                        decoder.names,
+                        decoder.values(op.insert.row_data),
+                        op.insert.tags,
+                    )
                 )
+                if len(delivery.rows) >= CHUNK:
+                    delivery.send.send_nowait(delivery.rows)
+                    delivery.rows = []
             elif self.gone is not None:
                 if op.gone is None:
                     raise ProtocolViolationError("only GONE ops may come in a GONE batch")

@@ -163,6 +163,8 @@ class LocalStore:
         self.tables: dict[str, TableInfo] = {}
         self.client_id = ""
         self._last_snapshot_ms = 0
+        self._data_fk = False
+        self._data_tables: set[str] = set()
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -650,37 +652,64 @@ class LocalStore:
         additional_ref: int | None = None,
         subscriptions: str | None = None,
     ) -> set[str]:
-        """Subscription or additional data (§7): rows inserted unless present (``OR IGNORE``),
-        shadow tags set, LSN (and the subscriptions state) stored. Returns the tables."""
+        """Subscription or additional data (§7) in one transaction: :meth:`begin_data`,
+        :meth:`load_rows`, :meth:`finish_data`. Returns the tables."""
+        self.begin_data()
+        try:
+            self.load_rows(rows)
+        except BaseException:
+            self.abort_data()
+            raise
+        return self.finish_data(lsn, additional_ref, subscriptions)
+
+    def begin_data(self) -> None:
+        """Opens the transaction of a delivery of data (foreign-key checks off until it ends)."""
+        self._data_fk = self._fk_off()
+        self._data_tables = set()
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def load_rows(self, rows: Sequence[DataRow]) -> None:
+        """Rows of the open delivery: inserted unless present (``OR IGNORE``), shadow tags
+        set."""
         c = self.conn
         groups: dict[tuple[str, tuple[str, ...]], list[tuple[Sequence[SqlValue], Sequence[str]]]]
         groups = {}
         for table, names, values, tags in rows:
             if table in self.tables:
                 groups.setdefault((table, names), []).append((values, tags))
-        tables = {t for t, _ in groups}
-        fk = self._fk_off()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            self._flags(tables, 0)
-            for (table, cols), items in groups.items():
-                per = max(1, _MAX_PARAMS // max(1, len(cols)))
-                head = f"INSERT OR IGNORE INTO {q(table)} ({', '.join(q(k) for k in cols)}) VALUES "
-                one = "(" + ", ".join("?" for _ in cols) + ")"
-                for i in range(0, len(items), per):
-                    batch = items[i : i + per]
-                    c.execute(
-                        head + ", ".join(one for _ in batch),
-                        list(chain.from_iterable(v for v, _ in batch)),
-                    )
-                where = {k: i for i, k in enumerate(cols)}
-                at = [where.get(k, len(cols)) for k in sorted(self.tables[table].pk)]
-                c.executemany(
-                    'INSERT OR REPLACE INTO "_electric_shadow" (namespace, tablename,'
-                    f" primaryKey, tags) VALUES ('{NS}', {_sql_text(table)},"
-                    f" {self._pk_sql(table)}, ?)",
-                    _shadow_params(items, at),
+        new = {t for t, _ in groups} - self._data_tables
+        self._flags(new, 0)
+        self._data_tables |= new
+        for (table, cols), items in groups.items():
+            per = max(1, _MAX_PARAMS // max(1, len(cols)))
+            head = f"INSERT OR IGNORE INTO {q(table)} ({', '.join(q(k) for k in cols)}) VALUES "
+            one = "(" + ", ".join("?" for _ in cols) + ")"
+            for i in range(0, len(items), per):
+                batch = items[i : i + per]
+                c.execute(
+                    head + ", ".join(one for _ in batch),
+                    list(chain.from_iterable(v for v, _ in batch)),
                 )
+            where = {k: i for i, k in enumerate(cols)}
+            at = [where.get(k, len(cols)) for k in sorted(self.tables[table].pk)]
+            c.executemany(
+                'INSERT OR REPLACE INTO "_electric_shadow" (namespace, tablename,'
+                f" primaryKey, tags) VALUES ('{NS}', {_sql_text(table)},"
+                f" {self._pk_sql(table)}, ?)",
+                _shadow_params(items, at),
+            )
+
+    def finish_data(
+        self,
+        lsn: bytes | None,
+        additional_ref: int | None = None,
+        subscriptions: str | None = None,
+    ) -> set[str]:
+        """Commits the delivery with the LSN (and the subscriptions state) stored. Returns the
+        tables it wrote."""
+        c = self.conn
+        tables = self._data_tables
+        try:
             self._flags(tables, 1)
             if subscriptions is not None:
                 self.set_meta("subscriptions", subscriptions)
@@ -692,11 +721,16 @@ class LocalStore:
                 self.set_meta("seenAdditionalData", ",".join(refs))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            self.abort_data()
             raise
-        finally:
-            self._fk_restore(fk)
+        self._fk_restore(self._data_fk)
         return tables
+
+    def abort_data(self) -> None:
+        """Rolls the open delivery back."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._fk_restore(self._data_fk)
 
     def apply_gone(
         self, rows: Sequence[tuple[str, dict[str, SqlValue]]], lsn: bytes, subscriptions: str
