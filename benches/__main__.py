@@ -47,6 +47,7 @@ ESTIMATES: dict[str, tuple[float, float]] = {
     "publisher": (5, 100),
     "frames": (10, 90),
     "scaling": (37, 650),
+    "sync": (25, 200),
 }
 DEFAULT_ESTIMATE = (60.0, 300.0)
 #: With --quick, when every benchmark runs: options that keep the whole run within 5 minutes.
