@@ -74,3 +74,19 @@ async def test_wait_after_wakes_on_append(autojump_clock: trio.testing.MockClock
         assert woke == []
         log.append([Txn(150)])
     assert woke == [150]
+
+
+def test_a_position_the_replay_has_yet_to_reach_is_replaying() -> None:
+    """After a restart the reader replays the slot's window (from 100 up to the WAL flushed
+    at its start, 500): positions in it are ahead of the replay, not behind the window."""
+    log: TransactionLog[Txn] = TransactionLog(max_wal_distance=10_000)
+    log.replay_from, log.replay_to = 100, 500
+    assert log.replaying(300)
+    assert not log.replaying(100)  # before the slot: never coming again
+    assert not log.replaying(600)  # past what was flushed: no earlier run sent it
+    log.append([Txn(200)])
+    assert log.replaying(300)
+    assert not log.is_resumable(300)
+    log.append([Txn(300)])
+    assert not log.replaying(300)
+    assert log.is_resumable(300)

@@ -45,6 +45,11 @@ class TransactionLog(Generic[T]):
         #: The position of the newest transaction trimmed from the log (0: none): a reader
         #: before it has missed transactions.
         self.trimmed_lsn = 0
+        #: Set by the reader at each start: the slot position it reads from and the WAL
+        #: position flushed then. Every transaction that ended between the two is still to
+        #: come while the reader replays them (after a restart of the service).
+        self.replay_from = 0
+        self.replay_to = 0
 
     def __len__(self) -> int:
         return len(self._txns) - self._start
@@ -101,6 +106,11 @@ class TransactionLog(Generic[T]):
         """True when a reader at ``lsn`` can continue without missing a transaction."""
         first, last = self.first_lsn, self.last_lsn
         return first is not None and last is not None and first <= lsn <= last
+
+    def replaying(self, lsn: int) -> bool:
+        """True when the transaction at ``lsn`` is yet to be replayed into the log: a reader
+        at ``lsn`` is not behind the window, only ahead of the replay."""
+        return self.replay_from < lsn <= self.replay_to and (self.last_lsn or 0) < lsn
 
     def read_after(self, lsn: int, limit: int = 1000) -> list[T]:
         """Up to ``limit`` transactions whose position is greater than ``lsn``."""

@@ -18,7 +18,7 @@ import trio
 
 from .. import _native
 from .._log import get_logger
-from ..pg import ConnectParams, ReplicationStream, connect, format_lsn
+from ..pg import ConnectParams, ReplicationStream, connect, format_lsn, parse_lsn
 from ._log import TransactionLog
 from ._slot import (
     PUBLICATION,
@@ -62,6 +62,9 @@ class ReaderStatus(msgspec.Struct, kw_only=True):
     flushed_lsn: int = 0
     #: Bytes of replication messages received.
     received_bytes: int = 0
+    #: The WAL flushed when the reader started is read: after a restart of the service, the
+    #: transactions of the slot's window are in the log again.
+    replayed: bool = False
 
 
 async def serve_replication(
@@ -94,7 +97,11 @@ async def serve_replication(
                 last_lsn=format_lsn(txlog.last_lsn or 0),
             )
             txlog.clear()
+        # Whatever a previous run of the service streamed was flushed by now: clients resume
+        # at positions up to here, which the replay from the slot brings back into the log.
+        flushed = await service.fetchval("SELECT pg_current_wal_flush_lsn()::text")
         start = await copy_to_temp_slot(repl, main, temp)
+        txlog.replay_from, txlog.replay_to = start, parse_lsn(str(flushed))
         stream = await repl.start_replication(
             f'START_REPLICATION SLOT "{temp}" LOGICAL {format_lsn(start)} ('
             "proto_version '2', streaming 'on', messages 'true', "
@@ -141,6 +148,11 @@ async def serve_replication(
                     # Nothing half-received: all WAL up to the server's position is handled,
                     # even when none of it concerned us (so an idle slot never pins WAL).
                     stream.acknowledge(decoder.server_wal_end)
+                if not status.replayed and txlog.replay_to <= max(
+                    txlog.last_lsn or 0, 0 if decoder.in_transaction else decoder.server_wal_end
+                ):
+                    status.replayed = True
+                    log.info("replication caught up", lsn=format_lsn(txlog.replay_to))
                 now = time.monotonic()
                 if decoder.take_reply_requested() or now >= next_status or txns:
                     reporter.request()

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 CONNECTOR = "postgres_1"
+#: The longest the service waits at startup for the replay of the slot's window before it
+#: reports ready (clients that resume meanwhile wait for their position in startReplication).
+_REPLAY_WAIT = 10.0
 _BACKOFF_MIN = 1.0
 _BACKOFF_MAX = 10.0
 
@@ -43,9 +46,18 @@ class ReplicationSubsystem:
         self.history = MigrationHistory()
         self.streaming = False
         self.ever_started = False
+        self._first: ReaderStatus | None = None
+        self._replay_deadline = 0.0
 
     def install(self, service: Service) -> None:
-        service.add_readiness_gate(lambda: self.streaming)
+        service.add_readiness_gate(lambda: self.streaming and self._replayed())
+
+    def _replayed(self) -> bool:
+        """Whether the first reader has replayed the slot's window into the log (or had the
+        time to): clients resuming earlier would find their positions missing from the log.
+        Later restarts of the reader find the log holding what clients were sent."""
+        first = self._first
+        return first is None or first.replayed or trio.current_time() >= self._replay_deadline
 
     async def run(
         self, service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -122,6 +134,9 @@ class _Started:
         self._outer = outer
 
     def started(self, value: object = None) -> None:
+        if not self._owner.ever_started and isinstance(value, ReaderStatus):
+            self._owner._first = value
+            self._owner._replay_deadline = trio.current_time() + _REPLAY_WAIT
         self._owner.streaming = True
         self._owner.ever_started = True
         log.info(f'Successfully initialized Postgres connector "{CONNECTOR}".')

@@ -629,6 +629,8 @@ class Session:
         code: SatInStartReplicationRespReplicationErrorCode | None = None
         text = ""
         lsn = parse_lsn(start.lsn)
+        if lsn is not None:
+            await self._wait_for_replay(lsn)
         if lsn is not None and self.unknown_subscription(start.subscription_ids) is not None:
             # Not known here since the service started: the client's stored state, if any.
             try:
@@ -734,6 +736,25 @@ class Session:
         self._gone_again = []
         assert self._nursery is not None
         self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
+
+    async def _wait_for_replay(self, lsn: int) -> None:
+        """Right after a restart the reader is still replaying the slot's window into the
+        log: a client resuming at a position the replay has yet to reach waits for it (told
+        BEHIND_WINDOW, it would drop its local data and resync). The wait ends with the log
+        cleared, or with the connection (the client's own call timeout closes it)."""
+        txlog = self.server.txlog
+        if not txlog.replaying(lsn):
+            return
+        log.info(
+            "client waits for the replay client_id=%s lsn=%s log_at=%s",
+            self.client_id,
+            lsn,
+            txlog.last_lsn,
+        )
+        resets = txlog.resets
+        while txlog.replaying(lsn) and resets == txlog.resets:
+            await txlog.wait_after(txlog.last_lsn or 0)
+        log.info("replay reached client_id=%s log_at=%s", self.client_id, txlog.last_lsn)
 
     async def _requery_additional(self, lsn: int, observed: Sequence[int]) -> bool:
         """Reads again the move-ins of transactions the client has (at or before ``lsn``) whose
