@@ -92,6 +92,9 @@ _ReplicationCode = SatInStartReplicationRespReplicationErrorCode
 _MAX_LSN = 2**64 - 1
 # Transactions read from the log per batch.
 _BATCH = 100
+#: The longest a startReplication waits for the replay to reach the client's position: the
+#: official client gives up on a call after 3 s and then stays connected without replicating.
+_REPLAY_WAIT = 2.0
 
 
 def parse_lsn(raw: bytes) -> int | None:
@@ -629,8 +632,18 @@ class Session:
         code: SatInStartReplicationRespReplicationErrorCode | None = None
         text = ""
         lsn = parse_lsn(start.lsn)
-        if lsn is not None:
-            await self._wait_for_replay(lsn)
+        if lsn is not None and not await self._wait_for_replay(lsn):
+            # An INTERNAL error: the client reconnects with its backoff and tries again.
+            response = SatRpcResponse(
+                method=request.method,
+                request_id=request.request_id,
+                error=SatErrorResp(
+                    error_type=_Code.INTERNAL,
+                    message="the service is still replaying its replication window",
+                ),
+            )
+            await self.close(CLOSE_SERVER_ERROR, "Replay in progress", response)
+            return
         if lsn is not None and self.unknown_subscription(start.subscription_ids) is not None:
             # Not known here since the service started: the client's stored state, if any.
             try:
@@ -737,14 +750,14 @@ class Session:
         assert self._nursery is not None
         self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
 
-    async def _wait_for_replay(self, lsn: int) -> None:
+    async def _wait_for_replay(self, lsn: int) -> bool:
         """Right after a restart the reader is still replaying the slot's window into the
         log: a client resuming at a position the replay has yet to reach waits for it (told
-        BEHIND_WINDOW, it would drop its local data and resync). The wait ends with the log
-        cleared, or with the connection (the client's own call timeout closes it)."""
+        BEHIND_WINDOW, it would drop its local data and resync). False when the replay did
+        not get there within ``_REPLAY_WAIT``."""
         txlog = self.server.txlog
         if not txlog.replaying(lsn):
-            return
+            return True
         log.info(
             "client waits for the replay client_id=%s lsn=%s log_at=%s",
             self.client_id,
@@ -752,9 +765,11 @@ class Session:
             txlog.last_lsn,
         )
         resets = txlog.resets
-        while txlog.replaying(lsn) and resets == txlog.resets:
-            await txlog.wait_after(txlog.last_lsn or 0)
-        log.info("replay reached client_id=%s log_at=%s", self.client_id, txlog.last_lsn)
+        with trio.move_on_after(_REPLAY_WAIT):
+            while txlog.replaying(lsn) and resets == txlog.resets:
+                await txlog.wait_after(txlog.last_lsn or 0)
+        log.info("replay wait over client_id=%s log_at=%s", self.client_id, txlog.last_lsn)
+        return resets != txlog.resets or not txlog.replaying(lsn)
 
     async def _requery_additional(self, lsn: int, observed: Sequence[int]) -> bool:
         """Reads again the move-ins of transactions the client has (at or before ``lsn``) whose
