@@ -13,13 +13,13 @@ plain SQLite.
   each process's ``VmHWM`` after the sync. Afterwards both local tables must give the same
   aggregate fingerprint (count, sums, min/max, lengths). Beside it, the service's part: a raw
   WebSocket client that subscribes and reads the frames without decoding them.
-* Local writes: 1-row transactions, an ``INSERT`` each, through ``client.conn.execute`` (the
-  oplog triggers fire, then the client's snapshot timestamps the entry and sets its shadow
-  tag), against the same inserts into an identical table without triggers through a plain
+* Local writes: 1-row transactions, an ``INSERT`` each, through ``client.conn.execute`` (the oplog
+  triggers fire and, in the same transaction, the client's snapshot timestamps the entry and sets
+  its shadow tag), against the same inserts into an identical table without triggers through a plain
   ``sqlite3`` connection in autocommit, with SQLite's default settings and in WAL mode; one
-  transaction of many rows, ``client.conn.executemany`` against ``sqlite3``'s ``executemany``;
-  and the triggers alone (plain inserts on the client's file). The client is not connected (the
-  writes stay in its oplog): only the local cost is measured.
+  transaction of many rows, ``client.conn.executemany`` against ``sqlite3``'s ``executemany``; and
+  the triggers alone (plain inserts on the client's file). The client is not connected (the writes
+  stay in its oplog): only the local cost is measured.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ decoding them. Peak memory:
 each process's `VmHWM` once synced. *Local writes* (the client not connected: they stay in
 its oplog), each against the same rows written through a plain `sqlite3` connection in
 autocommit into an identical table without triggers, same transactions: {single:,} `INSERT`s, one
-row per transaction, through `client.conn.execute` (the oplog trigger, then the client's snapshot:
-a second transaction that timestamps the entry and sets its shadow tag) with SQLite's defaults
+row per transaction, through `client.conn.execute` (the oplog trigger and the client's snapshot,
+which timestamps the entry and sets its shadow tag, in one transaction) with SQLite's defaults
 (rollback journal, `synchronous = FULL`: a commit waits for the disk); {writes:,} such inserts
 with both files in WAL mode and `synchronous = NORMAL` (the app opens the connection it gives
 `electrify`), where the commit no longer hides the client's own cost; {writes:,} rows in one
