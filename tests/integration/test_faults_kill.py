@@ -19,7 +19,7 @@ from test_client_writes_restart import _free_port, _Service
 from test_satellite_official_client import make_config
 
 from electric_trio.ddlx.history import MigrationHistory
-from electric_trio.pg import Connection
+from electric_trio.pg import Connection, parse_lsn
 from electric_trio.service import Service, serve
 from official_client import OfficialClient, OfficialClientError, describe_schema
 
@@ -261,3 +261,39 @@ async def test_a_client_away_longer_than_the_cache_resyncs_cleanly(
         if e["event"] == "shape_status" and e["status"] is not None
     }
     assert len(servers) == 2
+
+
+async def test_a_restarted_service_is_ready_once_its_window_is_replayed(
+    db: str, pg: Connection
+) -> None:
+    """After a restart the service replays the slot's window into its log; it says it is
+    ready (and takes clients) only once the transactions it streamed before are back in the
+    log. Earlier, a client resuming at once was told BEHIND_WINDOW and reset: the kill -9 test
+    above saw it against PostgreSQL 15."""
+    config = make_config(db)
+    async with trio.open_nursery() as nursery:
+        service: Service = await nursery.start(partial(serve, config, handle_signals=False))
+        with trio.fail_after(60):
+            await service.wait_ready()
+        await pg.execute(ITEMS)
+        for i in range(20):  # 20 transactions of 200 changes: about 1 MB of WAL to replay
+            values = ", ".join(f"('k{i}_{j}', repeat('x', 500), {j})" for j in range(100))
+            await pg.execute(
+                f"INSERT INTO items VALUES {values}; "
+                + "; ".join(f"UPDATE items SET n = n + 1 WHERE id = 'k{i}_{j}'" for j in range(99))
+            )
+        end = await pg.fetchval("SELECT pg_current_wal_flush_lsn()::text")
+        assert service.txlog is not None
+        with trio.fail_after(60):
+            while (service.txlog.last_lsn or 0) < parse_lsn(end) - 4096:  # noqa: ASYNC110 (polled)
+                await trio.sleep(0.05)
+        streamed = service.txlog.last_lsn
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        service = await nursery.start(partial(serve, config, handle_signals=False))
+        with trio.fail_after(60):
+            while service.status() != "ready":  # noqa: ASYNC110 (what a client sees, polled)
+                await trio.sleep(0.005)
+        assert service.txlog is not None
+        assert (service.txlog.last_lsn or 0) >= (streamed or 0)
+        nursery.cancel_scope.cancel()
