@@ -32,7 +32,8 @@ _BACKOFF_MAX = 10.0
 class ReplicationSubsystem:
     """Installs the ``electric`` schema, then keeps the replication reader running.
 
-    The service reports ready (``/api/status`` 200) only once the reader streams. Problems
+    The service reports ready (``/api/status`` 200) only once the reader streams and, at
+    startup, has read again the WAL flushed before it started (the slot's window). Problems
     a person must fix at the first start (``wal_level`` not logical, the slot held by another
     instance) end the service with one clear line; later failures restart the reader with a
     1-10 s backoff, resuming from the slot.
