@@ -90,9 +90,11 @@ async def settle(db: str, written: set[str], within: float = 60) -> Rows:
     return rows
 
 
-async def converge(db: str, written: set[str], readers: dict[str, Any]) -> None:
+async def converge(
+    db: str, written: set[str], readers: dict[str, Any], official: OfficialClient | None = None
+) -> None:
     """Every client write in Postgres, each insert applied there once, and every client
-    holding exactly Postgres's rows."""
+    holding exactly Postgres's rows (on failure, what ``official`` went through)."""
     expected = await settle(db, written)
     async with await connect(db) as c:
         counts = {r[0]: r[1] for r in await c.fetch("SELECT id, count(*) FROM audit GROUP BY id")}
@@ -106,6 +108,9 @@ async def converge(db: str, written: set[str], readers: dict[str, Any]) -> None:
                 await trio.sleep(0.1)
         missing = sorted(set(expected) - set(got))[:10]
         differ = sorted(k for k in expected if k in got and got[k] != expected[k])[:10]
+        if got != expected and official is not None:
+            print("official client status", await official.status())
+            print("official client events", [e for e in official.events if e["event"] != "log"])
         assert got == expected, (name, len(got), len(expected), missing, differ)
 
 
@@ -178,7 +183,7 @@ async def test_client_connections_cut_mid_transaction_both_ways(
                     )
                     # the two clients get ~(rows x (title + 40)) bytes each between them
                     await fire(relay, DOWN, rng.randint(1, 40_000))
-            await converge(db, set(), readers)
+            await converge(db, set(), readers, official)
 
             # (b) the clients' own transactions cut on their way up
             written: set[str] = set()
@@ -214,7 +219,7 @@ async def test_client_connections_cut_mid_transaction_both_ways(
                 await trio.sleep(0.5)
                 stop.set()
             assert len(written) >= 100
-            await converge(db, written, readers)
+            await converge(db, written, readers, official)
             # resumed each time, never reset: the official client kept its one subscription
             assert len(server_ids(official)) == 1
         assert relay.cuts == 2 * CUTS
