@@ -75,18 +75,15 @@ def can_write_now(ws: WebSocketConnection) -> bool:
     )
 
 
-def write_now(
-    ws: WebSocketConnection,
-    payloads: Iterable[bytes],
-    spawn: Callable[..., object],
-) -> None:
-    """Writes the payloads as binary messages without waiting (after :func:`can_write_now`);
-    what the socket does not take at once is sent by a task started with ``spawn``."""
+def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]) -> None:
+    """Writes ``data``, binary messages already framed by :func:`frame`, without waiting
+    (after :func:`can_write_now`); what the socket does not take at once is sent by a task
+    started with ``spawn``. The fan-out frames a transaction's message once and writes the same
+    bytes to every socket that gets it."""
     lock = ws._stream_lock
     assert isinstance(lock, trio.Semaphore)
     fd = _fd(ws)
     assert fd is not None
-    data = b"".join(frame(p) for p in payloads)
     lock.acquire_nowait()
     try:
         sent = os.write(fd, data)

@@ -27,6 +27,7 @@ from .. import _native
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
 from ._db import PostgresUnavailableError, SessionDatabase
+from ._wire import frame
 from .auth import Authenticator
 from .messages import (
     MAX_FRAME_LEN,
@@ -540,8 +541,17 @@ class SatelliteServer:
             [s.refs.next for s in shapes if s is not None],
         )
         extra = {i: (relations, move_ins) for i, relations, move_ins in special}
+        # Clients with the same changes share one frame object: framed for the wire once.
+        wire: dict[int, bytes] = {}
         for i, session in enumerate(ready):
-            session.streamed_now(txn, frames[i], extra.get(i))
+            payload = frames[i]
+            if payload is None:
+                session.streamed_now(txn, None, extra.get(i))
+                continue
+            data = wire.get(id(payload))
+            if data is None:
+                data = wire[id(payload)] = frame(payload)
+            session.streamed_now(txn, data, extra.get(i))
 
     async def aclose(self) -> None:
         """Lets the sessions that are ending store their clients' state (bounded), then closes

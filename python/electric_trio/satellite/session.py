@@ -27,7 +27,7 @@ from .. import _native
 from ..ddlx.migration import Dialect
 from ..pg import ConnectionLostError, PgError
 from ._db import PostgresUnavailableError
-from ._wire import adopt, can_write_now, send_frames, write_now
+from ._wire import adopt, can_write_now, frame, send_frames, write_now
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
 from .messages import (
@@ -954,30 +954,33 @@ class Session:
     def streamed_now(
         self,
         txn: _native.ElectricTransaction,
-        frame: bytes | None,
+        wire: bytes | None,
         extra: tuple[list[tuple[int, str, str, list[tuple[str, int]]]], MoveIns] | None,
     ) -> None:
         """Sends what the fan-out made of ``txn`` for this session (after
-        :meth:`can_stream_now`): its frame, with the relations it introduces, and starts its
+        :meth:`can_stream_now`): its frame (WebSocket framing included, the same bytes for
+        every client with the same changes), with the relations it introduces, and starts its
         move-ins."""
         shapes, outbound = self.shapes, self.outbound
         assert shapes is not None
         assert outbound is not None
         assert self._nursery is not None
         self._position = shapes.position = txn.end_lsn
-        if frame is None:
+        if wire is None:
             return
-        frames = [frame]
+        data = wire
         if extra is not None:
             relations, move_ins = extra
-            frames[:0] = outbound.relation_frames(relations)
+            announced = outbound.relation_frames(relations)
+            if announced:
+                data = b"".join([*map(frame, announced), wire])
             if move_ins:
                 ref = shapes.refs.next
                 shapes.refs.next += 1
                 shapes.pending_additional[ref] = (txn.end_lsn, tuple(move_ins))
                 self._start_move_in(ref, move_ins)
         self.window.sent(txn.xid)
-        write_now(self.ws, frames, self._nursery.start_soon)
+        write_now(self.ws, data, self._nursery.start_soon)
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""
