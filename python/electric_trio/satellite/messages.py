@@ -16,7 +16,7 @@ presence (optional scalars, messages, oneof members) are ``None`` when unset.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import msgspec
 
@@ -606,38 +606,59 @@ RPC_RESPONSES: dict[str, type[ProtoMessage]] = {
 M = TypeVar("M", bound=ProtoMessage)
 
 
-def _convert(d: dict[str, Any], cls: type[M]) -> M:
-    try:
-        return msgspec.convert(d, cls)
-    except msgspec.ValidationError as e:
-        # Proto3 enums are open: a number outside ours arrives as a plain int.
-        raise SatelliteFrameError(f"malformed {cls.PROTO_NAME}: {e}") from None
+def _message_classes() -> dict[str, type[ProtoMessage]]:
+    classes: dict[str, type[ProtoMessage]] = {}
+    pending: list[type[ProtoMessage]] = [ProtoMessage]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            if "PROTO_NAME" in sub.__dict__:
+                classes[sub.PROTO_NAME] = sub
+    return classes
 
 
-def _to_dict(message: ProtoMessage) -> dict[str, Any]:
-    d: dict[str, Any] = msgspec.to_builtins(message, builtin_types=(bytes, bytearray))
-    return d
+#: Every enum of the .proto by its name there.
+_ENUMS: dict[str, type[enum.IntEnum]] = {
+    "SatAuthHeader": SatAuthHeader,
+    "SatErrorResp.ErrorCode": SatErrorRespErrorCode,
+    "SatInStartReplicationReq.Option": SatInStartReplicationReqOption,
+    "SatInStartReplicationReq.Dialect": SatInStartReplicationReqDialect,
+    "SatInStartReplicationResp.ReplicationError.Code": (
+        SatInStartReplicationRespReplicationErrorCode
+    ),
+    "SatRelation.RelationType": SatRelationRelationType,
+    "SatOpMigrate.Type": SatOpMigrateType,
+    "SatSubsResp.SatSubsError.Code": SatSubsErrorCode,
+    "SatSubsResp.SatSubsError.ShapeReqError.Code": SatSubsErrorShapeReqErrorCode,
+    "SatSubsDataError.Code": SatSubsDataErrorCode,
+    "SatSubsDataError.ShapeReqError.Code": SatSubsDataErrorShapeReqErrorCode,
+}
+
+# Reads and writes the protobuf wire format straight into and from these Structs, from plans
+# the Rust side builds once from the compiled .proto (every message and enum must be here).
+_CODEC = _native.SatelliteCodec(_message_classes(), _ENUMS)
 
 
 def decode(frame: bytes, *, max_len: int = MAX_FRAME_LEN) -> FrameMessage:
     """The message of a frame; :class:`SatelliteFrameError` names what is wrong with a bad one."""
-    type_id, d = _native.decode_frame(frame, max_len)
-    return _convert(d, _FRAME_TYPES[type_id])
+    message: FrameMessage = _CODEC.decode_frame(frame, max_len)[1]
+    return message
 
 
 def encode(message: FrameMessage) -> bytes:
     """The frame of a message: its type id, then its protobuf encoding."""
-    return _native.encode_frame(message.TYPE_ID, _to_dict(message))
+    return _CODEC.encode_frame(message)
 
 
 def decode_message(cls: type[M], data: bytes) -> M:
     """A message that travels inside another (an RPC request or response) from its bytes."""
-    return _convert(_native.decode_message(cls.PROTO_NAME, data), cls)
+    message: M = _CODEC.decode_message(cls.PROTO_NAME, data)
+    return message
 
 
 def encode_message(message: ProtoMessage) -> bytes:
     """The protobuf encoding of a message, without a type id."""
-    return _native.encode_message(message.PROTO_NAME, _to_dict(message))
+    return _CODEC.encode_message(message)
 
 
 def rpc_request_body(request: SatRpcRequest) -> ProtoMessage:
