@@ -16,7 +16,7 @@ from electric_trio.ddlx import install_electric_schema
 from electric_trio.ddlx.schema import Column, ColumnType, Table
 from electric_trio.pg import ConnectParams, connect
 from electric_trio.writes import ClientWrite, RowInsert, WriteRejectedError
-from electric_trio.writes.direct import DirectWriter
+from electric_trio.writes.direct import DirectWriter, WriteAbandonedError
 from electric_trio.writes.rows import ack_row, change_rows, observed_tags_literal, tag_literal
 
 ITEMS = Table(
@@ -265,3 +265,43 @@ async def test_concurrent_clients_on_one_connection(databases: list[str]) -> Non
     assert sorted(got["acked"]) == sorted((f"c{n}", b"\x00\x00\x00\x03") for n in range(12))
     stats = writer.statistics
     assert (stats.transactions, stats.replays) == (35, 12)
+
+
+async def test_queued_transactions_of_one_client(databases: list[str]) -> None:
+    """A client's transactions queued at once are written in order; after a refused one none
+    of its later ones is written, while another client's go on."""
+    url = databases[0]
+    async with await connect(url) as c:
+        await c.execute(CREATE_PARENT)
+    writer = DirectWriter(ConnectParams.from_url(url), connections=1)
+    outcomes: dict[str, str] = {}
+
+    async def complete(name: str, item: Any) -> None:
+        try:
+            await writer.complete(item)
+            outcomes[name] = "written"
+        except WriteRejectedError:
+            outcomes[name] = "refused"
+        except WriteAbandonedError:
+            outcomes[name] = "abandoned"
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for lsn in range(1, 6):
+                for client in ("a", "b"):
+                    parent = "nowhere" if (client, lsn) == ("a", 3) else "p"
+                    item = writer.enqueue(client_write(client, lsn, f"{client}{lsn}", parent))
+                    nursery.start_soon(complete, f"{client}{lsn}", item)
+    finally:
+        await writer.aclose()
+    assert outcomes == {
+        **{f"b{lsn}": "written" for lsn in range(1, 6)},
+        "a1": "written",
+        "a2": "written",
+        "a3": "refused",
+        "a4": "abandoned",
+        "a5": "abandoned",
+    }
+    got = await state(url)
+    assert [r[0] for r in got["other_items"]] == ["a1", "a2", "b1", "b2", "b3", "b4", "b5"]
+    assert sorted(got["acked"]) == [("a", b"\x00\x00\x00\x02"), ("b", b"\x00\x00\x00\x05")]

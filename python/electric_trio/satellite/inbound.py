@@ -7,10 +7,13 @@ by change as it arrives: only electrified tables, every column of the table pres
 the columns' types (decoded and converted to Postgres text in Rust), no NULL where the client or
 the table says NOT NULL (compensations excepted), no change of a primary key. An accepted
 transaction with changes becomes one :class:`~electric_trio.writes.ClientWrite` handed to the
-service's writer; the session reads no further frame until the writer has it. A rejected one
-closes the connection with ``SatErrorResp{INVALID_REQUEST, lsn}`` (1007) and nothing of it is
-written. A transaction at or below the client's position in ``electric.acknowledged_client_lsns``
-(read at its first transaction of the connection) is a replay and is skipped; the writers check
+service's writer. The direct writer gets it queued (in order, up to 32 a client) and the session
+reads on meanwhile, so a client's transactions sent without waiting for their echo go to Postgres
+together; the logical publisher gets one at a time, the session reading no further frame until it
+has it. A rejected one closes the connection with ``SatErrorResp{INVALID_REQUEST, lsn}`` (1007)
+and nothing of it is written (nor of the client's transactions queued after it). A transaction
+at or below the client's position in ``electric.acknowledged_client_lsns`` (read at its first
+transaction of the connection) is a replay and is skipped; the writers check
 again, for the transaction whose commit was in doubt.
 
 Transactions are accepted only once the client answered our ``startReplication``; before that
@@ -24,9 +27,11 @@ import logging
 from typing import TYPE_CHECKING
 
 import msgspec
+import trio
 
 from .._native import ClientRowCodec, ValueDecodeError
 from ..ddlx.schema import Schema, Table
+from ..writes.direct import DirectWriter, QueuedWrite, WriteAbandonedError
 from ..writes.model import ClientWrite, RowInsert, Writer, WriteRejectedError
 from ..writes.rows import (
     ChangeKind,
@@ -55,6 +60,8 @@ log = logging.getLogger("electric_trio.satellite")
 
 _CLOSE_PROTOCOL_ERROR = 1007
 _CLOSE_SERVER_ERROR = 1011
+#: At most this many of a client's transactions queued for the direct writer at once.
+_QUEUED_MAX = 32
 
 
 class _Invalid(Exception):
@@ -131,8 +138,11 @@ class Inbound:
         self._resolved: dict[int, _Relation] = {}
         self._schema: Schema | None = None
         self._txn: _Transaction | None = None
-        #: The client's position Postgres has (read at its first transaction; -1: none).
+        #: The client's position Postgres has or is given (read at its first transaction; -1:
+        #: none).
         self._written: int | None = None
+        #: Room for transactions queued and not yet committed.
+        self._room = trio.Semaphore(_QUEUED_MAX)
 
     async def receive(self, message: SatRelation | SatOpLog) -> None:
         """Handles one frame from the client, in order with the others."""
@@ -343,6 +353,14 @@ class Inbound:
             commit_timestamp_ms=txn.commit_timestamp_ms,
             inserts=(ack_row(client_id, txn.lsn), *txn.inserts),
         )
+        if isinstance(writer, DirectWriter) and session._nursery is not None:
+            # Queued in order and awaited by a task of its own: the next frames are read (and
+            # their transactions queued, to go to Postgres together) meanwhile.
+            await self._room.acquire()
+            item = writer.enqueue(write)
+            self._written = position
+            session._nursery_soon(self._complete, writer, item)
+            return True
         try:
             await writer.write(write)
         except WriteRejectedError as e:
@@ -351,3 +369,22 @@ class Inbound:
             return False
         self._written = position
         return True
+
+    async def _complete(self, writer: DirectWriter, item: QueuedWrite) -> None:
+        """Waits for a queued transaction; a refused one closes the connection. Shielded (for
+        at most ``close_timeout``): what the client sent before it left is still written."""
+        try:
+            try:
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self.session.settings.close_timeout),
+                ):
+                    await writer.complete(item)
+            finally:
+                self._room.release()
+        except WriteRejectedError as e:
+            txn = _Transaction(item.write.lsn, item.write.commit_timestamp_ms, "")
+            self._txn = txn
+            await self._reject(f"Postgres refused the transaction: {e}")
+        except WriteAbandonedError:
+            pass  # an earlier one was refused: the connection is closing

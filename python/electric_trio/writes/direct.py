@@ -49,6 +49,8 @@ __all__ = [
     "COPY_THRESHOLD",
     "DirectWriter",
     "DirectWriterStatistics",
+    "QueuedWrite",
+    "WriteAbandonedError",
     "transaction_sql",
 ]
 
@@ -233,60 +235,109 @@ class DirectWriter:
         ``BEGIN`` … ``COMMIT``, in one simple query (one round trip for all of them); when that
         fails, each is written again on its own (the acknowledged positions tell which of them
         committed)."""
+        await self.complete(self.enqueue(write))
+
+    def enqueue(self, write: ClientWrite) -> QueuedWrite:
+        """Queues ``write`` behind its client's earlier ones; :meth:`complete` then waits for
+        it. A client may have several queued at once: they are written in this order, and none
+        after one that is refused or given up."""
         lane = self._lanes[zlib.crc32(write.client_id.encode()) % len(self._lanes)]
-        item = _Queued(write, self._batchable(write))
+        changes = (len(write.inserts) - 1) // 2
+        batchable = self.copy_threshold is None or changes < self.copy_threshold
+        item = QueuedWrite(write, lane, batchable)
         lane.queue.append(item)
+        return item
+
+    async def complete(self, item: QueuedWrite) -> None:
+        """Writes ``item`` (and whatever of its lane's queue it can take along) unless another
+        caller did; raises :class:`WriteRejectedError` when it was refused, or an earlier
+        transaction of its client was."""
+        lane = item.lane
         delay = RECONNECT_BACKOFF_MIN
         try:
             async with lane.lock:
                 while not item.done:
+                    if item.batchable and await lane.write_batch():
+                        continue
+                    # On its own: first the client's earliest transaction still queued.
+                    if item.done:
+                        break  # committed before a failure in the batch
+                    target = next(
+                        q
+                        for q in lane.queue
+                        if not q.done and q.write.client_id == item.write.client_id
+                    )
                     try:
-                        if item.batchable and (await lane.write_batch(item) or item.done):
-                            break
-                        await lane.write_once(write)
-                        return
+                        await lane.write_once(target.write)
+                        target.done = True
+                        continue
                     except Exception as e:
                         if isinstance(e, PgError) and not _connection_problem(e):
                             await lane.rollback()
                             if e.sqlstate in _RETRY_SQLSTATES:
                                 continue
-                            raise WriteRejectedError(
+                            rejected = WriteRejectedError(
                                 f"{e.message} (SQLSTATE {e.sqlstate})" if e.sqlstate else e.message
-                            ) from e
+                            )
+                            rejected.__cause__ = e
+                            target.fail(rejected)
+                            continue
                         if not _connection_problem(e):
                             raise
                         await lane.drop()
                         log.warning(
                             "the direct writer lost its connection; retrying",
-                            client_id=write.client_id,
+                            client_id=target.write.client_id,
                             error=str(e),
                             retry_in=delay,
                         )
                     await trio.sleep(delay)
                     delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
         finally:
-            item.done = True
+            if not item.done:
+                item.fail(None)
             try:
                 lane.queue.remove(item)
             except ValueError:
                 pass
-
-    def _batchable(self, write: ClientWrite) -> bool:
-        changes = (len(write.inserts) - 1) // 2
-        return self.copy_threshold is None or changes < self.copy_threshold
+        if item.error is not None:
+            raise item.error
 
 
-class _Queued:
-    """A transaction waiting for its lane."""
+class WriteAbandonedError(Exception):
+    """A queued transaction not written because an earlier one of its client was not (refused,
+    or given up by its caller)."""
 
-    __slots__ = ("batchable", "done", "write")
 
-    def __init__(self, write: ClientWrite, batchable: bool) -> None:
+class QueuedWrite:
+    """A transaction queued for a connection of a :class:`DirectWriter`."""
+
+    __slots__ = ("batchable", "done", "error", "lane", "write")
+
+    def __init__(self, write: ClientWrite, lane: _Lane, batchable: bool) -> None:
         self.write = write
+        self.lane = lane
         #: Whether it may be sent together with others (cleared once a batch holding it failed).
         self.batchable = batchable
-        #: Committed (or found already written) by a batch, or given up by its caller.
+        #: Committed (or found already written), refused, or given up.
         self.done = False
+        #: Why it was not written.
+        self.error: WriteRejectedError | WriteAbandonedError | None = None
+
+    def fail(self, error: WriteRejectedError | None) -> None:
+        """Not written (``error`` None: given up by its caller); nor is any later transaction of
+        its client queued."""
+        self.done = True
+        self.error = error
+        later = False
+        for queued in self.lane.queue:
+            if queued is self:
+                later = True
+            elif later and not queued.done and queued.write.client_id == self.write.client_id:
+                queued.done = True
+                queued.error = WriteAbandonedError(
+                    "an earlier transaction of the client was not written"
+                )
 
 
 class _Lane:
@@ -301,24 +352,25 @@ class _Lane:
         #: Column types of the tables written through COPY.
         self.types: dict[tuple[str, str], dict[str, str]] = {}
         #: Transactions waiting for this lane, in the order :meth:`DirectWriter.write` got them.
-        self.queue: list[_Queued] = []
+        self.queue: list[QueuedWrite] = []
 
-    async def write_batch(self, item: _Queued) -> bool:
-        """Writes ``item`` together with the other small transactions waiting; False (nothing
-        done) when it is alone. A failure leaves every transaction of the batch to be written
-        on its own."""
-        batch: list[_Queued] = []
-        clients: set[str] = set()
+    async def write_batch(self) -> bool:
+        """Writes the small transactions waiting together; False (nothing done) when there are
+        fewer than two. A failure leaves every transaction of the batch not known to be
+        committed to be written on its own."""
+        batch: list[QueuedWrite] = []
+        blocked: set[str] = set()
         for queued in self.queue:
             client_id = queued.write.client_id
-            if queued.done or client_id in clients:
-                continue  # a client's next transaction waits for its previous one's outcome
-            clients.add(client_id)
-            if queued.batchable:
-                batch.append(queued)
-                if len(batch) == _BATCH_MAX:
-                    break
-        if item not in batch or len(batch) < 2:
+            if queued.done or client_id in blocked:
+                continue
+            if not queued.batchable:
+                blocked.add(client_id)  # its later ones wait for its outcome
+                continue
+            batch.append(queued)
+            if len(batch) == _BATCH_MAX:
+                break
+        if len(batch) < 2:
             return False
         writer = self.writer
         try:
@@ -355,7 +407,7 @@ class _Lane:
             queued.done = True
         return True
 
-    async def committed_before(self, error: PgError, batch: list[_Queued]) -> None:
+    async def committed_before(self, error: PgError, batch: list[QueuedWrite]) -> None:
         """After ``error`` stopped a batch: marks done the transactions that committed before
         it (their acknowledged positions read again)."""
         conn = self.conn
