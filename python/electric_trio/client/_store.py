@@ -65,6 +65,9 @@ def _shadow_params(
         yield out
 
 
+#: The page cache (KiB) a delivery of data gets at least.
+_DATA_CACHE_KIB = 16000
+
 #: A row of data: table, column names, the values in that order, shadow tags.
 DataRow = tuple[str, tuple[str, ...], Sequence[SqlValue], Sequence[str]]
 
@@ -164,6 +167,7 @@ class LocalStore:
         self.client_id = ""
         self._last_snapshot_ms = 0
         self._data_fk = False
+        self._data_cache: int | None = None
         self._data_tables: set[str] = set()
 
     # ---- opening ------------------------------------------------------------------------
@@ -666,7 +670,16 @@ class LocalStore:
         """Opens the transaction of a delivery of data (foreign-key checks off until it ends)."""
         self._data_fk = self._fk_off()
         self._data_tables = set()
-        self.conn.execute("BEGIN IMMEDIATE")
+        # a page cache of at least 16 MB while the rows go in (better-sqlite3's default, SQLite's
+        # is 2 MB): two B-trees keyed by random keys grow here
+        c = self.conn
+        cache = int(c.execute("PRAGMA cache_size").fetchone()[0])
+        page = int(c.execute("PRAGMA page_size").fetchone()[0])
+        kib = -cache if cache < 0 else cache * page // 1024
+        self._data_cache = cache if kib < _DATA_CACHE_KIB else None
+        if self._data_cache is not None:
+            c.execute(f"PRAGMA cache_size = -{_DATA_CACHE_KIB}")
+        c.execute("BEGIN IMMEDIATE")
 
     def load_rows(self, rows: Sequence[DataRow]) -> None:
         """Rows of the open delivery: inserted unless present (``OR IGNORE``), shadow tags
@@ -723,14 +736,20 @@ class LocalStore:
         except BaseException:
             self.abort_data()
             raise
-        self._fk_restore(self._data_fk)
+        self._data_done()
         return tables
 
     def abort_data(self) -> None:
         """Rolls the open delivery back."""
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        self._data_done()
+
+    def _data_done(self) -> None:
         self._fk_restore(self._data_fk)
+        if self._data_cache is not None:
+            self.conn.execute(f"PRAGMA cache_size = {self._data_cache}")
+            self._data_cache = None
 
     def apply_gone(
         self, rows: Sequence[tuple[str, dict[str, SqlValue]]], lsn: bytes, subscriptions: str
