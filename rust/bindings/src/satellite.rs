@@ -218,6 +218,17 @@ fn frame_type_ids(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 // codec below reads the protobuf wire format directly into the Python classes of
 // `satellite/messages.py`, driven by plans built once from the compiled .proto.
 
+extern "C" {
+    // In the stable ABI from 3.12 only, but exported by CPython since 3.9 (abi3-py311 here):
+    // the msgspec Structs take keyword arguments by vectorcall without a dict.
+    fn PyObject_Vectorcall(
+        callable: *mut pyo3::ffi::PyObject,
+        args: *const *mut pyo3::ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut pyo3::ffi::PyObject,
+    ) -> *mut pyo3::ffi::PyObject;
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scalar {
     Bool,
@@ -249,6 +260,8 @@ struct FieldPlan {
 struct MessagePlan {
     name: String,
     cls: Py<PyAny>,
+    /// The attribute names of `fields`, the keywords of the class call.
+    kwnames: Py<PyTuple>,
     fields: Vec<FieldPlan>,
     /// Field indexes by field number, the order protobuf encoders write them in.
     encode_order: Vec<usize>,
@@ -374,11 +387,14 @@ impl SatelliteCodec {
                 }
             });
         }
-        let kwargs = PyDict::new(py);
-        for (field, arg) in plan.fields.iter().zip(args) {
-            kwargs.set_item(field.attr.bind(py), arg)?;
+        let ptrs: Vec<*mut pyo3::ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: `ptrs` borrows `args`, alive during the call; no positional arguments, one
+        // keyword argument per field, named in `kwnames` order.
+        unsafe {
+            let result =
+                PyObject_Vectorcall(plan.cls.as_ptr(), ptrs.as_ptr(), 0, plan.kwnames.as_ptr());
+            Bound::from_owned_ptr_or_err(py, result)
         }
-        plan.cls.bind(py).call((), Some(&kwargs))
     }
 
     fn encode_from(
@@ -664,11 +680,13 @@ impl SatelliteCodec {
                     message,
                 });
             }
+            let kwnames = PyTuple::new(py, fields.iter().map(|f| f.attr.bind(py)))?.unbind();
             let mut encode_order: Vec<usize> = (0..fields.len()).collect();
             encode_order.sort_by_key(|&i| fields[i].number);
             plans.push(MessagePlan {
                 name,
                 encode_order,
+                kwnames,
                 cls: cls.unbind(),
                 fields,
                 by_number,
