@@ -149,3 +149,41 @@ def test_a_full_run_writes_the_summary_first(monkeypatch: pytest.MonkeyPatch) ->
     assert "| bench | read | 50.0 rows/s | 100 (peer) | 0.50 | >= 1.00 | FAIL |" in body
     assert "- Command: `python -m benches`" in body
     assert "- Memory: " in body
+
+
+def test_the_soak_runs_only_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m benches`` (and ``--quick``) runs every benchmark but the soak, 30 minutes of
+    faults that only its own name starts."""
+    assert "soak" not in runner.BENCHMARKS
+    ran: list[str] = []
+    monkeypatch.setattr(runner, "BENCHMARKS", {"bench": "bench"})
+    monkeypatch.setattr(
+        runner,
+        "_run_one",
+        lambda name, options: ran.append(name) or runner.Outcome(name, 0, 0.0, [], None),
+    )
+    monkeypatch.setattr(runner, "write_section", lambda *a, **kw: None)
+    runner.run_all([])
+    runner.run_all(["--quick"])
+    assert ran == ["bench", "bench"]
+    soak = types.ModuleType("soak")
+    soak.main = lambda argv: ran.append(f"soak {argv}") or 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(runner.importlib, "import_module", lambda name: soak)
+    assert runner.main(["soak", "--minutes", "2"]) == 0
+    assert ran[-1] == "soak ['--minutes', '2']"
+
+
+def test_the_soak_leak_rule() -> None:
+    from benches._soak_rss import Sample, steady, verdict
+
+    # Two processes (a restart at 100 s): each one's first 30 s are its warm-up.
+    flat = [Sample(t, 1 if t < 100 else 2, 80.0 if t % 50 else 300.0) for t in range(0, 300, 2)]
+    assert all(s.t >= 30 for s in steady(flat) if s.pid == 1)
+    assert all(s.t >= 130 for s in steady(flat) if s.pid == 2)
+    judged = verdict(flat)
+    assert (judged.first_mib, judged.last_mib, judged.leaked) == (80.0, 80.0, False)
+    growing = [Sample(t, 1, 80.0 + t) for t in range(0, 300, 2)]
+    assert verdict(growing).leaked
+    # Growth within the ratio, or by a few MiB only, is no leak.
+    assert not verdict([Sample(t, 1, 80.0 + t / 20) for t in range(0, 300, 2)]).leaked
+    assert not verdict([Sample(t, 1, 10.0 + t / 20) for t in range(0, 300, 2)]).leaked

@@ -1,0 +1,644 @@
+"""A soak run (issue 8): mixed load and faults against 200 clients for ``--minutes`` (30), then
+the convergence check; not part of ``python -m benches`` without a name, nor of CI.
+
+``python -m benches soak [--minutes M] [--clients N]``. The service runs as
+``electric-trio serve`` in its own process (AUTH_MODE=insecure, direct writes) on an embedded
+PostgreSQL (fsync on) whose port stays the same across its restarts. Table ``items (id text,
+grp int4, v int4)`` is electrified; an audit trigger (ENABLE ALWAYS) records every INSERT and
+UPDATE of it in Postgres. ``--clients`` Python clients (:mod:`electric_trio.client`, each with
+its own SQLite file, all in this process) each subscribe to the shape ``this.grp = K`` (K = the
+client's number modulo GROUPS). During the run, at once:
+
+- Postgres writes: one transaction every 0.25 s upserting 1-5 rows of random groups;
+- client writes: one every 0.5 s, an INSERT by a random connected client in its own group;
+- reconnects: every 20 s, 10 random clients disconnect and connect again 1-3 s later (resume);
+- bad inputs: every 15 s, a garbage HTTP request and a WebSocket with a malformed frame;
+- service restarts: every ``--restart-every`` seconds (180), SIGTERM and kill -9 in turn (the
+  same ports; clients reconnect by themselves);
+- Postgres fast restart (``pg_ctl stop -m fast``, start) at 40 % and 80 % of the run.
+
+Then the load stops and every client must hold exactly Postgres's rows of its shape (waited for
+at most 300 s), each client write must appear once in the audit (one INSERT, no UPDATE). The
+service's VmRSS is sampled every 2 s, plotted to ``benches/plots/soak_rss.png`` and judged by
+:func:`benches._soak_rss.verdict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from electric_trio.client import ElectricClient, ElectricConfig, Status, open_electric
+from electric_trio.client.schema import Column, DbSchema, Migration, TableSchema
+from electric_trio.client.triggers import triggers_for
+from electric_trio.ddlx.migration import apply_migration
+from electric_trio.ddlx.schema import Schema
+from electric_trio.pg import Connection, connect
+
+from . import _soak_rss as rss
+from ._harness import (
+    REPO_ROOT,
+    Measurement,
+    Progress,
+    Report,
+    command_line,
+    machine_facts,
+    write_section,
+)
+from .client import _official
+from .writes import _free_port, _wait_ready
+
+NAME = "soak"
+DATABASE = "electric_soak"
+VERSION = "20240101000000"
+GROUPS = 20
+DDL = "CREATE TABLE items (id text PRIMARY KEY, grp int4 NOT NULL, v int4 NOT NULL)"
+MIGRATE = (
+    f"BEGIN; CALL electric.migration_version('{VERSION}'); {DDL};"
+    " CALL electric.electrify('items'); COMMIT"
+)
+AUDIT = (
+    "CREATE TABLE items_audit (id text NOT NULL, op text NOT NULL);"
+    " CREATE FUNCTION items_audit() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN INSERT INTO public.items_audit (id, op) VALUES (NEW.id, TG_OP); RETURN NULL; END $$;"
+    " CREATE TRIGGER items_audit AFTER INSERT OR UPDATE ON items"
+    " FOR EACH ROW EXECUTE FUNCTION items_audit();"
+    " ALTER TABLE items ENABLE ALWAYS TRIGGER items_audit"
+)
+PLOT = REPO_ROOT / "benches" / "plots" / "soak_rss.png"
+CONVERGE_WITHIN = 300.0
+
+
+def _schema() -> DbSchema:
+    schema, ops = apply_migration(Schema(), VERSION, [DDL])
+    ddl = tuple(s.sql for op in ops for s in op.sqlite)
+    table = next(t for t in schema.tables if t.name == "items")
+    items = TableSchema(
+        name="items",
+        columns=tuple(Column(c.name, c.type.name, not c.not_null) for c in table.columns),
+        primary_key=table.primary_key,
+    )
+    bundle = Migration(version=VERSION, statements=ddl + tuple(triggers_for(items)))
+    return DbSchema(tables={"items": items}, migrations=(bundle,))
+
+
+class _ResetCounter(logging.Handler):
+    """Counts the clients' "cannot resume, resyncing" warnings (a reset loses no data but is a
+    full resync)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "resyncing" in record.getMessage():
+            self.count += 1
+
+
+@dataclasses.dataclass
+class Soak:
+    args: argparse.Namespace
+    db_url: str
+    pg: Any
+    progress: Progress
+    tmp: Path
+    http_port: int = dataclasses.field(default_factory=_free_port)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    start: float = dataclasses.field(default_factory=time.monotonic)
+    samples: list[rss.Sample] = dataclasses.field(default_factory=list)
+    events: list[tuple[float, str]] = dataclasses.field(default_factory=list)
+    faults: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    clients: list[ElectricClient] = dataclasses.field(default_factory=list)
+    client_writes: list[str] = dataclasses.field(default_factory=list)
+    stop_load: trio.Event = dataclasses.field(default_factory=trio.Event)
+    pausing: int = 0
+    """While non-zero, Postgres is down (its writers wait)."""
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+        self.events.append((self.now(), kind))
+        self.progress.step(f"fault: {kind} ({self.faults[kind]})")
+
+    # -- the service ----------------------------------------------------------------------
+
+    def start_service(self) -> None:
+        self.env = self.env or {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "HTTP_PORT": str(self.http_port),
+            "PG_PROXY_PORT": str(_free_port()),
+            "PG_PROXY_PASSWORD": "soak",
+            "AUTH_MODE": "insecure",
+            "ELECTRIC_WRITE_TO_PG_MODE": "direct_writes",
+            "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
+            "LOGICAL_PUBLISHER_PORT": str(_free_port()),
+            "LOG_LEVEL": "warning",
+            # the service's code as it was when the soak started (others rebuild the tree)
+            "PYTHONPATH": str(self.tmp / "service"),
+        }
+        if not (self.tmp / "service").exists():
+            # HEAD's code (others' uncommitted edits left out) and the extension as built
+            (self.tmp / "service").mkdir()
+            archive = subprocess.run(
+                ["git", "archive", "HEAD", "python/electric_trio"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+            subprocess.run(
+                ["tar", "-x", "--strip-components=1", "-C", str(self.tmp / "service")],
+                input=archive,
+                check=True,
+            )
+            for so in (REPO_ROOT / "python" / "electric_trio").glob("_native*.so"):
+                shutil.copy2(so, self.tmp / "service" / "electric_trio" / so.name)
+        log = open(self.args.service_log, "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from electric_trio.cli import main; sys.exit(main())",
+                "serve",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
+
+    async def restart_service(self, how: signal.Signals) -> None:
+        assert self.proc is not None
+        self.fault("kill -9" if how == signal.SIGKILL else "SIGTERM")
+        self.proc.send_signal(how)
+        await trio.to_thread.run_sync(self.proc.wait, 60)
+        self.start_service()
+        assert self.proc is not None
+        await _wait_ready(self.http_port, self.proc)
+
+    async def sample_rss(self) -> None:
+        while True:
+            proc = self.proc
+            if proc is not None and proc.poll() is None:
+                mib = _rss_mib(proc.pid)
+                if mib is not None:
+                    self.samples.append(rss.Sample(self.now(), proc.pid, mib))
+            await trio.sleep(2.0)
+
+    # -- load -----------------------------------------------------------------------------
+
+    async def pg_writes(self) -> None:
+        n = 0
+        conn: Connection | None = None
+        while not self.stop_load.is_set():
+            await trio.sleep(0.25)
+            if self.pausing:
+                if conn is not None:
+                    await _close(conn)
+                    conn = None
+                continue
+            try:
+                if conn is None:
+                    conn = await connect(self.db_url)
+                values = {}
+                for _ in range(random.randint(1, 5)):
+                    n += 1
+                    key = f"pg-{random.randrange(max(n // 2, 1))}"
+                    values[key] = f"('{key}', {random.randrange(GROUPS)}, {n})"
+                await conn.execute(
+                    "INSERT INTO items (id, grp, v) VALUES "
+                    + ", ".join(values.values())
+                    + " ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, v = excluded.v"
+                )
+                self.counts["postgres transactions"] += 1
+            except Exception as e:  # Postgres restarting: the write is retried later
+                self.counts["postgres writes failed (Postgres down)"] += 1
+                self.progress.step(f"postgres write failed: {type(e).__name__}: {e}"[:160])
+                if conn is not None:
+                    await _close(conn)
+                conn = None
+                await trio.sleep(1)
+        if conn is not None:
+            await _close(conn)
+
+    async def client_write_loop(self) -> None:
+        n = 0
+        while not self.stop_load.is_set():
+            await trio.sleep(0.5)
+            ready = [(i, c) for i, c in enumerate(self.clients) if c.status == Status.CONNECTED]
+            if not ready:
+                continue
+            i, client = random.choice(ready)
+            n += 1
+            key = f"c{i}-{n}"
+            await client.conn.execute(
+                "INSERT INTO items (id, grp, v) VALUES (?, ?, ?)", [key, i % GROUPS, n]
+            )
+            self.client_writes.append(key)
+            self.counts["client transactions"] += 1
+
+    async def reconnects(self, token: str) -> None:
+        async def bounce(client: ElectricClient) -> None:
+            await client.disconnect()
+            await trio.sleep(random.uniform(1, 3))
+            await _connect(client, token)
+
+        while not self.stop_load.is_set():
+            await trio.sleep(20)
+            async with trio.open_nursery() as nursery:
+                for client in random.sample(self.clients, min(10, len(self.clients))):
+                    self.faults["client disconnect/reconnect"] += 1
+                    nursery.start_soon(bounce, client)
+
+    async def bad_inputs(self) -> None:
+        garbage = [
+            b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+            b"\x16\x03\x01\x00\xff" + os.urandom(64),
+            b"POST /api/status HTTP/1.1\r\ncontent-length: 99999999999\r\n\r\n",
+        ]
+        while not self.stop_load.is_set():
+            await trio.sleep(15)
+            for data in garbage:
+                with trio.move_on_after(5):
+                    try:
+                        stream = await trio.open_tcp_stream("127.0.0.1", self.http_port)
+                        async with stream:
+                            await stream.send_all(data)
+                            await stream.receive_some(4096)
+                    except (OSError, trio.BrokenResourceError):
+                        pass
+                self.counts["bad inputs tried"] += 1
+            with trio.move_on_after(5):
+                try:
+                    from trio_websocket import open_websocket
+
+                    async with open_websocket(
+                        "127.0.0.1",
+                        self.http_port,
+                        "/ws",
+                        use_ssl=False,
+                        subprotocols=["electric.0.12"],
+                    ) as ws:
+                        await ws.send_message(b"\x00" + os.urandom(40))
+                        await ws.send_message("not a binary frame")
+                        await ws.get_message()
+                except Exception:
+                    pass
+                self.counts["bad inputs tried"] += 2
+
+    async def faults_loop(self) -> None:
+        total = self.args.minutes * 60
+        pg_restarts = [0.4 * total, 0.8 * total]
+        next_restart = self.args.restart_every
+        kinds = [signal.SIGTERM, signal.SIGKILL]
+        while not self.stop_load.is_set():
+            await trio.sleep(1)
+            t = self.now()
+            if pg_restarts and t >= pg_restarts[0]:
+                pg_restarts.pop(0)
+                await self.restart_postgres()
+            if t >= next_restart:
+                next_restart += self.args.restart_every
+                await self.restart_service(kinds[0])
+                kinds.reverse()
+
+    async def restart_postgres(self) -> None:
+        self.fault("postgres restart")
+        self.pausing += 1
+        try:
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(self.pg.stop)
+            await trio.sleep(1)
+            await trio.to_thread.run_sync(self.pg.start)
+        finally:
+            self.pausing -= 1
+
+    # -- the end --------------------------------------------------------------------------
+
+    async def converge(self) -> tuple[int, int, list[str]]:
+        """(rows compared, rows equal, what differs), once equal or after CONVERGE_WITHIN."""
+        deadline = trio.current_time() + CONVERGE_WITHIN
+        while True:
+            async with await connect(self.db_url) as c:
+                rows = await c.fetch("SELECT id, grp, v FROM items")
+            by_group: dict[int, set[tuple[str, int, int]]] = collections.defaultdict(set)
+            for r in rows:
+                by_group[int(r[1])].add((str(r[0]), int(r[1]), int(r[2])))
+            compared = equal = 0
+            problems: list[str] = []
+            for i, client in enumerate(self.clients):
+                got = {
+                    (str(r["id"]), int(r["grp"]), int(r["v"]))
+                    for r in await client.conn.query("SELECT id, grp, v FROM items")
+                }
+                want = by_group[i % GROUPS]
+                compared += len(want)
+                equal += len(want & got)
+                if got != want:
+                    problems.append(
+                        f"client {i} ({client.status.name}): {len(want - got)} missing or"
+                        f" stale, {len(got - want)} extra, e.g. {sorted(want ^ got)[:2]}"
+                    )
+            if not problems or trio.current_time() > deadline:
+                return compared, equal, problems
+            await trio.sleep(2)
+
+    async def audit(self) -> tuple[int, list[str]]:
+        """(client writes applied exactly once, the others described)."""
+        async with await connect(self.db_url) as c:
+            rows = await c.fetch(
+                "SELECT id, count(*) FILTER (WHERE op = 'INSERT'),"
+                " count(*) FILTER (WHERE op = 'UPDATE') FROM items_audit"
+                " WHERE id LIKE 'c%' GROUP BY id"
+            )
+        seen = {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+        once = 0
+        bad: list[str] = []
+        for key in self.client_writes:
+            inserts, updates = seen.get(key, (0, 0))
+            if (inserts, updates) == (1, 0):
+                once += 1
+            else:
+                bad.append(f"{key}: {inserts} INSERT, {updates} UPDATE")
+        return once, bad
+
+
+def _rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+async def _close(conn: Connection) -> None:
+    try:
+        await conn.aclose()
+    except Exception:
+        pass
+
+
+async def _connect(client: ElectricClient, token: str) -> None:
+    for _ in range(20):
+        try:
+            await client.connect(token)
+            return
+        except Exception:
+            await trio.sleep(2)
+
+
+async def _run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from electric_trio.pg.embedded import EmbeddedPostgres
+
+    token = _official().insecure_token(sub="soak")
+    resets = _ResetCounter()
+    logging.getLogger("electric_trio").addHandler(resets)
+    with tempfile.TemporaryDirectory(prefix="electric-soak-") as tmp_name:
+        tmp = Path(tmp_name)
+        progress.step("starting an embedded PostgreSQL (fsync on)")
+        with EmbeddedPostgres(tmp / "pg", port=_free_port(), fast=False) as pg:
+            async with await connect(pg.url) as admin:
+                await admin.execute(f"CREATE DATABASE {DATABASE}")
+                version = str(await admin.fetchval("SHOW server_version"))
+            db_url = pg.database_url(DATABASE)
+            soak = Soak(args, db_url, pg, progress, tmp)
+            soak.start_service()
+            assert soak.proc is not None
+            try:
+                await _wait_ready(soak.http_port, soak.proc)
+                async with await connect(db_url) as c:
+                    await c.execute(MIGRATE)
+                    await c.execute(AUDIT)
+                await trio.sleep(2)
+                result = await _soak(soak, args, token, progress)
+            finally:
+                if soak.proc is not None and soak.proc.poll() is None:
+                    soak.proc.terminate()
+                    soak.proc.wait(timeout=60)
+            result["postgres"] = version
+            result["resets"] = resets.count
+            return result
+
+
+async def _soak(
+    soak: Soak, args: argparse.Namespace, token: str, progress: Progress
+) -> dict[str, Any]:
+    schema = _schema()
+    config = ElectricConfig(
+        url=f"http://127.0.0.1:{soak.http_port}",
+        timeout=30.0,
+        connect_attempts=1000,
+        backoff_start=0.5,
+        backoff_max=5.0,
+    )
+    result: dict[str, Any] = {}
+    async with trio.open_nursery() as outer:
+        outer.start_soon(soak.sample_rss)
+        progress.step(f"opening {args.clients} clients, each subscribed to its group")
+        limiter = trio.CapacityLimiter(10)
+        ready = trio.Event()
+        done = trio.Event()
+        index: dict[int, ElectricClient] = {}
+
+        async def hold(i: int) -> None:
+            async with open_electric(soak.tmp / f"client-{i}.db", schema, config) as client:
+                async with limiter:
+                    await _connect(client, token)
+                    handle = await client.sync("items", where=f"this.grp = {i % GROUPS}")
+                    with trio.fail_after(300):
+                        await handle.synced()
+                index[i] = client
+                if len(index) == args.clients:
+                    ready.set()
+                await done.wait()
+
+        async with trio.open_nursery() as clients:
+            for i in range(args.clients):
+                clients.start_soon(hold, i)
+            await ready.wait()
+            soak.clients = [index[i] for i in range(args.clients)]
+            progress.step(f"{args.clients} clients synced; load and faults for {args.minutes} min")
+            load_start = soak.now()
+            async with trio.open_nursery() as load:
+                load.start_soon(soak.pg_writes)
+                load.start_soon(soak.client_write_loop)
+                load.start_soon(soak.reconnects, token)
+                load.start_soon(soak.bad_inputs)
+                load.start_soon(soak.faults_loop)
+                end = load_start + args.minutes * 60
+                while soak.now() < end:
+                    await trio.sleep(30)
+                    progress.step(
+                        f"{(soak.now() - load_start) / 60:.1f} min: {dict(soak.counts)};"
+                        f" faults {dict(soak.faults)}; RSS"
+                        f" {soak.samples[-1].mib if soak.samples else 0:.0f} MiB"
+                    )
+                soak.stop_load.set()
+            progress.step("load stopped; reconnecting any disconnected client, then comparing")
+            for client in soak.clients:
+                if client.status in (Status.DISCONNECTED, Status.ERROR):
+                    await _connect(client, token)
+            compared, equal, problems = await soak.converge()
+            once, bad = await soak.audit()
+            result.update(
+                compared=compared,
+                equal=equal,
+                problems=problems,
+                once=once,
+                bad=bad,
+                seconds=soak.now() - load_start,
+            )
+            done.set()
+        outer.cancel_scope.cancel()
+    result.update(
+        counts=dict(soak.counts),
+        faults=dict(soak.faults),
+        samples=soak.samples,
+        events=soak.events,
+        client_writes=len(soak.client_writes),
+    )
+    return result
+
+
+DESCRIPTION = """\
+A soak, not a speed test: {minutes:g} minutes of mixed load and faults against {clients} Python
+clients (`electric_trio.client`, each its own SQLite file, all in the driver's process), each
+subscribed to the shape `items WHERE this.grp = K` ({groups} groups), served by `electric-trio
+serve` (direct writes) in its own process on an embedded PostgreSQL (fsync on). Load: a Postgres
+transaction every 0.25 s (1-5 upserts of random groups), a client INSERT every 0.5 s by a
+random connected client, 10 clients disconnected and reconnected (resuming) every 20 s, 5 bad
+inputs every 15 s (garbage HTTP, a TLS hello on the plain port, a huge content-length, a
+malformed binary frame and a text frame on an open WebSocket). Faults: the service stopped
+every {restart:g} s, SIGTERM and kill -9 in turn (restarted on the same ports; the clients
+reconnect by themselves), and Postgres fast-restarted at 40 % and 80 % of the run. Then the load
+stops and every client's rows must equal Postgres's rows of its shape (waited for up to {conv:g}
+s), and every client write must appear once in an audit table filled by an ENABLE ALWAYS
+trigger (one INSERT, no UPDATE). *Ours* is what the clients hold, the *peer* what Postgres
+holds. Memory: the service's VmRSS every 2 s (plot: `benches/plots/soak_rss.png`, one segment
+per service process); the rule: of the samples taken {warmup:g} s or more after their process
+started, the median of the last third of the run against the first third's; a leak if it grew
+by more than {ratio:.2f}x and more than {growth:g} MiB. The machine was shared with other
+engineers' builds and tests during the run (load in the facts): a soak judges loss and leaks,
+not speed.
+"""
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benches soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--restart-every", type=float, help="seconds (default 180)")
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--service-log", type=Path, default=Path(tempfile.gettempdir()) / "soak-service.log"
+    )
+    args, _ = parser.parse_known_args(argv)  # (--quick and --record from the runner: ignored)
+    if args.restart_every is None:
+        args.restart_every = min(180.0, max(args.minutes * 60 / 4, 30.0))
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    progress = Progress(NAME)
+    facts = machine_facts()
+    result = trio.run(_run, args, progress)
+    samples: list[rss.Sample] = result["samples"]
+    rss.plot(PLOT, samples, result["events"])
+    judged = rss.verdict(samples, min(rss.WARMUP_S, args.restart_every / 3))
+    counts, faults = result["counts"], result["faults"]
+    lost = result["compared"] - result["equal"]
+    measurements = (
+        Measurement(
+            "rows compared, clients vs Postgres",
+            "rows",
+            ours=(float(result["equal"]),),
+            peer=(float(result["compared"]),),
+            target=1.0,
+        ),
+        Measurement(
+            "client writes applied exactly once",
+            "writes",
+            ours=(float(result["once"]),),
+            peer=(float(result["client_writes"]),),
+            target=1.0,
+        ),
+        Measurement(
+            "service RSS, last third vs first third",
+            "MiB",
+            ours=(judged.last_mib,),
+            peer=(judged.first_mib,),
+            target=rss.MAX_RATIO,
+            higher_is_better=False,
+            peer_name="first third",
+        ),
+    )
+    report = Report(
+        name=NAME,
+        title=f"soak: {args.minutes:g} min of load and faults against {args.clients} clients",
+        description=DESCRIPTION.format(
+            minutes=args.minutes,
+            clients=args.clients,
+            groups=GROUPS,
+            restart=args.restart_every,
+            conv=CONVERGE_WITHIN,
+            warmup=min(rss.WARMUP_S, args.restart_every / 3),
+            ratio=rss.MAX_RATIO,
+            growth=rss.MAX_GROWTH_MIB,
+        ),
+        peer="Postgres",
+        measurements=measurements,
+        command=command_line(["soak", *argv]),
+        settings=f"--minutes {args.minutes:g} --clients {args.clients}"
+        f" --restart-every {args.restart_every:g}",
+        facts={
+            "Transactions processed": f"{counts.get('postgres transactions', 0):,} Postgres,"
+            f" {counts.get('client transactions', 0):,} client",
+            "Faults injected": ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none",
+            "Postgres writes refused while it restarted (retried, not lost)": str(
+                counts.get("postgres writes failed (Postgres down)", 0)
+            ),
+            "Bad inputs tried": str(counts.get("bad inputs tried", 0)),
+            "Rows compared": f"{result['compared']:,} ({args.clients} clients), {lost} differ"
+            f" after the wait; client writes applied once {result['once']:,} of"
+            f" {result['client_writes']:,}",
+            "Nothing lost": "yes"
+            if not result["problems"] and not result["bad"]
+            else f"NO: {'; '.join([*result['problems'], *result['bad']][:5])}",
+            "Client resets (cannot resume: full resync)": str(result["resets"]),
+            "Memory": f"RSS median {judged.first_mib:.0f} MiB (first third) -> "
+            f"{judged.last_mib:.0f} MiB (last third), {judged.samples} steady samples,"
+            f" leak: {'YES' if judged.leaked else 'no'} (plot: benches/plots/soak_rss.png)",
+            "PostgreSQL": f"{result['postgres']} (embedded, fsync on)",
+            **facts,
+            "Load average after the run (1, 5, 15 min)": ", ".join(
+                f"{x:.2f}" for x in os.getloadavg()
+            ),
+        },
+    )
+    print(report.to_text())
+    if not args.no_record:
+        write_section(NAME, report.to_markdown())
+        print("wrote the soak section of benches/RESULTS.md", file=sys.stderr)
+    ok = report.passed and not judged.leaked and not result["problems"] and not result["bad"]
+    return 0 if ok else 1
