@@ -427,15 +427,17 @@ impl SatelliteCodec {
                 }
                 let items = value.try_iter().map_err(fail)?;
                 if field.is_varint() {
-                    let mut packed = Vec::new();
+                    let key = out.len();
+                    write_varint(out, u64::from(field.number << 3 | 2));
+                    let start = out.len();
                     for item in items {
                         let item = item.map_err(fail)?;
-                        write_varint(&mut packed, varint_of(field.scalar, &item).map_err(fail)?);
+                        write_varint(out, varint_of(field.scalar, &item).map_err(fail)?);
                     }
-                    if !packed.is_empty() {
-                        write_varint(out, u64::from(field.number << 3 | 2));
-                        write_varint(out, packed.len() as u64);
-                        out.extend_from_slice(&packed);
+                    if out.len() == start {
+                        out.truncate(key);
+                    } else {
+                        insert_len(out, start);
                     }
                 } else {
                     for item in items {
@@ -497,10 +499,10 @@ impl SatelliteCodec {
                 }
             }
             _ => {
-                let mut inner = Vec::new();
-                self.encode_from(py, field.message, value, &mut inner)?;
-                write_varint(out, inner.len() as u64);
-                out.extend_from_slice(&inner);
+                // Encoded in place, its length put in front afterwards (no buffer per message).
+                let start = out.len();
+                self.encode_from(py, field.message, value, out)?;
+                insert_len(out, start);
             }
         }
         Ok(())
@@ -580,6 +582,18 @@ fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
     }
     *buf = &buf[n..];
     Some(())
+}
+
+/// Puts the varint length of `out[start..]` at `start`.
+fn insert_len(out: &mut Vec<u8>, start: usize) {
+    let n = out.len() - start;
+    if n < 0x80 {
+        out.insert(start, n as u8);
+    } else {
+        let mut len = Vec::with_capacity(10);
+        write_varint(&mut len, n as u64);
+        out.splice(start..start, len);
+    }
 }
 
 fn write_varint(out: &mut Vec<u8>, mut v: u64) {
