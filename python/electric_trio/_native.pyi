@@ -365,11 +365,16 @@ class ShapeGraph:
         layer: int,
         rows: ShapeRows | list[tuple[list[str], list[str | None]]],
         resend: bool = False,
+        start: int = 0,
+        end: int | None = None,
     ) -> list[tuple[int, list[list[str]]]]: ...
     def remove_subscription(self, subscription: str) -> int: ...
     def take_data(
         self, max_ops: int = 1000, additional_ref: int | None = None
     ) -> tuple[list[bytes], list[_RelationInfo]]: ...
+    def take_data_part(
+        self, max_ops: int = 1000, max_frames: int = 8
+    ) -> tuple[list[bytes], list[_RelationInfo], bool]: ...
     def process(
         self,
         txn: ElectricTransaction,

@@ -68,7 +68,16 @@ from .messages import (
     rpc_request_body,
     rpc_response_body,
 )
-from .shapes import LayerPlan, Rows, SubscriptionPlan, fetch_layers, plan_subscription, xid_at_least
+from .shapes import (
+    LayerPlan,
+    Rows,
+    SubscriptionPlan,
+    add_rows,
+    fetch_layers,
+    plan_subscription,
+    take_data,
+    xid_at_least,
+)
 from .stream import Outbound, Outgoing, RefCounter
 
 if TYPE_CHECKING:
@@ -1167,12 +1176,12 @@ class Session:
             shapes.add_layers(plan)
         for layer, rows in delivery.rows:
             assert layer.layer_id is not None
-            graph.add_rows(layer.layer_id, rows, delivery.resend)
+            await add_rows(graph, layer.layer_id, rows, delivery.resend)  # in parts
         if plan is None:
             frames, relations = graph.take_data(additional_ref=delivery.ref)
             out = outbound.relation_frames(relations) + frames
         else:
-            frames, relations = graph.take_data()
+            frames, relations = await take_data(graph)  # in parts
             ids = [request_id for request_id, _ in plan.requests]
             out = outbound.relation_frames(relations)
             begin = SatSubsDataBegin(subscription_id=plan.id, lsn=str(position).encode())

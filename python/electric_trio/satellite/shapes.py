@@ -20,6 +20,8 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import trio
+
 from .. import _native
 from ..ddlx.schema import Schema, Table
 from ..pg import Connection
@@ -36,8 +38,10 @@ __all__ = [
     "LayerPlan",
     "Rows",
     "SubscriptionPlan",
+    "add_rows",
     "fetch_layers",
     "plan_subscription",
+    "take_data",
     "xid_at_least",
 ]
 
@@ -429,3 +433,36 @@ async def fetch_layers(
         await _read_layer(conn, layer, key_columns, keys, user_id, out)
     await conn.execute("COMMIT")
     return out
+
+
+#: Rows a graph takes per call, and frames it encodes per call, before other tasks get to run:
+#: a 1,000,000-row shape added or encoded in one call held the event loop for seconds (the
+#: other clients stalled, the service's Postgres connections timed out).
+ROWS_PER_STEP = 2048
+FRAMES_PER_STEP = 2
+
+
+async def add_rows(graph: _native.ShapeGraph, layer: int, rows: Rows, resend: bool) -> None:
+    """``graph.add_rows`` of a layer's rows in parts, with a checkpoint between them (the caller
+    keeps other tasks off ``graph`` meanwhile). The move-ins it returns are not kept: the rows
+    of a delivery's layers are all read in one snapshot beforehand."""
+    for start in range(0, len(rows), ROWS_PER_STEP):
+        graph.add_rows(layer, rows, resend, start, start + ROWS_PER_STEP)
+        await trio.lowlevel.checkpoint()
+
+
+async def take_data(
+    graph: _native.ShapeGraph, max_ops: int = 1000
+) -> tuple[list[bytes], list[tuple[int, str, str, list[tuple[str, int]]]]]:
+    """``graph.take_data(max_ops)`` encoded in parts, with a checkpoint between them: the
+    same frames, and every relation they use not reported before."""
+    frames: list[bytes] = []
+    relations: list[tuple[int, str, str, list[tuple[str, int]]]] = []
+    more = True
+    while more:
+        part, used, more = graph.take_data_part(max_ops, FRAMES_PER_STEP)
+        frames += part
+        relations += used
+        if more:
+            await trio.lowlevel.checkpoint()
+    return frames, relations

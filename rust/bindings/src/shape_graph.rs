@@ -93,6 +93,9 @@ pub struct ShapeGraph {
     encoder: OplogEncoder,
     /// The relations reported to the caller since `reset_relations`, by id: their form.
     announced: HashMap<u32, u64>,
+    /// Queued data being taken in parts by `take_data_part`, from `pending_at` on.
+    pending: Vec<PlanOp>,
+    pending_at: usize,
 }
 
 #[pymethods]
@@ -105,6 +108,8 @@ impl ShapeGraph {
             columns: HashMap::new(),
             encoder: OplogEncoder::new(),
             announced: HashMap::new(),
+            pending: Vec::new(),
+            pending_at: 0,
         }
     }
 
@@ -169,20 +174,26 @@ impl ShapeGraph {
     /// Adds rows read from Postgres for `layer`: `(tags, values as text in table order)`; the
     /// client gets those it lacks (all of them with `resend`).
     /// Returns the rows still to fetch for its many-to-one child layers.
-    /// `rows` may also be a [`ShapeRows`] (rows read by a `COPY`).
-    #[pyo3(signature = (layer, rows, resend = false))]
+    /// `rows` may also be a [`ShapeRows`] (rows read by a `COPY`), of which only those from
+    /// `start` to `end` (excluded; the last one when `None`) are added: a large layer is added
+    /// in parts, letting other tasks run between them.
+    #[pyo3(signature = (layer, rows, resend = false, start = 0, end = None))]
     fn add_rows(
         &mut self,
         layer: usize,
         rows: &Bound<'_, PyAny>,
         resend: bool,
+        start: usize,
+        end: Option<usize>,
     ) -> PyResult<Vec<MoveInInfo>> {
         if let Ok(text) = rows.cast::<ShapeRows>() {
             let text = text.borrow();
+            let end = end.unwrap_or(usize::MAX);
             return errors::guard(|| {
-                Ok(move_ins(self.inner.add_text_rows(
+                Ok(move_ins(self.inner.add_text_rows_range(
                     layer,
                     &text.inner,
+                    start..end,
                     resend,
                 )))
             });
@@ -212,7 +223,15 @@ impl ShapeGraph {
         additional_ref: Option<u64>,
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>)> {
         errors::guard(|| {
-            let data = self.inner.take_data();
+            let mut data = self.inner.take_data();
+            if self.pending_at < self.pending.len() {
+                // What `take_data_part` left comes first.
+                let mut rest = std::mem::take(&mut self.pending).split_off(self.pending_at);
+                rest.append(&mut data);
+                data = rest;
+            }
+            self.pending = Vec::new();
+            self.pending_at = 0;
             let relations = relations_of(
                 data.iter().filter_map(|op| match op {
                     PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => {
@@ -243,6 +262,55 @@ impl ShapeGraph {
                 }
             }
             Ok((frames, relations))
+        })
+    }
+
+    /// Part of the queued data, as `take_data` without `additional_ref` gives it: at most
+    /// `max_frames` `SatOpLog` frames of at most `max_ops` ops, the relations they use not
+    /// reported before, and whether data is left for the next call. A large shape's data is
+    /// encoded in parts, letting other tasks run between them.
+    #[pyo3(signature = (max_ops = 1000, max_frames = 8))]
+    fn take_data_part<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_ops: usize,
+        max_frames: usize,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>, bool)> {
+        errors::guard(|| {
+            if self.pending_at >= self.pending.len() {
+                self.pending = self.inner.take_data();
+                self.pending_at = 0;
+            }
+            let max_ops = max_ops.max(1);
+            let end = self
+                .pending
+                .len()
+                .min(self.pending_at + max_ops * max_frames.max(1));
+            let part = &self.pending[self.pending_at..end];
+            let relations = relations_of(
+                part.iter().filter_map(|op| match op {
+                    PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => {
+                        Some(relation)
+                    }
+                    PlanOp::Change(_) => None,
+                }),
+                &mut self.announced,
+            );
+            let mut frames = Vec::new();
+            for chunk in part.chunks(max_ops) {
+                let frame = self
+                    .encoder
+                    .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
+                    .map_err(encode_error)?;
+                frames.push(PyBytes::new(py, &frame));
+            }
+            self.pending_at = end;
+            let more = end < self.pending.len();
+            if !more {
+                self.pending = Vec::new();
+                self.pending_at = 0;
+            }
+            Ok((frames, relations, more))
         })
     }
 

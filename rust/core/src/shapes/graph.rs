@@ -1055,9 +1055,23 @@ impl ShapeGraph {
     /// [`ShapeGraph::add_rows`] of rows read by a `COPY` ([`TextRows`]), without a `String`
     /// per value.
     pub fn add_text_rows(&mut self, layer: LayerId, rows: &TextRows, resend: bool) -> Vec<MoveIn> {
+        self.add_text_rows_range(layer, rows, 0..rows.len(), resend)
+    }
+
+    /// [`ShapeGraph::add_text_rows`] of the rows at `range` only (clamped to the rows there
+    /// are): a large layer added in parts gives the same graph as added at once.
+    pub fn add_text_rows_range(
+        &mut self,
+        layer: LayerId,
+        rows: &TextRows,
+        range: std::ops::Range<usize>,
+        resend: bool,
+    ) -> Vec<MoveIn> {
+        let end = range.end.min(rows.len());
+        let start = range.start.min(end);
         self.add_rows_from(
             layer,
-            (0..rows.len()).map(|i| {
+            (start..end).map(|i| {
                 let (tags, values) = rows.row(i);
                 (tags.clone(), values)
             }),

@@ -1,0 +1,92 @@
+# ruff: noqa: F811 (the fixtures come from test_satellite_protocol)
+"""A large shape's initial sync does not stall the service (issue 4): its rows are added to the
+client's graph and encoded in parts, other tasks running between them, so other clients keep
+receiving live changes and the service's Postgres connections keep answering meanwhile."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+from test_satellite_protocol import (  # noqa: F401 (fixtures)
+    client,
+    db,
+    migration_sql,
+    satellite,
+    service,
+    sql,
+    wait_versions,
+)
+from test_shapes_protocol import ops, request, select, started, subscribe
+
+from electric_trio.pg import connect
+from electric_trio.satellite import messages as m
+from electric_trio.satellite import session as session_module
+from electric_trio.service import Service
+
+ROWS = 200_000
+
+
+async def test_other_clients_get_live_changes_while_a_large_shape_syncs(
+    service: Service, db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    # The rows are there before the table is electrified: not in the replication stream.
+    await sql(
+        db,
+        "CREATE TABLE big (id int8 PRIMARY KEY, v text);"
+        f" INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, {ROWS}) i",
+    )
+    await sql(
+        db, "BEGIN; CALL electric.migration_version('1'); CALL electric.electrify('big'); COMMIT"
+    )
+    await sql(db, migration_sql("2", "small"))
+    await wait_versions(service, 2)
+
+    order: list[str] = []
+    known_b: dict[int, m.SatRelation] = {}
+    async with client(service) as a, client(service) as b, await connect(db) as writer:
+        await started(service, a, "a")
+        await started(service, b, "b")
+        assert (await subscribe(b, request(select("small")))).err is None
+        while not isinstance(frame := await b.recv(), m.SatSubsDataEnd):
+            ops([frame], known_b)
+
+        # The moment the service starts adding a's rows to its graph (all read by then).
+        adding = trio.Event()
+        add_rows = session_module.add_rows
+
+        async def observed(*args: Any) -> None:
+            adding.set()
+            await add_rows(*args)
+
+        monkeypatch.setattr(session_module, "add_rows", observed)
+
+        async def b_gets_a_change() -> None:
+            await adding.wait()
+            await writer.execute("INSERT INTO small VALUES (1, 'live')")
+            got: list[tuple[str, ...]] = []
+            while not got:
+                got = ops([await b.recv()], known_b)
+            assert got == [("insert", "small", "1")]
+            order.append("b got its change")
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(b_gets_a_change)
+                assert (await subscribe(a, request(select("big")))).err is None
+                known_a: dict[int, m.SatRelation] = {}
+                rows = 0
+                while not isinstance(frame := await a.recv(), m.SatSubsDataEnd):
+                    if isinstance(frame, m.SatSubsDataBegin):
+                        order.append("a's data began")
+                    rows += len(ops([frame], known_a))
+                order.append("a's data ended")
+    assert rows == ROWS
+    # b's change went through Postgres, the replication stream and b's socket while the service
+    # was adding a's rows and encoding their frames (it used to hold its event loop for all of
+    # them: nobody else was served meanwhile).
+    assert order == ["b got its change", "a's data began", "a's data ended"]
+    assert "did not answer in time" not in caplog.text
