@@ -212,11 +212,10 @@ class LocalDb:
         store = client.store
 
         def call(conn: sqlite3.Connection) -> tuple[T, set[str]]:
-            if conn.in_transaction:
-                return fn(conn), set()
-            if not wrap:
+            if conn.in_transaction or not wrap:
                 result = fn(conn)
-                return result, store.snapshot()
+                # inside the application's transaction (a BEGIN of its own): after its COMMIT
+                return result, set() if conn.in_transaction else store.snapshot()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
