@@ -51,17 +51,22 @@ async def send_frames(ws: WebSocketConnection, payloads: Iterable[bytes]) -> Non
             raise ConnectionClosed(ws._close_reason) from None
 
 
+#: The attribute :func:`adopt` sets on a connection: its socket's ``fileno`` (the standard
+#: library's, -1 once closed) or None when the stream is not a socket. Looked up once, as the
+#: fan-out asks for it once per client per transaction.
+_FILENO = "_electric_fileno"
+
+
 def adopt(ws: WebSocketConnection) -> None:
     """Makes the connection's stream lock one that :func:`write_now` can hand to a task."""
     ws._stream_lock = trio.Semaphore(1)  # type: ignore[assignment]
-
-
-def _fd(ws: WebSocketConnection) -> int | None:
     stream: Any = ws._stream
     inner = getattr(stream, "stream", stream)  # the HTTP server's ReplayStream
+    fileno: Callable[[], int] | None = None
     if isinstance(inner, trio.SocketStream):
-        return inner.socket.fileno()
-    return None
+        sock = inner.socket
+        fileno = getattr(getattr(sock, "_sock", None), "fileno", sock.fileno)
+    setattr(ws, _FILENO, fileno)
 
 
 def can_write_now(ws: WebSocketConnection) -> bool:
@@ -71,7 +76,7 @@ def can_write_now(ws: WebSocketConnection) -> bool:
         not ws._close_reason
         and isinstance(lock, trio.Semaphore)
         and lock.value == 1
-        and _fd(ws) is not None
+        and getattr(ws, _FILENO, None) is not None
     )
 
 
@@ -82,11 +87,10 @@ def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]
     bytes to every socket that gets it."""
     lock = ws._stream_lock
     assert isinstance(lock, trio.Semaphore)
-    fd = _fd(ws)
-    assert fd is not None
+    fileno: Callable[[], int] = getattr(ws, _FILENO)
     lock.acquire_nowait()
     try:
-        sent = os.write(fd, data)
+        sent = os.write(fileno(), data)
     except BlockingIOError:
         sent = 0
     except OSError:
