@@ -341,3 +341,19 @@ def test_dict_form() -> None:
     }
     _, rel = _native.decode_frame(golden("relation"))
     assert rel["columns"][0]["primaryKey"] is True
+
+
+def test_decoder_reads_what_other_encoders_may_write() -> None:
+    # SatOpLogAck: an unknown field (99, varint) skipped; additional_data_source_ids (5,
+    # repeated uint64) unpacked, then packed; lsn (2) twice, the last one kept.
+    frame = bytes([23, 0x98, 0x06, 0x07, 0x28, 0x01, 0x2A, 0x02, 0x02, 0x03])
+    frame += b"\x12\x01a\x12\x01b"
+    ack = m.decode(frame)
+    assert ack == m.SatOpLogAck(lsn=b"b", additional_data_source_ids=(1, 2, 3))
+    # SatTransOp is a oneof: a later member replaces an earlier one.
+    begin = m.SatTransOp(begin=m.SatOpBegin(commit_timestamp=1))
+    commit = m.SatTransOp(commit=m.SatOpCommit(commit_timestamp=2))
+    both = m.encode_message(begin) + m.encode_message(commit)
+    assert m.decode_message(m.SatTransOp, both) == commit
+    # Canonical output: packed, in field-number order, defaults left out.
+    assert m.encode(ack) == bytes([23, 0x12, 0x01, 0x62, 0x2A, 0x03, 0x01, 0x02, 0x03])
