@@ -417,3 +417,26 @@ fn unsubscribing_queues_gones_for_rows_no_other_subscription_holds() {
     assert_eq!(g.take_data().len(), 2);
     assert!(g.is_empty());
 }
+
+#[test]
+fn rows_added_in_parts_give_what_they_give_at_once() {
+    let mut rows = super::text_rows::TextRows::new(2);
+    for i in 0..7 {
+        rows.push_line(format!("{{postgres_1@0}}\tp{i}\tname {i}\n").as_bytes())
+            .unwrap();
+    }
+    let t = txn(1, vec![]);
+    let mut whole = graph(None);
+    let l = layer(&mut whole, "s", "projects", "this.id <> 'p3'", None);
+    whole.add_text_rows(l, &rows, false);
+    let mut parts = graph(None);
+    let l = layer(&mut parts, "s", "projects", "this.id <> 'p3'", None);
+    for start in (0..rows.len()).step_by(3) {
+        parts.add_text_rows_range(l, &rows, start..start + 3, false);
+    }
+    parts.add_text_rows_range(l, &rows, 9..20, false); // past the end: nothing
+    let expected = ["p0", "p1", "p2", "p4", "p5", "p6"].map(|p| s("insert", p));
+    assert_eq!(kinds(&whole.take_data(), &t), expected);
+    assert_eq!(kinds(&parts.take_data(), &t), expected);
+    assert_eq!(parts.len(), whole.len());
+}
