@@ -595,7 +595,7 @@ def main(argv: Sequence[str]) -> int:
     )
     report = Report(
         name=NAME,
-        title=f"soak: {args.minutes:g} min of load and faults against {args.clients} clients",
+        title=f"{args.minutes:g} min of load and faults against {args.clients} clients",
         description=DESCRIPTION.format(
             minutes=args.minutes,
             clients=args.clients,
@@ -626,7 +626,7 @@ def main(argv: Sequence[str]) -> int:
             if not result["problems"] and not result["bad"]
             else f"NO: {'; '.join([*result['problems'], *result['bad']][:5])}",
             "Client resets (cannot resume: full resync)": str(result["resets"]),
-            "Memory": f"RSS median {judged.first_mib:.0f} MiB (first third) -> "
+            "Service memory": f"RSS median {judged.first_mib:.0f} MiB (first third) -> "
             f"{judged.last_mib:.0f} MiB (last third), {judged.samples} steady samples,"
             f" leak: {'YES' if judged.leaked else 'no'} (plot: benches/plots/soak_rss.png)",
             "PostgreSQL": f"{result['postgres']} (embedded, fsync on)",
