@@ -13,7 +13,8 @@ client's number modulo GROUPS). During the run, at once:
 - client writes: one every 0.5 s, an INSERT by a random connected client in its own group;
 - reconnects: every 20 s, 10 random clients disconnect and connect again 1-3 s later (resume);
 - bad inputs: every 15 s, a garbage HTTP request and a WebSocket with a malformed frame;
-- service restarts: every ``--restart-every`` seconds (180), SIGTERM and kill -9 in turn (the
+- service restarts: every ``--restart-every`` seconds (180; a quarter of a run shorter than 12
+  minutes, 30 at least), SIGTERM and kill -9 in turn (the
   same ports; clients reconnect by themselves);
 - Postgres fast restart (``pg_ctl stop -m fast``, start) at 40 % and 80 % of the run.
 
