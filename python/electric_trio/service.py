@@ -37,6 +37,8 @@ RECONNECT_BACKOFF_MAX = 10.0
 #: How often an idle connection is checked with ``SELECT 1``, and how long the check may take.
 HEALTH_CHECK_INTERVAL = 5.0
 HEALTH_CHECK_TIMEOUT = 5.0
+#: How often :meth:`Service.wait_ready` looks at the readiness gates again.
+_GATE_POLL = 0.02
 # What talking to Postgres may raise; anything else is a bug and ends the service.
 _CONNECTION_ERRORS = (ElectricError, OSError, trio.TooSlowError, trio.BrokenResourceError)
 
@@ -184,9 +186,17 @@ class Service:
         self._started = trio.Event()
 
     async def wait_ready(self) -> None:
-        """Returns once every subsystem has started and Postgres is connected."""
+        """Returns once every subsystem has started, Postgres is connected and every readiness
+        gate is open: when ``/api/status`` says ready (e.g. after a restart, once the reader
+        has replayed the slot's window)."""
         await self._started.wait()
-        await self.postgres.wait_ready()
+        while True:
+            await self.postgres.wait_ready()
+            if self.status() == "ready":
+                return
+            # The gates are predicates of subsystems' state (some open on a deadline), with no
+            # event to wait on: look again shortly.
+            await trio.sleep(_GATE_POLL)
 
     def add_readiness_gate(self, gate: Callable[[], bool]) -> None:
         """``/api/status`` says ready only while Postgres is connected and every gate is true."""

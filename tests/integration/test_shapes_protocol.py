@@ -26,6 +26,7 @@ from test_satellite_protocol import (  # noqa: F401 (fixtures)
     wait_versions,
 )
 
+from electric_trio.pg import connect
 from electric_trio.satellite import messages as m
 from electric_trio.service import Service
 
@@ -547,6 +548,50 @@ async def test_resume_after_a_service_restart(db: str, nursery: trio.Nursery) ->
             await sql(db, "UPDATE items SET v = 'out' WHERE id = 1")
             assert ops(await until(c, m.SatOpLog), known) == [("gone", "items", "1")]
         second.cancel_scope.cancel()
+
+
+async def test_a_start_replication_that_cannot_be_answered_in_time_closes(
+    db: str, nursery: trio.Nursery
+) -> None:
+    """The official client waits 3 s for startReplication's answer and, past that, stays
+    connected without replicating: a resume the service cannot prepare in time (here its stored
+    client state is locked) is answered with INTERNAL and a close, and the client's next attempt
+    resumes."""
+    known: dict[int, m.SatRelation] = {}
+    sub = request(select("items"))
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, migration_sql("1", "items"))
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            ops(await until(c, m.SatSubsDataEnd), known)
+            await sql(db, "INSERT INTO items VALUES (1, 'a')")
+            lsn = await ack(c, await until(c, m.SatOpLog))
+        first.cancel_scope.cancel()
+    service = await start_service(nursery, db)
+    async with await connect(db) as locker:
+        # The restarted service reads the client's stored shapes: held up behind this lock.
+        await locker.execute(
+            "BEGIN; LOCK TABLE electric.client_checkpoints IN ACCESS EXCLUSIVE MODE"
+        )
+        async with client(service) as c:
+            await c.connect("c1")
+            reply = await c.call(
+                "startReplication",
+                m.SatInStartReplicationReq(lsn=lsn, subscription_ids=(sub.subscription_id,)),
+            )
+            assert reply.error is not None
+            assert reply.error.error_type == m.SatErrorRespErrorCode.INTERNAL
+            await c.expect_close(1011)
+        await locker.execute("ROLLBACK")
+    await sql(db, "INSERT INTO items VALUES (2, 'b')")
+    async with client(service) as c:
+        await c.connect("c1")
+        resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+        assert resp.err is None
+        assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "2")]
 
 
 async def test_move_in_data_the_client_did_not_apply_is_sent_again_on_resume(

@@ -104,6 +104,9 @@ _BATCH = 100
 #: The longest a startReplication waits for the replay to reach the client's position: the
 #: official client gives up on a call after 3 s and then stays connected without replicating.
 _REPLAY_WAIT = 2.0
+#: How long a startReplication may take before it is answered with an INTERNAL error (and a
+#: close): the official client gives up on its call after 3 s.
+_START_REPLICATION_DEADLINE = 2.5
 
 
 def parse_lsn(raw: bytes) -> int | None:
@@ -627,8 +630,6 @@ class Session:
     async def _start_replication(
         self, request: SatRpcRequest, start: SatInStartReplicationReq
     ) -> None:
-        assert self.client_id is not None
-        server = self.server
         if self._streaming:
             await self._fail_call(
                 request,
@@ -637,6 +638,56 @@ class Session:
                 "replication is already started",
             )
             return
+        # The official client waits 3 s for the answer and, past that, stays connected without
+        # replicating or reconnecting: an answer that cannot be ready in time is an INTERNAL
+        # error and a close instead, after which the client reconnects with its backoff.
+        with trio.move_on_after(_START_REPLICATION_DEADLINE) as deadline:
+            ready = await self._prepare_replication(request, start)
+        if deadline.cancelled_caught:
+            log.warning(
+                "startReplication not ready in time client_id=%s deadline_s=%s",
+                self.client_id,
+                _START_REPLICATION_DEADLINE,
+            )
+            response = SatRpcResponse(
+                method=request.method,
+                request_id=request.request_id,
+                error=SatErrorResp(
+                    error_type=_Code.INTERNAL,
+                    message="the service could not start replication in time",
+                ),
+            )
+            await self.close(CLOSE_SERVER_ERROR, "Start replication timed out", response)
+            return
+        if ready is None:
+            return
+        outbound, lsn, initial = ready
+        log.info(
+            "replication started client_id=%s from=%s initial_transactions=%d",
+            self.client_id,
+            lsn,
+            len(initial),
+        )
+        self.outbound = outbound
+        self._streaming, self._stopping = True, False
+        self._stream_done = trio.Event()
+        self.window.clear()
+        await self._respond(
+            request, SatInStartReplicationResp(unacked_window_size=self.window.size)
+        )
+        for batch in self._gone_again:
+            await self._send_gone_batch(batch, lsn)
+        self._gone_again = []
+        assert self._nursery is not None
+        self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
+
+    async def _prepare_replication(
+        self, request: SatRpcRequest, start: SatInStartReplicationReq
+    ) -> tuple[Outbound, int, list[Outgoing]] | None:
+        """What streaming from the client's position needs, or None when the request was
+        refused (answered, and the connection closed where the spec says so)."""
+        assert self.client_id is not None
+        server = self.server
         history, txlog = server.history, server.txlog
         code: SatInStartReplicationRespReplicationErrorCode | None = None
         text = ""
@@ -652,14 +703,14 @@ class Session:
                 ),
             )
             await self.close(CLOSE_SERVER_ERROR, "Replay in progress", response)
-            return
+            return None
         if lsn is not None and self.unknown_subscription(start.subscription_ids) is not None:
             # Not known here since the service started: the client's stored state, if any.
             try:
                 stored = await server.load_client_shapes(self.client_id, self.user_id)
             except PostgresUnavailableError as e:
                 await self._postgres_unavailable(e)
-                return
+                return None
             if stored is not None:
                 self.shapes = stored
         if start.schema_version is not None and not any(
@@ -694,7 +745,7 @@ class Session:
             text = "LSN is before the already acknowledged one"
         if code is not None:
             await self._refuse_replication(request, code, text)
-            return
+            return None
 
         dialect: Dialect = (
             "postgresql"
@@ -720,7 +771,7 @@ class Session:
                 _ReplicationCode.BEHIND_WINDOW,
                 "Cannot catch up to the server's current state",
             )
-            return
+            return None
         if lsn is not None and not await self._requery_additional(
             lsn, start.observed_transaction_data
         ):
@@ -730,7 +781,7 @@ class Session:
                 error=SatErrorResp(error_type=_Code.REPLICATION_FAILED),
             )
             await self.close(CLOSE_PROTOCOL_ERROR, "Move-in data unavailable", response)
-            return
+            return None
         initial: list[Outgoing] = []
         if lsn is None:
             # First sync: the migrations the client lacks, at the log's current position.
@@ -739,25 +790,8 @@ class Session:
                 initial = await outbound.initial_migrations(start.schema_version, lsn)
             except PostgresUnavailableError as e:
                 await self._postgres_unavailable(e)
-                return
-        log.info(
-            "replication started client_id=%s from=%s initial_transactions=%d",
-            self.client_id,
-            lsn,
-            len(initial),
-        )
-        self.outbound = outbound
-        self._streaming, self._stopping = True, False
-        self._stream_done = trio.Event()
-        self.window.clear()
-        await self._respond(
-            request, SatInStartReplicationResp(unacked_window_size=self.window.size)
-        )
-        for batch in self._gone_again:
-            await self._send_gone_batch(batch, lsn)
-        self._gone_again = []
-        assert self._nursery is not None
-        self._nursery.start_soon(self._guarded, partial(self._stream, lsn, initial))
+                return None
+        return outbound, lsn, initial
 
     async def _wait_for_replay(self, lsn: int) -> bool:
         """Right after a restart the reader is still replaying the slot's window into the
