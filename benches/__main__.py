@@ -32,7 +32,7 @@ from ._harness import (
 
 SUMMARY = "summary"
 #: Run only when named (``python -m benches soak``): never part of the run of every benchmark.
-OPT_IN: dict[str, str] = {"soak": "benches.soak"}
+OPT_IN: dict[str, str] = {"soak": "benches.soak", "reliability": "benches.reliability"}
 
 #: Expected seconds per benchmark, (--quick, full), for the overall progress and its ETA: the
 #: --quick ones measured on the 2-core machine of RESULTS.md (load average about 1), the full

@@ -1,7 +1,7 @@
 """Bad input tried and faults survived: the fuzz targets, the hypothesis bad-input tests and the
 fault tests, run longer than CI runs them, with what each tried and what failed counted.
 
-``python -m benches reliability [--fuzz-seconds N] [--examples N]`` (opt-in: not part of the
+``python -m benches reliability [--fuzz-seconds N] [--examples N]`` (by name only: not part of the
 default run, it takes about ``6 x fuzz-seconds`` plus the tests). Nothing here is a speed
 figure: the section of RESULTS.md records the number of inputs each check fed the code under
 test, the number of faults injected, and the failures (the limit being zero).
