@@ -298,6 +298,8 @@ async def serve(
             await nursery.start(subsystem.run, service)
             log.info("started", subsystem=subsystem.name)
         service._started.set()
+        # Said once /api/status says it too (after a restart, the replay gate opens later).
+        await service.wait_ready()
         log.info("electric-trio is ready", http_port=service.http_port)
     log.info("stopped")
 
