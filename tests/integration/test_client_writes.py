@@ -658,10 +658,17 @@ async def test_keywords_and_quotes_in_table_and_column_names(
             delete(7, "m", "p", "7", tags=[f"client_1_1@{now}"]),
         )
         assert (await c.echo()).commit_timestamp == now + 1
-    assert [tuple(r) for r in await pg.fetch('SELECT * FROM "by" ORDER BY by')] == [
+    expected = [
         ("c", "1", "2", "3 bis", 'say "hi"'),
         ("p", "pos 2", "u", "uid", "hi from the client"),
     ]
+    # (the echo may come a moment before the commit is visible here: see pg_tag)
+    with trio.move_on_after(10):
+        while [  # noqa: ASYNC110 (Postgres state, no event to wait on)
+            tuple(r) for r in await pg.fetch('SELECT * FROM "by" ORDER BY by')
+        ] != expected:
+            await trio.sleep(0.02)
+    assert [tuple(r) for r in await pg.fetch('SELECT * FROM "by" ORDER BY by')] == expected
     assert [tuple(r) for r in await pg.fetch("SELECT * FROM loop")] == [("l", "c", 2)]
     tombstones = await pg.fetch("SELECT * FROM electric.tombstone__public__loop")
     assert [tuple(r) for r in tombstones] == [("m", "p", 7)]
