@@ -236,3 +236,34 @@ async def test_metrics(tunnelled: Running) -> None:
     assert values["electric_replication_lag_bytes"] >= 0
     assert "electric_replication_lag_seconds" in values
     assert PASSWORD not in body.decode()
+
+
+async def test_tunnel_closes_its_websocket_socket_when_stopped_mid_handshake() -> None:
+    """A tunnel stopped while the service has not answered the upgrade closes the TCP
+    connection it opened (it leaked it, and pytest turned the ResourceWarning into a failure)."""
+    accepted = trio.Event()
+    peer_closed = trio.Event()
+
+    async def silent(stream: trio.SocketStream) -> None:
+        accepted.set()
+        async with stream:
+            while await stream.receive_some(65536):
+                pass  # reads the upgrade request, never answers
+        peer_closed.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, silent, 0)
+        silent_port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as tunnel_scope:
+            local: int = await tunnel_scope.start(
+                partial(run_tunnel, f"http://127.0.0.1:{silent_port}", 0)
+            )
+            client = await trio.open_tcp_stream("127.0.0.1", local)
+            with trio.fail_after(10):
+                await accepted.wait()
+            tunnel_scope.cancel_scope.cancel()
+        with trio.fail_after(10):
+            await peer_closed.wait()  # the tunnel's upstream socket was closed, not dropped
+        assert await client.receive_some(10) == b""  # and the local connection too
+        await client.aclose()
+        nursery.cancel_scope.cancel()

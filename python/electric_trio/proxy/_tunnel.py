@@ -3,10 +3,11 @@ own WebSocket to the service's ``/proxy`` (client-behaviour.md §11)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import ssl
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, wrap_client_stream
 
 from .._log import get_logger
 from ._server import WS_QUEUE, WS_RECEIVE_BYTES, pipe_websocket
@@ -28,6 +29,10 @@ def tunnel_url(service: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
+def port_of(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "wss" else 80)
+
+
 async def run_tunnel(
     service: str,
     local_port: int,
@@ -37,22 +42,43 @@ async def run_tunnel(
 ) -> None:
     """Listens on ``host:local_port`` (0 = any free port, given to ``task_status.started``)."""
     url = tunnel_url(service)
+    parts = urlsplit(url)
+    resource = parts.path or "/"
     listeners = await trio.open_tcp_listeners(local_port, host=host)
     port = listeners[0].socket.getsockname()[1]
     log.info("proxy tunnel listening", port=port, service=url)
 
     async def handle(tcp: trio.SocketStream) -> None:
+        # The WebSocket's own TCP stream is opened and closed here, not by open_websocket_url:
+        # trio-websocket leaves it open when its handshake is cancelled (a ResourceWarning).
         try:
-            async with open_websocket_url(
-                url,
-                message_queue_size=WS_QUEUE,
-                receive_buffer_size=WS_RECEIVE_BYTES,
-                connect_timeout=CONNECT_TIMEOUT,
-                disconnect_timeout=CONNECT_TIMEOUT,
-            ) as ws:
-                await pipe_websocket(ws, tcp)
-        except (trio.TooSlowError, HandshakeError, ConnectionClosed, OSError) as e:
-            log.warning("proxy tunnel cannot open the WebSocket", url=url, error=str(e))
+            with trio.fail_after(CONNECT_TIMEOUT):
+                upstream = await trio.open_tcp_stream(parts.hostname or "", port_of(parts))
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = upstream
+            if parts.scheme == "wss":
+                stream = trio.SSLStream(
+                    upstream, ssl.create_default_context(), server_hostname=parts.hostname
+                )
+            async with stream, trio.open_nursery() as nursery:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    ws = await wrap_client_stream(
+                        nursery,
+                        stream,
+                        parts.netloc,
+                        resource,
+                        message_queue_size=WS_QUEUE,
+                        receive_buffer_size=WS_RECEIVE_BYTES,
+                    )
+                try:
+                    await pipe_websocket(ws, tcp)
+                finally:
+                    with trio.move_on_after(CONNECT_TIMEOUT) as cleanup:
+                        cleanup.shield = True
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        except* (trio.TooSlowError, HandshakeError, ConnectionClosed, OSError) as group:
+            errors = "; ".join(str(e) or type(e).__name__ for e in group.exceptions)
+            log.warning("proxy tunnel cannot open the WebSocket", url=url, error=errors)
         finally:
             await trio.aclose_forcefully(tcp)
 
