@@ -29,7 +29,6 @@ from test_satellite_protocol import SETTINGS, Client, client, migration_sql, sql
 from test_shapes_protocol import request, select, subscribe
 from trio_websocket import ConnectionClosed
 
-from _faultnet import DOWN, UP, NetRelay, open_net_relay, vm_hwm_kib
 from electric_trio.client import ElectricClient, ElectricConfig, open_electric
 from electric_trio.config import Config
 from electric_trio.pg import connect
@@ -39,6 +38,7 @@ from electric_trio.replication._slot import main_slot_name
 from electric_trio.satellite import messages as m
 from electric_trio.satellite.server import SatelliteSubsystem
 from electric_trio.service import Service, default_subsystems, serve
+from faults import DOWN, UP, Relay, open_relay, vm_hwm_kib
 from official_client import (
     OfficialClient,
     OfficialClientError,
@@ -123,7 +123,7 @@ def server_ids(c: OfficialClient) -> set[str]:
     }
 
 
-async def fire(relay: NetRelay, direction: str, nbytes: int, within: float = 30) -> None:
+async def fire(relay: Relay, direction: str, nbytes: int, within: float = 30) -> None:
     event = relay.cut_after(direction, nbytes)
     with trio.fail_after(within):
         await event.wait()
@@ -155,7 +155,7 @@ async def test_client_connections_cut_mid_transaction_both_ways(
         await pg.execute(ITEMS)
         await wait_versions(service, 1)
         await pg.execute(AUDIT)
-    async with open_net_relay("127.0.0.1", service.http_port) as relay:
+    async with open_relay("127.0.0.1", service.http_port) as relay:
         url = f"http://127.0.0.1:{relay.port}"
         official = await official_client("official")
         assert service.migrations is not None
@@ -282,7 +282,7 @@ async def test_postgres_connections_cut_while_clients_write(
     env = {"ELECTRIC_WRITE_TO_PG_MODE": mode}
     if mode == "logical_replication":
         env |= {"LOGICAL_PUBLISHER_HOST": "127.0.0.1", "LOGICAL_PUBLISHER_PORT": "0"}
-    async with open_net_relay(pg_server.host, pg_server.port) as relay:
+    async with open_relay(pg_server.host, pg_server.port) as relay:
         service = await start(nursery, make_config(via(db, relay.port), **env))
         async with await connect(db) as pg:
             await pg.execute(ITEMS)
@@ -360,7 +360,7 @@ async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
     async with await connect(db) as pg:
         await pg.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
         await pg.execute("SELECT pg_reload_conf()")
-    async with open_net_relay(own_pg.host, own_pg.port) as relay:
+    async with open_relay(own_pg.host, own_pg.port) as relay:
         service = await start(nursery, make_config(via(db, relay.port)))
         async with await connect(db) as pg:
             await pg.execute(ITEMS)
