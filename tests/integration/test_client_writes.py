@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,6 +21,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from _databases import fresh_database
 from electric_trio.config import Config
 from electric_trio.http.migrations import MigrationsApi
 from electric_trio.pg import Connection, connect
@@ -33,7 +33,6 @@ from electric_trio.writes.direct import APPLICATION_NAME
 from electric_trio.writes.subsystem import WritesSubsystem
 from official_client import describe_schema, insecure_token
 
-_counter = itertools.count()
 Code = m.SatErrorRespErrorCode
 SETTINGS = SatelliteSettings(duplicate_client_wait=0.5, close_timeout=2.0)
 #: 2023-06-06T00:00:00Z, the commit time of the upstream scenarios' client transactions.
@@ -69,33 +68,8 @@ def make_config(url: str, mode: str) -> Config:
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database per test: the service installs the electric schema in it."""
-    name = f"et_cw_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.database_url(name)
-    async with await connect(pg_server.database_url(name)) as c:
-        # logical_replication mode leaves the postgres_1 subscription, which holds the database
-        if await c.fetchval(
-            "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1'"
-            " AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ):
-            await c.execute(
-                "ALTER SUBSCRIPTION postgres_1 DISABLE;"
-                " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
-                " DROP SUBSCRIPTION postgres_1"
-            )
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(20):
-            # the service's temporary slot goes when its connection does
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_cw") as url:
+        yield url
 
 
 async def start_service(nursery: trio.Nursery, url: str, mode: str) -> Service:

@@ -4,8 +4,6 @@ transactions from us and the triggers merge them, in order and once, across reco
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio import _native
 from electric_trio.config import Config
 from electric_trio.pg import Connection, ConnectParams, PgError, connect
@@ -20,8 +19,6 @@ from electric_trio.replication import ReplicationSubsystem
 from electric_trio.service import Service, serve
 from electric_trio.writes import ClientWrite, RowInsert, WriteRejectedError
 from electric_trio.writes.publisher import SUBSCRIPTION, LogicalPublisher
-
-_counter = itertools.count()
 
 
 def make_config(url: str) -> Config:
@@ -69,25 +66,8 @@ async def drop_subscription(conn: Connection) -> None:
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database per test with table ``items`` electrified (migration ``1``)."""
-    name = f"et_pub_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.database_url(name)
-    yield url
-    async with await connect(url) as c:
-        await drop_subscription(c)
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(20):
-            # the service's temporary slot goes when its connection does
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_pub") as url:
+        yield url
 
 
 async def sql(url: str, statements: str) -> None:

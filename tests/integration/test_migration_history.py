@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.ddlx import install_electric_schema
 from electric_trio.ddlx.history import MigrationHistory
 from electric_trio.ddlx.migration import StmtType
 from electric_trio.pg import ConnectParams, connect
 from electric_trio.replication import ReaderSettings, TransactionLog, serve_replication
 
-_counter = itertools.count()
-
 
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
-    name = f"et_hist_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.database_url(name)
-    async with await connect(url) as c:
-        await install_electric_schema(c)
-    yield url
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}' AND NOT active"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_hist") as url:
+        async with await connect(url) as c:
+            await install_electric_schema(c)
+        yield url
 
 
 async def migrate(url: str, version: str, table: str) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import json
-import os
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -18,6 +16,7 @@ import h11
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.config import Config
 from electric_trio.pg import connect
 from electric_trio.satellite.messages import SatOpMigrate, SatOpMigrateType, decode_message
@@ -31,27 +30,12 @@ V1 = "20230504114018"
 V2 = "20230608134524"
 V3 = "20230701000000"
 
-_counter = itertools.count()
-
 
 @pytest.fixture
 async def db(pg_server: PgServer) -> AsyncIterator[str]:
     """A fresh database; its replication slots and itself are dropped afterwards."""
-    name = f"et_migapi_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.database_url(name)
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(30):
-            while await admin.fetchval(  # noqa: ASYNC110 - Postgres state, no event
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}' AND NOT active"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_migapi") as url:
+        yield url
 
 
 def make_config(url: str) -> Config:

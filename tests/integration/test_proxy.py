@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.config import Config
 from electric_trio.http.migrations import MigrationsApi
 from electric_trio.pg import connect
@@ -56,21 +57,8 @@ def make_config(url: str, **extra: str) -> Config:
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database per test: the service installs the electric schema in it."""
-    name = f"et_proxy_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.database_url(name)
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(20):
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_proxy") as url:
+        yield url
 
 
 @dataclass

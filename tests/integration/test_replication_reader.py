@@ -3,8 +3,6 @@ restart without loss or repeats."""
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +10,7 @@ import msgspec
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.pg import ConnectParams, connect, parse_lsn
 from electric_trio.replication import (
     ReaderSettings,
@@ -21,29 +20,18 @@ from electric_trio.replication import (
     serve_replication,
 )
 
-_counter = itertools.count()
-
 
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database (slot names derive from it), with a published and an unpublished table."""
-    name = f"et_repl_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.database_url(name)
-    async with await connect(url) as c:
-        await c.execute(
-            "CREATE TABLE items (id int8 PRIMARY KEY, v text);"
-            "CREATE TABLE noise (id serial PRIMARY KEY, filler text);"
-            "CREATE PUBLICATION electric_publication FOR TABLE items"
-        )
-    yield url
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}' AND NOT active"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_repl") as url:
+        async with await connect(url) as c:
+            await c.execute(
+                "CREATE TABLE items (id int8 PRIMARY KEY, v text);"
+                "CREATE TABLE noise (id serial PRIMARY KEY, filler text);"
+                "CREATE PUBLICATION electric_publication FOR TABLE items"
+            )
+        yield url
 
 
 async def start_reader(

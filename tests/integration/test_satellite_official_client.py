@@ -5,8 +5,6 @@ sync and live."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -16,12 +14,12 @@ import jwt
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.config import Config
 from electric_trio.pg import connect
 from electric_trio.service import Service, serve
 from official_client import OfficialClientError, OfficialClientFactory, describe_schema
 
-_counter = itertools.count()
 HS_KEY = "a-test-key-of-at-least-32-bytes-for-HS256"
 
 
@@ -42,23 +40,8 @@ def make_config(url: str, **env: str) -> Config:
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database per test, with a first migration (``items``) in it."""
-    name = f"et_satc_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.database_url(name)
-    yield url
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(20):
-            # the service's temporary slot goes when its connection does
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_satc") as url:
+        yield url
 
 
 async def start(nursery: trio.Nursery, config: Config) -> Service:

@@ -6,7 +6,6 @@ of 30 transactions (satellite-protocol.md §1-§3, §7)."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,6 +15,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from _databases import fresh_database
 from electric_trio.config import Config
 from electric_trio.pg import connect
 from electric_trio.replication import ReplicationSubsystem
@@ -24,7 +24,6 @@ from electric_trio.satellite.server import SatelliteSettings, SatelliteSubsystem
 from electric_trio.service import Service, serve
 from official_client import insecure_token
 
-_counter = itertools.count()
 Code = m.SatErrorRespErrorCode
 ReplicationCode = m.SatInStartReplicationRespReplicationErrorCode
 MAX_FRAME = 64 * 1024
@@ -50,22 +49,8 @@ def make_config(url: str) -> Config:
 @pytest.fixture
 async def db(pg_server: Any) -> AsyncIterator[str]:
     """A fresh database per test: the service installs the electric schema in it."""
-    name = f"et_sat_{os.getpid()}_{next(_counter)}"
-    async with await connect(pg_server.url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.database_url(name)
-    async with await connect(pg_server.url) as admin:
-        with trio.fail_after(20):
-            # the service's temporary slot goes when its connection does
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "et_sat") as url:
+        yield url
 
 
 async def start_service(
