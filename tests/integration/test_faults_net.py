@@ -34,6 +34,7 @@ from electric_trio.config import Config
 from electric_trio.pg import connect
 from electric_trio.pg.embedded import EmbeddedPostgres
 from electric_trio.replication import ReplicationSubsystem
+from electric_trio.replication._reader import ReaderSettings
 from electric_trio.replication._slot import main_slot_name
 from electric_trio.satellite import messages as m
 from electric_trio.satellite.server import SatelliteSubsystem
@@ -395,6 +396,9 @@ async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
             await converge(db, written, readers)
 
             slot = main_slot_name(own_pg.url.rpartition("/")[2])
+            # The service sees nothing while the slot goes (a running service notices and
+            # makes it again at once: the next test).
+            relay.stall()
             async with await connect(db) as pg:
                 # WAL past max_slot_wal_keep_size while the main slot stays where it is
                 # (the service keeps it ELECTRIC_RESUMABLE_WAL_WINDOW behind, 2 GB)
@@ -410,6 +414,7 @@ async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
                             slot,
                         )
                 relay.cut()  # the service's connections drop: it starts replication again
+                relay.resume()
                 await pg.execute("INSERT INTO items VALUES ('gap', 'no slot meanwhile', 0)")
             await wait_ready(service)
             with trio.fail_after(30):
@@ -437,6 +442,81 @@ async def test_a_slot_invalidated_by_postgres_makes_clients_resync(
                         await trio.sleep(0.2)
             await converge(db, written | more, readers)
             assert len(server_ids(official)) == 2  # subscribed again after BEHIND_WINDOW
+
+
+@pytest.mark.parametrize("how", ["dropped", "lost"])
+async def test_a_slot_lost_while_the_service_streams_is_made_again_without_a_gap(
+    own_pg: EmbeddedPostgres,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+) -> None:
+    """The main slot is dropped, or invalidated by Postgres (WAL past
+    ``max_slot_wal_keep_size``, the service's temporary copy kept up), while the service
+    streams: the running service logs an error naming the slot and makes it again from the
+    copy it streams from; after its Postgres connections drop (it replays from the main slot,
+    as after a restart), the client resumes without a resync and holds every row, those
+    committed while the service was cut off included, each applied once."""
+    db = own_pg.url
+    async with await connect(db) as pg:
+        # (4 segments: the main slot is lost, the copy the service acknowledges is not)
+        await pg.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '64MB'")
+        await pg.execute("SELECT pg_reload_conf()")
+    subsystems = default_subsystems()
+    subsystems[0] = ReplicationSubsystem(ReaderSettings(advance_interval=0.2))
+    async with open_relay(own_pg.host, own_pg.port) as relay:
+        service = await start(nursery, make_config(via(db, relay.port)), subsystems)
+        async with await connect(db) as pg:
+            await pg.execute(ITEMS)
+            await wait_versions(service, 1)
+            await pg.execute(AUDIT + " INSERT INTO items VALUES ('pg0', 'before', 0)")
+        config = ElectricConfig(url=url_of(service), backoff_start=0.05, backoff_max=0.3)
+        async with (
+            open_electric(tmp_path / "py.db", schema_of(service), config, token=TOKEN) as python,
+            await connect(db) as pg,
+        ):
+            with trio.fail_after(30):
+                await (await python.sync("items")).synced()
+            slot = main_slot_name(own_pg.url.rpartition("/")[2])
+            written = {"pg0"}
+
+            def noticed() -> bool:
+                return any(
+                    r.levelname == "ERROR" and slot in r.getMessage() for r in caplog.records
+                )
+
+            if how == "dropped":
+                await pg.execute("SELECT pg_drop_replication_slot($1)", slot)
+            with trio.fail_after(60):
+                i = 0
+                while not noticed():
+                    # a row the service acknowledges, then a new WAL segment and a checkpoint
+                    # (its standby snapshot moves the copy's restart position; once the main
+                    # slot is 64 MB behind, the checkpoint invalidates it)
+                    key = f"wal{i}"
+                    await pg.execute(f"INSERT INTO items VALUES ('{key}', 'x', {i})")
+                    written.add(key)
+                    while key not in await python_rows(python):  # noqa: ASYNC110 (a query)
+                        await trio.sleep(0.05)
+                    if how == "lost":
+                        await pg.execute("SELECT pg_switch_wal()")
+                        await pg.execute("CHECKPOINT")
+                    await trio.sleep(0.1)
+                    i += 1
+            with trio.fail_after(30):
+                while await pg.fetchval(  # noqa: ASYNC110 (a query)
+                    "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", slot
+                ) not in ("reserved", "extended"):
+                    await trio.sleep(0.05)
+            relay.cut()  # the reader starts again from the slot made again
+            await pg.execute("INSERT INTO items VALUES ('cut', 'while cut off', 0)")
+            await wait_ready(service)
+            await pg.execute("INSERT INTO items VALUES ('after', 'after', 0)")
+            written |= {"cut", "after"}
+            await converge(db, written, {"python": lambda: python_rows(python)})
+            # resumed, not resynced: the client kept its rows and was never told BEHIND_WINDOW
+            assert not [r for r in caplog.records if "resyncing" in r.getMessage()]
 
 
 class Digests:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+from .._log import get_logger
 from ..ddlx.install import PUBLICATION_NAME
 from ..pg import Connection, PgError, format_lsn, parse_lsn
 
 PUBLICATION = PUBLICATION_NAME
+
+log = get_logger(__name__)
 
 
 def main_slot_name(dbname: str) -> str:
@@ -74,13 +77,19 @@ async def advance_main_slot(conn: Connection, slot: str, window: int) -> int | N
     This is what keeps retained WAL bounded even when nothing of ours is written (an idle slot
     that pins WAL forever was the original's most reported failure). Returns the new position,
     or None when the slot is already within the window.
+
+    A main slot invalidated by Postgres (``wal_status = 'lost'``) or dropped while the service
+    streams is noticed here and made again at once (:func:`remake_main_slot`).
     """
     row = await conn.fetchrow(
-        "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text"
+        "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text, wal_status"
         " FROM pg_replication_slots WHERE slot_name = $1",
         slot,
     )
-    if row is None or row[0] is None:
+    if row is None or row[2] == "lost":
+        await remake_main_slot(conn, slot, lost=row is not None)
+        return None
+    if row[0] is None:
         return None
     confirmed, current = parse_lsn(row[0]), parse_lsn(row[1])
     target = current - window
@@ -90,3 +99,31 @@ async def advance_main_slot(conn: Connection, slot: str, window: int) -> int | N
         "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", slot, format_lsn(target)
     )
     return target
+
+
+async def remake_main_slot(conn: Connection, slot: str, *, lost: bool) -> None:
+    """Makes the main slot again, while the service streams, from the temporary copy it
+    streams from: the new slot starts where the service has read to, so nothing is missed,
+    but clients positioned before that cannot resume after a restart of the service (its
+    replay starts there; they resync, told BEHIND_WINDOW). Without this, the loss was only
+    seen at the next start, when the slot made afresh at the current position left a gap that
+    every client had to resync over."""
+    log.error(
+        f"replication slot {slot} was "
+        + (
+            "invalidated by Postgres (wal_status 'lost': the WAL it needed was removed,"
+            " e.g. past max_slot_wal_keep_size)"
+            if lost
+            else "dropped"
+        )
+        + " while the service streamed; it is made again from the service's temporary copy"
+        " (nothing streamed is lost; clients positioned before now resync after a restart of"
+        " the service). To keep it from recurring, raise max_slot_wal_keep_size above"
+        " ELECTRIC_RESUMABLE_WAL_WINDOW or lower the window",
+        slot=slot,
+    )
+    if lost:
+        await conn.execute("SELECT pg_drop_replication_slot($1)", slot)
+    await conn.execute(
+        "SELECT pg_copy_logical_replication_slot($1, $2, false)", temp_slot_name(slot), slot
+    )
