@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
 
+from _databases import fresh_database
 from electric_trio.ddlx import install_electric_schema, migrations, prepare_session
 from electric_trio.pg import Connection, PgError, connect
 
@@ -23,19 +25,10 @@ PUBLISHED_ELECTRIC_TABLES = [
 
 
 @pytest.fixture
-async def db_url(pg_url: str) -> AsyncIterator[str]:
+async def db_url(pg_server: Any) -> AsyncIterator[str]:
     """A fresh, empty database for one test."""
-    name = f"ddlx_{uuid.uuid4().hex[:12]}"
-    async with await connect(pg_url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield pg_url.rsplit("/", 1)[0] + "/" + name
-        finally:
-            await admin.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                f" WHERE database = '{name}'"
-            )
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "ddlx") as url:
+        yield url
 
 
 @pytest.fixture

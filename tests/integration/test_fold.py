@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
+from _databases import create_database, drop_database
 from electric_trio._native import ElectricTransaction
 from electric_trio.ddlx import install_electric_schema
 from electric_trio.pg import Connection, ConnectParams, connect, parse_lsn
@@ -50,26 +50,18 @@ CALL electric.electrify('all_types');
 @pytest.fixture(scope="module")
 def db(pg_server: Any) -> Iterator[str]:
     """A fresh database for the module, with the electric schema and electrified tables."""
-    name = f"et_fold_{os.getpid()}"
 
-    async def create() -> None:
-        async with await connect(pg_server.url) as admin:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+    async def create() -> str:
+        name = await create_database(pg_server.url, "et_fold")
         async with await connect(pg_server.database_url(name)) as c:
             await install_electric_schema(c)
             await c.execute(SETUP)
+        return name
 
-    async def drop() -> None:
-        async with await connect(pg_server.url) as admin:
-            await admin.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                f" WHERE database = '{name}' AND NOT active"
-            )
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-    trio.run(create)
-    yield pg_server.database_url(name)
-    trio.run(drop)
+    name = trio.run(create)
+    url = pg_server.database_url(name)
+    yield url
+    trio.run(drop_database, pg_server.url, url, name)
 
 
 async def stream(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from _databases import fresh_database
 from electric_trio.ddlx import install_electric_schema, prepare_session
 from electric_trio.pg import Connection, PgError, connect
 
@@ -25,25 +26,15 @@ def at(ms: int) -> dt.datetime:
 
 
 @pytest.fixture
-async def conn(pg_url: str) -> AsyncIterator[Connection]:
+async def conn(pg_server: Any) -> AsyncIterator[Connection]:
     """A connection to a fresh database with the electric schema and table ``items``."""
-    name = f"ddlx_{uuid.uuid4().hex[:12]}"
-    async with await connect(pg_url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            async with await connect(pg_url.rsplit("/", 1)[0] + "/" + name) as c:
-                await install_electric_schema(c)
-                await c.execute(
-                    "CREATE TABLE items (id text PRIMARY KEY, a text, b int4);"
-                    "CALL electric.electrify('items')"
-                )
-                yield c
-        finally:
-            await admin.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                f" WHERE database = '{name}'"
-            )
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with fresh_database(pg_server, "ddlx") as url, await connect(url) as c:
+        await install_electric_schema(c)
+        await c.execute(
+            "CREATE TABLE items (id text PRIMARY KEY, a text, b int4);"
+            "CALL electric.electrify('items')"
+        )
+        yield c
 
 
 TAG_PARTS = "ARRAY(SELECT ROW((t).timestamp, (t).source_id) FROM unnest({}) AS t)"

@@ -14,8 +14,6 @@ closed against a server without TLS (test_cli, test_pg_client).
 from __future__ import annotations
 
 import base64
-import itertools
-import os
 import re
 import signal
 import time
@@ -45,6 +43,7 @@ from test_satellite_protocol import client as raw_client
 from test_satellite_protocol import migration_sql, sql, wait_versions
 from test_shapes_protocol import request, select, subscribe, until
 
+from _databases import create_database, drop_database
 from electric_trio import _native
 from electric_trio.config import Config
 from electric_trio.pg import Connection, connect
@@ -55,29 +54,7 @@ from electric_trio.service import Service, serve
 from official_client import insecure_token
 
 Code = m.SatErrorRespErrorCode
-_counter = itertools.count()
 HS_KEY = "Jwt-Key-for-the-security-tests-0123456789"
-
-
-async def new_database(server_url: str) -> str:
-    name = f"et_security_{os.getpid()}_{next(_counter)}"
-    async with await connect(server_url) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    async with await connect(server_url) as admin:
-        with trio.fail_after(20):
-            while await admin.fetchval(  # noqa: ASYNC110 (Postgres state, no event to wait on)
-                f"SELECT count(*) FROM pg_replication_slots WHERE database = '{name}' AND active"
-            ):
-                await trio.sleep(0.05)
-        await admin.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            f" WHERE database = '{name}'"
-        )
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 async def start(nursery: trio.Nursery, env: dict[str, str]) -> Service:
@@ -115,7 +92,7 @@ def unsigned(claims: dict[str, Any]) -> str:
 
 
 async def test_secure_mode_refuses_every_bad_token(pg_server: Any, nursery: trio.Nursery) -> None:
-    name = await new_database(pg_server.url)
+    name = await create_database(pg_server.url, "et_security")
     try:
         async with trio.open_nursery() as inner:
             service = await start(
@@ -162,7 +139,7 @@ async def test_secure_mode_refuses_every_bad_token(pg_server: Any, nursery: trio
                 assert reply.error is None
             inner.cancel_scope.cancel()
     finally:
-        await drop_database(pg_server.url, name)
+        await drop_database(pg_server.url, pg_server.database_url(name), name)
 
 
 # ---- the proxy's password ----------------------------------------------------------------------
@@ -263,7 +240,7 @@ async def test_writes_to_tables_that_are_not_electrified_are_refused(
 async def test_ownership_holds_for_live_changes_whatever_the_where_clause(
     pg_server: Any, nursery: trio.Nursery
 ) -> None:
-    name = await new_database(pg_server.url)
+    name = await create_database(pg_server.url, "et_security")
     url = pg_server.database_url(name)
     try:
         async with trio.open_nursery() as inner:
@@ -325,14 +302,14 @@ async def test_ownership_holds_for_live_changes_whatever_the_where_clause(
                 assert b"mine" in seen
             inner.cancel_scope.cancel()
     finally:
-        await drop_database(pg_server.url, name)
+        await drop_database(pg_server.url, pg_server.database_url(name), name)
 
 
 # ---- secrets ---------------------------------------------------------------------------------
 
 
 async def test_no_secret_in_the_debug_log_status_or_metrics(pg_server: Any) -> None:
-    name = await new_database(pg_server.url)
+    name = await create_database(pg_server.url, "et_security")
     db_password = "Db-Pa55-7d1f0c"
     proxy_password = "Proxy-Pa55-93ab"
     async with await connect(pg_server.url) as admin:
@@ -395,7 +372,7 @@ async def test_no_secret_in_the_debug_log_status_or_metrics(pg_server: Any) -> N
             for secret in secrets:
                 assert secret not in text, f"a secret in {where}"
     finally:
-        await drop_database(pg_server.url, name)
+        await drop_database(pg_server.url, pg_server.database_url(name), name)
         async with await connect(pg_server.url) as admin:
             await admin.execute("DROP ROLE IF EXISTS et_secret_owner")
 
@@ -407,7 +384,7 @@ async def test_no_secret_in_the_debug_log_status_or_metrics(pg_server: Any) -> N
 async def test_every_connection_to_postgres_uses_tls_when_required(
     tls_server: Any, how: str
 ) -> None:
-    name = await new_database(tls_server.url)
+    name = await create_database(tls_server.url, "et_security")
     url = tls_server.database_url(name)
     env = {"AUTH_MODE": "insecure", "DATABASE_URL": url}
     if how == "DATABASE_REQUIRE_SSL":
@@ -430,4 +407,4 @@ async def test_every_connection_to_postgres_uses_tls_when_required(
             assert all(r[2] is True for r in rows), rows
             inner.cancel_scope.cancel()
     finally:
-        await drop_database(tls_server.url, name)
+        await drop_database(tls_server.url, tls_server.database_url(name), name)
