@@ -641,13 +641,13 @@ _CODEC = _native.SatelliteCodec(_message_classes(), _ENUMS)
 
 def decode(frame: bytes, *, max_len: int = MAX_FRAME_LEN) -> FrameMessage:
     """The message of a frame; :class:`SatelliteFrameError` names what is wrong with a bad one."""
-    message: FrameMessage = _CODEC.decode_frame(frame, max_len)[1]
+    message: FrameMessage = _CODEC.decode(frame, max_len)
     return message
 
 
 def encode(message: FrameMessage) -> bytes:
     """The frame of a message: its type id, then its protobuf encoding."""
-    return _CODEC.encode_frame(message)
+    return _CODEC.encode(message)
 
 
 def decode_message(cls: type[M], data: bytes) -> M:

@@ -13,7 +13,9 @@ use prost_reflect::{
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::errors;
 
@@ -216,18 +218,17 @@ fn frame_type_ids(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 //
 // The dict form above costs a DynamicMessage, a dict per message and `msgspec.convert`; the
 // codec below reads the protobuf wire format directly into the Python classes of
-// `satellite/messages.py`, driven by plans built once from the compiled .proto.
+// `satellite/messages.py`, driven by plans built once from the compiled .proto. A Struct is
+// built as msgspec's own decoder builds one: allocated, then its field slots filled (no
+// keyword matching); encoding reads the slots of an instance of the planned class directly
+// (any other object through getattr).
 
-extern "C" {
-    // In the stable ABI from 3.12 only, but exported by CPython since 3.9 (abi3-py311 here):
-    // the msgspec Structs take keyword arguments by vectorcall without a dict.
-    fn PyObject_Vectorcall(
-        callable: *mut pyo3::ffi::PyObject,
-        args: *const *mut pyo3::ffi::PyObject,
-        nargsf: usize,
-        kwnames: *mut pyo3::ffi::PyObject,
-    ) -> *mut pyo3::ffi::PyObject;
-}
+/// The most fields a message of the protocol has (SatTransOp: 10).
+const MAX_FIELDS: usize = 16;
+/// How deep messages may nest (prost's limit too): deeper is malformed, not a stack overflow.
+const MAX_DEPTH: u32 = 100;
+/// The largest output buffer a size hint presizes.
+const MAX_SIZE_HINT: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scalar {
@@ -247,26 +248,44 @@ struct FieldPlan {
     list: bool,
     /// Unset: None (optional, message and oneof fields); otherwise the default below.
     presence: bool,
-    oneof: Option<usize>,
+    /// The other members of its oneof, unset when it is set.
+    oneof_others: Vec<usize>,
     /// The Python attribute name, interned.
     attr: Py<PyString>,
+    /// Where an instance keeps the field: a byte offset from the start of the object.
+    offset: usize,
     default: Py<PyAny>,
-    /// The enum class of an enum field.
-    enum_cls: Option<Py<PyAny>>,
+    /// The members of an enum field's IntEnum, by number.
+    enum_members: Vec<Option<Py<PyAny>>>,
     /// The plan of a message field.
     message: usize,
 }
 
+impl FieldPlan {
+    fn is_varint(&self) -> bool {
+        !matches!(
+            self.scalar,
+            Scalar::String | Scalar::Bytes | Scalar::Message
+        )
+    }
+}
+
 struct MessagePlan {
     name: String,
-    cls: Py<PyAny>,
-    /// The attribute names of `fields`, the keywords of the class call.
-    kwnames: Py<PyTuple>,
+    cls: Py<PyType>,
+    /// The class's `tp_alloc`: a zeroed instance whose slots the decoder fills.
+    alloc: pyo3::ffi::allocfunc,
+    /// The frame type id of a top-level message.
+    type_id: Option<u8>,
     fields: Vec<FieldPlan>,
     /// Field indexes by field number, the order protobuf encoders write them in.
     encode_order: Vec<usize>,
     /// Field index by field number.
     by_number: Vec<Option<usize>>,
+    /// The repeated fields' indexes.
+    lists: Vec<usize>,
+    /// The length of the last encoding of this message: the next one's buffer capacity.
+    size_hint: AtomicUsize,
 }
 
 /// The Satellite codec straight to and from the msgspec Structs of `satellite/messages.py`:
@@ -275,11 +294,56 @@ struct MessagePlan {
 #[pyclass(module = "electric_trio._native", frozen)]
 pub struct SatelliteCodec {
     plans: Vec<MessagePlan>,
-    by_name: std::collections::HashMap<String, usize>,
+    by_name: HashMap<String, usize>,
+    /// Plan index by class (its address).
+    by_class: HashMap<usize, usize>,
+    /// Plan index by frame type id.
+    by_type_id: Vec<Option<usize>>,
 }
 
 fn short_name(full: &str) -> &str {
     full.trim_start_matches("Electric.Satellite.")
+}
+
+/// The field slot at `offset` of `obj`.
+///
+/// # Safety
+/// `obj` is an instance of a planned class and `offset` one of its fields' offsets.
+unsafe fn slot(obj: *mut pyo3::ffi::PyObject, offset: usize) -> *mut *mut pyo3::ffi::PyObject {
+    obj.cast::<u8>().add(offset).cast()
+}
+
+/// Where instances of `cls` keep each of `attrs`: found by building one with a distinct object
+/// per field and looking for them in its memory (msgspec keeps fields as slots, but does not
+/// say where); an error if a field is not found exactly once.
+fn field_offsets(cls: &Bound<'_, PyType>, attrs: &[Bound<'_, PyString>]) -> PyResult<Vec<usize>> {
+    let py = cls.py();
+    let size: usize = cls.getattr(pyo3::intern!(py, "__basicsize__"))?.extract()?;
+    let kwargs = PyDict::new(py);
+    let markers: Vec<Bound<'_, PyList>> = attrs.iter().map(|_| PyList::empty(py)).collect();
+    for (attr, marker) in attrs.iter().zip(&markers) {
+        kwargs.set_item(attr, marker)?;
+    }
+    let probe = cls.call((), Some(&kwargs))?;
+    let word = std::mem::size_of::<*mut pyo3::ffi::PyObject>();
+    let base = probe.as_ptr().cast::<*mut pyo3::ffi::PyObject>();
+    attrs
+        .iter()
+        .zip(&markers)
+        .map(|(attr, marker)| {
+            // SAFETY: the object is `size` bytes long (`__basicsize__`, no variable part).
+            let found: Vec<usize> = (0..size / word)
+                .filter(|&w| unsafe { *base.add(w) } == marker.as_ptr())
+                .collect();
+            match found[..] {
+                [w] => Ok(w * word),
+                _ => Err(PyTypeError::new_err(format!(
+                    "{}: cannot tell where instances keep the field {attr}",
+                    cls.name()?
+                ))),
+            }
+        })
+        .collect()
 }
 
 impl SatelliteCodec {
@@ -289,11 +353,25 @@ impl SatelliteCodec {
         })
     }
 
+    /// The plan of a message: by its class, or by the `PROTO_NAME` of a subclass.
+    fn plan_of(&self, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let cls = message.get_type().as_ptr() as usize;
+        if let Some(&index) = self.by_class.get(&cls) {
+            return Ok(index);
+        }
+        let name = message.getattr(pyo3::intern!(message.py(), "PROTO_NAME"))?;
+        self.plan(&name.extract::<pyo3::pybacked::PyBackedStr>()?)
+    }
+
+    /// The message of plan `index` from its protobuf bytes; the items of repeated fields are
+    /// gathered on `items` (shared by the nested messages, each taking its own back off).
     fn decode_into<'py>(
         &self,
         py: Python<'py>,
         index: usize,
         mut buf: &[u8],
+        depth: u32,
+        items: &mut Vec<(usize, Bound<'py, PyAny>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let plan = &self.plans[index];
         let malformed = |reason: &str| {
@@ -302,9 +380,11 @@ impl SatelliteCodec {
                 reason: reason.to_owned(),
             })
         };
-        let mut singles: Vec<Option<Bound<'py, PyAny>>> = vec![None; plan.fields.len()];
-        let mut lists: Vec<Vec<Bound<'py, PyAny>>> = Vec::new();
-        lists.resize_with(plan.fields.len(), Vec::new);
+        if depth > MAX_DEPTH {
+            return Err(malformed("recursion limit reached"));
+        }
+        let mut singles: [Option<Bound<'py, PyAny>>; MAX_FIELDS] = Default::default();
+        let base = items.len();
         while !buf.is_empty() {
             let key = read_varint(&mut buf).ok_or_else(|| malformed("truncated key"))?;
             let wire = (key & 7) as u8;
@@ -318,93 +398,137 @@ impl SatelliteCodec {
                 continue;
             };
             let field = &plan.fields[fi];
-            let varint_kind = !matches!(
-                field.scalar,
-                Scalar::String | Scalar::Bytes | Scalar::Message
-            );
-            if varint_kind && field.list && wire == 2 {
-                let len = read_varint(&mut buf).ok_or_else(|| malformed("truncated length"))?;
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= buf.len())
-                    .ok_or_else(|| malformed("buffer underflow"))?;
-                let (mut packed, rest) = buf.split_at(len);
-                buf = rest;
+            if field.is_varint() && field.list && wire == 2 {
+                let mut packed = read_len(&mut buf).ok_or_else(|| malformed("buffer underflow"))?;
                 while !packed.is_empty() {
                     let v = read_varint(&mut packed)
                         .ok_or_else(|| malformed("truncated packed varint"))?;
-                    lists[fi].push(self.varint_value(py, &plan.name, field, v)?);
+                    items.push((fi, self.varint_value(py, plan, field, v)?));
                 }
                 continue;
             }
-            let value = match (varint_kind, wire) {
+            let value = match (field.is_varint(), wire) {
                 (true, 0) => {
                     let v = read_varint(&mut buf).ok_or_else(|| malformed("truncated varint"))?;
-                    self.varint_value(py, &plan.name, field, v)?
+                    self.varint_value(py, plan, field, v)?
                 }
                 (false, 2) => {
-                    let len = read_varint(&mut buf).ok_or_else(|| malformed("truncated length"))?;
-                    let len = usize::try_from(len)
-                        .ok()
-                        .filter(|&l| l <= buf.len())
-                        .ok_or_else(|| malformed("buffer underflow"))?;
-                    let (data, rest) = buf.split_at(len);
-                    buf = rest;
+                    let data = read_len(&mut buf).ok_or_else(|| malformed("buffer underflow"))?;
                     match field.scalar {
                         Scalar::String => {
-                            let s = std::str::from_utf8(data).map_err(|_| {
-                                malformed("invalid string value: data is not UTF-8 encoded")
-                            })?;
-                            PyString::new(py, s).into_any()
+                            // SAFETY: a pointer and length of `data`; strict UTF-8.
+                            let s = unsafe {
+                                pyo3::ffi::PyUnicode_DecodeUTF8(
+                                    data.as_ptr().cast(),
+                                    data.len() as pyo3::ffi::Py_ssize_t,
+                                    std::ptr::null(),
+                                )
+                            };
+                            if s.is_null() {
+                                drop(PyErr::take(py));
+                                return Err(malformed(
+                                    "invalid string value: data is not UTF-8 encoded",
+                                ));
+                            }
+                            // SAFETY: a new reference.
+                            unsafe { Bound::from_owned_ptr(py, s) }
                         }
                         Scalar::Bytes => PyBytes::new(py, data).into_any(),
-                        _ => self.decode_into(py, field.message, data)?,
+                        _ => self.decode_into(py, field.message, data, depth + 1, items)?,
                     }
                 }
                 _ => return Err(malformed("invalid wire type")),
             };
             if field.list {
-                lists[fi].push(value);
+                items.push((fi, value));
             } else {
-                if let Some(group) = field.oneof {
-                    for (other, f) in plan.fields.iter().enumerate() {
-                        if f.oneof == Some(group) {
-                            singles[other] = None;
-                        }
-                    }
+                for &other in &field.oneof_others {
+                    singles[other] = None;
                 }
                 singles[fi] = Some(value);
             }
         }
-        let mut args: Vec<Bound<'py, PyAny>> = Vec::with_capacity(plan.fields.len());
-        for (fi, field) in plan.fields.iter().enumerate() {
-            args.push(if field.list {
-                PyTuple::new(py, std::mem::take(&mut lists[fi]))?.into_any()
+        if items.len() > base {
+            if let [fi] = plan.lists[..] {
+                singles[fi] =
+                    Some(PyTuple::new(py, items.drain(base..).map(|(_, v)| v))?.into_any());
             } else {
-                match singles[fi].take() {
+                for &fi in &plan.lists {
+                    let mine = items[base..].iter().filter(|(f, _)| *f == fi);
+                    let values: Vec<&Bound<'py, PyAny>> = mine.map(|(_, v)| v).collect();
+                    if !values.is_empty() {
+                        singles[fi] = Some(PyTuple::new(py, values)?.into_any());
+                    }
+                }
+                items.truncate(base);
+            }
+        }
+        // SAFETY: the class's own tp_alloc; a zeroed instance whose field slots are set below,
+        // each to a new reference, as msgspec's decoder does.
+        unsafe {
+            let obj = Bound::from_owned_ptr_or_err(py, (plan.alloc)(plan.cls.as_ptr().cast(), 0))?;
+            for (field, value) in plan.fields.iter().zip(&mut singles) {
+                let value = match value.take() {
                     Some(v) => v,
                     None => field.default.bind(py).clone(),
-                }
-            });
-        }
-        let ptrs: Vec<*mut pyo3::ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
-        // SAFETY: `ptrs` borrows `args`, alive during the call; no positional arguments, one
-        // keyword argument per field, named in `kwnames` order.
-        unsafe {
-            let result =
-                PyObject_Vectorcall(plan.cls.as_ptr(), ptrs.as_ptr(), 0, plan.kwnames.as_ptr());
-            Bound::from_owned_ptr_or_err(py, result)
+                };
+                *slot(obj.as_ptr(), field.offset) = value.into_ptr();
+            }
+            Ok(obj)
         }
     }
 
-    fn encode_from(
+    fn varint_value<'py>(
+        &self,
+        py: Python<'py>,
+        plan: &MessagePlan,
+        field: &FieldPlan,
+        v: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match field.scalar {
+            Scalar::Bool => PyBool::new(py, v != 0).to_owned().into_any(),
+            Scalar::Int32 => (v as i32).into_pyobject(py)?.into_any(),
+            Scalar::Uint32 => (v as u32).into_pyobject(py)?.into_any(),
+            Scalar::Enum => {
+                let n = v as i32;
+                let member = usize::try_from(n)
+                    .ok()
+                    .and_then(|i| field.enum_members.get(i))
+                    .and_then(Option::as_ref);
+                match member {
+                    Some(member) => member.bind(py).clone(),
+                    None => {
+                        return Err(errors::satellite(FrameError::Malformed {
+                            message: short_name(&plan.name).to_owned(),
+                            reason: format!(
+                                "unknown value {n} of enum field {}",
+                                field.attr.bind(py)
+                            ),
+                        }))
+                    }
+                }
+            }
+            _ => v.into_pyobject(py)?.into_any(),
+        })
+    }
+
+    /// Writes the protobuf encoding of `obj`, a message of plan `index`, at the end of `out`.
+    fn encode_into(
         &self,
         py: Python<'_>,
         index: usize,
         obj: &Bound<'_, PyAny>,
         out: &mut Vec<u8>,
+        depth: u32,
     ) -> PyResult<()> {
         let plan = &self.plans[index];
+        if depth > MAX_DEPTH {
+            return Err(PyValueError::new_err(format!(
+                "{}: messages nested over {MAX_DEPTH} deep",
+                short_name(&plan.name)
+            )));
+        }
+        let direct = obj.get_type().is(plan.cls.bind(py));
         for &fi in &plan.encode_order {
             let field = &plan.fields[fi];
             let fail = |e: PyErr| {
@@ -420,31 +544,29 @@ impl SatelliteCodec {
                     PyTypeError::new_err(message)
                 }
             };
-            let value = obj.getattr(field.attr.bind(py)).map_err(fail)?;
+            // SAFETY: `obj` is an instance of the plan's class, whose field this offset is
+            // (msgspec never leaves a field of a built instance unset, but NULL is checked).
+            let kept = if direct {
+                unsafe { *slot(obj.as_ptr(), field.offset) }
+            } else {
+                std::ptr::null_mut()
+            };
+            let value = if kept.is_null() {
+                obj.getattr(field.attr.bind(py)).map_err(fail)?
+            } else {
+                // SAFETY: a live field of `obj`, which the caller holds.
+                unsafe { Bound::from_borrowed_ptr(py, kept) }
+            };
             if field.list {
-                if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
-                    return Err(fail(PyTypeError::new_err("expected a list")));
-                }
-                let items = value.try_iter().map_err(fail)?;
-                if field.is_varint() {
-                    let key = out.len();
-                    write_varint(out, u64::from(field.number << 3 | 2));
-                    let start = out.len();
-                    for item in items {
-                        let item = item.map_err(fail)?;
-                        write_varint(out, varint_of(field.scalar, &item).map_err(fail)?);
-                    }
-                    if out.len() == start {
-                        out.truncate(key);
-                    } else {
-                        insert_len(out, start);
-                    }
+                if let Ok(tuple) = value.cast::<PyTuple>() {
+                    self.encode_list(py, field, tuple.iter(), out, depth)
+                } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+                    Err(PyTypeError::new_err("expected a list"))
                 } else {
-                    for item in items {
-                        let item = item.map_err(fail)?;
-                        self.encode_value(py, field, &item, out).map_err(fail)?;
-                    }
+                    let items = value.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+                    self.encode_list(py, field, items.into_iter(), out, depth)
                 }
+                .map_err(fail)?;
             } else if value.is_none() {
                 if !field.presence {
                     return Err(fail(PyTypeError::new_err(
@@ -457,40 +579,63 @@ impl SatelliteCodec {
                     write_varint(out, u64::from(field.number << 3));
                     write_varint(out, v);
                 }
-            } else if field.presence
-                || field.scalar == Scalar::Message
-                || value.len().map_err(fail)? > 0
-            {
-                self.encode_value(py, field, &value, out).map_err(fail)?;
+            } else {
+                self.encode_value(py, field, &value, out, depth, !field.presence)
+                    .map_err(fail)?;
             }
         }
         Ok(())
     }
 
-    /// A length-delimited field: its key, length and data.
+    /// The items of a repeated field: varints packed, the others one key each.
+    fn encode_list<'py>(
+        &self,
+        py: Python<'py>,
+        field: &FieldPlan,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        out: &mut Vec<u8>,
+        depth: u32,
+    ) -> PyResult<()> {
+        if !field.is_varint() {
+            for item in items {
+                self.encode_value(py, field, &item, out, depth, false)?;
+            }
+            return Ok(());
+        }
+        let key = out.len();
+        write_varint(out, u64::from(field.number << 3 | 2));
+        let start = out.len();
+        out.push(0);
+        for item in items {
+            write_varint(out, varint_of(field.scalar, &item)?);
+        }
+        if out.len() == start + 1 {
+            out.truncate(key);
+        } else {
+            put_len(out, start);
+        }
+        Ok(())
+    }
+
+    /// A length-delimited field: its key, length and data (nothing for an empty string or
+    /// bytes when `skip_empty`).
     fn encode_value(
         &self,
         py: Python<'_>,
         field: &FieldPlan,
         value: &Bound<'_, PyAny>,
         out: &mut Vec<u8>,
+        depth: u32,
+        skip_empty: bool,
     ) -> PyResult<()> {
-        write_varint(out, u64::from(field.number << 3 | 2));
-        match field.scalar {
-            Scalar::String => {
-                let s = value.cast::<PyString>()?.to_str()?;
-                write_varint(out, s.len() as u64);
-                out.extend_from_slice(s.as_bytes());
-            }
+        let data = match field.scalar {
+            Scalar::String => value.cast::<PyString>()?.to_str()?.as_bytes(),
             Scalar::Bytes => {
                 if let Ok(b) = value.cast::<PyBytes>() {
-                    let b = b.as_bytes();
-                    write_varint(out, b.len() as u64);
-                    out.extend_from_slice(b);
+                    b.as_bytes()
                 } else if let Ok(b) = value.cast::<PyByteArray>() {
                     let b = b.to_vec();
-                    write_varint(out, b.len() as u64);
-                    out.extend_from_slice(&b);
+                    return self.encode_bytes(field, &b, out, skip_empty);
                 } else {
                     return Err(PyTypeError::new_err(format!(
                         "expected bytes, got {}",
@@ -499,47 +644,53 @@ impl SatelliteCodec {
                 }
             }
             _ => {
-                // Encoded in place, its length put in front afterwards (no buffer per message).
+                // Written in place after one byte for its length, put right afterwards.
+                write_varint(out, u64::from(field.number << 3 | 2));
                 let start = out.len();
-                self.encode_from(py, field.message, value, out)?;
-                insert_len(out, start);
+                out.push(0);
+                self.encode_into(py, field.message, value, out, depth + 1)?;
+                put_len(out, start);
+                return Ok(());
             }
+        };
+        self.encode_bytes(field, data, out, skip_empty)
+    }
+
+    fn encode_bytes(
+        &self,
+        field: &FieldPlan,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        skip_empty: bool,
+    ) -> PyResult<()> {
+        if !(skip_empty && data.is_empty()) {
+            write_varint(out, u64::from(field.number << 3 | 2));
+            write_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
         }
         Ok(())
     }
 
-    fn varint_value<'py>(
+    /// The encoding of a message, after its frame type id when `frame`.
+    fn encode_top<'py>(
         &self,
         py: Python<'py>,
-        owner: &str,
-        field: &FieldPlan,
-        v: u64,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match field.scalar {
-            Scalar::Bool => PyBool::new(py, v != 0).to_owned().into_any(),
-            Scalar::Int32 => (v as i32).into_pyobject(py)?.into_any(),
-            Scalar::Uint32 => (v as u32).into_pyobject(py)?.into_any(),
-            Scalar::Enum => {
-                let n = v as i32;
-                let cls = field.enum_cls.as_ref().expect("enum field has its class");
-                cls.bind(py).call1((n,)).map_err(|_| {
-                    errors::satellite(FrameError::Malformed {
-                        message: short_name(owner).to_owned(),
-                        reason: format!("unknown value {n} of enum field {}", field.attr.bind(py)),
-                    })
-                })?
-            }
-            _ => v.into_pyobject(py)?.into_any(),
-        })
-    }
-}
-
-impl FieldPlan {
-    fn is_varint(&self) -> bool {
-        !matches!(
-            self.scalar,
-            Scalar::String | Scalar::Bytes | Scalar::Message
-        )
+        message: &Bound<'py, PyAny>,
+        frame: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let index = self.plan_of(message)?;
+        let plan = &self.plans[index];
+        let hint = plan.size_hint.load(Ordering::Relaxed).min(MAX_SIZE_HINT);
+        let mut out = Vec::with_capacity(hint + 16);
+        if frame {
+            let ty = plan.type_id.ok_or_else(|| {
+                PyValueError::new_err(format!("{} is not a frame message", plan.name))
+            })?;
+            out.push(ty);
+        }
+        self.encode_into(py, index, message, &mut out, 0)?;
+        plan.size_hint.store(out.len(), Ordering::Relaxed);
+        Ok(PyBytes::new(py, &out))
     }
 }
 
@@ -566,6 +717,17 @@ fn read_varint(buf: &mut &[u8]) -> Option<u64> {
     None
 }
 
+/// A length-delimited value: its varint length, then that many bytes.
+fn read_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(read_varint(buf)?).ok()?;
+    if len > buf.len() {
+        return None;
+    }
+    let (data, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(data)
+}
+
 fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
     let n = match wire {
         0 => {
@@ -584,15 +746,16 @@ fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
     Some(())
 }
 
-/// Puts the varint length of `out[start..]` at `start`.
-fn insert_len(out: &mut Vec<u8>, start: usize) {
-    let n = out.len() - start;
+/// Writes the varint length of `out[start + 1..]` at `start`, where one byte was kept for it
+/// (moving the data along for a length of more than one byte).
+fn put_len(out: &mut Vec<u8>, start: usize) {
+    let n = out.len() - start - 1;
     if n < 0x80 {
-        out.insert(start, n as u8);
+        out[start] = n as u8;
     } else {
         let mut len = Vec::with_capacity(10);
         write_varint(&mut len, n as u64);
-        out.splice(start..start, len);
+        out.splice(start..start + 1, len);
     }
 }
 
@@ -611,23 +774,44 @@ impl SatelliteCodec {
         let py = classes.py();
         let pool = electric_core::satellite::dynamic::descriptor_pool();
         let descriptors: Vec<MessageDescriptor> = pool.all_messages().collect();
-        let by_name: std::collections::HashMap<String, usize> = descriptors
+        let by_name: HashMap<String, usize> = descriptors
             .iter()
             .enumerate()
             .map(|(i, d)| (short_name(d.full_name()).to_owned(), i))
             .collect();
         let mut plans = Vec::with_capacity(descriptors.len());
+        let mut by_class = HashMap::new();
+        let mut by_type_id = vec![None; 256];
         for desc in &descriptors {
             let name = short_name(desc.full_name()).to_owned();
             let cls = classes
                 .get_item(&name)?
-                .ok_or_else(|| PyValueError::new_err(format!("no class for {name}")))?;
+                .ok_or_else(|| PyValueError::new_err(format!("no class for {name}")))?
+                .cast_into::<PyType>()?;
             // Attribute names by encoded name (`primaryKey` is `primary_key`).
             let attrs: Vec<String> = cls.getattr("__struct_fields__")?.extract()?;
             let encoded: Vec<String> = cls.getattr("__struct_encode_fields__")?.extract()?;
+            if desc.fields().len() > MAX_FIELDS || attrs.len() != desc.fields().len() {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: {} fields in the class, {} in the .proto (at most {MAX_FIELDS})",
+                    attrs.len(),
+                    desc.fields().len()
+                )));
+            }
+            if cls.hasattr("__post_init__")? {
+                return Err(PyValueError::new_err(format!("{name}: has __post_init__")));
+            }
+            let interned: Vec<Bound<'_, PyString>> =
+                attrs.iter().map(|a| PyString::intern(py, a)).collect();
+            let offsets = field_offsets(&cls, &interned)?;
+            let oneof_of = |f: &FieldDescriptor| {
+                f.containing_oneof()
+                    .and_then(|o| desc.oneofs().position(|x| x.name() == o.name()))
+            };
+            let oneofs: Vec<Option<usize>> = desc.fields().map(|f| oneof_of(&f)).collect();
             let mut fields = Vec::new();
             let mut by_number = Vec::new();
-            for f in desc.fields() {
+            for (i, f) in desc.fields().enumerate() {
                 let pos = encoded.iter().position(|e| e == f.name()).ok_or_else(|| {
                     PyValueError::new_err(format!("{name} has no field {}", f.name()))
                 })?;
@@ -647,8 +831,7 @@ impl SatelliteCodec {
                         enum_cls = Some(
                             enums
                                 .get_item(&en)?
-                                .ok_or_else(|| PyValueError::new_err(format!("no enum {en}")))?
-                                .unbind(),
+                                .ok_or_else(|| PyValueError::new_err(format!("no enum {en}")))?,
                         );
                         Scalar::Enum
                     }
@@ -662,6 +845,17 @@ impl SatelliteCodec {
                         )))
                     }
                 };
+                let mut enum_members = Vec::new();
+                if let (Kind::Enum(e), Some(cls)) = (f.kind(), &enum_cls) {
+                    for n in e.values().map(|v| v.number()) {
+                        let n = usize::try_from(n)
+                            .map_err(|_| PyValueError::new_err("negative enum number"))?;
+                        if enum_members.len() <= n {
+                            enum_members.resize_with(n + 1, || None);
+                        }
+                        enum_members[n] = Some(cls.call1((n,))?.unbind());
+                    }
+                }
                 let default: Bound<'_, PyAny> = if list {
                     PyTuple::empty(py).into_any()
                 } else if presence {
@@ -671,7 +865,7 @@ impl SatelliteCodec {
                         Scalar::Bool => PyBool::new(py, false).to_owned().into_any(),
                         Scalar::String => PyString::new(py, "").into_any(),
                         Scalar::Bytes => PyBytes::new(py, b"").into_any(),
-                        Scalar::Enum => enum_cls.as_ref().expect("enum").bind(py).call1((0,))?,
+                        Scalar::Enum => enum_cls.as_ref().expect("enum").call1((0,))?,
                         _ => 0u8.into_pyobject(py)?.into_any(),
                     }
                 };
@@ -680,78 +874,77 @@ impl SatelliteCodec {
                     by_number.resize(number as usize + 1, None);
                 }
                 by_number[number as usize] = Some(fields.len());
+                let oneof_others = match oneofs[i] {
+                    Some(group) => (0..oneofs.len())
+                        .filter(|&j| j != i && oneofs[j] == Some(group))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 fields.push(FieldPlan {
                     number,
                     scalar,
                     list,
                     presence,
-                    oneof: f
-                        .containing_oneof()
-                        .and_then(|o| desc.oneofs().position(|x| x.name() == o.name())),
-                    attr: PyString::intern(py, &attrs[pos]).unbind(),
+                    oneof_others,
+                    attr: interned[pos].clone().unbind(),
+                    offset: offsets[pos],
                     default: default.unbind(),
-                    enum_cls,
+                    enum_members,
                     message,
                 });
             }
-            let kwnames = PyTuple::new(py, fields.iter().map(|f| f.attr.bind(py)))?.unbind();
             let mut encode_order: Vec<usize> = (0..fields.len()).collect();
             encode_order.sort_by_key(|&i| fields[i].number);
+            let lists = (0..fields.len()).filter(|&i| fields[i].list).collect();
+            // SAFETY: a type object's slot; every type has a tp_alloc.
+            let alloc =
+                unsafe { pyo3::ffi::PyType_GetSlot(cls.as_type_ptr(), pyo3::ffi::Py_tp_alloc) };
+            if alloc.is_null() {
+                return Err(PyTypeError::new_err(format!("{name}: no tp_alloc")));
+            }
+            let type_id = MessageType::from_name(&name).map(|ty| ty.id());
+            if let Some(id) = type_id {
+                by_type_id[usize::from(id)] = Some(plans.len());
+            }
+            by_class.insert(cls.as_ptr() as usize, plans.len());
             plans.push(MessagePlan {
                 name,
-                encode_order,
-                kwnames,
+                // SAFETY: the tp_alloc slot holds an allocfunc.
+                alloc: unsafe {
+                    std::mem::transmute::<*mut std::ffi::c_void, pyo3::ffi::allocfunc>(alloc)
+                },
                 cls: cls.unbind(),
+                type_id,
                 fields,
+                encode_order,
                 by_number,
+                lists,
+                size_hint: AtomicUsize::new(0),
             });
         }
-        Ok(SatelliteCodec { plans, by_name })
+        Ok(SatelliteCodec {
+            plans,
+            by_name,
+            by_class,
+            by_type_id,
+        })
     }
 
-    /// Decodes a frame into `(type_id, message)`; `SatelliteFrameError` for an empty frame, an
-    /// unknown type byte, a frame over `max_len` bytes or a malformed message.
-    fn decode_frame<'py>(
+    /// The message of a frame; `SatelliteFrameError` for an empty frame, an unknown type byte,
+    /// a frame over `max_len` bytes or a malformed message.
+    fn decode<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
         max_len: usize,
-    ) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         errors::guard(|| {
             let (ty, body) =
                 electric_core::satellite::split(data, max_len).map_err(errors::satellite)?;
-            Ok((ty.id(), self.decode_into(py, self.plan(ty.name())?, body)?))
+            let index = self.by_type_id[usize::from(ty.id())]
+                .ok_or_else(|| PyValueError::new_err(format!("no plan for {}", ty.name())))?;
+            self.decode_into(py, index, body, 0, &mut Vec::new())
         })
-    }
-
-    /// The frame of a message: its type id, then its protobuf encoding.
-    fn encode_frame<'py>(
-        &self,
-        py: Python<'py>,
-        message: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let name: String = message
-            .getattr(pyo3::intern!(py, "PROTO_NAME"))?
-            .extract()?;
-        let ty = MessageType::from_name(&name)
-            .ok_or_else(|| PyValueError::new_err(format!("{name} is not a frame message")))?;
-        let mut out = vec![ty.id()];
-        self.encode_from(py, self.plan(&name)?, message, &mut out)?;
-        Ok(PyBytes::new(py, &out))
-    }
-
-    /// The protobuf encoding of a message, without a type id.
-    fn encode_message<'py>(
-        &self,
-        py: Python<'py>,
-        message: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let name: String = message
-            .getattr(pyo3::intern!(py, "PROTO_NAME"))?
-            .extract()?;
-        let mut out = Vec::new();
-        self.encode_from(py, self.plan(&name)?, message, &mut out)?;
-        Ok(PyBytes::new(py, &out))
     }
 
     /// Decodes a message by name (`"SatAuthReq"`, `"SatOpMigrate.Table"`).
@@ -761,7 +954,25 @@ impl SatelliteCodec {
         name: &str,
         data: &[u8],
     ) -> PyResult<Bound<'py, PyAny>> {
-        errors::guard(|| self.decode_into(py, self.plan(name)?, data))
+        errors::guard(|| self.decode_into(py, self.plan(name)?, data, 0, &mut Vec::new()))
+    }
+
+    /// The frame of a message: its type id, then its protobuf encoding.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.encode_top(py, message, true)
+    }
+
+    /// The protobuf encoding of a message, without a type id.
+    fn encode_message<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.encode_top(py, message, false)
     }
 }
 
