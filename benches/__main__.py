@@ -131,7 +131,7 @@ def _rows(outcomes: list[Outcome]) -> list[list[str]]:
                         outcome.name,
                         m.figure,
                         f"{_number(m.best_ours)} {m.unit}",
-                        f"{_number(m.best_peer)} ({report.peer})",
+                        f"{_number(m.best_peer)} ({m.peer_name or report.peer})",
                         f"{m.ratio:.2f}",
                         m.target_text,
                         "pass" if m.passed else "FAIL",
