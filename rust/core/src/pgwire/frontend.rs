@@ -364,6 +364,64 @@ pub fn copy_fail(out: &mut Vec<u8>, message: &str) {
     end_message(out, at);
 }
 
+/// First words of a statement that can only be a query, DML or session/transaction control:
+/// never DDL, `CALL` or `DO`, whatever follows.
+const PLAIN_FIRST_WORDS: &[&str] = &[
+    "begin",
+    "commit",
+    "delete",
+    "end",
+    "insert",
+    "release",
+    "reset",
+    "rollback",
+    "savepoint",
+    "select",
+    "set",
+    "show",
+    "start",
+    "table",
+    "update",
+    "values",
+    "with",
+];
+
+/// Whether the text of a simple Query is one statement that a migrations proxy can forward
+/// without reading it: a single statement (no `;` before the trailing ones) whose first word is
+/// a query, DML or transaction keyword, and no `electric` anywhere (so no DDLX, no call of the
+/// electric procedures). Conservative: `false` only means "look closer".
+pub fn is_plain_query(sql: &str) -> bool {
+    let bytes = sql
+        .trim_end_matches(|c: char| c.is_ascii_whitespace() || c == ';')
+        .as_bytes();
+    if bytes.contains(&b';')
+        || bytes
+            .windows(8)
+            .any(|w| w.eq_ignore_ascii_case(b"electric"))
+    {
+        return false;
+    }
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let rest = &bytes[start..];
+    let len = rest
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    // The word must end there: not a longer identifier (letters, digits, `_`, `$`, non-ASCII).
+    if let Some(&next) = rest.get(len) {
+        if !next.is_ascii() || next.is_ascii_alphanumeric() || next == b'_' || next == b'$' {
+            return false;
+        }
+    }
+    let word = &rest[..len];
+    PLAIN_FIRST_WORDS
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,5 +583,43 @@ mod tests {
             assert!(FrontendMessage::parse(f).is_err(), "{case:?}");
         }
         assert!(StartupMessage::parse(&[0, 2, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn plain_queries() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "select 1",
+            "  \n\tInsert into t values (1);;  ",
+            "BEGIN",
+            "end;",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "update t set a = 'x'",
+            "SELECT(1)",
+        ] {
+            assert!(is_plain_query(sql), "{sql:?}");
+        }
+        for sql in [
+            "",
+            ";",
+            "ALTER TABLE t ENABLE ELECTRIC",
+            "SELECT 1; ALTER TABLE t ADD c int",
+            "SELECT 'a;b'",
+            "select electric.x()",
+            "SELECT 1 AS ElEcTrIc",
+            "CALL electric.electrify('t')",
+            "DO $$ BEGIN END $$",
+            "DROP TABLE t",
+            "CREATE INDEX i ON t (a)",
+            "selected",
+            "select_1",
+            "select$1",
+            "selecté",
+            "-- comment\nSELECT 1",
+            "/* c */ SELECT 1",
+            "(SELECT 1)",
+        ] {
+            assert!(!is_plain_query(sql), "{sql:?}");
+        }
     }
 }
