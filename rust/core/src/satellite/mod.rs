@@ -26,7 +26,8 @@ pub use ids::{
     server_lsn, server_lsn_len, write_server_lsn, LsnError,
 };
 pub use oplog::{
-    encode_oplog, Bracket, EncodeError, EncodeErrorKind, Op, OplogEncoder, TxInfo, HEADER_ROOM,
+    encode_oplog, push_ws_header, Bracket, DataFramer, EncodeError, EncodeErrorKind, Op,
+    OplogEncoder, TxInfo, HEADER_ROOM,
 };
 pub use row::{bitmask_len, decode_row, encode_row, is_null, set_null, RowError};
 pub use rpc::{RpcMethod, RpcRequestBody, RpcResponseBody};

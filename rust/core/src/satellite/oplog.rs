@@ -25,10 +25,10 @@
 use thiserror::Error;
 
 use super::ids::{server_lsn_len, write_server_lsn};
-use super::values::{text_len, write_delimited, UnencodableValue};
+use super::values::{text_len, write_delimited, write_text, UnencodableValue};
 use crate::electric::ElectricChange;
 use crate::pgoutput::{Change, Datum, Relation};
-use crate::value::{oid, Value};
+use crate::value::{decode_text, oid, Kind, Value};
 
 /// Room left before the frame for a WebSocket header (at most 10 bytes unmasked).
 pub const HEADER_ROOM: usize = 14;
@@ -553,5 +553,205 @@ fn write_inner(op: &Inner<'_>, sizes: &mut impl Iterator<Item = usize>, out: &mu
                 out.extend_from_slice(tag.as_bytes());
             }
         }
+    }
+}
+
+/// Subscription data written straight into WebSocket-framed `SatOpLog` messages: bare insert
+/// (or gone) ops, at most `max_ops` per message, each message a final binary WebSocket frame
+/// (unmasked, as a server sends it) in one growing buffer that the caller takes and writes as
+/// it fills. A message is closed once it has `max_ops` ops, so rows pushed in parts give the
+/// same messages as pushed at once; [`DataFramer::finish`] closes the last one.
+///
+/// Rows read as text (a `COPY ... TO STDOUT`) are written by [`DataFramer::push_text_insert`]
+/// without a [`Datum`] per value: the wire text of most types is Postgres's own text, copied.
+#[derive(Debug)]
+pub struct DataFramer {
+    max_ops: usize,
+    /// Ops in the open message.
+    in_open: usize,
+    /// Ops pushed in all.
+    total: usize,
+    /// The open message's ops (the `SatOpLog` body so far).
+    open: Vec<u8>,
+    /// Closed messages, framed.
+    out: Vec<u8>,
+    /// Values of the row being written: `(start, end)` in `scratch`, or `None` for NULL.
+    values: Vec<Option<(usize, usize)>>,
+    /// The wire text of the row's values.
+    scratch: Vec<u8>,
+    encoder: OplogEncoder,
+}
+
+impl DataFramer {
+    /// An empty framer of at most `max_ops` ops per message (at least one).
+    pub fn new(max_ops: usize) -> DataFramer {
+        DataFramer {
+            max_ops: max_ops.max(1),
+            in_open: 0,
+            total: 0,
+            open: Vec::new(),
+            out: Vec::new(),
+            values: Vec::new(),
+            scratch: Vec::new(),
+            encoder: OplogEncoder::new(),
+        }
+    }
+
+    /// Ops pushed since the framer was made.
+    pub fn ops(&self) -> usize {
+        self.total
+    }
+
+    /// The messages closed so far, framed, leaving the open one.
+    pub fn take_closed(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Closes the open message (when it has ops) and returns every message not taken yet.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.close();
+        self.take_closed()
+    }
+
+    fn close(&mut self) {
+        if self.in_open == 0 {
+            return;
+        }
+        let len = 1 + self.open.len();
+        self.out.reserve(len + 10);
+        push_ws_header(&mut self.out, len);
+        self.out.push(super::MessageType::OpLog.id());
+        self.out.extend_from_slice(&self.open);
+        self.open.clear();
+        self.in_open = 0;
+    }
+
+    fn op_done(&mut self) {
+        self.in_open += 1;
+        self.total += 1;
+        if self.in_open >= self.max_ops {
+            self.close();
+        }
+    }
+
+    /// Appends one op (an insert or a gone of decoded rows) as [`OplogEncoder`] writes it.
+    pub fn push_op(&mut self, op: Op<'_>) -> Result<(), EncodeError> {
+        let inner = Inner::Op(op);
+        self.encoder.sizes.clear();
+        self.encoder.measure_inner(&inner)?;
+        let mut sizes = self.encoder.sizes.iter().copied();
+        write_inner(&inner, &mut sizes, &mut self.open);
+        self.op_done();
+        Ok(())
+    }
+
+    /// Appends the insert of a row of `relation` given as Postgres's text of each value (`None`
+    /// for NULL, in column order), with its `tags`: the same bytes as [`DataFramer::push_op`] of
+    /// the row decoded from that text (a value whose text does not decode is sent as it is,
+    /// as the graph keeps it).
+    pub fn push_text_insert<'v>(
+        &mut self,
+        relation: &Relation,
+        values: impl Iterator<Item = Option<&'v str>>,
+        tags: &[String],
+    ) -> Result<(), EncodeError> {
+        let error = |column: usize, kind: EncodeErrorKind| EncodeError {
+            relation: relation.id,
+            column,
+            kind,
+        };
+        self.values.clear();
+        self.scratch.clear();
+        let columns = relation.columns.len();
+        // Each value's wire text into `scratch` first (a copy of a few bytes), so that the
+        // row's length is known before it is written.
+        for (i, (column, text)) in relation.columns.iter().zip(values).enumerate() {
+            let Some(t) = text else {
+                self.values.push(None);
+                continue;
+            };
+            let start = self.scratch.len();
+            if verbatim(column.kind) {
+                self.scratch.extend_from_slice(t.as_bytes());
+            } else {
+                let value = decode_text(column.kind, t.as_bytes()).unwrap_or(Value::Text(t.into()));
+                let float4 = column.type_oid == oid::FLOAT4;
+                write_text(&value, float4, &mut self.scratch).map_err(|e| error(i, e.into()))?;
+            }
+            self.values.push(Some((start, self.scratch.len())));
+        }
+        if self.values.len() != columns {
+            return Err(error(
+                0,
+                EncodeErrorKind::Width {
+                    expected: columns,
+                    got: self.values.len(),
+                },
+            ));
+        }
+        let mask = columns.div_ceil(8);
+        let mut row_len = if mask == 0 { 0 } else { delimited_len(mask) };
+        for span in &self.values {
+            row_len += delimited_len(span.map_or(0, |(a, b)| b - a));
+        }
+        let insert_len = uint_field_len(u64::from(relation.id))
+            + delimited_len(row_len)
+            + tags.iter().map(|t| delimited_len(t.len())).sum::<usize>();
+        let out = &mut self.open;
+        out.reserve(delimited_len(delimited_len(insert_len)));
+        put_delimited_key(out, 1, delimited_len(insert_len));
+        put_delimited_key(out, 4, insert_len);
+        put_uint_field(out, 1, u64::from(relation.id));
+        put_delimited_key(out, 2, row_len);
+        let mask_at = out.len() + 1 + varint_len(mask as u64);
+        if mask > 0 {
+            put_delimited_key(out, 1, mask);
+            out.resize(mask_at + mask, 0);
+        }
+        for (i, span) in self.values.iter().enumerate() {
+            out.push(key(2, LEN));
+            match *span {
+                None => {
+                    out.push(0);
+                    out[mask_at + i / 8] |= 0x80 >> (i % 8);
+                }
+                Some((a, b)) => {
+                    put_varint(out, (b - a) as u64);
+                    out.extend_from_slice(&self.scratch[a..b]);
+                }
+            }
+        }
+        for tag in tags {
+            put_delimited_key(out, 3, tag.len());
+            out.extend_from_slice(tag.as_bytes());
+        }
+        self.op_done();
+        Ok(())
+    }
+}
+
+/// Whether the wire text of a value of `kind` is Postgres's text of it, as printed by a
+/// `COPY ... TO STDOUT` on the service's connections (booleans `t`/`f`, canonical integers
+/// and uuids, texts and json as they are, floats in shortest-exact form under
+/// `extra_float_digits = 1`, which the wire's float text reproduces). Dates and times (the
+/// wire's timestamptz ends in `Z`) and bytea (raw bytes) are written from their decoded value.
+fn verbatim(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Bool | Kind::Int | Kind::Float | Kind::Numeric | Kind::Text | Kind::Json | Kind::Uuid
+    )
+}
+
+/// The header of a final, unmasked, binary WebSocket frame of `len` bytes.
+pub fn push_ws_header(out: &mut Vec<u8>, len: usize) {
+    const BINARY_FIN: u8 = 0x82;
+    if len < 126 {
+        out.extend_from_slice(&[BINARY_FIN, len as u8]);
+    } else if len < 65536 {
+        out.extend_from_slice(&[BINARY_FIN, 126]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.extend_from_slice(&[BINARY_FIN, 127]);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
 }

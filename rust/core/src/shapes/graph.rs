@@ -27,7 +27,7 @@ use super::{ColumnDef, FilterError, ShapeFilter};
 use crate::electric::{ElectricChange, ElectricTransaction, ReferencedRecord, Tags};
 use crate::pgoutput::{Change, Column, Datum, Relation};
 use crate::satellite::values::write_text;
-use crate::satellite::Op;
+use crate::satellite::{DataFramer, EncodeError, Op};
 use crate::shapes::text_rows::TextRows;
 use crate::value::{decode_text, Kind, Value};
 
@@ -447,6 +447,12 @@ impl ShapeGraph {
             ((relation.namespace.len(), relation.name.len()), table),
         );
         table
+    }
+
+    /// The relation of `layer`'s table; `None` for a layer not in the graph.
+    pub fn layer_relation(&self, layer: LayerId) -> Option<&Arc<Relation>> {
+        let l = self.layers.get(layer)?.as_ref()?;
+        Some(&self.tables[l.table].relation)
     }
 
     fn layer(&self, id: LayerId) -> &Layer {
@@ -1044,10 +1050,10 @@ impl ShapeGraph {
         rows: Vec<(Tags, Vec<Option<String>>)>,
         resend: bool,
     ) -> Vec<MoveIn> {
-        self.add_rows_from(
+        self.add_rows_queued(
             layer,
             rows.iter()
-                .map(|(tags, values)| (tags.clone(), values.iter().map(Option::as_deref))),
+                .map(|(tags, values)| (tags.clone(), values.iter().map(Option::as_deref), ())),
             resend,
         )
     }
@@ -1069,19 +1075,114 @@ impl ShapeGraph {
     ) -> Vec<MoveIn> {
         let end = range.end.min(rows.len());
         let start = range.start.min(end);
-        self.add_rows_from(
+        self.add_rows_queued(
             layer,
             (start..end).map(|i| {
                 let (tags, values) = rows.row(i);
-                (tags.clone(), values)
+                (tags.clone(), values, ())
             }),
             resend,
         )
     }
 
-    fn add_rows_from<'v, R, V>(&mut self, layer: LayerId, rows: R, resend: bool) -> Vec<MoveIn>
+    /// Adds rows, queueing those the client gets for [`ShapeGraph::take_data`].
+    fn add_rows_queued<'v, R, V>(&mut self, layer: LayerId, rows: R, resend: bool) -> Vec<MoveIn>
     where
-        R: IntoIterator<Item = (Tags, V)>,
+        R: IntoIterator<Item = (Tags, V, ())>,
+        V: Iterator<Item = Option<&'v str>>,
+    {
+        let relation = self.tables[self.layer(layer).table].relation.clone();
+        let mut queued = Vec::new();
+        let move_ins = self.add_rows_from(layer, rows, resend, None, |row, tags, ()| {
+            queued.push(PlanOp::Insert {
+                relation: relation.clone(),
+                row,
+                tags,
+            });
+        });
+        self.data.append(&mut queued);
+        move_ins
+    }
+
+    /// [`ShapeGraph::add_text_rows_range`], except that the rows the client gets are written
+    /// into `framer` as insert ops straight from their text (after whatever
+    /// [`ShapeGraph::take_data`] still had, pushed first so the order stays), not queued.
+    /// Only the values the graph reads (key, owner, where clause, links) are decoded.
+    pub fn add_text_rows_framed(
+        &mut self,
+        layer: LayerId,
+        rows: &TextRows,
+        range: std::ops::Range<usize>,
+        resend: bool,
+        framer: &mut DataFramer,
+    ) -> Result<Vec<MoveIn>, EncodeError> {
+        for op in std::mem::take(&mut self.data) {
+            if let Some(op) = op.data_op() {
+                framer.push_op(op)?;
+            }
+        }
+        let end = range.end.min(rows.len());
+        let start = range.start.min(end);
+        let needed = self.columns_read(layer);
+        let relation = self.tables[self.layer(layer).table].relation.clone();
+        let mut failed = None;
+        let move_ins = self.add_rows_from(
+            layer,
+            (start..end).map(|i| {
+                let (tags, values) = rows.row(i);
+                (tags.clone(), values, i)
+            }),
+            resend,
+            Some(&needed),
+            |_, tags, i| {
+                if failed.is_none() {
+                    let (_, values) = rows.row(i);
+                    failed = framer.push_text_insert(&relation, values, &tags).err();
+                }
+            },
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(move_ins),
+        }
+    }
+
+    /// Which columns of `layer`'s rows the graph reads when adding them: the key, the owner
+    /// and the where clause's columns of a root layer without children; every column else.
+    fn columns_read(&self, layer: LayerId) -> Vec<bool> {
+        let l = self.layer(layer);
+        let table = &self.tables[l.table];
+        let n = table.relation.columns.len();
+        if !matches!(l.link, Link::Root) || !l.children.is_empty() {
+            return vec![true; n];
+        }
+        let mut read = vec![false; n];
+        for &i in table
+            .pk
+            .iter()
+            .chain(table.owner.iter())
+            .chain(l.filter.referenced_columns())
+        {
+            if let Some(r) = read.get_mut(i) {
+                *r = true;
+            }
+        }
+        read
+    }
+
+    /// Adds rows; `needed` (when given) marks the columns to decode, the others are read as
+    /// NULL; `emit` gets each row the client gets (decoded as far as `needed` says), its tags
+    /// and its extra item.
+    fn add_rows_from<'v, R, V, E>(
+        &mut self,
+        layer: LayerId,
+        rows: R,
+        resend: bool,
+        needed: Option<&[bool]>,
+        mut emit: impl FnMut(Box<[Datum]>, Tags, E),
+    ) -> Vec<MoveIn>
+    where
+        R: IntoIterator<Item = (Tags, V, E)>,
         V: Iterator<Item = Option<&'v str>>,
     {
         let (table, link, parent_layer) = {
@@ -1091,14 +1192,16 @@ impl ShapeGraph {
         let relation = self.tables[table].relation.clone();
         let mut plan = Plan::default();
         let mut needs = Vec::new();
-        for (tags, values) in rows {
+        for (tags, values, extra) in rows {
             let row: Box<[Datum]> = relation
                 .columns
                 .iter()
                 .zip(values.chain(std::iter::repeat(None)))
-                .map(|(c, text)| {
+                .enumerate()
+                .map(|(i, (c, text))| {
                     Datum::Value(match text {
                         None => Value::Null,
+                        Some(_) if needed.is_some_and(|n| !n[i]) => Value::Null,
                         Some(t) => decode_text(c.kind, t.as_bytes())
                             .map(Value::into_owned)
                             .unwrap_or_else(|_| Value::Text(t.to_owned().into())),
@@ -1149,11 +1252,7 @@ impl ShapeGraph {
             }
             self.follow_children(&key, layer, &row, false, &mut plan, &mut needs);
             if !was || resend {
-                self.data.push(PlanOp::Insert {
-                    relation: relation.clone(),
-                    row,
-                    tags,
-                });
+                emit(row, tags, extra);
             }
         }
         // Rows needed that are already in the graph got linked by follow_children.
@@ -1235,8 +1334,11 @@ impl ShapeGraph {
     /// Starts recording the changes made from position `position` on (the transaction about to
     /// be processed), so that the graph can be taken back to the position before it.
     pub fn begin_step(&mut self, position: u64) {
-        match self.journal.last() {
+        match self.journal.last_mut() {
             Some((p, _)) if *p >= position => {}
+            // An empty step undoes nothing: it moves on instead of piling up (a client that
+            // acknowledges nothing would otherwise keep one per transaction of the log).
+            Some((p, undo)) if undo.is_empty() => *p = position,
             _ => self.journal.push((position, Vec::new())),
         }
     }

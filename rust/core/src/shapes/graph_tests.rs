@@ -399,6 +399,31 @@ fn rollback_and_export_take_the_graph_back_to_a_position() {
 }
 
 #[test]
+fn steps_that_change_nothing_do_not_pile_up() {
+    let mut g = graph(None);
+    layer(&mut g, "s", "projects", "", None);
+    let (p, i) = (projects(), issues());
+    g.begin_step(10);
+    g.process(&txn(10, vec![insert(&p, &[Some("1"), Some("a")])]));
+    // Transactions of a table no layer is on, never acknowledged: nothing to undo, so nothing
+    // kept per transaction (a client idle on one table while another is written).
+    let mut sizes = Vec::new();
+    for lsn in (20..2000).step_by(10) {
+        g.begin_step(lsn);
+        g.process(&txn(lsn, vec![insert(&i, &[Some("x"), Some("1"), None])]));
+        sizes.push(g.export().len());
+    }
+    assert!(sizes.windows(2).all(|w| w[0] == w[1]), "{sizes:?}");
+    g.begin_step(3000);
+    g.process(&txn(3000, vec![insert(&p, &[Some("2"), Some("b")])]));
+    g.rollback(1990);
+    assert!(g.contains("public", "projects", &["1"]));
+    assert!(!g.contains("public", "projects", &["2"]));
+    g.rollback(5);
+    assert!(!g.contains("public", "projects", &["1"]));
+}
+
+#[test]
 fn unsubscribing_queues_gones_for_rows_no_other_subscription_holds() {
     let mut g = graph(None);
     layer(&mut g, "a", "projects", "this.name = 'x'", None);
@@ -439,4 +464,95 @@ fn rows_added_in_parts_give_what_they_give_at_once() {
     assert_eq!(kinds(&whole.take_data(), &t), expected);
     assert_eq!(kinds(&parts.take_data(), &t), expected);
     assert_eq!(parts.len(), whole.len());
+}
+
+/// The typed table of the framing test: every kind of value the framer copies or converts.
+fn typed_graph(clause: &str) -> (ShapeGraph, usize) {
+    let cols = [
+        ColumnDef::new("id", oid::UUID),
+        ColumnDef::new("title", oid::TEXT),
+        ColumnDef::new("n", oid::INT4),
+        ColumnDef::new("big", oid::INT8),
+        ColumnDef::new("amount", oid::FLOAT8),
+        ColumnDef::new("ratio", oid::FLOAT4),
+        ColumnDef::new("done", oid::BOOL),
+        ColumnDef::new("created", oid::TIMESTAMPTZ),
+        ColumnDef::new("day", oid::DATE),
+        ColumnDef::new("at", oid::TIME),
+        ColumnDef::new("local", oid::TIMESTAMP),
+        ColumnDef::new("raw", oid::BYTEA),
+        ColumnDef::new("doc", oid::JSONB),
+        ColumnDef::new("owner", oid::TEXT),
+    ];
+    let mut g = ShapeGraph::new(Some("me".into()));
+    g.define_table("public", "typed", 300, &cols, &["id".into()], Some("owner"))
+        .unwrap();
+    let spec = LayerSpec {
+        subscription: "s".into(),
+        schema: "public".into(),
+        table: "typed".into(),
+        where_clause: clause.into(),
+        parent: None,
+        fk: vec![],
+        holds_fk: false,
+    };
+    let l = g.add_layer(&spec, &cols).unwrap();
+    (g, l)
+}
+
+#[test]
+fn framed_rows_are_the_frames_of_the_queued_rows() {
+    use crate::satellite::{push_ws_header, Bracket, DataFramer, OplogEncoder};
+    let mut rows = super::text_rows::TextRows::new(14);
+    for i in 0..23 {
+        let owner = match i % 4 {
+            0 => "\\N",
+            1 => "me",
+            2 => "someone else",
+            _ => "",
+        };
+        let line = format!(
+            "{{postgres_1@{i},\"x y@2\"}}\t{i:08x}-0000-4000-8000-00000000000{}\ttitle\\t{i} é\t{}\t{}\t{}\t{}\t{}\t2024-01-0{} 00:00:0{}.25+00\t2024-02-03\t10:11:12.5\t2024-01-01 00:00:00\t\\\\x00ff{i:02x}\t{{\"a\": {i}}}\t{owner}\n",
+            i % 10,
+            i - 11,
+            i64::MAX - i,
+            if i % 5 == 0 { "\\N".to_owned() } else { format!("{}", i as f64 * 0.1) },
+            if i == 3 { "Infinity".to_owned() } else { format!("{}", i as f32 / 3.0) },
+            if i % 2 == 0 { "t" } else { "f" },
+            1 + i % 9,
+            i % 10,
+        );
+        rows.push_line(line.as_bytes()).unwrap();
+    }
+    for clause in ["", "this.n > -5"] {
+        // Queued, then encoded as before: frames of 4 ops, each framed.
+        let (mut queued, l) = typed_graph(clause);
+        queued.add_text_rows(l, &rows, false);
+        let data = queued.take_data();
+        let mut expected = Vec::new();
+        let mut encoder = OplogEncoder::new();
+        for chunk in data.chunks(4) {
+            let frame = encoder
+                .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
+                .unwrap();
+            push_ws_header(&mut expected, frame.len());
+            expected.extend_from_slice(&frame);
+        }
+        // Framed from the text, in parts of 5 rows.
+        let (mut framed, l) = typed_graph(clause);
+        let mut framer = DataFramer::new(4);
+        let mut got = Vec::new();
+        for start in (0..rows.len()).step_by(5) {
+            framed
+                .add_text_rows_framed(l, &rows, start..start + 5, false, &mut framer)
+                .unwrap();
+            got.extend(framer.take_closed());
+        }
+        got.extend(framer.finish());
+        assert!(!data.is_empty() && data.len() < rows.len(), "{clause}");
+        assert_eq!(framer.ops(), data.len());
+        assert_eq!(got, expected, "{clause}");
+        assert_eq!(framed.len(), queued.len());
+        assert!(framed.take_data().is_empty());
+    }
 }
