@@ -89,6 +89,9 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_frame_len: int = MAX_FRAME_LEN
     #: Transactions sent and not yet acknowledged before the stream pauses.
     unacked_window: int = 30
+    #: Seconds a client may take no part (64 KiB) of a write of ours before it is cut off
+    #: (one that keeps talking but never reads would otherwise hold that write for ever).
+    send_timeout: float = 30.0
     #: How long a client id still connected elsewhere may take to go away.
     duplicate_client_wait: float = 1.0
     #: Seconds for the WebSocket handshake, and for a close to complete.

@@ -329,7 +329,7 @@ class Session:
         self._scope = trio.CancelScope()
         #: Set by the server's fan-out when this (caught up) session must stream by itself.
         self._wake = trio.Event()
-        adopt(ws)
+        adopt(ws, self.settings.send_timeout)
 
     # ---- lifetime ------------------------------------------------------------------------
 
