@@ -10,6 +10,7 @@ application in Postgres: once; for the raw reader, each insert received once).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -557,8 +558,10 @@ async def test_a_client_that_never_reads_holds_bounded_memory(
     row once; the service's memory (the peak RSS of the test process, where the service runs)
     grew by less than twice what it may hold (the cache and the reader's window of
     unacknowledged transactions), not by what went by; once the reader also stops talking it
-    is closed as unresponsive."""
-    satellite = SatelliteSubsystem(replace(SETTINGS, ping_interval=1.0, close_timeout=1.0))
+    is closed as unresponsive. (The send timeout, the next test, is left out of the way.)"""
+    satellite = SatelliteSubsystem(
+        replace(SETTINGS, ping_interval=1.0, close_timeout=1.0, send_timeout=600.0)
+    )
     service = await start(
         nursery, make_config(db, ELECTRIC_TXN_CACHE_SIZE="2M"), [ReplicationSubsystem(), satellite]
     )
@@ -623,4 +626,66 @@ async def test_a_client_that_never_reads_holds_bounded_memory(
         with trio.fail_after(30):
             while "slow" in server._registrations:  # noqa: ASYNC110 (no event to wait on)
                 await trio.sleep(0.1)
+        assert "fast" in server._registrations
+
+
+@pytest.mark.parametrize(
+    "what", ["transaction", pytest.param("initial data", marks=pytest.mark.slow)]
+)
+async def test_a_client_that_talks_but_never_reads_is_cut_off(
+    db: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, what: str
+) -> None:
+    """One client stops reading but keeps talking (so the keepalive never closes it) while
+    7.7 MB come its way, more than the sockets' buffers hold: one large transaction, or its
+    shape's initial data. The service's write to it stalls; with a 5 s send timeout the client
+    is cut off (a warning says why) instead of holding that write for ever, and the other
+    client gets every row once."""
+    # (5 s: under a heavy load, a reading client's process was starved of 1 s once)
+    satellite = SatelliteSubsystem(replace(SETTINGS, send_timeout=5.0))
+    service = await start(nursery, make_config(db), [ReplicationSubsystem(), satellite])
+    await sql(db, migration_sql("1", "items", "id int8 PRIMARY KEY, v text"))
+    await wait_versions(service, 1)
+    server = satellite.server
+    assert server is not None
+    row = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 1000))"  # 32 kB
+    insert = f"INSERT INTO items SELECT k, {row} FROM generate_series(1, 240) k"  # 7.7 MB
+    digests = Digests()
+    async with client(service) as fast, client(service) as slow, await connect(db) as pg:
+        if what == "initial data":
+            await pg.execute(insert)
+        for c, name in ((fast, "fast"), (slow, "slow")):
+            await c.connect(name)
+            assert (await c.start_replication()).err is None
+            assert (await subscribe(c, request(select("items")))).err is None
+        nursery.start_soon(digests.follow, fast)
+        talked = 0
+
+        async def talk() -> None:
+            # never reads again (its WebSocket reader stops once a message waits), but sends
+            # a no-op acknowledgement every 0.2 s, until its connection is gone
+            nonlocal talked
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await slow.send(m.SatOpLogAck(transaction_id=0))
+                    talked += 1
+                    await trio.sleep(0.2)
+
+        nursery.start_soon(talk)
+        if what == "transaction":
+            await pg.execute(insert)
+        with trio.fail_after(60):
+            while "slow" in server._registrations:  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.1)
+        assert talked > 1
+        cut = [r.getMessage() for r in caplog.records if "client not reading" in r.getMessage()]
+        assert len(cut) == 1, cut  # the slow one only
+        assert "fast" in server._registrations
+        expected = {
+            int(r[0]): r[1] for r in await pg.fetch("SELECT id, md5(v) FROM items ORDER BY id")
+        }
+        with trio.move_on_after(60):
+            while digests.rows != expected:
+                await digests.changed.wait()
+        assert digests.rows == expected
+        assert all(k == 1 for k in digests.inserts.values())
         assert "fast" in server._registrations

@@ -10,10 +10,17 @@ its stream lock, between its own messages.
 without yielding to the scheduler (one system call, no task switch); the rest of a partial
 write goes out from a task of the session, the stream lock held until it is done. For that the
 connection's lock is a semaphore (:func:`adopt`), which any task may release.
+
+A client that stops taking bytes holds at most one write of ours (there is no queue behind it:
+the stream makes the next transaction once this one is written, the window bounds the rest);
+with a ``send_timeout`` (:func:`adopt`), a write of which the client takes no 64 KiB part in that
+many seconds cuts it off, so a client that keeps talking but never reads does not hold its
+write (up to a whole shape's initial data) for ever.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -22,9 +29,13 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-__all__ = ["adopt", "can_write_now", "frame", "send_frames", "write_now"]
+__all__ = ["adopt", "can_write_now", "frame", "send_framed", "send_frames", "write_now"]
 
 _BINARY_FIN = 0x82
+#: The part of a write the client must take within the send timeout.
+_PART = 1 << 16
+
+log = logging.getLogger(__name__)
 
 
 def frame(payload: bytes) -> bytes:
@@ -45,21 +56,61 @@ async def send_frames(ws: WebSocketConnection, payloads: Iterable[bytes]) -> Non
         raise ConnectionClosed(ws._close_reason)
     async with ws._stream_lock:
         try:
-            await ws._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await _send_all(ws, data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             await ws._abort_web_socket()
             raise ConnectionClosed(ws._close_reason) from None
+
+
+async def send_framed(ws: WebSocketConnection, data: bytes) -> None:
+    """Writes binary messages already framed (as :func:`frame` does; the shape graph frames
+    subscription data in Rust) in one write; raises :class:`ConnectionClosed` like
+    ``send_message``."""
+    if ws._close_reason:
+        raise ConnectionClosed(ws._close_reason)
+    async with ws._stream_lock:
+        try:
+            await _send_all(ws, data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            await ws._abort_web_socket()
+            raise ConnectionClosed(ws._close_reason) from None
+
+
+async def _send_all(ws: WebSocketConnection, data: bytes | memoryview) -> None:
+    """``send_all``, in parts of 64 KiB each taken within the connection's send timeout;
+    raises :class:`trio.TooSlowError` (logged) when one is not."""
+    timeout: float | None = getattr(ws, _SEND_TIMEOUT, None)
+    if timeout is None:
+        await ws._stream.send_all(data)
+        return
+    view = memoryview(data)
+    for start in range(0, len(view), _PART):
+        with trio.move_on_after(timeout) as scope:
+            await ws._stream.send_all(view[start : start + _PART])
+        if scope.cancelled_caught:
+            log.warning(
+                "client not reading: cut off, none of %d bytes taken in %g s remote=%s",
+                len(view) - start,
+                timeout,
+                ws.remote,
+            )
+            raise trio.TooSlowError
 
 
 #: The attribute :func:`adopt` sets on a connection: its socket's ``fileno`` (the standard
 #: library's, -1 once closed) or None when the stream is not a socket. Looked up once, as the
 #: fan-out asks for it once per client per transaction.
 _FILENO = "_electric_fileno"
+#: The attribute :func:`adopt` sets on a connection: its send timeout (seconds) or None.
+_SEND_TIMEOUT = "_electric_send_timeout"
 
 
-def adopt(ws: WebSocketConnection) -> None:
-    """Makes the connection's stream lock one that :func:`write_now` can hand to a task."""
+def adopt(ws: WebSocketConnection, send_timeout: float | None = None) -> None:
+    """Makes the connection's stream lock one that :func:`write_now` can hand to a task; a
+    write to it of which the client takes no 64 KiB part within ``send_timeout`` seconds
+    closes the connection."""
     ws._stream_lock = trio.Semaphore(1)  # type: ignore[assignment]
+    setattr(ws, _SEND_TIMEOUT, send_timeout)
     stream: Any = ws._stream
     inner = getattr(stream, "stream", stream)  # the HTTP server's ReplayStream
     fileno: Callable[[], int] | None = None
@@ -103,8 +154,8 @@ def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]
 
 async def _finish(ws: WebSocketConnection, rest: memoryview, lock: trio.Semaphore) -> None:
     try:
-        await ws._stream.send_all(rest)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        await _send_all(ws, rest)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
         await ws._abort_web_socket()
     finally:
         lock.release()
