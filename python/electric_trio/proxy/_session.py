@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -147,14 +148,17 @@ class ProxySession:
         self._upstream: _Pipe | None = None
         self._client_scanner = _native.FrameScanner(MAX_MESSAGE)
         self._upstream_scanner = _native.FrameScanner()
-        # Request/answer matching.
-        self._syncs_sent = 0
-        self._z_seen = 0
+        # Request/answer matching. The upstream's ReadyForQuery messages are counted in _state
+        # (the relay's upstream pump passes them without Python); _state.edit tells it that
+        # _pending holds answers to edit (changed under _pending_lock, by both directions).
+        self._requests = 0
+        self._state = _native.RelayState()
         self._pending: deque[_Group] = deque()
+        self._pending_lock = threading.Lock()
         self._open: _Group | None = None
         self._batch_executes = 0
-        # Transaction and migration state.
-        self.tx_status = "I"
+        # Transaction and migration state (forgotten once Postgres says idle: _idle_seen).
+        self._idle_seen = 0
         self._migration_tx = False
         self._electrified_in_tx: set[Table] = set()
         #: A framework's version seen outside any transaction (priority 2, used once).
@@ -167,6 +171,30 @@ class ProxySession:
         # ... and the refusals raised with a stand-in SQLSTATE (see _codes).
         self._statement_codes: dict[str, tuple[bytes, bytes]] = {}
         self._portal_codes: dict[str, tuple[bytes, bytes] | None] = {}
+
+    @property
+    def tx_status(self) -> str:
+        """The transaction status of the last ReadyForQuery from Postgres."""
+        return self._state.status
+
+    @property
+    def _syncs_sent(self) -> int:
+        """Requests sent upstream that each get one ReadyForQuery, the plain Queries the client
+        scanner passed by itself included."""
+        return self._requests + self._client_scanner.plain_queries_passed
+
+    def _add_group(self, group: _Group) -> None:
+        with self._pending_lock:
+            self._pending.append(group)
+            self._state.edit = True
+
+    def _forget_idle_migration(self) -> None:
+        """Ends the migration transaction once Postgres has said idle since the last look."""
+        idle = self._state.idle_seen
+        if idle != self._idle_seen:
+            self._idle_seen = idle
+            self._migration_tx = False
+            self._electrified_in_tx.clear()
 
     # ---- startup ---------------------------------------------------------------------------
 
@@ -350,6 +378,11 @@ class ProxySession:
         """Relays until either side ends. Between plain sockets the two directions run as
         blocking loops in two threads (a thread wakes for a socket far cheaper than the Trio
         scheduler does); otherwise (TLS to Postgres) as two Trio tasks."""
+        # A plain Query (see is_plain_query) needs nothing from migration mode: the scanner
+        # passes it with the rest (unless each statement is traced).
+        self._client_scanner.pass_plain_queries = (
+            self.mode in ("migration", "shadow") and not self.server.tracing
+        )
         if (
             self.server.relay_in_threads
             and isinstance(self.client, trio.SocketStream)
@@ -381,16 +414,14 @@ class ProxySession:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+        # Each direction is a pump in Rust (the GIL released) that returns to Python only for
+        # what migration mode reads or edits.
+        cfd, ufd = csock.fileno(), usock.fileno()
+        client_stops = b"" if self.mode == "transparent" else _MIGRATION_STOPS
+
         def client_to_upstream() -> None:
             try:
-                pending = self._client_scanner.next(b"")[0]  # pipelined after startup
-                if pending:
-                    usock.sendall(pending)
-                while True:
-                    data = csock.recv(RECV_SIZE)
-                    if not data:
-                        return
-                    self._client_scanner.feed(data)
+                while self._client_scanner.pump(cfd, ufd, client_stops):
                     out, terminated = _drive(self._drain_client(), self._lookup_from_thread)
                     if out:
                         usock.sendall(out)
@@ -410,33 +441,43 @@ class ProxySession:
                 shut()
 
         def upstream_to_client() -> None:
+            scanner, state = self._upstream_scanner, self._state
             try:
                 while True:
+                    if not state.edit and not scanner.pump(ufd, cfd, b"", state):
+                        return
                     out = self._edit_upstream()
                     if out:
                         csock.sendall(out)
-                    data = usock.recv(RECV_SIZE)
-                    if not data:
-                        return
-                    self._upstream_scanner.feed(data)
+                    if state.edit:
+                        data = usock.recv(RECV_SIZE)
+                        if not data:
+                            return
+                        scanner.feed(data)
             except OSError:
                 return
             finally:
                 shut()
 
+        async def shut_when_cancelled() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                shut()  # wakes the threads, which then end
+
+        # The threads are waited for, not abandoned: the pumps hold the descriptors' numbers,
+        # which must not be closed (and reused) under them.
         try:
-            async with trio.open_nursery() as nursery:
-                for fn in (client_to_upstream, upstream_to_client):
-                    nursery.start_soon(
-                        partial(
-                            trio.to_thread.run_sync,
-                            fn,
-                            abandon_on_cancel=True,
-                            limiter=self.server.relay_threads,
+            async with trio.open_nursery() as outer:
+                outer.start_soon(shut_when_cancelled)
+                async with trio.open_nursery() as nursery:
+                    for fn in (client_to_upstream, upstream_to_client):
+                        nursery.start_soon(
+                            partial(trio.to_thread.run_sync, fn, limiter=self.server.relay_threads)
                         )
-                    )
+                outer.cancel_scope.cancel()
         finally:
-            shut()  # cancelled: wakes the threads, which then end
+            shut()
             csock.close()
             usock.close()
 
@@ -497,7 +538,7 @@ class ProxySession:
                 return b"".join(out), True
             if tag == ord("Q"):
                 (sql,) = _native.parse_frontend(tag, body)
-                self._syncs_sent += 1
+                self._requests += 1
                 parsed = _analyse.parse(sql)
                 if parsed.statements is None:
                     sent = raw
@@ -541,7 +582,7 @@ class ProxySession:
                     self._edit_batch().error_code = codes
                 out.append(raw)
             else:  # Sync
-                self._syncs_sent += 1
+                self._requests += 1
                 self._open = None
                 self._batch_executes = 0
                 out.append(raw)
@@ -561,8 +602,8 @@ class ProxySession:
         )
 
     def _hidden_query(self, sql: str) -> bytes:
-        self._syncs_sent += 1
-        self._pending.append(_Group(seq=self._syncs_sent, hidden=True))
+        self._requests += 1
+        self._add_group(_Group(seq=self._syncs_sent, hidden=True))
         return _native.encode_query(sql)
 
     def _edit_batch(self) -> _Group:
@@ -570,7 +611,7 @@ class ProxySession:
         if self._open is None:
             self._open = _Group(seq=self._syncs_sent + 1)
             self._open.tags.extend([None] * self._batch_executes)
-            self._pending.append(self._open)
+            self._add_group(self._open)
         return self._open
 
     def _execute(self, tag: str | None) -> None:
@@ -583,6 +624,7 @@ class ProxySession:
     def _framework_version(self, version: str | None) -> None:
         if version is None:
             return
+        self._forget_idle_migration()
         if self.tx_status == "I":
             self._session_version = version
         elif self._migration_tx:
@@ -599,6 +641,7 @@ class ProxySession:
         self, parsed: _analyse.Parsed, found: _LookupResult, *, extended: bool
     ) -> _analyse.Plan:
         electrified, index_tables = found
+        self._forget_idle_migration()
         plan = _analyse.plan(
             parsed,
             electrified | self._electrified_in_tx,
@@ -623,17 +666,17 @@ class ProxySession:
         plan = _analyse.shadow_plan(parsed)
         if not plan.changed:
             return raw
-        self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
+        self._add_group(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
         return _native.encode_query(plan.sql)
 
     def _query(self, parsed: _analyse.Parsed, raw: bytes, found: _LookupResult) -> bytes:
         plan = self._plan(parsed, found, extended=False)
         if plan.rejection is not None:
-            self._pending.append(_Group(seq=self._syncs_sent, error_code=_codes(plan)))
+            self._add_group(_Group(seq=self._syncs_sent, error_code=_codes(plan)))
             return _native.encode_query(_analyse.rejection_sql(plan.rejection))
         if not plan.changed:
             return raw
-        self._pending.append(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
+        self._add_group(_Group(seq=self._syncs_sent, tags=deque(plan.tags)))
         return _native.encode_query(plan.sql)
 
     def _parse(
@@ -681,7 +724,7 @@ class ProxySession:
         out: list[bytes] = []
         while True:
             group = self._pending[0] if self._pending else None
-            active = group is not None and group.seq == self._z_seen + 1
+            active = group is not None and group.seq == self._state.ready_seen + 1
             if not active:
                 stop = b"Z"
             elif group is not None and group.hidden:
@@ -694,11 +737,12 @@ class ProxySession:
             if tag < 0:
                 return b"".join(out)
             if tag == ord("Z"):
-                self._z_seen += 1
-                self._ready(chr(body[0]))
+                self._state.ready(body[0] if body else ord("I"))
                 if active:
                     assert group is not None
-                    self._pending.popleft()
+                    with self._pending_lock:
+                        self._pending.popleft()
+                        self._state.edit = bool(self._pending)
                     if group.hidden:
                         continue
                 out.append(_native.encode_pg_message(tag, body))
@@ -715,12 +759,6 @@ class ProxySession:
                 out.append(_native.encode_pg_message(tag, body))
             elif replacement != _DROP:
                 out.append(_native.encode_command_complete(replacement))
-
-    def _ready(self, status: str) -> None:
-        self.tx_status = status
-        if status == "I":
-            self._migration_tx = False
-            self._electrified_in_tx.clear()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 //! through as raw bytes (so a relay touches Python once per chunk, not once per message), the
 //! parsers of what a client sends, and the few server messages the proxy writes itself.
 
-use electric_core::pgwire::frontend::{FrontendMessage, StartupMessage};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use electric_core::pgwire::frontend::{is_plain_query, tag, FrontendMessage, StartupMessage};
 use electric_core::pgwire::{backend, split_frame, split_untagged, Frame, DEFAULT_MAX_MESSAGE};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -15,11 +17,140 @@ use crate::errors;
 /// `next(stop)` returns `(passed, tag, body)`: `passed` is the raw bytes of the whole messages
 /// at the front whose tag is not in `stop` (to forward untouched), then the first whole message
 /// whose tag is in `stop` as its tag byte and body (tag -1 and empty body when there is none yet).
+/// With `pass_plain_queries` set, a simple Query that [`is_plain_query`] accepts is passed even
+/// when `Q` is in `stop`, and counted in `plain_queries_passed`.
+///
+/// `pump` is the relay's fast path: it moves bytes from one socket to another with the GIL
+/// released, and comes back to Python only for a message it must not pass.
 #[pyclass(module = "electric_trio._native")]
 pub struct FrameScanner {
     buf: Vec<u8>,
     pos: usize,
     max_message: usize,
+    #[pyo3(get, set)]
+    pass_plain_queries: bool,
+    #[pyo3(get)]
+    plain_queries_passed: u64,
+    scratch: Vec<u8>,
+}
+
+/// What one scan of the buffer found: the passed run `start..end`, then maybe a stop message.
+struct Scan {
+    start: usize,
+    end: usize,
+    stop: Option<(u8, std::ops::Range<usize>)>,
+}
+
+enum PumpError {
+    Io(std::io::Error),
+    Wire(electric_core::error::WireError),
+}
+
+const PUMP_READ: usize = 1 << 16;
+
+impl FrameScanner {
+    fn append(&mut self, data: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 1 << 16 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Scans the whole messages at the front; a ReadyForQuery is passed and reported to `ready`
+    /// when it is given. Consumes what it returns.
+    fn scan(
+        &mut self,
+        stop: &[u8],
+        ready: Option<&RelayState>,
+    ) -> Result<Scan, electric_core::error::WireError> {
+        let start = self.pos;
+        let mut at = start;
+        let mut found = None;
+        while let Some(frame) = split_frame(&self.buf[at..], self.max_message)? {
+            let len = frame.wire_len();
+            if frame.tag == b'Z' {
+                if let Some(state) = ready {
+                    state.ready(frame.body.first().copied().unwrap_or(b'I'));
+                    at += len;
+                    continue;
+                }
+            }
+            if stop.contains(&frame.tag) {
+                let plain = self.pass_plain_queries
+                    && frame.tag == tag::QUERY
+                    && matches!(
+                        FrontendMessage::parse(frame),
+                        Ok(FrontendMessage::Query { sql }) if is_plain_query(sql)
+                    );
+                if !plain {
+                    found = Some((frame.tag, at + 5..at + len));
+                    break;
+                }
+                self.plain_queries_passed += 1;
+            }
+            at += len;
+        }
+        self.pos = match &found {
+            Some((_, body)) => body.end,
+            None => at,
+        };
+        Ok(Scan {
+            start,
+            end: at,
+            stop: found,
+        })
+    }
+
+    /// The loop of [`FrameScanner::pump`], without the GIL.
+    fn pump_loop(
+        &mut self,
+        fd_in: i32,
+        fd_out: i32,
+        stop: &[u8],
+        ready: Option<&RelayState>,
+    ) -> Result<bool, PumpError> {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller owns both descriptors for the duration of the call; ManuallyDrop
+        // keeps them open afterwards.
+        let mut input = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd_in) });
+        let mut output = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd_out) });
+        if self.scratch.len() < PUMP_READ {
+            self.scratch = vec![0; PUMP_READ];
+        }
+        loop {
+            let scan = self.scan(stop, ready).map_err(PumpError::Wire)?;
+            if scan.end > scan.start {
+                output
+                    .write_all(&self.buf[scan.start..scan.end])
+                    .map_err(PumpError::Io)?;
+            }
+            if let Some((_, body)) = scan.stop {
+                // Leave the stop message for `next`.
+                self.pos = body.start - 5;
+                return Ok(true);
+            }
+            let n = loop {
+                match input.read(&mut self.scratch) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other.map_err(PumpError::Io)?,
+                }
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            let data = std::mem::take(&mut self.scratch);
+            self.append(&data[..n]);
+            self.scratch = data;
+            if ready.is_some_and(|s| s.edit.load(Ordering::SeqCst)) {
+                return Ok(true);
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -31,18 +162,14 @@ impl FrameScanner {
             buf: Vec::with_capacity(1 << 16),
             pos: 0,
             max_message,
+            pass_plain_queries: false,
+            plain_queries_passed: 0,
+            scratch: Vec::new(),
         }
     }
 
     fn feed(&mut self, data: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos > 1 << 16 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.buf.extend_from_slice(data);
+        self.append(data);
     }
 
     #[getter]
@@ -70,26 +197,109 @@ impl FrameScanner {
         stop: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, i32, Bound<'py, PyBytes>)> {
         errors::guard(|| {
-            let start = self.pos;
-            let mut at = start;
-            let mut found: Option<Frame<'_>> = None;
-            while let Some(frame) =
-                split_frame(&self.buf[at..], self.max_message).map_err(errors::wire)?
-            {
-                if stop.contains(&frame.tag) {
-                    found = Some(frame);
-                    break;
-                }
-                at += frame.wire_len();
-            }
-            let passed = PyBytes::new(py, &self.buf[start..at]);
-            let (tag, body, len) = match found {
-                Some(f) => (f.tag as i32, PyBytes::new(py, f.body), f.wire_len()),
-                None => (-1, PyBytes::new(py, b""), 0),
-            };
-            self.pos = at + len;
-            Ok((passed, tag, body))
+            let scan = self.scan(stop, None).map_err(errors::wire)?;
+            let passed = PyBytes::new(py, &self.buf[scan.start..scan.end]);
+            Ok(match scan.stop {
+                Some((tag, body)) => (passed, tag as i32, PyBytes::new(py, &self.buf[body])),
+                None => (passed, -1, PyBytes::new(py, b"")),
+            })
         })
+    }
+
+    /// Relays from the blocking socket `fd_in` to `fd_out` with the GIL released: the buffered
+    /// and arriving messages go through as [`FrameScanner::next`] would pass them, written once
+    /// per read. With `ready` (the upstream direction), ReadyForQuery messages are passed and
+    /// reported to it, and the pump stops as soon as it says Python edits the stream. Returns
+    /// True when a message in `stop` is next (left for `next`) or `ready` asks for Python,
+    /// False at the end of `fd_in`. Raises OSError from either socket.
+    #[pyo3(signature = (fd_in, fd_out, stop, ready = None))]
+    fn pump(
+        &mut self,
+        py: Python<'_>,
+        fd_in: i32,
+        fd_out: i32,
+        stop: &[u8],
+        ready: Option<&Bound<'_, RelayState>>,
+    ) -> PyResult<bool> {
+        let ready = ready.map(|r| r.get());
+        if ready.is_some_and(|s| s.edit.load(Ordering::SeqCst)) {
+            return Ok(true);
+        }
+        errors::guard(|| {
+            py.detach(|| self.pump_loop(fd_in, fd_out, stop, ready))
+                .map_err(|e| match e {
+                    PumpError::Io(e) => e.into(),
+                    PumpError::Wire(e) => errors::wire(e),
+                })
+        })
+    }
+}
+
+/// The upstream side of one proxy session, shared by the relay's two directions: ReadyForQuery
+/// messages seen (each ends the answer to one Query or Sync), the last transaction status, how
+/// many of them said idle, and whether Python edits the upstream stream (answers pending that
+/// the pump must not pass).
+#[pyclass(module = "electric_trio._native", frozen)]
+pub struct RelayState {
+    ready_seen: AtomicU64,
+    status: AtomicU8,
+    idle_seen: AtomicU64,
+    edit: AtomicBool,
+}
+
+impl RelayState {
+    fn ready(&self, status: u8) {
+        self.status.store(status, Ordering::SeqCst);
+        if status == b'I' {
+            self.idle_seen.fetch_add(1, Ordering::SeqCst);
+        }
+        self.ready_seen.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[pymethods]
+impl RelayState {
+    #[new]
+    #[pyo3(signature = (status = b'I'))]
+    fn py_new(status: u8) -> Self {
+        RelayState {
+            ready_seen: AtomicU64::new(0),
+            status: AtomicU8::new(status),
+            idle_seen: AtomicU64::new(0),
+            edit: AtomicBool::new(false),
+        }
+    }
+
+    /// Records one ReadyForQuery with its transaction status byte.
+    #[pyo3(name = "ready")]
+    fn py_ready(&self, status: u8) {
+        self.ready(status);
+    }
+
+    #[getter]
+    fn ready_seen(&self) -> u64 {
+        self.ready_seen.load(Ordering::SeqCst)
+    }
+
+    /// The transaction status of the last ReadyForQuery (`I`, `T` or `E`).
+    #[getter]
+    fn status(&self) -> String {
+        (self.status.load(Ordering::SeqCst) as char).to_string()
+    }
+
+    #[getter]
+    fn idle_seen(&self) -> u64 {
+        self.idle_seen.load(Ordering::SeqCst)
+    }
+
+    #[getter]
+    fn edit(&self) -> bool {
+        self.edit.load(Ordering::SeqCst)
+    }
+
+    #[setter]
+    fn set_edit(&self, value: bool) {
+        self.edit.store(value, Ordering::SeqCst);
     }
 }
 
@@ -229,6 +439,7 @@ fn encode_pg_message<'py>(py: Python<'py>, tag: u8, body: PyBackedBytes) -> Boun
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrameScanner>()?;
+    m.add_class::<RelayState>()?;
     m.add_function(wrap_pyfunction!(parse_startup, m)?)?;
     m.add_function(wrap_pyfunction!(parse_frontend, m)?)?;
     m.add_function(wrap_pyfunction!(encode_authentication, m)?)?;
