@@ -527,21 +527,39 @@ class SatelliteServer:
 
     def _fan_out(self, txn: _native.ElectricTransaction, previous: int) -> None:
         migration = bool(txn.ddl or self.history.for_transaction(txn.end_lsn))
+        end = txn.end_lsn
+        touched = frozenset(txn.relations)
+        origin = txn.origin
         ready: list[Session] = []
         for session in list(self.live):
-            if not migration and session._position == previous and session.can_stream_now():
+            if migration or session._position != previous:
+                self.live.discard(session)
+                session.wake()
+                continue
+            shapes = session.shapes
+            if (
+                shapes is not None
+                and shapes.tables.isdisjoint(touched)
+                and not session._deliveries
+                and session.client_id != origin
+            ):
+                # No change for the client's shapes (the magic writes of other clients'
+                # subscriptions, writes to other tables): its graph would do nothing and send
+                # nothing. It stays parked, one transaction further.
+                session._position = shapes.position = end
+            elif session.can_stream_now():
                 ready.append(session)
             else:
                 self.live.discard(session)
                 session.wake()
         if not ready:
             return
-        shapes = [s.shapes for s in ready]
+        graphs = [s.shapes for s in ready]
         frames, special = _native.fanout_process(
             txn,
-            [s.graph for s in shapes if s is not None],
+            [g.graph for g in graphs if g is not None],
             [s.client_id or "" for s in ready],
-            [s.refs.next for s in shapes if s is not None],
+            [g.refs.next for g in graphs if g is not None],
         )
         extra = {i: (relations, move_ins) for i, relations, move_ins in special}
         # Clients with the same changes share one frame object: framed for the wire once.

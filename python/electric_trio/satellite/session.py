@@ -201,6 +201,10 @@ class GoneBatch(msgspec.Struct, frozen=True):
     relations: tuple[RelationForm, ...]
 
 
+#: The distinct sets of :attr:`ClientShapes.tables`, shared by the clients that have them.
+_TABLE_SETS: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] = {}
+
+
 class ClientShapes:
     """What a client's shapes are, kept by the server between its connections (and stored in
     Postgres across restarts): its sent-rows graph and its delivered subscriptions."""
@@ -222,6 +226,13 @@ class ClientShapes:
         self.pending_additional: dict[int, tuple[int, tuple[tuple[int, list[list[str]]], ...]]] = {}
         #: Unsubscribed subscriptions whose GONE batch the client has not acknowledged.
         self.unsubscribed: dict[str, GoneBatch] = {}
+        #: The tables of the graph's layers: a transaction changing none of them (and not the
+        #: client's own) changes nothing in the graph and sends nothing (the fan-out skips it).
+        self.tables: frozenset[tuple[str, str]] = frozenset()
+
+    def _layers_changed(self) -> None:
+        tables = frozenset((lp.table.schema, lp.table.name) for lp in self.layers.values())
+        self.tables = _TABLE_SETS.setdefault(tables, tables)  # one copy per distinct set
 
     def add_layers(self, plan: SubscriptionPlan) -> None:
         """Adds the layers of ``plan`` to the graph (its tables described already)."""
@@ -247,6 +258,7 @@ class ClientShapes:
 
         for _, root in plan.requests:
             register(root, None)
+        self._layers_changed()
 
     def remove(self, subscription_id: str) -> None:
         """Drops a subscription: its layers leave the graph (gone rows are queued there)."""
@@ -256,6 +268,7 @@ class ClientShapes:
         for layer_id in [i for i, layer in self.layers.items() if id(layer) not in kept]:
             del self.layers[layer_id]
             self.labels.pop(layer_id, None)
+        self._layers_changed()
 
     def export_move_ins(self) -> PendingMoveIns:
         return PendingMoveIns(
