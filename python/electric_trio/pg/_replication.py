@@ -16,6 +16,8 @@ from ._errors import PgError
 if TYPE_CHECKING:
     from ._connection import Connection
 
+#: The most bytes one receive of :meth:`ReplicationStream.receive_wire` takes.
+_RECV_SIZE = 1 << 18
 #: Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 PG_EPOCH_OFFSET_MICROS = 946_684_800_000_000
 
@@ -79,8 +81,9 @@ class ReplicationStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def receive_raw_batch(self) -> list[bytes]:
-        """The next CopyData payloads as they arrive (at least one), unparsed.
+    async def receive_raw_batch(self, limit: int = 1 << 22) -> list[bytes]:
+        """The next CopyData payloads as they arrive (at least one, about ``limit`` bytes at
+        most), unparsed.
 
         This is the fast path for a decoder that takes whole batches (see ``_native``).
         """
@@ -92,7 +95,7 @@ class ReplicationStream:
         while True:
             if self.stopped:
                 raise PgError("the replication stream is stopped")
-            arrived = conn._reader.read_copy_data()
+            arrived = conn._reader.read_copy_data(limit)
             if arrived:
                 return arrived
             msg = conn._next_buffered()
@@ -109,6 +112,34 @@ class ReplicationStream:
                 raise PgError("the server ended the replication stream")
             else:
                 raise ProtocolError(f"unexpected message {msg[0]!r} in a replication stream")
+
+    async def receive_wire(self) -> bytes:
+        """The next bytes of the stream as the connection received them, unframed.
+
+        The fastest path, for a decoder that splits the CopyData frames itself
+        (``ElectricDecoder.decode_wire``): no Python object per message. The bytes may end
+        in the middle of a message, and may hold other messages than CopyData (an error, the
+        end of the stream): give those back with :meth:`unread`, then :meth:`receive_raw_batch`
+        reads them as usual.
+        """
+        conn = self._conn
+        if self.stopped:
+            raise PgError("the replication stream is stopped")
+        if self._pending:
+            raise ProtocolError("receive_wire after receive left messages pending")
+        if conn._reader.buffered:
+            return bytes(conn._reader.take_buffered())
+        try:
+            data = await conn._stream.receive_some(_RECV_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            raise conn._lost(e) from None
+        if not data:
+            raise conn._lost(EOFError("server closed the connection"))
+        return bytes(data)
+
+    def unread(self, data: bytes) -> None:
+        """Gives back bytes of :meth:`receive_wire` that the caller did not handle."""
+        self._conn._reader.feed(data)
 
     async def receive(self) -> XLogData | Keepalive:
         """The next message; keepalives that ask for a reply are answered before returning."""

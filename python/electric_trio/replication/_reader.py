@@ -1,7 +1,8 @@
 """The replication reader: Postgres's pgoutput stream into the transaction log.
 
-One Trio task owns a ``replication=database`` connection. Raw CopyData payloads go to the Rust
-decoder in batches (it releases the GIL while decoding); whole transactions come back as
+One Trio task owns a ``replication=database`` connection. The stream's bytes go to the Rust
+decoder as the socket delivers them (it splits the CopyData messages, decodes and folds them
+with the GIL released, with no Python object per message); whole transactions come back as
 handles, with Electric's bookkeeping folded in (tags, writer, DDL, referenced records), and are
 appended to the log. Positions flow back to Postgres as standby status updates,
 and a second, ordinary connection keeps the main slot within the resumable window.
@@ -31,8 +32,10 @@ from ._slot import (
 
 log = get_logger(__name__)
 
-#: Batches larger than this are decoded in a worker thread (the decoder releases the GIL).
-_THREAD_BATCH = 512
+#: The most bytes of replication messages decoded in one step (inline, on the event loop's
+#: thread: about a millisecond of work at most; a worker thread's round trip cost as much per
+#: batch as decoding hundreds of rows).
+_BATCH_BYTES = 256 * 1024
 
 
 class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,21 +119,32 @@ async def serve_replication(
             nursery.start_soon(_keep_slot_in_window, service, main, settings)
             nursery.start_soon(reporter.run)
             next_status = time.monotonic() + settings.status_interval
+            framed = False
             while True:
-                payloads = await stream.receive_raw_batch()
-                status.received_bytes += sum(map(len, payloads))
                 try:
-                    if len(payloads) > _THREAD_BATCH:
-                        # The decoder releases the GIL: other tasks run while it works.
-                        txns = await trio.to_thread.run_sync(decoder.decode, payloads)
-                    else:
+                    if framed:
+                        # After a message other than CopyData, which the connection reads:
+                        # an error or the end of the stream raise, a notice is absorbed.
+                        payloads = await stream.receive_raw_batch(_BATCH_BYTES)
+                        received = sum(map(len, payloads))
                         txns = decoder.decode(payloads)
+                        framed = False
+                    else:
+                        # The stream's bytes as received, framed and decoded in Rust.
+                        data = await stream.receive_wire()
+                        received = len(data)
+                        txns = decoder.decode_wire(data)
+                        unhandled = decoder.take_unhandled()
+                        if unhandled:
+                            stream.unread(unhandled)
+                            framed = True
                 except _native.PgOutputError as e:
                     # Keep what was complete before the bad message, then stop loudly.
                     if e.transactions:
                         txlog.append(e.transactions)
                     log.error("undecodable replication message", error=str(e), lsn=e.lsn)
                     raise
+                status.received_bytes += received
                 if txns and txlog.last_lsn is not None and txns[0].end_lsn <= txlog.last_lsn:
                     # After a reconnection the slot replays its window: keep each transaction
                     # once in the log.

@@ -2,10 +2,11 @@
 //! referenced records), folded in Rust with the GIL released; rows stay in Rust until
 //! `changes()` asks for them.
 
-use electric_core::electric::{fold, ElectricTransaction, Tags};
+use electric_core::electric::{fold, ElectricTransaction, FoldError, Tags};
+use electric_core::pgoutput::{StreamError, Transaction};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors;
 use crate::pgoutput::{lsn_text, Names, StreamState};
@@ -217,29 +218,30 @@ impl ElectricDecoder {
         payloads: Vec<PyBackedBytes>,
     ) -> PyResult<Vec<Py<PyElectricTransaction>>> {
         errors::guard(|| {
-            let ((folded, fold_error), error) = self.state.decode(py, &payloads, |txns| {
-                let mut out = Vec::with_capacity(txns.len());
-                for t in txns {
-                    match fold(t) {
-                        Ok(f) => out.push(f),
-                        Err(e) => return (out, Some(e)),
-                    }
-                }
-                (out, None)
-            });
-            let txns = folded
-                .into_iter()
-                .map(|t| Py::new(py, PyElectricTransaction { inner: t }))
-                .collect::<PyResult<Vec<_>>>()?;
-            // A fold error comes first in stream order: its transaction precedes any bad payload.
-            if let Some(e) = fold_error {
-                return Err(errors::fold(py, &e, PyList::new(py, txns)?));
-            }
-            match error {
-                Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
-                None => Ok(txns),
-            }
+            let (folded, error) = self.state.decode(py, &payloads, fold_all);
+            into_py(py, folded, error)
         })
+    }
+
+    /// As `decode`, from the bytes of the replication connection as received: CopyData
+    /// frames, the last one possibly cut short (kept for the next call). Decoding stops at
+    /// the first message that is not CopyData (an error, the end of the stream, a notice):
+    /// `take_unhandled()` then returns it and the bytes after it, for the connection to read.
+    fn decode_wire(
+        &mut self,
+        py: Python<'_>,
+        data: PyBackedBytes,
+    ) -> PyResult<Vec<Py<PyElectricTransaction>>> {
+        errors::guard(|| {
+            let (folded, error) = self.state.decode_wire(py, &data, fold_all);
+            into_py(py, folded, error)
+        })
+    }
+
+    /// The bytes `decode_wire` did not read, from the first message that is not CopyData on;
+    /// empty while the stream holds nothing else.
+    fn take_unhandled<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        self.state.take_unhandled(py)
     }
 
     /// Takes the non-transactional logical messages decoded so far, as (lsn, prefix, content).
@@ -273,6 +275,39 @@ impl ElectricDecoder {
     #[getter]
     fn in_transaction(&self) -> bool {
         self.state.inner.in_transaction()
+    }
+}
+
+type Folded = (Vec<ElectricTransaction>, Option<FoldError>);
+
+/// Folds decoded transactions, stopping at the first that does not fold.
+fn fold_all(txns: Vec<Transaction>) -> Folded {
+    let mut out = Vec::with_capacity(txns.len());
+    for t in txns {
+        match fold(t) {
+            Ok(f) => out.push(f),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+fn into_py(
+    py: Python<'_>,
+    (folded, fold_error): Folded,
+    error: Option<StreamError>,
+) -> PyResult<Vec<Py<PyElectricTransaction>>> {
+    let txns = folded
+        .into_iter()
+        .map(|t| Py::new(py, PyElectricTransaction { inner: t }))
+        .collect::<PyResult<Vec<_>>>()?;
+    // A fold error comes first in stream order: its transaction precedes any bad payload.
+    if let Some(e) = fold_error {
+        return Err(errors::fold(py, &e, PyList::new(py, txns)?));
+    }
+    match error {
+        Some(e) => Err(errors::pgoutput(py, &e, PyList::new(py, txns)?)),
+        None => Ok(txns),
     }
 }
 

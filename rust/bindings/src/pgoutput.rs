@@ -7,6 +7,8 @@ use std::sync::Arc;
 use electric_core::pgoutput::{
     Change, Datum, Decoded, Decoder, LogicalMessage, Relation, StreamError, Transaction,
 };
+use electric_core::pgwire::backend::tag::COPY_DATA;
+use electric_core::pgwire::{split_frame, DEFAULT_MAX_MESSAGE};
 use electric_core::value::Value;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -267,6 +269,30 @@ pub(crate) struct StreamState {
     pub(crate) inner: Decoder,
     messages: VecDeque<LogicalMessage>,
     pub(crate) dropped_messages: u64,
+    /// Bytes of the connection given to `decode_wire` and not decoded: a partial CopyData
+    /// frame, or (when `wire_stopped`) everything from the first frame that is not one.
+    wire: Vec<u8>,
+    wire_stopped: bool,
+}
+
+/// What a decode step gives back: completed transactions (through `then`), the
+/// non-transactional messages, and the error that stopped it.
+type Step<T> = (T, Vec<LogicalMessage>, Option<StreamError>);
+
+fn split_decoded<T>(
+    out: Vec<Decoded>,
+    then: impl FnOnce(Vec<Transaction>) -> T,
+    error: Option<StreamError>,
+) -> Step<T> {
+    let mut txns = Vec::with_capacity(out.len());
+    let mut messages = Vec::new();
+    for d in out {
+        match d {
+            Decoded::Transaction(t) => txns.push(t),
+            Decoded::Message(m) => messages.push(m),
+        }
+    }
+    (then(txns), messages, error)
 }
 
 impl StreamState {
@@ -275,7 +301,93 @@ impl StreamState {
             inner: Decoder::new(),
             messages: VecDeque::new(),
             dropped_messages: 0,
+            wire: Vec::new(),
+            wire_stopped: false,
         }
+    }
+
+    fn queue_messages(&mut self, messages: Vec<LogicalMessage>) {
+        for m in messages {
+            if self.messages.len() == MAX_PENDING_MESSAGES {
+                self.messages.pop_front();
+                self.dropped_messages += 1;
+            }
+            self.messages.push_back(m);
+        }
+    }
+
+    /// Decodes the CopyData frames in `data`, bytes of the connection as received (after the
+    /// partial frame kept from the previous call), like [`Self::decode`] but without a Python
+    /// object per message. Stops at the first frame that is not CopyData (or whose header is
+    /// bad) and keeps it, with everything after it, for [`Self::take_unhandled`]; keeps a
+    /// trailing partial frame for the next call.
+    pub(crate) fn decode_wire<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        then: impl FnOnce(Vec<Transaction>) -> T + Send,
+    ) -> (T, Option<StreamError>) {
+        let StreamState {
+            inner,
+            wire,
+            wire_stopped,
+            ..
+        } = self;
+        let (result, messages, error) = py.detach(|| {
+            let mut out = Vec::new();
+            if *wire_stopped {
+                wire.extend_from_slice(data);
+                return split_decoded(out, then, None);
+            }
+            let joined = !wire.is_empty();
+            if joined {
+                wire.extend_from_slice(data);
+            }
+            let buf: &[u8] = if joined { wire } else { data };
+            let mut pos = 0;
+            let mut error = None;
+            while pos < buf.len() {
+                if buf[pos] != COPY_DATA {
+                    *wire_stopped = true;
+                    break;
+                }
+                match split_frame(&buf[pos..], DEFAULT_MAX_MESSAGE) {
+                    Ok(Some(frame)) => {
+                        pos += frame.wire_len();
+                        if let Err(e) = inner.decode_payload(frame.body, &mut out) {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    // The connection's reader reports it.
+                    Err(_) => {
+                        *wire_stopped = true;
+                        break;
+                    }
+                }
+            }
+            if joined {
+                wire.drain(..pos);
+            } else {
+                wire.extend_from_slice(&data[pos..]);
+            }
+            split_decoded(out, then, error)
+        });
+        self.queue_messages(messages);
+        (result, error)
+    }
+
+    /// The bytes `decode_wire` stopped at (a message other than CopyData first), to be read by
+    /// the connection; empty while the stream holds CopyData only.
+    pub(crate) fn take_unhandled<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        if !self.wire_stopped {
+            return PyBytes::new(py, b"");
+        }
+        self.wire_stopped = false;
+        let out = PyBytes::new(py, &self.wire);
+        self.wire.clear();
+        out
     }
 
     /// Decodes a batch with the GIL released and hands the completed transactions to `then`,
@@ -291,23 +403,9 @@ impl StreamState {
         let (result, messages, error) = py.detach(|| {
             let mut out = Vec::new();
             let r = inner.decode_into(payloads.iter().map(|p| &p[..]), &mut out);
-            let mut txns = Vec::with_capacity(out.len());
-            let mut messages = Vec::new();
-            for d in out {
-                match d {
-                    Decoded::Transaction(t) => txns.push(t),
-                    Decoded::Message(m) => messages.push(m),
-                }
-            }
-            (then(txns), messages, r.err())
+            split_decoded(out, then, r.err())
         });
-        for m in messages {
-            if self.messages.len() == MAX_PENDING_MESSAGES {
-                self.messages.pop_front();
-                self.dropped_messages += 1;
-            }
-            self.messages.push_back(m);
-        }
+        self.queue_messages(messages);
         (result, error)
     }
 
