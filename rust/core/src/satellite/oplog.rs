@@ -730,15 +730,16 @@ impl DataFramer {
     }
 }
 
-/// Whether the wire text of a value of `kind` is Postgres's text of it, as printed by a
-/// `COPY ... TO STDOUT` on the service's connections (booleans `t`/`f`, canonical integers
-/// and uuids, texts and json as they are, floats in shortest-exact form under
-/// `extra_float_digits = 1`, which the wire's float text reproduces). Dates and times (the
-/// wire's timestamptz ends in `Z`) and bytea (raw bytes) are written from their decoded value.
+/// Whether the wire text of a value of `kind` is Postgres's text of it, as the shape query's
+/// `column::text` gives it on the service's connections (canonical integers and uuids, texts
+/// and json as they are, floats in shortest-exact form under `extra_float_digits = 1`, which
+/// the wire's float text reproduces). Booleans (`true` as text, `t` on the wire), dates and
+/// times (the wire's timestamptz ends in `Z`) and bytea (raw bytes) are written from their
+/// decoded value.
 fn verbatim(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Bool | Kind::Int | Kind::Float | Kind::Numeric | Kind::Text | Kind::Json | Kind::Uuid
+        Kind::Int | Kind::Float | Kind::Numeric | Kind::Text | Kind::Json | Kind::Uuid
     )
 }
 

@@ -518,7 +518,8 @@ fn framed_rows_are_the_frames_of_the_queued_rows() {
             i64::MAX - i,
             if i % 5 == 0 { "\\N".to_owned() } else { format!("{}", i as f64 * 0.1) },
             if i == 3 { "Infinity".to_owned() } else { format!("{}", i as f32 / 3.0) },
-            if i % 2 == 0 { "t" } else { "f" },
+            // `done::text`, as the shape query reads it
+            if i % 2 == 0 { "true" } else { "false" },
             1 + i % 9,
             i % 10,
         );
