@@ -14,8 +14,9 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::Borrowed;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::errors;
 
@@ -227,8 +228,13 @@ fn frame_type_ids(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 const MAX_FIELDS: usize = 16;
 /// How deep messages may nest (prost's limit too): deeper is malformed, not a stack overflow.
 const MAX_DEPTH: u32 = 100;
-/// The largest output buffer a size hint presizes.
-const MAX_SIZE_HINT: usize = 1 << 20;
+/// The largest output buffer kept for the next encoding.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
+
+thread_local! {
+    /// The output buffer of the last encoding, reused (no allocation and no growth per call).
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scalar {
@@ -277,15 +283,12 @@ struct MessagePlan {
     alloc: pyo3::ffi::allocfunc,
     /// The frame type id of a top-level message.
     type_id: Option<u8>,
+    /// In field number order, the order protobuf encoders write them in.
     fields: Vec<FieldPlan>,
-    /// Field indexes by field number, the order protobuf encoders write them in.
-    encode_order: Vec<usize>,
     /// Field index by field number.
     by_number: Vec<Option<usize>>,
     /// The repeated fields' indexes.
     lists: Vec<usize>,
-    /// The length of the last encoding of this message: the next one's buffer capacity.
-    size_hint: AtomicUsize,
 }
 
 /// The Satellite codec straight to and from the msgspec Structs of `satellite/messages.py`:
@@ -513,11 +516,11 @@ impl SatelliteCodec {
     }
 
     /// Writes the protobuf encoding of `obj`, a message of plan `index`, at the end of `out`.
-    fn encode_into(
+    fn encode_into<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         index: usize,
-        obj: &Bound<'_, PyAny>,
+        obj: &Bound<'py, PyAny>,
         out: &mut Vec<u8>,
         depth: u32,
     ) -> PyResult<()> {
@@ -529,8 +532,7 @@ impl SatelliteCodec {
             )));
         }
         let direct = obj.get_type().is(plan.cls.bind(py));
-        for &fi in &plan.encode_order {
-            let field = &plan.fields[fi];
+        for field in &plan.fields {
             let fail = |e: PyErr| {
                 let message = format!(
                     "{}.{}: {}",
@@ -551,20 +553,24 @@ impl SatelliteCodec {
             } else {
                 std::ptr::null_mut()
             };
-            let value = if kept.is_null() {
-                obj.getattr(field.attr.bind(py)).map_err(fail)?
+            let got;
+            let value: Borrowed<'_, 'py, PyAny> = if kept.is_null() {
+                got = obj.getattr(field.attr.bind(py)).map_err(fail)?;
+                got.as_borrowed()
             } else {
-                // SAFETY: a live field of `obj`, which the caller holds.
-                unsafe { Bound::from_borrowed_ptr(py, kept) }
+                // SAFETY: a field of `obj`, which the caller holds and which is frozen: no
+                // reference of our own is needed (abi3 reference counting is a call each).
+                unsafe { Borrowed::from_ptr(py, kept) }
             };
             if field.list {
-                if let Ok(tuple) = value.cast::<PyTuple>() {
-                    self.encode_list(py, field, tuple.iter(), out, depth)
+                if let Ok(tuple) = value.cast_exact::<PyTuple>() {
+                    self.encode_list(py, field, tuple.iter_borrowed(), out, depth)
                 } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
                     Err(PyTypeError::new_err("expected a list"))
                 } else {
                     let items = value.try_iter()?.collect::<PyResult<Vec<_>>>()?;
-                    self.encode_list(py, field, items.into_iter(), out, depth)
+                    let items = items.iter().map(|item| item.as_borrowed());
+                    self.encode_list(py, field, items, out, depth)
                 }
                 .map_err(fail)?;
             } else if value.is_none() {
@@ -588,11 +594,11 @@ impl SatelliteCodec {
     }
 
     /// The items of a repeated field: varints packed, the others one key each.
-    fn encode_list<'py>(
+    fn encode_list<'a, 'py: 'a>(
         &self,
         py: Python<'py>,
         field: &FieldPlan,
-        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        items: impl Iterator<Item = Borrowed<'a, 'py, PyAny>>,
         out: &mut Vec<u8>,
         depth: u32,
     ) -> PyResult<()> {
@@ -619,19 +625,21 @@ impl SatelliteCodec {
 
     /// A length-delimited field: its key, length and data (nothing for an empty string or
     /// bytes when `skip_empty`).
-    fn encode_value(
+    fn encode_value<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         field: &FieldPlan,
-        value: &Bound<'_, PyAny>,
+        value: &Bound<'py, PyAny>,
         out: &mut Vec<u8>,
         depth: u32,
         skip_empty: bool,
     ) -> PyResult<()> {
         let data = match field.scalar {
-            Scalar::String => value.cast::<PyString>()?.to_str()?.as_bytes(),
+            Scalar::String => str_utf8(value)?,
             Scalar::Bytes => {
-                if let Ok(b) = value.cast::<PyBytes>() {
+                if let Some(b) = exact_bytes(value) {
+                    b
+                } else if let Ok(b) = value.cast::<PyBytes>() {
                     b.as_bytes()
                 } else if let Ok(b) = value.cast::<PyByteArray>() {
                     let b = b.to_vec();
@@ -680,18 +688,61 @@ impl SatelliteCodec {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let index = self.plan_of(message)?;
         let plan = &self.plans[index];
-        let hint = plan.size_hint.load(Ordering::Relaxed).min(MAX_SIZE_HINT);
-        let mut out = Vec::with_capacity(hint + 16);
-        if frame {
-            let ty = plan.type_id.ok_or_else(|| {
-                PyValueError::new_err(format!("{} is not a frame message", plan.name))
-            })?;
-            out.push(ty);
-        }
-        self.encode_into(py, index, message, &mut out, 0)?;
-        plan.size_hint.store(out.len(), Ordering::Relaxed);
-        Ok(PyBytes::new(py, &out))
+        let run = |out: &mut Vec<u8>| {
+            out.clear();
+            if frame {
+                let ty = plan.type_id.ok_or_else(|| {
+                    PyValueError::new_err(format!("{} is not a frame message", plan.name))
+                })?;
+                out.push(ty);
+            }
+            self.encode_into(py, index, message, out, 0)?;
+            Ok(PyBytes::new(py, out))
+        };
+        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut out) => {
+                let result = run(&mut out);
+                if out.capacity() > MAX_KEPT_BUFFER {
+                    *out = Vec::new();
+                }
+                result
+            }
+            // Encoding from inside an encoding (an int subclass's __index__ could): a buffer
+            // of its own.
+            Err(_) => run(&mut Vec::new()),
+        })
     }
+}
+
+/// The data of an exact `bytes` (one call where PyO3 makes two under abi3, and no subtype
+/// check, a call too).
+#[inline]
+fn exact_bytes<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+    if !value.is_exact_instance_of::<PyBytes>() {
+        return None;
+    }
+    // SAFETY: a bytes object, alive as long as `value`; its size is its ob_size.
+    unsafe {
+        let data = pyo3::ffi::PyBytes_AsString(value.as_ptr());
+        let len = pyo3::ffi::Py_SIZE(value.as_ptr()) as usize;
+        Some(std::slice::from_raw_parts(data.cast::<u8>(), len))
+    }
+}
+
+/// The UTF-8 of a str (exact str checked without a call).
+#[inline]
+fn str_utf8<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    if value.is_exact_instance_of::<PyString>() {
+        let mut len: pyo3::ffi::Py_ssize_t = 0;
+        // SAFETY: a str, alive as long as `value`, which caches its UTF-8.
+        let data = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(value.as_ptr(), &mut len) };
+        if data.is_null() {
+            return Err(PyErr::fetch(value.py()));
+        }
+        // SAFETY: `len` bytes at `data`, owned by the str.
+        return Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) });
+    }
+    Ok(value.cast::<PyString>()?.to_str()?.as_bytes())
 }
 
 /// The varint of an int, bool or enum value (negative int32 as 10 bytes, as protobuf does).
@@ -748,6 +799,7 @@ fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
 
 /// Writes the varint length of `out[start + 1..]` at `start`, where one byte was kept for it
 /// (moving the data along for a length of more than one byte).
+#[inline]
 fn put_len(out: &mut Vec<u8>, start: usize) {
     let n = out.len() - start - 1;
     if n < 0x80 {
@@ -808,10 +860,12 @@ impl SatelliteCodec {
                 f.containing_oneof()
                     .and_then(|o| desc.oneofs().position(|x| x.name() == o.name()))
             };
-            let oneofs: Vec<Option<usize>> = desc.fields().map(|f| oneof_of(&f)).collect();
+            let mut sorted: Vec<FieldDescriptor> = desc.fields().collect();
+            sorted.sort_by_key(FieldDescriptor::number);
+            let oneofs: Vec<Option<usize>> = sorted.iter().map(oneof_of).collect();
             let mut fields = Vec::new();
             let mut by_number = Vec::new();
-            for (i, f) in desc.fields().enumerate() {
+            for (i, f) in sorted.iter().enumerate() {
                 let pos = encoded.iter().position(|e| e == f.name()).ok_or_else(|| {
                     PyValueError::new_err(format!("{name} has no field {}", f.name()))
                 })?;
@@ -893,8 +947,6 @@ impl SatelliteCodec {
                     message,
                 });
             }
-            let mut encode_order: Vec<usize> = (0..fields.len()).collect();
-            encode_order.sort_by_key(|&i| fields[i].number);
             let lists = (0..fields.len()).filter(|&i| fields[i].list).collect();
             // SAFETY: a type object's slot; every type has a tp_alloc.
             let alloc =
@@ -916,10 +968,8 @@ impl SatelliteCodec {
                 cls: cls.unbind(),
                 type_id,
                 fields,
-                encode_order,
                 by_number,
                 lists,
-                size_hint: AtomicUsize::new(0),
             });
         }
         Ok(SatelliteCodec {
