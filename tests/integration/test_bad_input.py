@@ -4,8 +4,8 @@ authentication, wrong WebSocket subprotocols, and SQL injection attempts in shap
 clauses. Each case gets the answer satellite-protocol.md prescribes (§1, §2, §3, §7.6), and
 after each one a well-behaved client still connects and gets a live change.
 
-One service runs for the whole module, in a Trio loop on a thread of its own (Hypothesis runs
-the examples of a test in one call, so the service cannot be a per-test Trio fixture).
+One service runs for the whole module, in a Trio loop on a thread of its own
+(tests/_loop_thread.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from test_satellite_protocol import (
 )
 from test_shapes_protocol import request, select, subscribe, until
 
+from _loop_thread import LoopHarness, run_on_thread
 from electric_trio import _native
 from electric_trio.pg import connect
 from electric_trio.satellite import SatelliteFrameError
@@ -65,66 +65,50 @@ NOTE_ROWS = [
 NOTE_COLUMNS = [("id", 20), ("body", 25), ("n", 23), ("electric_user_id", 25)]
 
 
-class Harness:
+class Harness(LoopHarness):
     """The service and a bystander client subscribed to ``items``, on a thread."""
 
-    def __init__(self, server_url: str, database_url: str) -> None:
-        self.server_url = server_url
-        self.url = database_url
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.service: Service | None = None
         self.bystander: Client | None = None
         self.ids = itertools.count(1000)
         self.cases = 0
-        self._stop: trio.CancelScope | None = None
 
-    def run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as e:  # reported to the test's thread
-            self.error = e
-        finally:
-            self.ready.set()
-
-    async def _main(self) -> None:
-        with trio.CancelScope() as self._stop:
-            async with trio.open_nursery() as nursery:
-                self.service = await start_service(nursery, self.url)
-                await sql(
-                    self.url,
-                    "BEGIN; CALL electric.migration_version('1');"
-                    " CREATE TABLE items (id int8 PRIMARY KEY, v text);"
-                    f" CREATE TABLE notes ({NOTES});"
-                    " CALL electric.electrify('items'); CALL electric.electrify('notes');"
-                    " CREATE TABLE canary (x int); INSERT INTO canary VALUES (1); COMMIT;",
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self.service = await start_service(nursery, self.url)
+            await sql(
+                self.url,
+                "BEGIN; CALL electric.migration_version('1');"
+                " CREATE TABLE items (id int8 PRIMARY KEY, v text);"
+                f" CREATE TABLE notes ({NOTES});"
+                " CALL electric.electrify('items'); CALL electric.electrify('notes');"
+                " CREATE TABLE canary (x int); INSERT INTO canary VALUES (1); COMMIT;",
+            )
+            values = ", ".join(
+                "({}, {}, {}, {})".format(
+                    i,
+                    "'" + body.replace("'", "''") + "'",
+                    "NULL" if n is None else n,
+                    "NULL" if owner is None else f"'{owner}'",
                 )
-                values = ", ".join(
-                    "({}, {}, {}, {})".format(
-                        i,
-                        "'" + body.replace("'", "''") + "'",
-                        "NULL" if n is None else n,
-                        "NULL" if owner is None else f"'{owner}'",
-                    )
-                    for i, body, n, owner in NOTE_ROWS
-                )
-                await sql(self.url, f"INSERT INTO notes VALUES {values}")
-                await wait_versions(self.service, 1)
-                async with client(self.service) as bystander:
-                    await bystander.connect("bystander", "carol")
-                    resp = await bystander.start_replication(schema_version="1")
-                    assert resp.err is None
-                    assert (await subscribe(bystander, request(select("items")))).err is None
-                    await until(bystander, m.SatSubsDataEnd)
-                    self.bystander = bystander
-                    self.token = trio.lowlevel.current_trio_token()
-                    self.ready.set()
-                    await trio.sleep_forever()
+                for i, body, n, owner in NOTE_ROWS
+            )
+            await sql(self.url, f"INSERT INTO notes VALUES {values}")
+            await wait_versions(self.service, 1)
+            async with client(self.service) as bystander:
+                await bystander.connect("bystander", "carol")
+                resp = await bystander.start_replication(schema_version="1")
+                assert resp.err is None
+                assert (await subscribe(bystander, request(select("items")))).err is None
+                await until(bystander, m.SatSubsDataEnd)
+                self.bystander = bystander
+                self.started()
+                await trio.sleep_forever()
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Runs ``fn(*args)`` in the service's loop, then checks the others are still served."""
-        assert self.token is not None
 
         async def case() -> T:
             with trio.fail_after(60):
@@ -133,7 +117,7 @@ class Harness:
             return result
 
         self.cases += 1
-        return trio.from_thread.run(case, trio_token=self.token)
+        return self.in_loop(case)
 
     async def others_still_served(self) -> None:
         """A new client connects; the bystander gets a live change (and acknowledges it)."""
@@ -157,50 +141,10 @@ class Harness:
             if any(i.row_data.values[0] == str(row_id).encode() for i in inserts):
                 return
 
-    def stop(self) -> None:
-        if self.token is not None and self._stop is not None:
-            trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
-
 
 @pytest.fixture(scope="module")
 def harness(pg_server: Any) -> Iterator[Harness]:
-    name = f"et_bad_input_{os.getpid()}"
-
-    async def admin(statement: str) -> None:
-        async with await connect(pg_server.url) as c:
-            await c.execute(statement)
-
-    trio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    trio.run(admin, f'CREATE DATABASE "{name}"')
-    h = Harness(pg_server.url, pg_server.database_url(name))
-    thread = threading.Thread(target=h.run, name="bad-input", daemon=True)
-    thread.start()
-    assert h.ready.wait(120), "the service did not start"
-    if h.error is not None:
-        raise h.error
-    try:
-        yield h
-    finally:
-        h.stop()
-        thread.join(timeout=60)
-
-        async def cleanup() -> None:
-            async with await connect(pg_server.url) as c:
-                with trio.move_on_after(20):
-                    while await c.fetchval(  # noqa: ASYNC110 (Postgres state, no event)
-                        "SELECT count(*) FROM pg_replication_slots"
-                        f" WHERE database = '{name}' AND active"
-                    ):
-                        await trio.sleep(0.05)
-                await c.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    f" WHERE database = '{name}'"
-                )
-                await c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-        trio.run(cleanup)
-    if h.error is not None:
-        raise h.error
+    yield from run_on_thread(pg_server, "et_bad_input", Harness)
 
 
 # ---- malformed frames (§1, §2, §3) -------------------------------------------------------------

@@ -4,13 +4,12 @@ after a successful login. Whatever comes in, the proxy answers with well-formed 
 messages (an ErrorResponse, or the SSL refusal and authentication request of a normal start) or
 closes, never lets anyone in without the password, and keeps serving a well-behaved client.
 
-One service for the module, in a Trio loop on a thread (as in test_bad_input).
+One service for the module, in a Trio loop on a thread (tests/_loop_thread.py).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -21,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_proxy import PASSWORD, Running, start
 
+from _loop_thread import LoopHarness, run_on_thread
 from electric_trio import _native
 from electric_trio.errors import ProtocolError
-from electric_trio.pg import connect
 
 T = TypeVar("T")
 
@@ -35,83 +34,27 @@ CASES = settings(
 )
 
 
-class Harness:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.running: Running | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self._stop: trio.CancelScope | None = None
+class Harness(LoopHarness):
+    running: Running | None = None
 
-    def run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as e:  # reported to the test's thread
-            self.error = e
-        finally:
-            self.ready.set()
-
-    async def _main(self) -> None:
-        with trio.CancelScope() as self._stop:
-            async with trio.open_nursery() as nursery:
-                self.running = await start(nursery, self.url)
-                self.token = trio.lowlevel.current_trio_token()
-                self.ready.set()
-                await trio.sleep_forever()
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self.running = await start(nursery, self.url)
+            self.started()
+            await trio.sleep_forever()
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        assert self.token is not None
-        result = trio.from_thread.run(fn, *args, trio_token=self.token)
+        """Runs ``fn(*args)`` in the service's loop, then checks a client still gets answers."""
+        result = self.in_loop(fn, *args)
         assert self.running is not None
         with psycopg.connect(self.running.dsn(), connect_timeout=10) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         return result
 
-    def stop(self) -> None:
-        if self.token is not None and self._stop is not None:
-            trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
-
 
 @pytest.fixture(scope="module")
 def harness(pg_server: Any) -> Iterator[Harness]:
-    name = f"et_bad_proxy_{os.getpid()}"
-
-    async def admin(statement: str) -> None:
-        async with await connect(pg_server.url) as c:
-            await c.execute(statement)
-
-    trio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    trio.run(admin, f'CREATE DATABASE "{name}"')
-    h = Harness(pg_server.database_url(name))
-    thread = threading.Thread(target=h.run, name="bad-input-proxy", daemon=True)
-    thread.start()
-    assert h.ready.wait(120), "the service did not start"
-    if h.error is not None:
-        raise h.error
-    try:
-        yield h
-    finally:
-        h.stop()
-        thread.join(timeout=60)
-
-        async def cleanup() -> None:
-            async with await connect(pg_server.url) as c:
-                with trio.move_on_after(20):
-                    while await c.fetchval(  # noqa: ASYNC110 (Postgres state, no event)
-                        "SELECT count(*) FROM pg_replication_slots"
-                        f" WHERE database = '{name}' AND active"
-                    ):
-                        await trio.sleep(0.05)
-                await c.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    f" WHERE database = '{name}'"
-                )
-                await c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-        trio.run(cleanup)
-    if h.error is not None:
-        raise h.error
+    yield from run_on_thread(pg_server, "et_bad_proxy", Harness)
 
 
 def untagged(body: bytes, length: int | None = None) -> bytes:
