@@ -1,14 +1,16 @@
 """One client of the migrations proxy: startup, password check, the upstream connection and
 the relay in both directions (server-behaviour.md §10).
 
-The relay has two directions, each a loop: in a thread of its own between plain sockets, as a
-Trio task when Postgres is reached over TLS (see :meth:`ProxySession._relay`). Client ->
-upstream forwards runs of messages untouched and stops only at the messages migration mode reads
-(Query, Parse, Bind, Execute, Sync), which it may rewrite. Upstream -> client forwards everything
-untouched too, except inside the answer to a rewritten request: there it puts back the command
-tags the client expects, drops what would show the rewrite, and swallows the answers to requests
-the proxy made itself. Requests are matched to answers by counting ReadyForQuery: each Query and
-each Sync sent upstream gets exactly one.
+The relay has two directions, each a loop: in a thread of its own between plain sockets (a
+Rust pump with the GIL released, back in Python only for what it must not pass), as a Trio task
+when Postgres is reached over TLS (see :meth:`ProxySession._relay`). Client -> upstream forwards
+runs of messages untouched and stops only at the messages migration mode reads (Query, Parse,
+Bind, Execute, Sync), which it may rewrite; a plain Query (one SELECT, DML or transaction
+statement that does not mention ``electric``) goes through unread. Upstream -> client forwards
+everything untouched too, except inside the answer to a rewritten request: there it puts back the
+command tags the client expects, drops what would show the rewrite, and swallows the answers to
+requests the proxy made itself. Requests are matched to answers by counting ReadyForQuery: each
+Query and each Sync sent upstream gets exactly one.
 """
 
 from __future__ import annotations
