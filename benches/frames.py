@@ -72,9 +72,12 @@ body (one shape, a where clause, one include) encoded and decoded as well. Befor
 decodes the other's bytes to the same message and both encode the same bytes. {repeat} timed runs
 of about {seconds:g} s per side and figure, alternating which side goes first; the figure is the
 best run. *Decode and read every field*, the judged decode figure: each side decodes the frame
-and then visits every field once (ours: every Struct attribute, recursively; protobuf: every set
-field through `ListFields()`, recursively), as any consumer of a frame reads what it decoded;
-*decode alone* is shown beside it, not judged, because upb's decode defers the work ours does.
+and then reads every field of the .proto once, recursively, by name through its own API, as any
+consumer of a frame reads what it decoded (ours: the Struct attribute, None when unset;
+protobuf: the attribute, after `HasField` for a field with presence and `WhichOneof` for a
+oneof), from a list of fields per message made before timing; both readers read the same
+values (checked before timing). *Decode alone* is shown beside it, not judged, because upb's
+decode defers the work ours does.
 """
 
 
@@ -190,8 +193,10 @@ class Case:
         self.body = body
         self.pb_msg: Any = self.pb_cls.FromString(self.frame[1:])
         self.pb_body: Any = None
-        if self.pb_body_cls is not None:
+        plan_reads(type(ours), self.pb_cls)
+        if body is not None:
             self.pb_body = self.pb_body_cls.FromString(self.pb_msg.message)
+            plan_reads(type(body), self.pb_body_cls)
         self.check()
 
     def check(self) -> None:
@@ -202,6 +207,8 @@ class Case:
             raise AssertionError(f"{self.label}: our decoder does not round-trip")
         if self.peer_decode().SerializeToString() != self.frame[1:]:
             raise AssertionError(f"{self.label}: protobuf does not round-trip")
+        if self.ours_decode_read() != self.peer_decode_read():
+            raise AssertionError(f"{self.label}: the two readers read other values")
 
     # Ours: the service's entry points.
     def ours_encode(self) -> bytes:
@@ -247,41 +254,107 @@ class Case:
         return n
 
 
+# How a reader reads a field, the same on both sides (each through its own API).
+_VALUE = 0  # a scalar without presence: its value (the default when unset)
+_OPTIONAL = 1  # a scalar with presence: its value when set
+_MESSAGE = 2  # a message field: its fields, recursively, when set
+_VALUES = 3  # a repeated scalar: each item
+_MESSAGES = 4  # a repeated message: each item's fields
+_ONEOF = 5  # a oneof of message fields: the one set (protobuf: WhichOneof)
+
+#: The fields to read, by class, on each side: (kind, names); names are (our attribute,
+#: the .proto's field) for ours, the .proto's field (or the oneof's name) for protobuf.
+_PLAN: dict[type, tuple[tuple[int, Any], ...]] = {}
+
+
+def plan_reads(ours: type[m.ProtoMessage], pb_cls: Any) -> None:
+    """The fields of ``ours`` and of the generated ``pb_cls`` to read, from the .proto's
+    descriptor, for both classes and every message class they hold."""
+    if ours in _PLAN:
+        return
+    _PLAN[ours] = _PLAN[pb_cls] = ()  # while planning it (messages hold each other)
+    desc = pb_cls.DESCRIPTOR
+    attr = {f.encode_name: f.name for f in msgspec.structs.fields(ours)}
+    hints = {f.name: f.type for f in msgspec.structs.fields(ours)}
+    mine: list[tuple[int, Any]] = []
+    peer: list[tuple[int, Any]] = []
+    groups = [o for o in desc.oneofs if o.fields and all(f.message_type for f in o.fields)]
+    in_group = {f.name for o in groups for f in o.fields}
+    for group in groups:
+        peer.append((_ONEOF, group.name))
+    for field in desc.fields:
+        if field.message_type is not None:
+            sub = field.message_type
+            sub_ours = _struct_type(hints[attr[field.name]])
+            plan_reads(sub_ours, _pb_class(sub))
+            kind = _MESSAGES if field.is_repeated else _MESSAGE
+        elif field.is_repeated:
+            kind = _VALUES
+        else:
+            kind = _OPTIONAL if field.has_presence else _VALUE
+        mine.append((kind, attr[field.name]))
+        if field.name not in in_group:
+            peer.append((kind, field.name))
+    _PLAN[ours] = tuple(mine)
+    _PLAN[pb_cls] = tuple(peer)
+
+
+def _struct_type(hint: Any) -> type[m.ProtoMessage]:
+    """The Struct class in a field's type (``X | None``, ``tuple[X, ...]``)."""
+    for arg in getattr(hint, "__args__", (hint,)):
+        if isinstance(arg, type) and issubclass(arg, m.ProtoMessage):
+            return arg
+    raise TypeError(f"no message class in {hint!r}")
+
+
+def _pb_class(desc: Any) -> Any:
+    """The generated class of a message descriptor."""
+    from google.protobuf import message_factory  # type: ignore[import-untyped]
+
+    return message_factory.GetMessageClass(desc)
+
+
 def read_struct(message: Any) -> int:
-    """Visits every field of one of our messages (recursively); returns how many values."""
+    """Reads every field of one of our messages, recursively; returns how many values."""
     n = 0
-    for name in message.__struct_fields__:
+    for kind, name in _PLAN[type(message)]:
         value = getattr(message, name)
-        if isinstance(value, msgspec.Struct):
-            n += read_struct(value)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                n += read_struct(item) if isinstance(item, msgspec.Struct) else 1
-        elif value is not None:
+        if kind == _VALUE:
             n += 1
+        elif kind == _VALUES:
+            for _item in value:
+                n += 1
+        elif kind == _MESSAGES:
+            for item in value:
+                n += read_struct(item)
+        elif value is not None:
+            n += read_struct(value) if kind == _MESSAGE else 1
     return n
 
 
 def read_pb(message: Any) -> int:
-    """Visits every set field of a protobuf message (recursively): each value becomes the
-    Python object upb makes of it only when read."""
+    """Reads every field of a protobuf message, recursively; returns how many values (the
+    same as :func:`read_struct` of the same message). upb makes a field's Python object when
+    it is read; presence is asked with HasField, the member of a oneof with WhichOneof."""
     n = 0
-    for field, value in message.ListFields():
-        if field.type == _PB_MESSAGE:
-            if field.is_repeated:
-                for item in value:
-                    n += read_pb(item)
-            else:
-                n += read_pb(value)
-        elif field.is_repeated:
-            for _item in value:
-                n += 1
-        else:
+    for kind, name in _PLAN[type(message)]:
+        if kind == _ONEOF:
+            which = message.WhichOneof(name)
+            if which is not None:
+                n += read_pb(getattr(message, which))
+        elif kind == _VALUE:
+            getattr(message, name)
             n += 1
+        elif kind == _VALUES:
+            for _item in getattr(message, name):
+                n += 1
+        elif kind == _MESSAGES:
+            for item in getattr(message, name):
+                n += read_pb(item)
+        elif message.HasField(name):
+            value = getattr(message, name)
+            n += read_pb(value) if kind == _MESSAGE else 1
     return n
-
-
-_PB_MESSAGE = 11  # FieldDescriptor.TYPE_MESSAGE
 
 
 def _rate(operation: Callable[[], object], iterations: int) -> float:
