@@ -24,6 +24,7 @@ subsystem) they are dropped unacknowledged, so the client keeps them in its oplo
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -143,6 +144,10 @@ class Inbound:
         self._written: int | None = None
         #: Room for transactions queued and not yet committed.
         self._room = trio.Semaphore(_QUEUED_MAX)
+        #: Transactions queued for the direct writer, in order, each with the time after which
+        #: it is given up; one task (:meth:`_drain`) waits for them while there are any.
+        self._pending: deque[tuple[QueuedWrite, float]] = deque()
+        self._draining = False
 
     async def receive(self, message: SatRelation | SatOpLog) -> None:
         """Handles one frame from the client, in order with the others."""
@@ -354,12 +359,15 @@ class Inbound:
             inserts=(ack_row(client_id, txn.lsn), *txn.inserts),
         )
         if isinstance(writer, DirectWriter) and session._nursery is not None:
-            # Queued in order and awaited by a task of its own: the next frames are read (and
-            # their transactions queued, to go to Postgres together) meanwhile.
+            # Queued in order and awaited by the session's drain task: the next frames are read
+            # (and their transactions queued, to go to Postgres together) meanwhile.
             await self._room.acquire()
             item = writer.enqueue(write)
             self._written = position
-            session._nursery_soon(self._complete, writer, item)
+            self._pending.append((item, trio.current_time() + session.settings.close_timeout))
+            if not self._draining:
+                self._draining = True
+                session._nursery_soon(self._drain, writer)
             return True
         try:
             await writer.write(write)
@@ -370,21 +378,50 @@ class Inbound:
         self._written = position
         return True
 
-    async def _complete(self, writer: DirectWriter, item: QueuedWrite) -> None:
-        """Waits for a queued transaction; a refused one closes the connection. Shielded (for
-        at most ``close_timeout``): what the client sent before it left is still written."""
+    async def _drain(self, writer: DirectWriter) -> None:
+        """Waits for the queued transactions in order; a refused one closes the connection.
+        Shielded, each for at most ``close_timeout`` after it was queued: what the client sent
+        before it left is still written. One task for all of them: the first one's wait
+        usually writes the others too (they go to Postgres together), which are then done.
+        One given up while the client is still connected (Postgres away that long) closes the
+        connection too: the client's later ones must not be written without it (it sends them
+        all again once reconnected)."""
+        refused: tuple[QueuedWrite, WriteRejectedError] | None = None
+        gave_up = False
         try:
-            try:
-                with (
-                    trio.CancelScope(shield=True),
-                    trio.move_on_after(self.session.settings.close_timeout),
-                ):
-                    await writer.complete(item)
-            finally:
-                self._room.release()
-        except WriteRejectedError as e:
-            txn = _Transaction(item.write.lsn, item.write.commit_timestamp_ms, "")
-            self._txn = txn
-            await self._reject(f"Postgres refused the transaction: {e}")
-        except WriteAbandonedError:
-            pass  # an earlier one was refused: the connection is closing
+            with trio.CancelScope(shield=True):
+                while self._pending:
+                    item, deadline = self._pending[0]
+                    try:
+                        if item.done:
+                            writer.complete_done(item)
+                        else:
+                            with trio.CancelScope(deadline=deadline) as scope:
+                                await writer.complete(item)
+                            gave_up = gave_up or scope.cancelled_caught
+                    except WriteRejectedError as e:
+                        refused = (item, e)  # the client's later ones are abandoned
+                    except WriteAbandonedError:
+                        pass  # an earlier one was refused: the connection is closing
+                    finally:
+                        self._pending.popleft()
+                        self._room.release()
+        finally:
+            self._draining = False
+        if refused is not None:
+            write, error = refused[0].write, refused[1]
+            self._txn = _Transaction(write.lsn, write.commit_timestamp_ms, "")
+            await self._reject(f"Postgres refused the transaction: {error}")
+        elif gave_up:
+            log.warning(
+                "client transaction not written in time client_id=%s", self.session.client_id
+            )
+            await self.session.close(
+                _CLOSE_SERVER_ERROR,
+                "Postgres is unavailable",
+                SatErrorResp(
+                    error_type=SatErrorRespErrorCode.INTERNAL,
+                    message="Postgres is unavailable",
+                ),
+                log_level=logging.WARNING,
+            )

@@ -252,6 +252,9 @@ class DirectWriter:
         """Writes ``item`` (and whatever of its lane's queue it can take along) unless another
         caller did; raises :class:`WriteRejectedError` when it was refused, or an earlier
         transaction of its client was."""
+        if item.done:
+            self.complete_done(item)
+            return
         lane = item.lane
         delay = RECONNECT_BACKOFF_MIN
         try:
@@ -300,6 +303,17 @@ class DirectWriter:
                 lane.queue.remove(item)
             except ValueError:
                 pass
+        if item.error is not None:
+            raise item.error
+
+    def complete_done(self, item: QueuedWrite) -> None:
+        """:meth:`complete` of an ``item`` already done (written along with another): no
+        wait."""
+        assert item.done
+        try:
+            item.lane.queue.remove(item)
+        except ValueError:
+            pass
         if item.error is not None:
             raise item.error
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..ddlx.schema import Table
 from .model import RowInsert
@@ -42,15 +42,24 @@ class InvalidTagError(ValueError):
     """A tag that is not ``<origin>@<ms since 1970>``."""
 
 
+#: The last second :func:`_timestamp_text` formatted, and its text (consecutive client
+#: transactions mostly fall in the same second).
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp_text(ms: int) -> str:
+    global _last_second
     seconds, millis = divmod(ms, 1000)
-    if not 0 <= seconds < _YEAR_10000:
-        raise InvalidTagError(f"time {ms} ms is out of range")
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        f" {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}+00"
-    )
+    if seconds != _last_second[0]:
+        if not 0 <= seconds < _YEAR_10000:
+            raise InvalidTagError(f"time {ms} ms is out of range")
+        t = time.gmtime(seconds)
+        _last_second = (
+            seconds,
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f" {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}",
+        )
+    return f"{_last_second[1]}.{millis:03d}+00"
 
 
 def _quote(text: str) -> str:
@@ -94,6 +103,38 @@ def shadow_columns(table: Table) -> tuple[str, ...]:
     )
 
 
+class _Layout(NamedTuple):
+    """What :func:`change_rows` needs of a table, worked out once per table object."""
+
+    table: Table
+    names: tuple[str, ...]
+    shadow_table: str
+    shadow_columns: tuple[str, ...]
+    #: Per column: whether it is a key column.
+    is_pk: tuple[bool, ...]
+
+
+#: Layouts by ``id`` of the (long-lived, immutable) table object they were made for.
+_layouts: dict[int, _Layout] = {}
+
+
+def _layout(table: Table) -> _Layout:
+    layout = _layouts.get(id(table))
+    if layout is None or layout.table is not table:
+        if len(_layouts) > 1000:
+            _layouts.clear()  # schemas replaced many times over: start again
+        pk = set(table.primary_key)
+        names = table.column_names
+        layout = _layouts[id(table)] = _Layout(
+            table,
+            names,
+            f"shadow__{table.schema}__{table.name}",
+            shadow_columns(table),
+            tuple(name in pk for name in names),
+        )
+    return layout
+
+
 def ack_row(client_id: str, lsn: bytes) -> RowInsert:
     """The ``electric.acknowledged_client_lsns`` row of a client transaction."""
     return RowInsert(
@@ -112,9 +153,8 @@ def change_rows(
     """The main and shadow rows of one change. ``row`` is the full row in table order (the new
     row, the old one for a delete, key and NULLs for a compensation), ``tag`` the client's tag
     literal, ``observed`` the observed tags literal, ``modified`` one flag per non-key column."""
-    names = table.column_names
-    main = RowInsert(table.schema, table.name, names, tuple(row))
-    pk = set(table.primary_key)
+    layout = _layout(table)
+    main = RowInsert(table.schema, table.name, layout.names, tuple(row))
     values: list[str | None] = [
         None,
         None,
@@ -126,11 +166,6 @@ def change_rows(
         None,
     ]
     values += [None] * len(modified)
-    values += [v if name in pk else None for name, v in zip(names, row, strict=True)]
-    shadow = RowInsert(
-        "electric",
-        f"shadow__{table.schema}__{table.name}",
-        shadow_columns(table),
-        tuple(values),
-    )
+    values += [v if key else None for key, v in zip(layout.is_pk, row, strict=True)]
+    shadow = RowInsert("electric", layout.shadow_table, layout.shadow_columns, tuple(values))
     return main, shadow
