@@ -6,6 +6,8 @@ both write modes), and a Python and the official TypeScript client converge."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from test_client_writes import db  # noqa: F401 (drops the logical subscription 
 from test_satellite_official_client import make_config, start, url_of, wait_versions
 from test_satellite_protocol import sql
 
-from electric_trio.client import ElectricClient, ElectricConfig, Status, open_electric
+from electric_trio.client import ElectricClient, ElectricConfig, ShapeHandle, Status, open_electric
 from electric_trio.client.schema import Column, DbSchema, ForeignKey, Relation, TableSchema
 from electric_trio.ddlx.schema import Schema
 from electric_trio.pg import connect
@@ -76,6 +78,27 @@ async def projects_service(nursery: trio.Nursery, db: str, **env: str) -> Servic
 def schema_of(service: Service) -> DbSchema:
     assert service.migrations is not None
     return db_schema(service.migrations.schema)
+
+
+@asynccontextmanager
+async def projects_client(
+    nursery: trio.Nursery, db: str, path: Path, rows: str = ""
+) -> AsyncIterator[ElectricClient]:
+    """A service with the projects schema, ``rows`` inserted in Postgres, and a Python client
+    on the SQLite file ``path``, connected as alice."""
+    service = await projects_service(nursery, db)
+    if rows:
+        await sql(db, rows)
+    async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
+        yield client
+
+
+async def synced(client: ElectricClient, table: str, **shape: Any) -> ShapeHandle:
+    """Subscribes and waits for the shape's initial data."""
+    subscription = await client.sync(table, **shape)
+    with trio.fail_after(15):
+        await subscription.synced()
+    return subscription
 
 
 async def wait_rows(

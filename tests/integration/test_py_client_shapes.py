@@ -16,8 +16,10 @@ from test_py_client import (
     PROJECTS,
     TOKEN,
     config_for,
+    projects_client,
     projects_service,
     schema_of,
+    synced,
     wait_pg,
     wait_rows,
 )
@@ -36,10 +38,11 @@ from electric_trio.writes.subsystem import WritesSubsystem
 async def test_unsubscribe_removes_the_shapes_rows(
     db: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    service = await projects_service(nursery, db)
-    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    async with projects_client(
+        nursery,
+        db,
+        tmp_path / "a.db",
+        "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')",
     ) as client:
         one = await client.sync("projects", where="this.name = 'one'")
         two = await client.sync("projects", where="this.name = 'two'")
@@ -60,18 +63,14 @@ async def test_unsubscribe_removes_the_shapes_rows(
 async def test_a_foreign_key_change_brings_the_new_parent(
     db: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    service = await projects_service(nursery, db)
-    await sql(
+    async with projects_client(
+        nursery,
         db,
+        tmp_path / "a.db",
         "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two');"
         " INSERT INTO issues VALUES ('i1', 'p1', 'an issue')",
-    )
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
-        shape = await client.sync("issues", include={"projects": True})
-        with trio.fail_after(15):
-            await shape.synced()
+        await synced(client, "issues", include={"projects": True})
         await wait_rows(client, "SELECT id FROM projects", [("p1",)])
         await sql(db, "UPDATE issues SET project_id = 'p2' WHERE id = 'i1'")
         await wait_rows(client, "SELECT id, project_id FROM issues", [("i1", "p2")])
@@ -85,14 +84,13 @@ async def test_rows_move_into_and_out_of_a_where_clause(
 ) -> None:
     """An update in Postgres that makes a row match the shape brings it in; one that makes it
     stop matching removes it, with its shadow entry."""
-    service = await projects_service(nursery, db)
-    await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
+    async with projects_client(
+        nursery,
+        db,
+        tmp_path / "a.db",
+        "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')",
     ) as client:
-        shape = await client.sync("projects", where="this.name = 'one'")
-        with trio.fail_after(15):
-            await shape.synced()
+        await synced(client, "projects", where="this.name = 'one'")
         await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",)])
         await sql(db, "UPDATE projects SET name = 'one', n = 2 WHERE id = 'p2'")
         await wait_rows(
@@ -116,18 +114,14 @@ async def test_rows_move_into_and_out_of_an_include_tree(
     db: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """A child re-parented onto a parent in the shape comes in; one moved away leaves."""
-    service = await projects_service(nursery, db)
-    await sql(
+    async with projects_client(
+        nursery,
         db,
+        tmp_path / "a.db",
         "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two');"
         " INSERT INTO issues VALUES ('i1', 'p1', 'in'), ('i2', 'p2', 'out')",
-    )
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
-        shape = await client.sync("projects", where="this.name = 'one'", include={"issues": True})
-        with trio.fail_after(15):
-            await shape.synced()
+        await synced(client, "projects", where="this.name = 'one'", include={"issues": True})
         await wait_rows(client, "SELECT id FROM issues ORDER BY id", [("i1",)])
         await sql(db, "UPDATE issues SET project_id = 'p1' WHERE id = 'i2'")
         await wait_rows(
@@ -152,9 +146,7 @@ async def test_a_keyed_sync_replaces_the_keys_shape(
     async with open_electric(
         tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
-        first = await client.sync("projects", where="this.name != 'three'", key="mine")
-        with trio.fail_after(15):
-            await first.synced()
+        first = await synced(client, "projects", where="this.name != 'three'", key="mine")
         await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",)])
         same = await client.sync("projects", where="this.name != 'three'", key="mine")
         assert same.id == first.id
@@ -180,13 +172,8 @@ async def test_a_keyed_sync_replaces_the_keys_shape(
 async def test_a_long_stream_keeps_flowing(db: str, nursery: trio.Nursery, tmp_path: Path) -> None:
     """More transactions than the service's unacknowledged window (30): without our acks the
     service would stop sending."""
-    service = await projects_service(nursery, db)
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
-    ) as client:
-        shape = await client.sync("projects")
-        with trio.fail_after(15):
-            await shape.synced()
+    async with projects_client(nursery, db, tmp_path / "a.db") as client:
+        await synced(client, "projects")
         statuses = client.status_changes()
         assert await statuses.__anext__() == Status.CONNECTED
         for i in range(45):
@@ -223,9 +210,7 @@ async def test_column_types_round_trip(db: str, nursery: trio.Nursery, tmp_path:
     async with open_electric(
         tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
-        shape = await client.sync("typed")
-        with trio.fail_after(15):
-            await shape.synced()
+        await synced(client, "typed")
         rows = await client.conn.query(f"SELECT {COLUMNS} FROM typed")
         assert rows == [
             {
@@ -307,9 +292,7 @@ async def test_a_live_migration_alters_the_local_table_and_its_triggers(
     async with open_electric(
         tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
-        shape = await client.sync("projects")
-        with trio.fail_after(15):
-            await shape.synced()
+        await synced(client, "projects")
         # the migration goes through the migrations proxy, as an app's migration tool would
         name = db.rsplit("/", 1)[1].split("?")[0]
         async with await connect(f"postgresql://postgres:proxy@127.0.0.1:{proxy.port}/{name}") as c:
@@ -354,14 +337,12 @@ async def test_a_shape_larger_than_one_insert_batch(
     db: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """8,000 rows of 5 columns: more parameters than one SQLite statement takes (32,766)."""
-    service = await projects_service(nursery, db)
-    await sql(
+    async with projects_client(
+        nursery,
         db,
+        tmp_path / "a.db",
         "INSERT INTO projects (id, name, n, f, done)"
         " SELECT 'p' || i, 'name ' || i, i, i / 2.0, i % 2 = 0 FROM generate_series(1, 8000) i",
-    )
-    async with open_electric(
-        tmp_path / "a.db", schema_of(service), config_for(service), token=TOKEN
     ) as client:
         shape = await client.sync("projects")
         with trio.fail_after(25):
@@ -385,9 +366,7 @@ async def test_a_new_shape_on_a_resumed_connection(
     await sql(db, "INSERT INTO projects (id, name) VALUES ('p1', 'one'), ('p2', 'two')")
     path = tmp_path / "a.db"
     async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
-        one = await client.sync("projects", where="this.name = 'one'")
-        with trio.fail_after(15):
-            await one.synced()
+        await synced(client, "projects", where="this.name = 'one'")
         await client.conn.execute("INSERT INTO projects (id, name) VALUES ('py1', 'one')")
         await wait_pg(db, "SELECT count(*) FROM projects", [(3,)])
         await wait_rows(client, "SELECT rowid FROM _electric_oplog", [])
@@ -398,9 +377,7 @@ async def test_a_new_shape_on_a_resumed_connection(
     async with open_electric(path, schema_of(service), config_for(service), token=TOKEN) as client:
         statuses = client.status_changes()
         assert await statuses.__anext__() == Status.CONNECTED
-        two = await client.sync("projects", where="this.name = 'two'")
-        with trio.fail_after(15):
-            await two.synced()
+        await synced(client, "projects", where="this.name = 'two'")
         await wait_rows(client, "SELECT id FROM projects ORDER BY id", [("p1",), ("p2",), ("py1",)])
         # the rows came on this connection (with their relation): it was not dropped
         with trio.move_on_after(0.2):
