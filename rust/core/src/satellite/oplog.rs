@@ -604,7 +604,9 @@ impl DataFramer {
 
     /// The messages closed so far, framed, leaving the open one.
     pub fn take_closed(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
+        // The next part is about as large: reserved at once rather than grown by doubling.
+        let capacity = self.out.capacity();
+        std::mem::replace(&mut self.out, Vec::with_capacity(capacity))
     }
 
     /// Closes the open message (when it has ops) and returns every message not taken yet.

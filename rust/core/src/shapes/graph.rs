@@ -33,6 +33,11 @@ use crate::value::{decode_text, Kind, Value};
 
 /// A table's index in the graph's table list.
 pub type TableId = usize;
+/// A map by row key. A graph holds a key per row the client has (a million for a large shape),
+/// hashed on every add and lookup: foldhash (seeded per process) rather than SipHash, which was
+/// a tenth of the service's time in a large initial sync.
+type KeyMap<V> = HashMap<RowKey, V, foldhash::fast::RandomState>;
+
 /// A layer's index in the graph's layer list.
 pub type LayerId = usize;
 
@@ -219,12 +224,12 @@ pub struct ShapeGraph {
     /// Relation id -> table (with a check on the names' lengths), filled by `table_of`.
     by_relation: HashMap<u32, ((usize, usize), Option<TableId>)>,
     layers: Vec<Option<Layer>>,
-    rows: HashMap<RowKey, RowState>,
+    rows: KeyMap<RowState>,
     /// Reverse edges: a parent row's `(layer, child row)` pairs.
-    children: HashMap<RowKey, Vec<(LayerId, RowKey)>>,
+    children: KeyMap<Vec<(LayerId, RowKey)>>,
     /// Rows some present row of a parent layer references but the client does not have yet:
     /// target row -> `(many-to-one layer, referencing row)`.
-    needs: HashMap<RowKey, Vec<(LayerId, RowKey)>>,
+    needs: KeyMap<Vec<(LayerId, RowKey)>>,
     /// Rows added by [`ShapeGraph::add_rows`] and gones of removed subscriptions, until taken.
     data: Vec<PlanOp>,
     /// How to undo what happened after each position not yet acknowledged: `(position, edge
@@ -259,9 +264,9 @@ impl ShapeGraph {
             table_ids: HashMap::new(),
             by_relation: HashMap::new(),
             layers: Vec::new(),
-            rows: HashMap::new(),
-            children: HashMap::new(),
-            needs: HashMap::new(),
+            rows: KeyMap::default(),
+            children: KeyMap::default(),
+            needs: KeyMap::default(),
             data: Vec::new(),
             journal: Vec::new(),
         }
