@@ -389,13 +389,20 @@ class ShapeGraph:
         start: int = 0,
         end: int | None = None,
     ) -> list[tuple[int, list[list[str]]]]: ...
+    def layer_relations(self, layers: list[int]) -> list[_RelationInfo]: ...
+    def add_rows_framed(
+        self,
+        layer: int,
+        rows: ShapeRows,
+        resend: bool = False,
+        start: int = 0,
+        end: int | None = None,
+    ) -> tuple[bytes, list[tuple[int, list[list[str]]]]]: ...
+    def finish_framed(self) -> tuple[bytes, int]: ...
     def remove_subscription(self, subscription: str) -> int: ...
     def take_data(
         self, max_ops: int = 1000, additional_ref: int | None = None
     ) -> tuple[list[bytes], list[_RelationInfo]]: ...
-    def take_data_part(
-        self, max_ops: int = 1000, max_frames: int = 8
-    ) -> tuple[list[bytes], list[_RelationInfo], bool]: ...
     def process(
         self,
         txn: ElectricTransaction,

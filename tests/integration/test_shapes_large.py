@@ -1,7 +1,7 @@
 # ruff: noqa: F811 (the fixtures come from test_satellite_protocol)
 """A large shape's initial sync does not stall the service (issue 4): its rows are added to the
-client's graph and encoded in parts, other tasks running between them, so other clients keep
-receiving live changes and the service's Postgres connections keep answering meanwhile."""
+client's graph, framed and written in parts, other tasks running between them, so other clients
+keep receiving live changes and the service's Postgres connections keep answering meanwhile."""
 
 from __future__ import annotations
 
@@ -54,15 +54,29 @@ async def test_other_clients_get_live_changes_while_a_large_shape_syncs(
         while not isinstance(frame := await b.recv(), m.SatSubsDataEnd):
             ops([frame], known_b)
 
-        # The moment the service starts adding a's rows to its graph (all read by then).
+        # The moment the service starts streaming a's rows (all read by then): added to its
+        # graph, framed and written part by part.
         adding = trio.Event()
-        add_rows = session_module.add_rows
+        stream_data = session_module.stream_data
 
-        async def observed(*args: Any) -> None:
+        class Graph:
+            """a's graph, noting each part of rows added."""
+
+            def __init__(self, graph: Any) -> None:
+                self.graph = graph
+
+            def add_rows_framed(self, *args: Any) -> Any:
+                order.append("a's rows added")
+                return self.graph.add_rows_framed(*args)
+
+            def finish_framed(self) -> Any:
+                return self.graph.finish_framed()
+
+        async def observed(graph: Any, *args: Any) -> int:
             adding.set()
-            await add_rows(*args)
+            return await stream_data(Graph(graph), *args)
 
-        monkeypatch.setattr(session_module, "add_rows", observed)
+        monkeypatch.setattr(session_module, "stream_data", observed)
 
         async def b_gets_a_change() -> None:
             await adding.wait()
@@ -86,7 +100,9 @@ async def test_other_clients_get_live_changes_while_a_large_shape_syncs(
                 order.append("a's data ended")
     assert rows == ROWS
     # b's change went through Postgres, the replication stream and b's socket while the service
-    # was adding a's rows and encoding their frames (it used to hold its event loop for all of
-    # them: nobody else was served meanwhile).
-    assert order == ["b got its change", "a's data began", "a's data ended"]
+    # was still adding a's rows, framing and writing them (it used to hold its event loop for
+    # all of them: nobody else was served meanwhile).
+    served = order.index("b got its change")
+    assert "a's rows added" in order[served:]
+    assert order.index("a's data began") < order.index("a's data ended")
     assert "did not answer in time" not in caplog.text

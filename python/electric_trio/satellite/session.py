@@ -27,7 +27,7 @@ from .. import _native
 from ..ddlx.migration import Dialect
 from ..pg import ConnectionLostError, PgError
 from ._db import PostgresUnavailableError
-from ._wire import adopt, can_write_now, frame, send_frames, write_now
+from ._wire import adopt, can_write_now, frame, send_framed, send_frames, write_now
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
 from .messages import (
@@ -75,7 +75,7 @@ from .shapes import (
     add_rows,
     fetch_layers,
     plan_subscription,
-    take_data,
+    stream_data,
     xid_at_least,
 )
 from .stream import Outbound, Outgoing, RefCounter
@@ -1221,40 +1221,47 @@ class Session:
 
             plan.xmin = delivery.xmin or 0
             shapes.add_layers(plan)
+        layers: list[tuple[int, Rows]] = []
         for layer, rows in delivery.rows:
             assert layer.layer_id is not None
-            await add_rows(graph, layer.layer_id, rows, delivery.resend)  # in parts
+            layers.append((layer.layer_id, rows))
         if plan is None:
+            for layer_id, rows in layers:
+                await add_rows(graph, layer_id, rows, delivery.resend)  # in parts
             frames, relations = graph.take_data(additional_ref=delivery.ref)
-            out = outbound.relation_frames(relations) + frames
-        else:
-            frames, relations = await take_data(graph)  # in parts
-            ids = [request_id for request_id, _ in plan.requests]
-            out = outbound.relation_frames(relations)
-            begin = SatSubsDataBegin(subscription_id=plan.id, lsn=str(position).encode())
-            out.append(encode(begin))
-            for request_id in reversed(ids[:-1]):
-                out.append(encode(SatShapeDataBegin(request_id=request_id)))
-                out.append(encode(SatShapeDataEnd()))
-            out.append(encode(SatShapeDataBegin(request_id=ids[-1])))
-            out.extend(frames or [encode(SatOpLog())])
-            out.append(encode(SatShapeDataEnd()))
-            out.append(encode(SatSubsDataEnd()))
-            shapes.subscriptions[plan.id] = plan
-            log.info(
-                "subscription data sent client_id=%s id=%s rows=%d",
-                self.client_id,
-                plan.id,
-                sum(len(rows) for _, rows in delivery.rows),
-            )
+            async with self._send_lock:
+                await send_frames(self.ws, outbound.relation_frames(relations) + frames)
+            return
+        # The data is streamed: each part of the rows added to the graph, framed in Rust and
+        # written before the next (neither the ops nor the frames of a large shape are held).
+        ids = [request_id for request_id, _ in plan.requests]
+        head = outbound.relation_frames(graph.layer_relations([i for i, _ in layers]))
+        head.append(encode(SatSubsDataBegin(subscription_id=plan.id, lsn=str(position).encode())))
+        for request_id in reversed(ids[:-1]):
+            head.append(encode(SatShapeDataBegin(request_id=request_id)))
+            head.append(encode(SatShapeDataEnd()))
+        head.append(encode(SatShapeDataBegin(request_id=ids[-1])))
+        shapes.subscriptions[plan.id] = plan
         try:
             async with self._send_lock:
-                await send_frames(self.ws, out)
+                await send_frames(self.ws, head)
+                ops = await stream_data(
+                    graph, layers, delivery.resend, partial(send_framed, self.ws)
+                )
+                tail = [] if ops else [encode(SatOpLog())]
+                tail += [encode(SatShapeDataEnd()), encode(SatSubsDataEnd())]
+                await send_frames(self.ws, tail)
+            log.info(
+                "subscription data sent client_id=%s id=%s rows=%d ops=%d",
+                self.client_id,
+                plan.id,
+                sum(len(rows) for _, rows in layers),
+                ops,
+            )
         finally:
-            if plan is not None:
-                # Stored once the data is out: the graph's export and its write would hold the
-                # event loop for seconds of a large shape, between the data's frames.
-                self._nursery_soon(self._store_subscription, plan)
+            # Stored once the data is out: the graph's export and its write would hold the
+            # event loop for seconds of a large shape, between the data's frames.
+            self._nursery_soon(self._store_subscription, plan)
 
     def _start_move_in(
         self,

@@ -41,7 +41,7 @@ __all__ = [
     "add_rows",
     "fetch_layers",
     "plan_subscription",
-    "take_data",
+    "stream_data",
     "xid_at_least",
 ]
 
@@ -435,11 +435,10 @@ async def fetch_layers(
     return out
 
 
-#: Rows a graph takes per call, and frames it encodes per call, before other tasks get to run:
-#: a 1,000,000-row shape added or encoded in one call held the event loop for seconds (the
-#: other clients stalled, the service's Postgres connections timed out).
+#: Rows a graph takes (and frames) per call before other tasks get to run: a 1,000,000-row
+#: shape added or encoded in one call held the event loop for seconds (the other clients
+#: stalled, the service's Postgres connections timed out).
 ROWS_PER_STEP = 2048
-FRAMES_PER_STEP = 2
 
 
 async def add_rows(graph: _native.ShapeGraph, layer: int, rows: Rows, resend: bool) -> None:
@@ -451,18 +450,26 @@ async def add_rows(graph: _native.ShapeGraph, layer: int, rows: Rows, resend: bo
         await trio.lowlevel.checkpoint()
 
 
-async def take_data(
-    graph: _native.ShapeGraph, max_ops: int = 1000
-) -> tuple[list[bytes], list[tuple[int, str, str, list[tuple[str, int]]]]]:
-    """``graph.take_data(max_ops)`` encoded in parts, with a checkpoint between them: the
-    same frames, and every relation they use not reported before."""
-    frames: list[bytes] = []
-    relations: list[tuple[int, str, str, list[tuple[str, int]]]] = []
-    more = True
-    while more:
-        part, used, more = graph.take_data_part(max_ops, FRAMES_PER_STEP)
-        frames += part
-        relations += used
-        if more:
-            await trio.lowlevel.checkpoint()
-    return frames, relations
+async def stream_data(
+    graph: _native.ShapeGraph,
+    layers: Sequence[tuple[int, Rows]],
+    resend: bool,
+    send: Callable[[bytes], Awaitable[None]],
+) -> int:
+    """Adds each ``(layer, rows)`` to ``graph`` in parts and sends the subscription data as it
+    is made: ``send`` gets WebSocket-framed ``SatOpLog`` messages (the frames ``take_data``
+    makes), a part at a time, so that neither the rows' ops nor their frames are ever all
+    held, and other tasks run between parts. The relations of the layers must
+    have been sent (``graph.layer_relations``). Returns how many ops were sent. The move-ins
+    the graph returns are not kept, as in :func:`add_rows`."""
+    for layer, rows in layers:
+        for start in range(0, len(rows), ROWS_PER_STEP):
+            data, _ = graph.add_rows_framed(layer, rows, resend, start, start + ROWS_PER_STEP)
+            if data:
+                await send(data)
+            else:
+                await trio.lowlevel.checkpoint()
+    data, ops = graph.finish_framed()
+    if data:
+        await send(data)
+    return ops

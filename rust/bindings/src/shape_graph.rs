@@ -10,7 +10,7 @@ use std::sync::Arc;
 use electric_core::electric::ElectricTransaction;
 use electric_core::electric::POSTGRES_ORIGIN;
 use electric_core::pgoutput::Relation;
-use electric_core::satellite::{commit_timestamp_ms, Bracket, OplogEncoder, TxInfo};
+use electric_core::satellite::{commit_timestamp_ms, Bracket, DataFramer, OplogEncoder, TxInfo};
 use electric_core::shapes::{
     ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph, TextRows,
 };
@@ -21,6 +21,9 @@ use pyo3::types::PyBytes;
 
 use crate::electric::PyElectricTransaction;
 use crate::errors;
+
+/// Ops per `SatOpLog` message of subscription data (`take_data`'s default).
+const DATA_OPS_PER_FRAME: usize = 1000;
 
 /// `(relation id, schema, table, [(column, type oid)])`.
 type RelationInfo = (u32, String, String, Vec<(String, u32)>);
@@ -93,9 +96,8 @@ pub struct ShapeGraph {
     encoder: OplogEncoder,
     /// The relations reported to the caller since `reset_relations`, by id: their form.
     announced: HashMap<u32, u64>,
-    /// Queued data being taken in parts by `take_data_part`, from `pending_at` on.
-    pending: Vec<PlanOp>,
-    pending_at: usize,
+    /// Subscription data being framed by `add_rows_framed`, until `finish_framed`.
+    framer: Option<DataFramer>,
 }
 
 #[pymethods]
@@ -108,8 +110,7 @@ impl ShapeGraph {
             columns: HashMap::new(),
             encoder: OplogEncoder::new(),
             announced: HashMap::new(),
-            pending: Vec::new(),
-            pending_at: 0,
+            framer: None,
         }
     }
 
@@ -206,6 +207,58 @@ impl ShapeGraph {
         errors::guard(|| Ok(move_ins(self.inner.add_rows(layer, rows, resend))))
     }
 
+    /// The relations of these layers' tables not reported before (recorded as reported now):
+    /// sent before their data is streamed by `add_rows_framed`.
+    fn layer_relations(&mut self, layers: Vec<usize>) -> Vec<RelationInfo> {
+        let relations: Vec<Arc<Relation>> = layers
+            .iter()
+            .filter_map(|&l| self.inner.layer_relation(l).cloned())
+            .collect();
+        relations_of(relations.iter(), &mut self.announced)
+    }
+
+    /// `add_rows` of rows read by a `COPY`, the rows the client gets written at once as
+    /// subscription data: `SatOpLog` messages of at most 1000 inserts, each framed as a
+    /// binary WebSocket message (anything `take_data` still had goes first). Returns the
+    /// messages completed by this call (all framed, in one `bytes`) and the move-ins; the last,
+    /// incomplete message is returned by `finish_framed`. The relations must have been reported
+    /// (`layer_relations`).
+    #[pyo3(signature = (layer, rows, resend = false, start = 0, end = None))]
+    fn add_rows_framed<'py>(
+        &mut self,
+        py: Python<'py>,
+        layer: usize,
+        rows: PyRef<'py, ShapeRows>,
+        resend: bool,
+        start: usize,
+        end: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Vec<MoveInInfo>)> {
+        errors::guard(|| {
+            let framer = self
+                .framer
+                .get_or_insert_with(|| DataFramer::new(DATA_OPS_PER_FRAME));
+            let end = end.unwrap_or(usize::MAX);
+            let found = self
+                .inner
+                .add_text_rows_framed(layer, &rows.inner, start..end, resend, framer)
+                .map_err(encode_error)?;
+            let data = framer.take_closed();
+            Ok((PyBytes::new(py, &data), move_ins(found)))
+        })
+    }
+
+    /// Ends the data of `add_rows_framed`: its last message (framed; empty when it has none)
+    /// and how many ops were written in all.
+    fn finish_framed<'py>(&mut self, py: Python<'py>) -> (Bound<'py, PyBytes>, usize) {
+        match self.framer.take() {
+            Some(mut framer) => {
+                let data = framer.finish();
+                (PyBytes::new(py, &data), framer.ops())
+            }
+            None => (PyBytes::new(py, b""), 0),
+        }
+    }
+
     /// Removes a subscription's layers; the rows that leave are queued as gone ops. Returns
     /// how many.
     fn remove_subscription(&mut self, subscription: &str) -> usize {
@@ -223,15 +276,7 @@ impl ShapeGraph {
         additional_ref: Option<u64>,
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>)> {
         errors::guard(|| {
-            let mut data = self.inner.take_data();
-            if self.pending_at < self.pending.len() {
-                // What `take_data_part` left comes first.
-                let mut rest = std::mem::take(&mut self.pending).split_off(self.pending_at);
-                rest.append(&mut data);
-                data = rest;
-            }
-            self.pending = Vec::new();
-            self.pending_at = 0;
+            let data = self.inner.take_data();
             let relations = relations_of(
                 data.iter().filter_map(|op| match op {
                     PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => {
@@ -262,55 +307,6 @@ impl ShapeGraph {
                 }
             }
             Ok((frames, relations))
-        })
-    }
-
-    /// Part of the queued data, as `take_data` without `additional_ref` gives it: at most
-    /// `max_frames` `SatOpLog` frames of at most `max_ops` ops, the relations they use not
-    /// reported before, and whether data is left for the next call. A large shape's data is
-    /// encoded in parts, letting other tasks run between them.
-    #[pyo3(signature = (max_ops = 1000, max_frames = 8))]
-    fn take_data_part<'py>(
-        &mut self,
-        py: Python<'py>,
-        max_ops: usize,
-        max_frames: usize,
-    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<RelationInfo>, bool)> {
-        errors::guard(|| {
-            if self.pending_at >= self.pending.len() {
-                self.pending = self.inner.take_data();
-                self.pending_at = 0;
-            }
-            let max_ops = max_ops.max(1);
-            let end = self
-                .pending
-                .len()
-                .min(self.pending_at + max_ops * max_frames.max(1));
-            let part = &self.pending[self.pending_at..end];
-            let relations = relations_of(
-                part.iter().filter_map(|op| match op {
-                    PlanOp::Insert { relation, .. } | PlanOp::Gone { relation, .. } => {
-                        Some(relation)
-                    }
-                    PlanOp::Change(_) => None,
-                }),
-                &mut self.announced,
-            );
-            let mut frames = Vec::new();
-            for chunk in part.chunks(max_ops) {
-                let frame = self
-                    .encoder
-                    .encode(&Bracket::None, chunk.iter().filter_map(PlanOp::data_op))
-                    .map_err(encode_error)?;
-                frames.push(PyBytes::new(py, &frame));
-            }
-            self.pending_at = end;
-            let more = end < self.pending.len();
-            if !more {
-                self.pending = Vec::new();
-                self.pending_at = 0;
-            }
-            Ok((frames, relations, more))
         })
     }
 
