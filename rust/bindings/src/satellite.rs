@@ -299,9 +299,41 @@ pub struct SatelliteCodec {
     plans: Vec<MessagePlan>,
     by_name: HashMap<String, usize>,
     /// Plan index by class (its address).
-    by_class: HashMap<usize, usize>,
+    by_class: Vec<(usize, usize)>,
     /// Plan index by frame type id.
     by_type_id: Vec<Option<usize>>,
+    /// Tuples' items and bytes' data are where CPython has always kept them (checked once):
+    /// read there, not through a call each (abi3 hides the macros that do).
+    raw_layout: bool,
+}
+
+const WORD: usize = std::mem::size_of::<*mut pyo3::ffi::PyObject>();
+/// `PyTupleObject.ob_item` and `PyBytesObject.ob_sval`: after the `PyVarObject` header (and
+/// the bytes' hash).
+const TUPLE_ITEMS: usize = 3 * WORD;
+const BYTES_DATA: usize = 4 * WORD;
+
+/// Whether tuples and bytes are laid out as [`TUPLE_ITEMS`] and [`BYTES_DATA`] say.
+fn raw_layout_holds(py: Python<'_>) -> PyResult<bool> {
+    let (a, b) = (PyList::empty(py), PyList::empty(py));
+    let tuple = PyTuple::new(py, [&a, &b])?;
+    let bytes = PyBytes::new(py, b"probe");
+    // SAFETY: reads within the two objects (a 2-item tuple, a 5-byte bytes).
+    Ok(unsafe {
+        let items = tuple
+            .as_ptr()
+            .cast::<u8>()
+            .add(TUPLE_ITEMS)
+            .cast::<*mut pyo3::ffi::PyObject>();
+        let data = bytes
+            .as_ptr()
+            .cast::<u8>()
+            .add(BYTES_DATA)
+            .cast::<std::ffi::c_char>();
+        *items == a.as_ptr()
+            && *items.add(1) == b.as_ptr()
+            && pyo3::ffi::PyBytes_AsString(bytes.as_ptr()) == data
+    })
 }
 
 fn short_name(full: &str) -> &str {
@@ -358,9 +390,10 @@ impl SatelliteCodec {
 
     /// The plan of a message: by its class, or by the `PROTO_NAME` of a subclass.
     fn plan_of(&self, message: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let cls = message.get_type().as_ptr() as usize;
-        if let Some(&index) = self.by_class.get(&cls) {
-            return Ok(index);
+        // SAFETY: the type of a live object.
+        let cls = unsafe { pyo3::ffi::Py_TYPE(message.as_ptr()) } as usize;
+        if let Ok(at) = self.by_class.binary_search_by_key(&cls, |&(c, _)| c) {
+            return Ok(self.by_class[at].1);
         }
         let name = message.getattr(pyo3::intern!(message.py(), "PROTO_NAME"))?;
         self.plan(&name.extract::<pyo3::pybacked::PyBackedStr>()?)
@@ -531,7 +564,8 @@ impl SatelliteCodec {
                 short_name(&plan.name)
             )));
         }
-        let direct = obj.get_type().is(plan.cls.bind(py));
+        // SAFETY: the type of a live object (compared, not kept: no reference taken).
+        let direct = unsafe { pyo3::ffi::Py_TYPE(obj.as_ptr()) } == plan.cls.as_ptr().cast();
         for field in &plan.fields {
             let fail = |e: PyErr| {
                 let message = format!(
@@ -563,7 +597,17 @@ impl SatelliteCodec {
                 unsafe { Borrowed::from_ptr(py, kept) }
             };
             if field.list {
-                if let Ok(tuple) = value.cast_exact::<PyTuple>() {
+                if let (true, Ok(tuple)) = (self.raw_layout, value.cast_exact::<PyTuple>()) {
+                    // SAFETY: a tuple's items, as `raw_layout_holds` checked, borrowed from
+                    // the tuple `obj` holds.
+                    let items = unsafe {
+                        let n = pyo3::ffi::Py_SIZE(tuple.as_ptr()) as usize;
+                        let at = tuple.as_ptr().cast::<u8>().add(TUPLE_ITEMS);
+                        std::slice::from_raw_parts(at.cast::<*mut pyo3::ffi::PyObject>(), n)
+                    };
+                    let items = items.iter().map(|&p| unsafe { Borrowed::from_ptr(py, p) });
+                    self.encode_list(py, field, items, out, depth)
+                } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
                     self.encode_list(py, field, tuple.iter_borrowed(), out, depth)
                 } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
                     Err(PyTypeError::new_err("expected a list"))
@@ -637,7 +681,7 @@ impl SatelliteCodec {
         let data = match field.scalar {
             Scalar::String => str_utf8(value)?,
             Scalar::Bytes => {
-                if let Some(b) = exact_bytes(value) {
+                if let Some(b) = exact_bytes(value, self.raw_layout) {
                     b
                 } else if let Ok(b) = value.cast::<PyBytes>() {
                     b.as_bytes()
@@ -664,6 +708,7 @@ impl SatelliteCodec {
         self.encode_bytes(field, data, out, skip_empty)
     }
 
+    #[inline]
     fn encode_bytes(
         &self,
         field: &FieldPlan,
@@ -717,13 +762,22 @@ impl SatelliteCodec {
 /// The data of an exact `bytes` (one call where PyO3 makes two under abi3, and no subtype
 /// check, a call too).
 #[inline]
-fn exact_bytes<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+fn exact_bytes<'a>(value: &'a Bound<'_, PyAny>, raw_layout: bool) -> Option<&'a [u8]> {
     if !value.is_exact_instance_of::<PyBytes>() {
         return None;
     }
-    // SAFETY: a bytes object, alive as long as `value`; its size is its ob_size.
+    // SAFETY: a bytes object, alive as long as `value`; its size is its ob_size, its data at
+    // BYTES_DATA when `raw_layout`.
     unsafe {
-        let data = pyo3::ffi::PyBytes_AsString(value.as_ptr());
+        let data = if raw_layout {
+            value
+                .as_ptr()
+                .cast::<u8>()
+                .add(BYTES_DATA)
+                .cast::<std::ffi::c_char>()
+        } else {
+            pyo3::ffi::PyBytes_AsString(value.as_ptr())
+        };
         let len = pyo3::ffi::Py_SIZE(value.as_ptr()) as usize;
         Some(std::slice::from_raw_parts(data.cast::<u8>(), len))
     }
@@ -832,7 +886,7 @@ impl SatelliteCodec {
             .map(|(i, d)| (short_name(d.full_name()).to_owned(), i))
             .collect();
         let mut plans = Vec::with_capacity(descriptors.len());
-        let mut by_class = HashMap::new();
+        let mut by_class = Vec::new();
         let mut by_type_id = vec![None; 256];
         for desc in &descriptors {
             let name = short_name(desc.full_name()).to_owned();
@@ -958,7 +1012,7 @@ impl SatelliteCodec {
             if let Some(id) = type_id {
                 by_type_id[usize::from(id)] = Some(plans.len());
             }
-            by_class.insert(cls.as_ptr() as usize, plans.len());
+            by_class.push((cls.as_ptr() as usize, plans.len()));
             plans.push(MessagePlan {
                 name,
                 // SAFETY: the tp_alloc slot holds an allocfunc.
@@ -972,11 +1026,13 @@ impl SatelliteCodec {
                 lists,
             });
         }
+        by_class.sort_unstable();
         Ok(SatelliteCodec {
             plans,
             by_name,
             by_class,
             by_type_id,
+            raw_layout: raw_layout_holds(py)?,
         })
     }
 
