@@ -864,6 +864,38 @@ async def test_acknowledged_client_lsns(service: Service, pg: Connection) -> Non
     assert len(await entries(pg)) == 5
 
 
+@pytest.mark.parametrize("mode", ["direct_writes"])
+async def test_a_transaction_not_written_in_time_closes_the_connection(
+    service: Service, pg: Connection
+) -> None:
+    """Postgres holding a queued client transaction past ``close_timeout`` (here a lock on
+    the client's acknowledged position): the connection is closed (1011), so nothing the
+    client sends after it is written before it; once reconnected the client sends it again
+    and it is written once."""
+    now = ms(dt.datetime.now(dt.UTC))
+    async with client(service, "c") as c:
+        await c.send(ENTRIES_REL)
+        await c.write(1, now, insert(0, UUID1, "first", None))
+        await c.echo()
+        await pg.execute("BEGIN")
+        await pg.fetch(
+            "SELECT 1 FROM electric.acknowledged_client_lsns WHERE client_id = 'c' FOR UPDATE"
+        )
+        await c.write(2, now + 1, insert(0, UUID2, "second", None))
+        frames = await c.expect_close(1011, within=SETTINGS.close_timeout + 10)
+        await pg.execute("ROLLBACK")
+    assert any(isinstance(f, m.SatErrorResp) and f.error_type == Code.INTERNAL for f in frames)
+    assert await acked(pg, "c") == b"\x00\x00\x00\x01"
+    async with client(service, "c") as c:
+        assert c.start is not None
+        assert c.start.lsn == b"\x00\x00\x00\x01"
+        await c.send(ENTRIES_REL)
+        await c.write(2, now + 1, insert(0, UUID2, "second", None))
+        await c.echo()
+    assert await entries(pg) == [(UUID1, "first", None), (UUID2, "second", None)]
+    assert await acked(pg, "c") == b"\x00\x00\x00\x02"
+
+
 async def test_a_replayed_transaction_is_not_written_again(
     service: Service, pg: Connection
 ) -> None:
