@@ -1,4 +1,4 @@
-"""The one Postgres connection the Satellite sessions share for their few queries."""
+"""The few Postgres connections the Satellite sessions share for their queries."""
 
 from __future__ import annotations
 
@@ -24,24 +24,46 @@ class PostgresUnavailableError(ElectricError):
     """A session's query could not reach Postgres."""
 
 
-class SessionDatabase:
-    """One connection for the sessions' few queries, opened on first use and after a loss."""
+class _Link:
+    """One connection of the pool, opened on first use and after a loss; one query at a
+    time, in the order they were asked for (a FIFO lock)."""
 
-    def __init__(self, params: ConnectParams, timeout: float) -> None:
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.lock = trio.Lock()
+
+
+class SessionDatabase:
+    """A few connections for the sessions' queries (``connections`` of them, each opened on
+    first use and after a loss).
+
+    A query with a ``key`` (a client id) always goes to the same connection, so one client's
+    writes are applied in the order they were made; one without goes to an idle connection
+    if there is one. With one connection every session's query waited for every other's
+    commit (its WAL flush): connecting clients queued behind each other's bookkeeping.
+    """
+
+    def __init__(self, params: ConnectParams, timeout: float, connections: int = 4) -> None:
         self._params = params
         self._timeout = timeout
-        self._conn: Connection | None = None
+        self._links = [_Link() for _ in range(max(1, connections))]
         self._closed = False
-        self._lock = trio.Lock()
 
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        async with self._lock:
+    def _link(self, key: str | None) -> _Link:
+        links = self._links
+        if key is not None:
+            return links[hash(key) % len(links)]
+        return next((link for link in links if not link.lock.locked()), links[0])
+
+    async def fetch(self, sql: str, *args: Any, key: str | None = None) -> list[tuple[Any, ...]]:
+        link = self._link(key)
+        async with link.lock:
             # A connection lost since the last query gets one second chance on a new one.
             for attempt in (1, 2):
-                fresh = self._conn is None
+                fresh = link.conn is None
                 try:
                     with trio.fail_after(self._timeout):
-                        if self._conn is None:
+                        if link.conn is None:
                             # Shielded (and bounded): a session that goes away meanwhile must
                             # not cancel a connect half-way, which would leak its socket.
                             with trio.CancelScope(shield=True):
@@ -49,31 +71,32 @@ class SessionDatabase:
                             if self._closed:
                                 await conn.aclose()
                                 raise PostgresUnavailableError("the service is stopping")
-                            self._conn = conn
-                        return await self._conn.fetch(sql, *args)
+                            link.conn = conn
+                        return await link.conn.fetch(sql, *args)
                 except (PgError, OSError, trio.TooSlowError) as e:
-                    if isinstance(e, PgError) and not _connection_problem(e, self._conn):
+                    if isinstance(e, PgError) and not _connection_problem(e, link.conn):
                         raise
-                    await self._drop()
+                    await self._drop(link)
                     if fresh or attempt == 2:
                         raise PostgresUnavailableError(f"Postgres is unavailable: {e}") from e
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        """Closes the connection once the query in progress (if any) is done, or after the
-        query timeout."""
+        """Closes the connections once the queries in progress (if any) are done, or after
+        the query timeout."""
         self._closed = True
         with trio.move_on_after(self._timeout):
-            async with self._lock:
-                await self._drop()
-                return
-        try:
-            await self._drop()
-        except trio.BusyResourceError:
-            pass  # a query still running: its connection goes with the process
+            for link in self._links:
+                async with link.lock:
+                    await self._drop(link)
+        for link in self._links:
+            try:
+                await self._drop(link)
+            except trio.BusyResourceError:
+                pass  # a query still running: its connection goes with the process
 
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+    async def _drop(self, link: _Link) -> None:
+        conn, link.conn = link.conn, None
         if conn is not None:
             await conn.aclose()
 

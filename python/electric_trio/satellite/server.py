@@ -317,13 +317,19 @@ class SatelliteServer:
         )
 
     async def forget_stored(self, client_id: str) -> None:
-        """Drops the stored state of a client that starts over."""
-        for table in ("client_shape_subscriptions", "client_checkpoints", "client_unsub_points"):
-            await self._bookkeeping(f"DELETE FROM electric.{table} WHERE client_id = $1", client_id)
+        """Drops the stored state of a client that starts over (one statement: one commit)."""
+        await self._bookkeeping(
+            "WITH s AS (DELETE FROM electric.client_shape_subscriptions WHERE client_id = $1),"
+            " u AS (DELETE FROM electric.client_unsub_points WHERE client_id = $1)"
+            " DELETE FROM electric.client_checkpoints WHERE client_id = $1",
+            client_id,
+        )
 
-    async def _bookkeeping(self, sql: str, *args: Any) -> None:
+    async def _bookkeeping(self, sql: str, client_id: str, *args: Any) -> None:
+        """A write of the client's state, on the client's connection (in order with the
+        client's other writes); logged when Postgres is unavailable."""
         try:
-            await self.db.fetch(sql, *args)
+            await self.db.fetch(sql, client_id, *args, key=client_id)
         except PostgresUnavailableError as e:
             log.warning("cannot store client state: %s", e)
 
@@ -334,6 +340,7 @@ class SatelliteServer:
             "SELECT pg_wal_pos, sent_rows_graph, pending_move_ins FROM electric.client_checkpoints"
             " WHERE client_id = $1",
             client_id,
+            key=client_id,
         )
         if not checkpoint:
             return None
@@ -341,6 +348,7 @@ class SatelliteServer:
             "SELECT subscription_id, min_txid::text, shape_requests"
             " FROM electric.client_shape_subscriptions WHERE client_id = $1 ORDER BY ord",
             client_id,
+            key=client_id,
         )
         shapes = ClientShapes(user_id)
         schema = self.history.schema
@@ -369,6 +377,7 @@ class SatelliteServer:
             "SELECT subscription_id, gone_batch FROM electric.client_unsub_points"
             " WHERE client_id = $1 AND gone_batch IS NOT NULL",
             client_id,
+            key=client_id,
         ):
             raw = bytes(data)
             if raw not in batches:
@@ -415,7 +424,9 @@ class SatelliteServer:
         """The client's last transaction Postgres has (its opaque LSN bytes; empty if none).
         Raises :class:`PostgresUnavailableError`."""
         rows = await self.db.fetch(
-            "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1", client_id
+            "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
+            client_id,
+            key=client_id,
         )
         return bytes(rows[0][0]) if rows else b""
 

@@ -1352,6 +1352,9 @@ class Session:
         shapes = self.shapes
         if shapes is None or self.client_id is None:
             return
+        # Any store counts for the interval (the first acknowledgement, right after a new
+        # subscription's store, would otherwise write it again).
+        self._stored_at = trio.current_time()
         await self.server.store_checkpoint(
             self.client_id, shapes.position, shapes.graph.export(), shapes.export_move_ins()
         )
