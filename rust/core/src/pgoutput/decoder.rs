@@ -265,7 +265,7 @@ fn sequence(what: impl Into<String>) -> StreamErrorKind {
     StreamErrorKind::Sequence(what.into())
 }
 
-/// Decodes a text value, with the most common kinds inlined.
+/// Decodes a text value, with the most common kinds inlined (the others as `decode_text`).
 #[inline]
 fn decode_value(kind: Kind, raw: &[u8]) -> Result<Value<'static>, DecodeError> {
     match kind {
@@ -279,9 +279,41 @@ fn decode_value(kind: Kind, raw: &[u8]) -> Result<Value<'static>, DecodeError> {
                 return Ok(Value::Text(Cow::Owned(s.to_owned())));
             }
         }
+        Kind::Bool => match raw {
+            b"t" => return Ok(Value::Bool(true)),
+            b"f" => return Ok(Value::Bool(false)),
+            _ => {}
+        },
+        Kind::Float => {
+            // Finite values only: NaN and the infinities as Postgres spells them go the long way.
+            let parsed = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok());
+            if let Some(f) = parsed.filter(|f| f.is_finite()) {
+                return Ok(Value::Float(f));
+            }
+        }
         _ => {}
     }
-    decode_text(kind, raw).map(Value::into_owned)
+    decode_text(kind, raw).map(owned)
+}
+
+/// `Value::into_owned`, inlined for the kinds that borrow nothing (moved without a call).
+#[inline(always)]
+fn owned(v: Value<'_>) -> Value<'static> {
+    match v {
+        Value::Null => Value::Null,
+        Value::Bool(b) => Value::Bool(b),
+        Value::Int(i) => Value::Int(i),
+        Value::Float(f) => Value::Float(f),
+        Value::Uuid(u) => Value::Uuid(u),
+        Value::Date(d) => Value::Date(d),
+        Value::Time(t) => Value::Time(t),
+        Value::TimeTz(t, o) => Value::TimeTz(t, o),
+        Value::Timestamp(d, t) => Value::Timestamp(d, t),
+        Value::TimestampTz(d, t) => Value::TimestampTz(d, t),
+        other => other.into_owned(),
+    }
 }
 
 fn decode_row(rel: &Relation, t: &TupleData<'_>) -> Result<Row, StreamErrorKind> {
@@ -674,5 +706,47 @@ impl Decoder {
             p.abort_subxact(a.subxid);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    #[test]
+    fn inlined_kinds_decode_as_decode_text_does() {
+        let cases: &[(Kind, &[&str])] = &[
+            (Kind::Int, &["0", "-9223372036854775808", "12", "1.5", "x"]),
+            (Kind::Text, &["", "héllo"]),
+            (Kind::Bool, &["t", "f", "true", "false", "x"]),
+            (
+                Kind::Float,
+                &[
+                    "1.5",
+                    "-0",
+                    "1e+300",
+                    "1.2345678901234567e-07",
+                    "NaN",
+                    "Infinity",
+                    "-Infinity",
+                    "1e400",
+                    "x",
+                ],
+            ),
+            (Kind::TimestampTz, &["2024-01-01 00:00:00+00", "infinity"]),
+            (Kind::Numeric, &["1.50", "NaN"]),
+        ];
+        for (kind, texts) in cases {
+            for text in *texts {
+                let raw = text.as_bytes();
+                let expected = decode_text(*kind, raw).map(Value::into_owned);
+                // Debug forms: NaN is not equal to itself.
+                assert_eq!(
+                    format!("{:?}", decode_value(*kind, raw)),
+                    format!("{expected:?}"),
+                    "{kind:?} {text:?}"
+                );
+            }
+        }
     }
 }
