@@ -20,13 +20,18 @@ pub enum CopyRowError {
     Malformed { row: usize, what: &'static str },
 }
 
+/// The bit of an end that marks a NULL value (values take at most 2 GiB per read).
+const NULL: u32 = 1 << 31;
+
 /// The rows, tags first, then each row's values.
 #[derive(Debug, Default)]
 pub struct TextRows {
     columns: usize,
     text: String,
-    /// `columns` spans per row: `(start, end)` in `text`, or `None` for NULL.
-    spans: Vec<Option<(u32, u32)>>,
+    /// `columns` ends per row: where each value ends in `text` (it starts where the one before
+    /// ended), [`NULL`] set for NULL. Four bytes a value: a 1,000,000-row shape's rows are
+    /// held until they are sent.
+    ends: Vec<u32>,
     tags: Vec<Tags>,
     /// The last tags literal seen and its value (every row of a table filled before it was
     /// electrified has the same one).
@@ -63,18 +68,26 @@ impl TextRows {
         let mut fields = line.split(|&b| b == b'\t');
         let tags_field = fields.next().unwrap_or(b"");
         let tags = self.tags_of(tags_field, row)?;
-        let first_span = self.spans.len();
+        let first_end = self.ends.len();
+        let text_len = self.text.len();
         let mut got = 0;
         for field in fields {
             got += 1;
             if got > self.columns {
                 continue;
             }
-            let span = self.push_value(field, row)?;
-            self.spans.push(span);
+            match self.push_value(field, row) {
+                Ok(end) => self.ends.push(end),
+                Err(e) => {
+                    self.ends.truncate(first_end);
+                    self.text.truncate(text_len);
+                    return Err(e);
+                }
+            }
         }
         if got != self.columns {
-            self.spans.truncate(first_span);
+            self.ends.truncate(first_end);
+            self.text.truncate(text_len);
             return Err(CopyRowError::Columns {
                 row,
                 expected: self.columns,
@@ -85,11 +98,11 @@ impl TextRows {
         Ok(())
     }
 
-    fn push_value(&mut self, field: &[u8], row: usize) -> Result<Option<(u32, u32)>, CopyRowError> {
+    /// Appends a value's text; returns its end (with [`NULL`] for NULL).
+    fn push_value(&mut self, field: &[u8], row: usize) -> Result<u32, CopyRowError> {
         if field == b"\\N" {
-            return Ok(None);
+            return self.end(row).map(|end| end | NULL);
         }
-        let start = self.text.len();
         if field.contains(&b'\\') {
             unescape(field, &mut self.scratch);
             let s = std::str::from_utf8(&self.scratch).map_err(|_| CopyRowError::Malformed {
@@ -104,14 +117,27 @@ impl TextRows {
             })?;
             self.text.push_str(s);
         }
-        let end = self.text.len();
-        let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) else {
-            return Err(CopyRowError::Malformed {
+        self.end(row)
+    }
+
+    fn end(&self, row: usize) -> Result<u32, CopyRowError> {
+        match u32::try_from(self.text.len()) {
+            Ok(end) if end < NULL => Ok(end),
+            _ => Err(CopyRowError::Malformed {
                 row,
-                what: "more than 4 GiB of values in one read",
-            });
-        };
-        Ok(Some((start, end)))
+                what: "more than 2 GiB of values in one read",
+            }),
+        }
+    }
+
+    /// Value `k` of the values (row-major): its text, `None` for NULL.
+    fn at(&self, k: usize) -> Option<&str> {
+        let end = self.ends[k];
+        if end & NULL != 0 {
+            return None;
+        }
+        let start = if k == 0 { 0 } else { self.ends[k - 1] & !NULL };
+        Some(&self.text[start as usize..end as usize])
     }
 
     fn tags_of(&mut self, field: &[u8], row: usize) -> Result<Tags, CopyRowError> {
@@ -134,18 +160,16 @@ impl TextRows {
 
     /// Row `i`: its tags and its values.
     pub fn row(&self, i: usize) -> (&Tags, impl Iterator<Item = Option<&str>> + '_) {
-        let spans = &self.spans[i * self.columns..(i + 1) * self.columns];
+        let first = i * self.columns;
         (
             &self.tags[i],
-            spans
-                .iter()
-                .map(|s| s.map(|(a, b)| &self.text[a as usize..b as usize])),
+            (first..first + self.columns).map(|k| self.at(k)),
         )
     }
 
     /// Value `column` of row `i`.
     pub fn value(&self, i: usize, column: usize) -> Option<&str> {
-        self.spans[i * self.columns + column].map(|(a, b)| &self.text[a as usize..b as usize])
+        self.at(i * self.columns + column)
     }
 }
 
