@@ -25,26 +25,23 @@ plain SQLite.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import importlib.util
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import msgspec
 import trio
-from trio_websocket import open_websocket
 
 from electric_trio.client import ElectricConfig, open_electric
 from electric_trio.client.schema import Column, DbSchema, Migration, TableSchema
@@ -52,7 +49,6 @@ from electric_trio.client.triggers import triggers_for
 from electric_trio.ddlx.migration import apply_migration
 from electric_trio.ddlx.schema import Schema
 from electric_trio.pg import connect
-from electric_trio.satellite import messages as m
 
 from ._fanout_profile import summarize
 from ._harness import (
@@ -65,25 +61,18 @@ from ._harness import (
     postgres,
     write_section,
 )
+from ._satellite_sync import DDL as _DDL
+from ._satellite_sync import FILL as _FILL
+from ._satellite_sync import profiled, raw_sync, status_kib, wait_replicated
 from .writes import _database_url, _drop_database, _free_port, _start_service, _wait_ready
 
 NAME = "client"
 DATABASE = "electric_bench_client"
 VERSION = "20240101000000"
 TABLE = "items"
-DDL = (
-    f"CREATE TABLE {TABLE} (id uuid PRIMARY KEY, title text NOT NULL, n int4 NOT NULL,"
-    " amount float8, done bool NOT NULL, created timestamptz NOT NULL, owner text)"
-)
-#: The rows: a uuid key, a title of 7 to 35 characters, an int, a float, a bool, a timestamp and
-#: a text that is NULL in one row of ten.
-FILL = (
-    f"INSERT INTO {TABLE} SELECT md5(i::text)::uuid,"
-    " 'item ' || i || ' ' || repeat('x', (i % 24)::int), i, i * 0.25, i % 3 = 0,"
-    " timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',"
-    " CASE WHEN i % 10 = 0 THEN NULL ELSE 'user-' || (i % 97) END"
-    " FROM generate_series($1::int8, $2::int8) AS i"
-)
+DDL = _DDL.format(table=TABLE, last="owner")
+#: The rows (the sync benchmark's): the owner NULL in one row of ten.
+FILL = _FILL.format(table=TABLE)
 FINGERPRINT = (
     "SELECT count(*) AS count, sum(n) AS sum_n, round(sum(amount), 2) AS sum_amount,"
     " sum(done) AS sum_done, min(id) AS min_id, max(id) AS max_id, min(created) AS min_created,"
@@ -178,13 +167,6 @@ def _normalize(row: dict[str, Any]) -> dict[str, Any]:
 # -- memory -----------------------------------------------------------------------------------
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
 @dataclasses.dataclass(frozen=True)
 class SyncRun:
     seconds: float
@@ -226,27 +208,6 @@ class _Child:
         return await self.line()
 
 
-@contextlib.asynccontextmanager
-async def _profiled(pid: int, out: Path | None) -> AsyncIterator[None]:
-    """py-spy samples process ``pid`` (every thread) while the block runs, when ``out`` is set."""
-    if out is None:
-        yield
-        return
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
-    command += ["--output", str(out), "--nonblocking"]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    await trio.sleep(1.0)
-    try:
-        yield
-    finally:
-        process.send_signal(2)
-        with trio.move_on_after(30):
-            await process.wait()
-
-
 async def _sync_ours(schema_path: Path, db: Path, url: str, profile: Path | None = None) -> SyncRun:
     token = _official().insecure_token(sub=TOKEN_USER)
     process = await trio.lowlevel.open_process(
@@ -258,12 +219,12 @@ async def _sync_ours(schema_path: Path, db: Path, url: str, profile: Path | None
     child = _Child(process)
     try:
         await child.line()  # connected
-        before = _status_kib(process.pid, "VmRSS")
-        async with _profiled(process.pid, profile):
+        before = status_kib(process.pid, "VmRSS")
+        async with profiled(process.pid, profile):
             start = time.perf_counter()
             reply = await child.request(cmd="sync", table=TABLE)
             seconds = time.perf_counter() - start
-        hwm = _status_kib(process.pid, "VmHWM")
+        hwm = status_kib(process.pid, "VmHWM")
         rows = (await child.request(cmd="query", sql=FINGERPRINT))["rows"]
         return SyncRun(seconds, before, hwm, _normalize(rows[0]), reply["seconds"])
     finally:
@@ -292,11 +253,11 @@ async def _sync_official(schemas: Schemas, db: Path, url: str, limit: float) -> 
         )
         await ts.connect(within=60)
         pid = ts.process.pid
-        before = _status_kib(pid, "VmRSS")
+        before = status_kib(pid, "VmRSS")
         start = time.perf_counter()
         await ts.sync(TABLE, within=limit)
         seconds = time.perf_counter() - start
-        hwm = _status_kib(pid, "VmHWM")
+        hwm = status_kib(pid, "VmHWM")
         rows = await ts.query(FINGERPRINT, within=120)
         return SyncRun(seconds, before, hwm, _normalize(rows[0]))
 
@@ -309,60 +270,7 @@ async def _sync_floor(port: int) -> tuple[float, int]:
     bytes of its frames, for a raw Satellite client that only reads each frame's type byte:
     what the service and the socket take, the part of the sync neither client can shorten."""
     token = _official().insecure_token(sub=TOKEN_USER)
-    client_id = f"floor-{uuid.uuid4()}"
-
-    async def call(ws: Any, method: str, request_id: int, body: m.ProtoMessage) -> None:
-        request = m.SatRpcRequest(
-            method=method, request_id=request_id, message=m.encode_message(body)
-        )
-        await ws.send_message(m.encode(request))
-
-    async with open_websocket(
-        "127.0.0.1",
-        port,
-        "/ws",
-        use_ssl=False,
-        subprotocols=["electric.0.12"],
-        max_message_size=64 * 1024 * 1024,
-    ) as ws:
-        await call(ws, "authenticate", 1, m.SatAuthReq(id=client_id, token=token))
-        await call(
-            ws,
-            "startReplication",
-            2,
-            m.SatInStartReplicationReq(
-                schema_version=VERSION, sql_dialect=m.SatInStartReplicationReqDialect.SQLITE
-            ),
-        )
-        started = False
-        while not started:
-            frame = await ws.get_message()
-            message = m.decode(frame)
-            if isinstance(message, m.SatRpcRequest) and message.method == "startReplication":
-                reply = m.encode_message(m.SatInStartReplicationResp())
-                response = m.SatRpcResponse(
-                    method=message.method, request_id=message.request_id, message=reply
-                )
-                await ws.send_message(m.encode(response))
-            elif isinstance(message, m.SatRpcResponse) and message.method == "startReplication":
-                started = True
-        select = m.SatShapeDefSelect(tablename=TABLE)
-        shape = m.SatShapeReq(
-            request_id=str(uuid.uuid4()), shape_definition=m.SatShapeDef(selects=(select,))
-        )
-        start = time.perf_counter()
-        await call(
-            ws,
-            "subscribe",
-            3,
-            m.SatSubsReq(subscription_id=str(uuid.uuid4()), shape_requests=(shape,)),
-        )
-        received = 0
-        while True:
-            frame = await ws.get_message()
-            received += len(frame)
-            if frame[0] == m.SatSubsDataEnd.TYPE_ID:
-                return time.perf_counter() - start, received
+    return await raw_sync(port, TABLE, token, f"floor-{uuid.uuid4()}", VERSION)
 
 
 # -- the service and the data -----------------------------------------------------------------
@@ -379,18 +287,8 @@ async def _fill(db_url: str, rows: int, progress: Progress) -> str:
         step = 20_000
         for first in range(1, rows + 1, step):
             await c.execute(FILL, first, min(rows, first + step - 1))
-        target = await c.fetchval("SELECT pg_current_wal_lsn()::text")
         progress.step(f"{rows:,} rows in Postgres; waiting for the service to read them")
-        with trio.move_on_after(120):
-            while True:
-                read = await c.fetchval(
-                    "SELECT coalesce(bool_or(confirmed_flush_lsn >= $1::text::pg_lsn), false)"
-                    " FROM pg_replication_slots WHERE database = current_database()",
-                    target,
-                )
-                if read:
-                    break
-                await trio.sleep(0.2)
+        await wait_replicated(c)
         return str(await c.fetchval("SHOW server_version"))
 
 

@@ -20,7 +20,6 @@ import argparse
 import base64
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -30,10 +29,8 @@ from typing import Any
 
 import psycopg
 import trio
-from trio_websocket import open_websocket
 
 from electric_trio.pg import connect
-from electric_trio.satellite import messages as m
 
 from ._harness import (
     REPO_ROOT,
@@ -45,6 +42,15 @@ from ._harness import (
     postgres,
     write_section,
 )
+from ._satellite_sync import (
+    DDL,
+    FILL,
+    profiled,
+    raw_sync,
+    reset_peak,
+    status_kib,
+    wait_replicated,
+)
 from .writes import _database_url, _drop_database, _free_port, _start_service, _wait_ready
 
 NAME = "sync"
@@ -54,19 +60,6 @@ VERSION = "20240101000000"
 TARGET_RATE = 200_000.0
 PLOT = REPO_ROOT / "benches" / "plots" / "sync.png"
 
-#: The rows: a uuid key, a title of 7 to 35 characters, an int, a float, a bool, a timestamp and
-#: a text that is NULL in one row of ten (the client benchmark's rows).
-_FILL = (
-    "INSERT INTO {table} SELECT md5(i::text)::uuid,"
-    " 'item ' || i || ' ' || repeat('x', (i % 24)::int), i, i * 0.25, i % 3 = 0,"
-    " timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',"
-    " CASE WHEN i % 10 = 0 THEN NULL ELSE 'user-' || (i % 97) END"
-    " FROM generate_series($1::int8, $2::int8) AS i"
-)
-_DDL = (
-    "CREATE TABLE {table} (id uuid PRIMARY KEY, title text NOT NULL, n int4 NOT NULL,"
-    " amount float8, done bool NOT NULL, created timestamptz NOT NULL, note text)"
-)
 _COLUMNS = ("id", "title", "n", "amount", "done", "created", "note")
 #: The tags of a row as the service's read writes them.
 _TAGS = (
@@ -89,7 +82,8 @@ timed from the subscribe request to `SatSubsDataEnd`: the server's part of an in
 table) TO STDOUT` of the same rows, read to the end: the floor of reading them out of Postgres.
 The 1,000,000-row figure is also judged against the issue's target, 200,000 rows/s (the last
 row). A warm-up, then best of {repeat} runs per side, alternating which side goes first. The
-client, the service and Postgres share the machine. Plot: `benches/plots/sync.png`.
+client, the service and Postgres share the machine. The service's peak memory is taken per size
+(its `VmHWM`, reset before the size's runs). Plot: `benches/plots/sync.png`.
 """
 
 
@@ -108,56 +102,7 @@ def _table(rows: int) -> str:
 async def _sync(port: int, table: str) -> tuple[float, int]:
     """Seconds from the subscribe request until ``SatSubsDataEnd``, and the bytes of frames,
     for a raw client that reads each frame's type byte alone."""
-
-    async def call(ws: Any, method: str, request_id: int, body: m.ProtoMessage) -> None:
-        request = m.SatRpcRequest(
-            method=method, request_id=request_id, message=m.encode_message(body)
-        )
-        await ws.send_message(m.encode(request))
-
-    async with open_websocket(
-        "127.0.0.1",
-        port,
-        "/ws",
-        use_ssl=False,
-        subprotocols=["electric.0.12"],
-        max_message_size=256 * 1024 * 1024,
-    ) as ws:
-        await call(ws, "authenticate", 1, m.SatAuthReq(id=f"sync-{uuid.uuid4()}", token=_token()))
-        await call(
-            ws,
-            "startReplication",
-            2,
-            m.SatInStartReplicationReq(sql_dialect=m.SatInStartReplicationReqDialect.SQLITE),
-        )
-        started = False
-        while not started:
-            message = m.decode(bytes(await ws.get_message()))
-            if isinstance(message, m.SatRpcRequest) and message.method == "startReplication":
-                reply = m.encode_message(m.SatInStartReplicationResp())
-                response = m.SatRpcResponse(
-                    method=message.method, request_id=message.request_id, message=reply
-                )
-                await ws.send_message(m.encode(response))
-            elif isinstance(message, m.SatRpcResponse) and message.method == "startReplication":
-                started = True
-        select = m.SatShapeDefSelect(tablename=table)
-        shape = m.SatShapeReq(
-            request_id=str(uuid.uuid4()), shape_definition=m.SatShapeDef(selects=(select,))
-        )
-        start = time.perf_counter()
-        await call(
-            ws,
-            "subscribe",
-            3,
-            m.SatSubsReq(subscription_id=str(uuid.uuid4()), shape_requests=(shape,)),
-        )
-        received = 0
-        while True:
-            frame = await ws.get_message()
-            received += len(frame)
-            if frame[0] == m.SatSubsDataEnd.TYPE_ID:
-                return time.perf_counter() - start, received
+    return await raw_sync(port, table, _token(), f"sync-{uuid.uuid4()}")
 
 
 def _copy(db_url: str, table: str) -> tuple[float, int]:
@@ -180,10 +125,10 @@ async def _fill(db_url: str, sizes: Sequence[int], progress: Progress) -> str:
     async with await connect(db_url) as c:
         for rows in sizes:
             table = _table(rows)
-            await c.execute(_DDL.format(table=table))
+            await c.execute(DDL.format(table=table, last="note"))
             step = 50_000
             for first in range(1, rows + 1, step):
-                await c.execute(_FILL.format(table=table), first, min(rows, first + step - 1))
+                await c.execute(FILL.format(table=table), first, min(rows, first + step - 1))
             await c.execute(f"VACUUM ANALYZE {table}")
             version = f"{VERSION[:-7]}{len(str(rows)):07d}"
             await c.execute(
@@ -191,17 +136,7 @@ async def _fill(db_url: str, sizes: Sequence[int], progress: Progress) -> str:
                 f" CALL electric.electrify('{table}'); COMMIT"
             )
             progress.step(f"{rows:,} rows in {table}, electrified")
-        target = await c.fetchval("SELECT pg_current_wal_lsn()::text")
-        with trio.move_on_after(120):
-            while True:
-                read = await c.fetchval(
-                    "SELECT coalesce(bool_or(confirmed_flush_lsn >= $1::text::pg_lsn), false)"
-                    " FROM pg_replication_slots WHERE database = current_database()",
-                    target,
-                )
-                if read:
-                    break
-                await trio.sleep(0.2)
+        await wait_replicated(c)
         return str(await c.fetchval("SHOW server_version"))
 
 
@@ -212,14 +147,8 @@ class Results:
     peer: dict[int, list[float]] = dataclasses.field(default_factory=dict)
     bytes: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     server_version: str = ""
-    service_rss_kib: int = 0
-
-
-def _rss_kib(pid: int, field: str = "VmHWM") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    #: size -> the service's peak RSS (KiB) over that size's runs, and its RSS before them.
+    service_kib: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Results:
@@ -230,13 +159,14 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
         await admin.execute(f"CREATE DATABASE {DATABASE}")
     port = _free_port()
     service = _start_service(db_url, port, "direct_writes")
-    profiler: trio.Process | None = None
     try:
         await _wait_ready(port, service)
         results.server_version = await _fill(db_url, args.sizes, progress)
         for rows in args.sizes:
             table = _table(rows)
             limit = 120 + rows / 2_000
+            before = status_kib(service.pid, "VmRSS")
+            reset_peak(service.pid)
             for i in range(args.repeat + 1):
                 order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
                 for side in order:
@@ -245,36 +175,15 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                         peer_bytes = size
                     else:
                         last = rows == args.sizes[-1] and i == args.repeat
-                        if args.profile and last:
-                            args.profile.parent.mkdir(parents=True, exist_ok=True)
-                            profiler = await trio.lowlevel.open_process(
-                                [
-                                    str(Path(sys.executable).with_name("py-spy")),
-                                    "record",
-                                    "--native",
-                                    "--format",
-                                    "speedscope",
-                                    "-o",
-                                    str(args.profile),
-                                    "--pid",
-                                    str(service.pid),
-                                ],
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL,
-                            )
-                            await trio.sleep(1)
+                        profile = args.profile if last else None
                         with trio.move_on_after(limit) as scope:
-                            seconds, size = await _sync(port, table)
+                            async with profiled(service.pid, profile, native=True, raw=False):
+                                seconds, size = await _sync(port, table)
                         if scope.cancelled_caught:
                             raise RuntimeError(
                                 f"the shape of {rows:,} rows was not synced within {limit:.0f} s"
                             )
                         ours_bytes = size
-                        if profiler is not None:
-                            profiler.send_signal(2)
-                            with trio.fail_after(60):
-                                await profiler.wait()
-                            profiler = None
                     label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
                     progress.step(
                         f"{rows:,} rows, {label}, {side}: {seconds:.2f} s"
@@ -285,10 +194,8 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                             rows, []
                         ).append(seconds)
             results.bytes[rows] = (ours_bytes, peer_bytes)
-        results.service_rss_kib = _rss_kib(service.pid)
+            results.service_kib[rows] = (status_kib(service.pid, "VmHWM"), before)
     finally:
-        if profiler is not None:
-            profiler.kill()
         service.terminate()
         service.wait(timeout=30)
         await _drop_database(url, DATABASE)
@@ -394,7 +301,10 @@ def main(argv: Sequence[str]) -> int:
         "Bytes, ours (Satellite frames) and the peer's (COPY text), per size": "; ".join(
             f"{rows:,}: {ours:,} / {peer:,}" for rows, (ours, peer) in results.bytes.items()
         ),
-        "Service peak memory (VmHWM at the end)": f"{results.service_rss_kib / 1024:,.0f} MiB",
+        "Service peak memory per size (VmHWM over the size's runs; RSS before them)": "; ".join(
+            f"{rows:,}: {peak / 1024:,.0f} MiB ({before / 1024:,.0f})"
+            for rows, (peak, before) in results.service_kib.items()
+        ),
         "PostgreSQL": f"{results.server_version} ({target.description})",
         "Peer": f"psycopg {psycopg.__version__} (libpq), COPY ... TO STDOUT, text",
     }
