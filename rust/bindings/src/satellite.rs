@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -420,6 +421,10 @@ impl SatelliteCodec {
             return Err(malformed("recursion limit reached"));
         }
         let mut singles: [Option<Bound<'py, PyAny>>; MAX_FIELDS] = Default::default();
+        // The bytes a singular message field was decoded from: a field that comes again is
+        // merged into it, as protobuf parsers do (decoding the two encodings one after the
+        // other is the merge).
+        let mut sources: [Option<Cow<'_, [u8]>>; MAX_FIELDS] = Default::default();
         let base = items.len();
         while !buf.is_empty() {
             let key = read_varint(&mut buf).ok_or_else(|| malformed("truncated key"))?;
@@ -430,7 +435,8 @@ impl SatelliteCodec {
             }
             let found = plan.by_number.get(number as usize).copied().flatten();
             let Some(fi) = found else {
-                skip_field(wire, &mut buf).ok_or_else(|| malformed("malformed unknown field"))?;
+                skip_field(wire, number, &mut buf, 0)
+                    .ok_or_else(|| malformed("malformed unknown field"))?;
                 continue;
             };
             let field = &plan.fields[fi];
@@ -470,7 +476,19 @@ impl SatelliteCodec {
                             unsafe { Bound::from_owned_ptr(py, s) }
                         }
                         Scalar::Bytes => PyBytes::new(py, data).into_any(),
-                        _ => self.decode_into(py, field.message, data, depth + 1, items)?,
+                        _ if field.list => {
+                            self.decode_into(py, field.message, data, depth + 1, items)?
+                        }
+                        _ => {
+                            let whole = match sources[fi].take() {
+                                Some(before) => Cow::Owned([&before[..], data].concat()),
+                                None => Cow::Borrowed(data),
+                            };
+                            let value =
+                                self.decode_into(py, field.message, &whole, depth + 1, items)?;
+                            sources[fi] = Some(whole);
+                            value
+                        }
                     }
                 }
                 _ => return Err(malformed("invalid wire type")),
@@ -480,6 +498,7 @@ impl SatelliteCodec {
             } else {
                 for &other in &field.oneof_others {
                     singles[other] = None;
+                    sources[other] = None;
                 }
                 singles[fi] = Some(value);
             }
@@ -833,7 +852,8 @@ fn read_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(data)
 }
 
-fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
+/// Skips an unknown field of field number `number` (a group up to its end, as prost does).
+fn skip_field(wire: u8, number: u64, buf: &mut &[u8], depth: u32) -> Option<()> {
     let n = match wire {
         0 => {
             read_varint(buf)?;
@@ -841,6 +861,17 @@ fn skip_field(wire: u8, buf: &mut &[u8]) -> Option<()> {
         }
         1 => 8,
         2 => usize::try_from(read_varint(buf)?).ok()?,
+        3 if depth < MAX_DEPTH => loop {
+            let key = read_varint(buf)?;
+            let (inner_wire, inner) = ((key & 7) as u8, key >> 3);
+            if inner == 0 || inner > u64::from(u32::MAX >> 3) {
+                return None;
+            }
+            if inner_wire == 4 {
+                return (inner == number).then_some(());
+            }
+            skip_field(inner_wire, inner, buf, depth + 1)?;
+        },
         5 => 4,
         _ => return None,
     };
