@@ -106,3 +106,42 @@ async def test_plain_queries_pipelined_between_rewritten_and_refused(running: Ru
     captured = [s for _, stmts in await migrations(running.db_url) for s in stmts]
     assert "ALTER TABLE t ADD COLUMN c text" in captured
     assert "ALTER TABLE t ADD COLUMN d int8" in captured
+
+
+def batch(*statements: str) -> bytes:
+    """One extended-protocol batch: Parse, Bind, Describe and Execute of each, then one Sync."""
+    return b"".join(_native.encode_extended_query(sql, [], [])[:-5] for sql in statements) + (
+        _native.encode_sync()
+    )
+
+
+async def test_plain_batches_pipelined_with_rewritten_statements(running: Running) -> None:
+    async with await connect(running.dsn()) as conn:
+        await conn.execute("CREATE TABLE t (id uuid PRIMARY KEY, b text)")
+        await conn.execute("ALTER TABLE t ENABLE ELECTRIC")
+    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+    try:
+        await stream.send_all(
+            _native.encode_startup([("user", "postgres"), ("password", PASSWORD)])
+        )
+        await answers(stream, 1)
+        batches = [
+            batch("SELECT 1"),
+            batch("SELECT 2", "ALTER TABLE t ADD COLUMN c text", "SELECT 3"),
+            batch("select 4"),
+            batch("ALTER TABLE t DROP COLUMN b"),  # refused (EX010)
+            batch("SELECT 5", "SELECT 6"),
+        ]
+        await stream.send_all(b"".join(batches))
+        got = summary(await answers(stream, len(batches)))
+    finally:
+        await stream.aclose()
+    assert got == [
+        *("SELECT 1", "ZI"),
+        *("SELECT 1", "ALTER TABLE", "SELECT 1", "ZI"),
+        *("SELECT 1", "ZI"),
+        *("error EX010", "ZI"),
+        *("SELECT 1", "SELECT 1", "ZI"),
+    ]
+    captured = [s for _, stmts in await migrations(running.db_url) for s in stmts]
+    assert "ALTER TABLE t ADD COLUMN c text" in captured

@@ -20,7 +20,7 @@ def is_plain(sql: str) -> bool:
     scanner.feed(query)
     passed, tag, _ = scanner.next(b"Q")
     assert (passed, tag) in ((query, -1), (b"", ord("Q")))
-    assert scanner.plain_queries_passed == (tag == -1)
+    assert scanner.requests_passed == (tag == -1)
     return tag == -1
 
 
@@ -68,7 +68,7 @@ def test_client_pump_relays_and_stops_at_what_python_reads() -> None:
         assert (tag, body) == (ord("S"), b"")  # a Sync is Python's
         b.settimeout(5)
         assert b.recv(65536) == _native.encode_query("SELECT 1")
-        assert scanner.plain_queries_passed == 1
+        assert scanner.requests_passed == 1
         a.shutdown(socket.SHUT_WR)
         assert scanner.pump(proxy_in.fileno(), proxy_out.fileno(), b"") is False
         assert scanner.buffered == 0
@@ -109,3 +109,27 @@ def test_upstream_pump_counts_ready_and_yields_to_python() -> None:
         assert (state.ready_seen, state.status, state.idle_seen) == (2, "I", 1)
         assert scanner.next(b"Z") == (b"", ord("Z"), b"I")
         assert scanner.pump(proxy_in.fileno(), proxy_out.fileno(), b"", state) is True
+
+
+def test_plain_batches_pass_while_nothing_is_tracked() -> None:
+    scanner = _native.FrameScanner()
+    plain = _native.encode_extended_query("SELECT $1::int", [], [b"1"])
+    insert = _native.encode_extended_query("INSERT INTO schema_migrations VALUES ($1)", [], [b"1"])
+    scanner.feed(plain + insert)
+    assert scanner.next(b"QPBES")[1] == ord("P")  # off unless asked
+    scanner = _native.FrameScanner()
+    scanner.pass_plain_batches = True
+    scanner.feed(plain + insert)
+    passed, tag, _ = scanner.next(b"QPBES")
+    assert (passed, tag) == (plain, ord("P"))  # an INSERT's Parse is Python's
+    assert (scanner.requests_passed, scanner.batch_executes) == (1, 0)
+    scanner.pass_plain_batches = False  # Python now follows the batch
+    passed, tag, _ = scanner.next(b"E")  # Bind and Describe passed, the Execute returned...
+    assert tag == ord("E")
+    assert scanner.batch_executes == 1  # ... and counted
+    assert scanner.next(b"QPBES")[1] == ord("S")
+    assert (scanner.requests_passed, scanner.batch_executes) == (1, 0)
+    scanner.pass_plain_batches = True
+    scanner.feed(plain + plain[:-5])
+    assert scanner.next(b"QPBES") == (plain + plain[:-5], -1, b"")
+    assert (scanner.requests_passed, scanner.batch_executes) == (2, 1)

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import msgspec
 import trio
@@ -57,6 +57,7 @@ _DROP = "\0drop"
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 Mode = Literal["migration", "transparent", "shadow", "prisma"]
+_T = TypeVar("_T")
 
 
 class _ClientGone(Exception):
@@ -158,7 +159,6 @@ class ProxySession:
         self._pending: deque[_Group] = deque()
         self._pending_lock = threading.Lock()
         self._open: _Group | None = None
-        self._batch_executes = 0
         # Transaction and migration state (forgotten once Postgres says idle: _idle_seen).
         self._idle_seen = 0
         self._migration_tx = False
@@ -167,12 +167,13 @@ class ProxySession:
         self._session_version: str | None = None
         self._after_sync: list[str] = []
         # Extended protocol: statement -> tag to put back / framework insert; portal -> tag.
+        self._plain = False  # set by _relay: plain requests pass in the scanner
         self._statement_tags: dict[str, str | None] = {}
         self._framework_statements: dict[str, tuple[str, list[str]]] = {}
-        self._portal_tags: dict[str, str | None] = {}
+        self._portal_tags: dict[str, str] = {}
         # ... and the refusals raised with a stand-in SQLSTATE (see _codes).
         self._statement_codes: dict[str, tuple[bytes, bytes]] = {}
-        self._portal_codes: dict[str, tuple[bytes, bytes] | None] = {}
+        self._portal_codes: dict[str, tuple[bytes, bytes]] = {}
 
     @property
     def tx_status(self) -> str:
@@ -181,9 +182,9 @@ class ProxySession:
 
     @property
     def _syncs_sent(self) -> int:
-        """Requests sent upstream that each get one ReadyForQuery, the plain Queries the client
-        scanner passed by itself included."""
-        return self._requests + self._client_scanner.plain_queries_passed
+        """Requests sent upstream that each get one ReadyForQuery, the plain Queries and Syncs
+        the client scanner passed by itself included."""
+        return self._requests + self._client_scanner.requests_passed
 
     def _add_group(self, group: _Group) -> None:
         with self._pending_lock:
@@ -381,10 +382,11 @@ class ProxySession:
         blocking loops in two threads (a thread wakes for a socket far cheaper than the Trio
         scheduler does); otherwise (TLS to Postgres) as two Trio tasks."""
         # A plain Query (see is_plain_query) needs nothing from migration mode: the scanner
-        # passes it with the rest (unless each statement is traced).
-        self._client_scanner.pass_plain_queries = (
-            self.mode in ("migration", "shadow") and not self.server.tracing
-        )
+        # passes it with the rest (unless each statement is traced). So does a plain Parse and
+        # the Bind, Execute and Sync after it while no statement or portal is tracked.
+        self._plain = self.mode in ("migration", "shadow") and not self.server.tracing
+        self._client_scanner.pass_plain_queries = self._plain
+        self._client_scanner.pass_plain_batches = self._plain and self._untracked()
         if (
             self.server.relay_in_threads
             and isinstance(self.client, trio.SocketStream)
@@ -529,6 +531,7 @@ class ProxySession:
             return scanner.next(b"")[0], False
         out: list[bytes] = []
         while True:
+            scanner.pass_plain_batches = self._plain and self._untracked()
             passed, tag, body = scanner.next(_MIGRATION_STOPS)
             if passed:
                 out.append(passed)
@@ -570,8 +573,8 @@ class ProxySession:
                     self._trace("Parse", sql, sent, raw)
             elif tag == ord("B"):
                 portal, statement, formats, params, _ = _native.parse_frontend(tag, body)
-                self._portal_tags[portal] = self._statement_tags.get(statement)
-                self._portal_codes[portal] = self._statement_codes.get(statement)
+                _set(self._portal_tags, portal, self._statement_tags.get(statement))
+                _set(self._portal_codes, portal, self._statement_codes.get(statement))
                 insert = self._framework_statements.get(statement)
                 if insert is not None:
                     self._framework_version(_analyse.framework_version(insert, params, formats))
@@ -586,7 +589,6 @@ class ProxySession:
             else:  # Sync
                 self._requests += 1
                 self._open = None
-                self._batch_executes = 0
                 out.append(raw)
                 out.extend(self._hidden_query(sql) for sql in self._after_sync)
                 self._after_sync.clear()
@@ -608,20 +610,33 @@ class ProxySession:
         self._add_group(_Group(seq=self._syncs_sent, hidden=True))
         return _native.encode_query(sql)
 
-    def _edit_batch(self) -> _Group:
-        """The group of the extended-protocol batch being received, created when first needed."""
+    def _untracked(self) -> bool:
+        """No statement, portal or batch of the client's that the relay must follow."""
+        return not (
+            self._statement_tags
+            or self._statement_codes
+            or self._framework_statements
+            or self._portal_tags
+            or self._portal_codes
+            or self._open is not None
+            or self._after_sync
+        )
+
+    def _edit_batch(self, later: int = 0) -> _Group:
+        """The group of the extended-protocol batch being received, created when first needed
+        (after as many kept tags as Executes in the batch so far, but the ``later`` last)."""
         if self._open is None:
             self._open = _Group(seq=self._syncs_sent + 1)
-            self._open.tags.extend([None] * self._batch_executes)
+            self._open.tags.extend([None] * (self._client_scanner.batch_executes - later))
             self._add_group(self._open)
         return self._open
 
     def _execute(self, tag: str | None) -> None:
+        """An Execute (already counted by the scanner) whose command tag becomes ``tag``."""
         if tag is not None:
-            self._edit_batch()
+            self._edit_batch(later=1)
         if self._open is not None:
             self._open.tags.append(tag)
-        self._batch_executes += 1
 
     def _framework_version(self, version: str | None) -> None:
         if version is None:
@@ -770,6 +785,15 @@ class _Lookup:
 
 
 _LookupResult = tuple[set[Table], dict[tuple[str | None, str], Table]]
+
+
+def _set(tracked: dict[str, _T], key: str, value: _T | None) -> None:
+    """Keeps ``value`` under ``key``; None is kept as no entry (so an empty dict means that
+    nothing is tracked)."""
+    if value is None:
+        tracked.pop(key, None)
+    else:
+        tracked[key] = value
 
 
 def _drive(

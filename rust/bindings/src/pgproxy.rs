@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use electric_core::pgwire::frontend::{is_plain_query, tag, FrontendMessage, StartupMessage};
+use electric_core::pgwire::frontend::{
+    is_plain_parse, is_plain_query, tag, FrontendMessage, StartupMessage,
+};
 use electric_core::pgwire::{backend, split_frame, split_untagged, Frame, DEFAULT_MAX_MESSAGE};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -18,7 +20,10 @@ use crate::errors;
 /// at the front whose tag is not in `stop` (to forward untouched), then the first whole message
 /// whose tag is in `stop` as its tag byte and body (tag -1 and empty body when there is none yet).
 /// With `pass_plain_queries` set, a simple Query that [`is_plain_query`] accepts is passed even
-/// when `Q` is in `stop`, and counted in `plain_queries_passed`.
+/// when `Q` is in `stop`; with `pass_plain_batches`, so are the extended protocol's Parse of a
+/// statement [`is_plain_parse`] accepts, Bind, Execute and Sync. `requests_passed` counts the
+/// Queries and Syncs passed that way; `batch_executes` the Executes since the last Sync, passed
+/// or returned (both as a client sends them).
 ///
 /// `pump` is the relay's fast path: it moves bytes from one socket to another with the GIL
 /// released, and comes back to Python only for a message it must not pass.
@@ -29,8 +34,12 @@ pub struct FrameScanner {
     max_message: usize,
     #[pyo3(get, set)]
     pass_plain_queries: bool,
+    #[pyo3(get, set)]
+    pass_plain_batches: bool,
     #[pyo3(get)]
-    plain_queries_passed: u64,
+    requests_passed: u64,
+    #[pyo3(get)]
+    batch_executes: u64,
     scratch: Vec<u8>,
 }
 
@@ -60,12 +69,43 @@ impl FrameScanner {
         self.buf.extend_from_slice(data);
     }
 
+    /// Whether a message whose tag is in `stop` goes through all the same.
+    fn passes(&self, frame: Frame<'_>) -> bool {
+        match frame.tag {
+            tag::QUERY => {
+                self.pass_plain_queries
+                    && matches!(
+                        FrontendMessage::parse(frame),
+                        Ok(FrontendMessage::Query { sql }) if is_plain_query(sql)
+                    )
+            }
+            tag::PARSE => {
+                self.pass_plain_batches
+                    && matches!(
+                        FrontendMessage::parse(frame),
+                        Ok(FrontendMessage::Parse { query, .. }) if is_plain_parse(query)
+                    )
+            }
+            tag::BIND | tag::EXECUTE | tag::SYNC => self.pass_plain_batches,
+            _ => false,
+        }
+    }
+
+    fn count_batch(&mut self, tag: u8) {
+        match tag {
+            tag::EXECUTE => self.batch_executes += 1,
+            tag::SYNC => self.batch_executes = 0,
+            _ => {}
+        }
+    }
+
     /// Scans the whole messages at the front; a ReadyForQuery is passed and reported to `ready`
-    /// when it is given. Consumes what it returns.
+    /// when it is given. Consumes the stop message it returns if `take_stop`.
     fn scan(
         &mut self,
         stop: &[u8],
         ready: Option<&RelayState>,
+        take_stop: bool,
     ) -> Result<Scan, electric_core::error::WireError> {
         let start = self.pos;
         let mut at = start;
@@ -80,23 +120,25 @@ impl FrameScanner {
                 }
             }
             if stop.contains(&frame.tag) {
-                let plain = self.pass_plain_queries
-                    && frame.tag == tag::QUERY
-                    && matches!(
-                        FrontendMessage::parse(frame),
-                        Ok(FrontendMessage::Query { sql }) if is_plain_query(sql)
-                    );
-                if !plain {
+                if !self.passes(frame) {
                     found = Some((frame.tag, at + 5..at + len));
                     break;
                 }
-                self.plain_queries_passed += 1;
+                if frame.tag == tag::QUERY || frame.tag == tag::SYNC {
+                    self.requests_passed += 1;
+                }
             }
+            let tag = frame.tag;
+            self.count_batch(tag);
             at += len;
         }
         self.pos = match &found {
-            Some((_, body)) => body.end,
-            None => at,
+            Some((tag, body)) if take_stop => {
+                let (tag, end) = (*tag, body.end);
+                self.count_batch(tag);
+                end
+            }
+            _ => at,
         };
         Ok(Scan {
             start,
@@ -123,16 +165,14 @@ impl FrameScanner {
             self.scratch = vec![0; PUMP_READ];
         }
         loop {
-            let scan = self.scan(stop, ready).map_err(PumpError::Wire)?;
+            let scan = self.scan(stop, ready, false).map_err(PumpError::Wire)?;
             if scan.end > scan.start {
                 output
                     .write_all(&self.buf[scan.start..scan.end])
                     .map_err(PumpError::Io)?;
             }
-            if let Some((_, body)) = scan.stop {
-                // Leave the stop message for `next`.
-                self.pos = body.start - 5;
-                return Ok(true);
+            if scan.stop.is_some() {
+                return Ok(true); // the stop message is left for `next`
             }
             let n = loop {
                 match input.read(&mut self.scratch) {
@@ -163,7 +203,9 @@ impl FrameScanner {
             pos: 0,
             max_message,
             pass_plain_queries: false,
-            plain_queries_passed: 0,
+            pass_plain_batches: false,
+            requests_passed: 0,
+            batch_executes: 0,
             scratch: Vec::new(),
         }
     }
@@ -197,7 +239,7 @@ impl FrameScanner {
         stop: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, i32, Bound<'py, PyBytes>)> {
         errors::guard(|| {
-            let scan = self.scan(stop, None).map_err(errors::wire)?;
+            let scan = self.scan(stop, None, true).map_err(errors::wire)?;
             let passed = PyBytes::new(py, &self.buf[scan.start..scan.end]);
             Ok(match scan.stop {
                 Some((tag, body)) => (passed, tag as i32, PyBytes::new(py, &self.buf[body])),

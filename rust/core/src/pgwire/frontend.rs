@@ -391,6 +391,18 @@ const PLAIN_FIRST_WORDS: &[&str] = &[
 /// a query, DML or transaction keyword, and no `electric` anywhere (so no DDLX, no call of the
 /// electric procedures). Conservative: `false` only means "look closer".
 pub fn is_plain_query(sql: &str) -> bool {
+    plain_first_word(sql).is_some()
+}
+
+/// [`is_plain_query`] for the statement of an extended-protocol Parse, which must not be an
+/// INSERT either (a proxy reads those for migration frameworks' version rows).
+pub fn is_plain_parse(sql: &str) -> bool {
+    plain_first_word(sql)
+        .is_some_and(|w| !w.eq_ignore_ascii_case(b"insert") && !w.eq_ignore_ascii_case(b"with"))
+}
+
+/// The first word of a plain statement (see [`is_plain_query`]), None when it is not one.
+fn plain_first_word(sql: &str) -> Option<&[u8]> {
     let bytes = sql
         .trim_end_matches(|c: char| c.is_ascii_whitespace() || c == ';')
         .as_bytes();
@@ -399,7 +411,7 @@ pub fn is_plain_query(sql: &str) -> bool {
             .windows(8)
             .any(|w| w.eq_ignore_ascii_case(b"electric"))
     {
-        return false;
+        return None;
     }
     let start = bytes
         .iter()
@@ -413,13 +425,14 @@ pub fn is_plain_query(sql: &str) -> bool {
     // The word must end there: not a longer identifier (letters, digits, `_`, `$`, non-ASCII).
     if let Some(&next) = rest.get(len) {
         if !next.is_ascii() || next.is_ascii_alphanumeric() || next == b'_' || next == b'$' {
-            return false;
+            return None;
         }
     }
     let word = &rest[..len];
     PLAIN_FIRST_WORDS
         .iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+        .then_some(word)
 }
 
 #[cfg(test)]
@@ -621,5 +634,12 @@ mod tests {
         ] {
             assert!(!is_plain_query(sql), "{sql:?}");
         }
+        assert!(is_plain_parse("SELECT $1::int"));
+        assert!(is_plain_parse("update t set a = $1"));
+        assert!(!is_plain_parse("INSERT INTO schema_migrations VALUES ($1)"));
+        assert!(!is_plain_parse(
+            "with x as (select 1) insert into t select * from x"
+        ));
+        assert!(!is_plain_parse("ALTER TABLE t ADD c int"));
     }
 }
