@@ -6,11 +6,12 @@ Rust pump with the GIL released, back in Python only for what it must not pass),
 when Postgres is reached over TLS (see :meth:`ProxySession._relay`). Client -> upstream forwards
 runs of messages untouched and stops only at the messages migration mode reads (Query, Parse,
 Bind, Execute, Sync), which it may rewrite; a plain Query (one SELECT, DML or transaction
-statement that does not mention ``electric``) goes through unread. Upstream -> client forwards
-everything untouched too, except inside the answer to a rewritten request: there it puts back the
-command tags the client expects, drops what would show the rewrite, and swallows the answers to
-requests the proxy made itself. Requests are matched to answers by counting ReadyForQuery: each
-Query and each Sync sent upstream gets exactly one.
+statement that does not mention ``electric``) goes through unread, and so do the extended
+protocol's batches of such statements (not INSERT) while no statement or portal is tracked.
+Upstream -> client forwards everything untouched too, except inside the answer to a rewritten
+request: there it puts back the command tags the client expects, drops what would show the
+rewrite, and swallows the answers to requests the proxy made itself. Requests are matched to
+answers by counting ReadyForQuery: each Query and each Sync sent upstream gets exactly one.
 """
 
 from __future__ import annotations
