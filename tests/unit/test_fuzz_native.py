@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from electric_trio import _native
 from electric_trio.errors import ElectricError, InternalError
+from electric_trio.satellite import messages
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -62,6 +63,9 @@ def test_a_panic_reaches_python_as_internal_error() -> None:
 def test_satellite_frames(data: bytes) -> None:
     ours(_native.decode_frame, data)
     ours(_native.decode_frame, data, 16)
+    # The codec the service reads client frames with.
+    ours(messages.decode, data)
+    ours(lambda d: messages.decode(d, max_len=16), data)
 
 
 _MESSAGES = [
@@ -79,6 +83,7 @@ _MESSAGES = [
 @given(st.sampled_from(_MESSAGES), st.binary(max_size=300))
 def test_rpc_bodies(name: str, data: bytes) -> None:
     ours(_native.decode_message, name, data)
+    ours(messages._CODEC.decode_message, name, data)
 
 
 @FUZZ
