@@ -626,8 +626,8 @@ async def _e2e(
                 f" CREATE TABLE {PEER_TABLE} ({COLUMNS}); CALL electric.electrify('{PEER_TABLE}');"
                 " COMMIT"
             )
-            backend = int(await c.fetchval("SELECT pg_backend_pid()"))
-        postmaster = int(_stat(backend)[1])
+            # the backend's parent, read while the backend lives
+            postmaster = int(_stat(int(await c.fetchval("SELECT pg_backend_pid()")))[1])
         await trio.sleep(1)  # the service applies the migration
         sides = ["window", "serial", "peer"]
         for i in range(args.repeat + 1):
