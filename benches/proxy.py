@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import socket
 import sys
 import tempfile
@@ -95,7 +96,15 @@ def _with(url: str, **parts: str | int) -> str:
     return urllib.parse.urlunsplit((u.scheme, netloc, u.path, "sslmode=disable", ""))
 
 
-async def _pgbench(url: str, seconds: int) -> float:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _pgbench(url: str, seconds: int) -> tuple[float, float]:
+    """Transactions per second, and this process's CPU time (the service's) per transaction
+    in microseconds: a figure that other load on the machine does not move much."""
+    cpu = _cpu_seconds()
     done = await trio.run_process(
         [
             str(default_bindir() / "pgbench"),
@@ -113,11 +122,13 @@ async def _pgbench(url: str, seconds: int) -> float:
         capture_stderr=True,
         check=False,
     )
+    cpu = _cpu_seconds() - cpu
     text = done.stdout.decode()
     match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", text)
-    if done.returncode != 0 or match is None:
+    count = re.search(r"actually processed: ([0-9]+)", text)
+    if done.returncode != 0 or match is None or count is None:
         raise RuntimeError(f"pgbench failed:\n{text}\n{done.stderr.decode()}")
-    return float(match.group(1))
+    return float(match.group(1)), cpu / max(int(count.group(1)), 1) * 1e6
 
 
 def _truncate(url: str) -> None:
@@ -218,9 +229,12 @@ async def _measure(
         for i in range(args.repeat):
             order = [(proxied, ours_tps), (direct, peer_tps)]
             for target, runs in order if i % 2 == 0 else order[::-1]:
-                runs.append(await _pgbench(target, args.seconds))
-                side = "proxy" if runs is ours_tps else "direct"
-                progress.step(f"pgbench -S {side}: {runs[-1]:,.0f} tps")
+                tps, cpu = await _pgbench(target, args.seconds)
+                runs.append(tps)
+                if runs is ours_tps:
+                    progress.step(f"pgbench -S proxy: {tps:,.0f} tps, service CPU {cpu:.1f} us/tx")
+                else:
+                    progress.step(f"pgbench -S direct: {tps:,.0f} tps")
         for i in range(args.repeat):
             order = [(tunnelled, ours_copy), (direct, peer_copy)]
             for target, runs in order if i % 2 == 0 else order[::-1]:
