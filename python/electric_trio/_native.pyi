@@ -44,9 +44,7 @@ __all__ = [
     "encode_copy_fail",
     "encode_error_response",
     "encode_extended_query",
-    "encode_frame",
     "encode_keepalive",
-    "encode_message",
     "encode_parameter_status",
     "encode_password",
     "encode_pg_message",
@@ -302,9 +300,7 @@ class SatelliteFrameError(ProtocolError): ...
 SATELLITE_MAX_FRAME_LEN: Final[int]
 
 def decode_frame(data: bytes, max_len: int = ...) -> tuple[int, dict[str, Any]]: ...
-def encode_frame(type_id: int, message: dict[str, Any]) -> bytes: ...
 def decode_message(name: str, data: bytes) -> dict[str, Any]: ...
-def encode_message(name: str, message: dict[str, Any]) -> bytes: ...
 def frame_type_ids() -> dict[str, int]: ...
 
 @final
