@@ -104,7 +104,7 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_start_timeout: float = 1.0
     #: Connections kept for shape data reads (subscriptions and move-ins wait for one, at
     #: most ``data_queue_timeout`` seconds).
-    data_connections: int = 8
+    data_connections: int = 16
     data_queue_timeout: float = 30.0
     #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
     #: acknowledgement; also stored when the connection ends).
@@ -211,6 +211,10 @@ class SatelliteServer:
         # TODO(resume): keep it in Postgres (electric.client_checkpoints) across restarts.
         self.checkpoints: dict[str, int] = {}
         self._oids: dict[tuple[str, str], int] = {}
+        #: Magic writes asked for and served (:meth:`magic_write`).
+        self._magic_lock = trio.Lock()
+        self._magic_asked = 0
+        self._magic_done = 0
         self._migration_times: dict[str, int] = {}
         #: The service's writer of client transactions, looked up at each transaction (the
         #: writes subsystem starts after this one); None: client transactions are dropped.
@@ -417,8 +421,18 @@ class SatelliteServer:
                         await conn.aclose()
 
     async def magic_write(self, caused_by: str) -> None:
-        """The magic write (shapes.MAGIC_WRITE) on the sessions' shared connection."""
-        await self.db.fetch(MAGIC_WRITE, caused_by)
+        """The magic write (shapes.MAGIC_WRITE), or one made after this call began: one write
+        serves every caller that came while the previous one was running (a write that starts
+        after a caller's snapshot is all it needs), as many clients subscribing at once each
+        waited for a commit of their own."""
+        self._magic_asked += 1
+        ticket = self._magic_asked
+        async with self._magic_lock:
+            if self._magic_done >= ticket:
+                return
+            upto = self._magic_asked
+            await self.db.fetch(MAGIC_WRITE, caused_by)
+            self._magic_done = max(self._magic_done, upto)
 
     async def acknowledged_client_lsn(self, client_id: str) -> bytes:
         """The client's last transaction Postgres has (its opaque LSN bytes; empty if none).
