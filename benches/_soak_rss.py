@@ -57,6 +57,21 @@ def verdict(samples: Sequence[Sample], warmup: float = WARMUP_S) -> Verdict:
     return Verdict(a, b, len(kept), leaked)
 
 
+def slope_mib_per_min(samples: Sequence[Sample]) -> float:
+    """The least-squares slope of RSS over time (MiB per minute), 0 with fewer than 2 times."""
+    if len({s.t for s in samples}) < 2:
+        return 0.0
+    return statistics.linear_regression([s.t / 60 for s in samples], [s.mib for s in samples])[0]
+
+
+def process_slopes(samples: Sequence[Sample], warmup: float = WARMUP_S) -> list[float]:
+    """Each service process's slope (MiB per minute) over its steady samples, in start order."""
+    by_pid: dict[int, list[Sample]] = {}
+    for s in steady(samples, warmup):
+        by_pid.setdefault(s.pid, []).append(s)
+    return [slope_mib_per_min(points) for points in by_pid.values() if len(points) >= 2]
+
+
 def plot(path: object, samples: Sequence[Sample], events: Sequence[tuple[float, str]]) -> None:
     """RSS over time, one line segment per service process, faults as vertical marks."""
     import matplotlib

@@ -1,9 +1,13 @@
 """A soak run (issue 8): mixed load and faults against 200 clients for ``--minutes`` (30), then
 the convergence check; not part of ``python -m benches`` without a name, nor of CI.
 
-``python -m benches soak [--minutes M] [--clients N]``. The service runs as
-``electric-trio serve`` in its own process (AUTH_MODE=insecure, direct writes) on an embedded
-PostgreSQL (fsync on) whose port stays the same across its restarts. Table ``items (id text,
+``python -m benches soak [--minutes M] [--clients N]``. It first builds HEAD (its Python
+package and, without LTO, its Rust extension, in the temporary directory) and runs again on
+that build, so that the other engineers' uncommitted edits and whatever extension they last
+built stay out of the soak; ``ELECTRIC_*`` variables of its environment reach the service
+(e.g. ``ELECTRIC_TXN_CACHE_SIZE``). The service runs as ``electric-trio serve`` in its own
+process (AUTH_MODE=insecure, direct writes) on an embedded PostgreSQL (fsync on) whose port
+stays the same across its restarts. Table ``items (id text,
 grp int4, v int4)`` is electrified; an audit trigger (ENABLE ALWAYS) records every INSERT and
 UPDATE of it in Postgres. ``--clients`` Python clients (:mod:`electric_trio.client`, each with
 its own SQLite file, all in this process) each subscribe to the shape ``this.grp = K`` (K = the
@@ -34,6 +38,8 @@ import os
 import random
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +50,13 @@ from typing import Any
 
 import trio
 
-from electric_trio.client import ElectricClient, ElectricConfig, Status, open_electric
+from electric_trio.client import (
+    ElectricClient,
+    ElectricConfig,
+    Status,
+    SubscriptionError,
+    open_electric,
+)
 from electric_trio.client.schema import Column, DbSchema, Migration, TableSchema
 from electric_trio.client.triggers import triggers_for
 from electric_trio.ddlx.migration import apply_migration
@@ -52,6 +64,7 @@ from electric_trio.ddlx.schema import Schema
 from electric_trio.pg import Connection, connect
 
 from . import _soak_rss as rss
+from ._fanout_wire import insecure_token
 from ._harness import (
     REPO_ROOT,
     Measurement,
@@ -61,8 +74,6 @@ from ._harness import (
     machine_facts,
     write_section,
 )
-from .client import _official
-from .writes import _free_port, _wait_ready
 
 NAME = "soak"
 DATABASE = "electric_soak"
@@ -83,6 +94,13 @@ AUDIT = (
 )
 PLOT = REPO_ROOT / "benches" / "plots" / "soak_rss.png"
 CONVERGE_WITHIN = 300.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _schema() -> DbSchema:
@@ -154,25 +172,9 @@ class Soak:
             "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
             "LOGICAL_PUBLISHER_PORT": str(_free_port()),
             "LOG_LEVEL": "warning",
-            # the service's code as it was when the soak started (others rebuild the tree)
-            "PYTHONPATH": str(self.tmp / "service"),
+            # HEAD's code and extension, built when the soak started (others edit the tree)
+            "PYTHONPATH": os.environ.get(BUILT, ""),
         }
-        if not (self.tmp / "service").exists():
-            # HEAD's code (others' uncommitted edits left out) and the extension as built
-            (self.tmp / "service").mkdir()
-            archive = subprocess.run(
-                ["git", "archive", "HEAD", "python/electric_trio"],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                check=True,
-            ).stdout
-            subprocess.run(
-                ["tar", "-x", "--strip-components=1", "-C", str(self.tmp / "service")],
-                input=archive,
-                check=True,
-            )
-            for so in (REPO_ROOT / "python" / "electric_trio").glob("_native*.so"):
-                shutil.copy2(so, self.tmp / "service" / "electric_trio" / so.name)
         log = open(self.args.service_log, "ab")
         self.proc = subprocess.Popen(
             [
@@ -382,6 +384,77 @@ class Soak:
         return once, bad
 
 
+async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the service's ``/api/status`` answers 200 (or it exits: an error)."""
+    with trio.fail_after(120):
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {proc.returncode}")
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.2)
+                continue
+            async with stream:
+                await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\n\r\n")
+                head = await stream.receive_some(4096)
+            if head.startswith(b"HTTP/1.1 200"):
+                return
+            await trio.sleep(0.2)
+
+
+#: Where the soak builds the extension of HEAD (kept between runs: later builds are quick).
+SOAK_TARGET = Path(tempfile.gettempdir()) / "electric-soak-target"
+#: Set (to the directory of HEAD's package and extension) once the soak runs from HEAD's build.
+BUILT = "ELECTRIC_SOAK_PYTHONPATH"
+
+
+def _build_head(progress: Progress) -> Path:
+    """HEAD's Python package with its Rust extension built from HEAD, in a directory of the
+    temporary one named after the commit: neither the other engineers' uncommitted edits nor
+    the extension they last built (which need not match HEAD's Python) reach the soak. The
+    build skips the release profile's LTO (a soak judges loss and leaks, not speed)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dest = Path(tempfile.gettempdir()) / f"electric-soak-head-{commit}"
+    if (dest / "electric_trio" / "_native.abi3.so").exists():
+        return dest
+    with tempfile.TemporaryDirectory(prefix="electric-soak-src-") as src_name:
+        src = Path(src_name)
+        archive = subprocess.run(
+            ["git", "archive", commit, "Cargo.toml", "Cargo.lock", "rust", "proto", "python"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        progress.step(f"building the extension of HEAD ({commit}) in {SOAK_TARGET}")
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--release", "-p", "electric-trio-native"],
+            cwd=src,
+            env={
+                **os.environ,
+                "CARGO_TARGET_DIR": str(SOAK_TARGET),
+                "CARGO_PROFILE_RELEASE_LTO": "false",
+                "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
+            },
+            check=True,
+        )
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(src / "python", dest)
+    for so in (dest / "electric_trio").glob("_native*.so"):
+        so.unlink()
+    shutil.copy2(
+        SOAK_TARGET / "release" / "lib_native.so", dest / "electric_trio" / "_native.abi3.so"
+    )
+    return dest
+
+
 def _rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -411,7 +484,7 @@ async def _connect(client: ElectricClient, token: str) -> None:
 async def _run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from electric_trio.pg.embedded import EmbeddedPostgres
 
-    token = _official().insecure_token(sub="soak")
+    token = insecure_token(sub="soak")
     resets = _ResetCounter()
     logging.getLogger("electric_trio").addHandler(resets)
     with tempfile.TemporaryDirectory(prefix="electric-soak-") as tmp_name:
@@ -465,9 +538,19 @@ async def _soak(
             async with open_electric(soak.tmp / f"client-{i}.db", schema, config) as client:
                 async with limiter:
                     await _connect(client, token)
-                    handle = await client.sync("items", where=f"this.grp = {i % GROUPS}")
-                    with trio.fail_after(300):
-                        await handle.synced()
+                    for attempt in range(10):
+                        try:
+                            handle = await client.sync("items", where=f"this.grp = {i % GROUPS}")
+                            with trio.fail_after(300):
+                                await handle.synced()
+                            break
+                        except SubscriptionError:
+                            # refused when its snapshot takes over 1 s (a loaded machine), as
+                            # the original does: an application subscribes again
+                            if attempt == 9:
+                                raise
+                            soak.counts["subscriptions refused at the start (retried)"] += 1
+                            await trio.sleep(1)
                 index[i] = client
                 if len(index) == args.clients:
                     ready.set()
@@ -550,6 +633,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--restart-every", type=float, help="seconds (default 180)")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--plot", type=Path, default=PLOT, help=f"the RSS plot (default {PLOT})")
     parser.add_argument(
         "--service-log", type=Path, default=Path(tempfile.gettempdir()) / "soak-service.log"
     )
@@ -562,11 +646,20 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
     progress = Progress(NAME)
+    if BUILT not in os.environ:
+        # Run again on HEAD's build: the clients (this process) and the service alike.
+        built = str(_build_head(progress))
+        path = os.pathsep.join(p for p in (built, os.environ.get("PYTHONPATH")) if p)
+        argv0 = [sys.executable, "-m", "benches", NAME, *argv]
+        os.execve(sys.executable, argv0, {**os.environ, BUILT: built, "PYTHONPATH": path})
     facts = machine_facts()
     result = trio.run(_run, args, progress)
     samples: list[rss.Sample] = result["samples"]
-    rss.plot(PLOT, samples, result["events"])
-    judged = rss.verdict(samples, min(rss.WARMUP_S, args.restart_every / 3))
+    rss.plot(args.plot, samples, result["events"])
+    warmup = min(rss.WARMUP_S, args.restart_every / 3)
+    judged = rss.verdict(samples, warmup)
+    steady = rss.steady(samples, warmup)
+    slopes = rss.process_slopes(samples, warmup)
     counts, faults = result["counts"], result["faults"]
     lost = result["compared"] - result["equal"]
     measurements = (
@@ -629,7 +722,19 @@ def main(argv: Sequence[str]) -> int:
             "Client resets (cannot resume: full resync)": str(result["resets"]),
             "Service memory": f"RSS median {judged.first_mib:.0f} MiB (first third) -> "
             f"{judged.last_mib:.0f} MiB (last third), {judged.samples} steady samples,"
-            f" leak: {'YES' if judged.leaked else 'no'} (plot: benches/plots/soak_rss.png)",
+            f" leak: {'YES' if judged.leaked else 'no'} (plot: {args.plot});"
+            f" first steady {steady[0].mib:.0f}, peak {max(s.mib for s in steady):.0f}, last"
+            f" {steady[-1].mib:.0f} MiB; slope over the run"
+            f" {rss.slope_mib_per_min(steady):+.2f} MiB/min, within each process (median of"
+            f" {len(slopes)}) {statistics.median(slopes) if slopes else 0.0:+.2f} MiB/min",
+            "Service settings from the environment": ", ".join(
+                f"{k}={os.environ[k]}"
+                for k in sorted(os.environ)
+                if k.startswith("ELECTRIC_") and k != BUILT
+            )
+            or "defaults",
+            "Code under test": f"HEAD's build {Path(os.environ.get(BUILT, '?')).name}"
+            " (its Python package and extension; the commit line below is the tree's)",
             "PostgreSQL": f"{result['postgres']} (embedded, fsync on)",
             **facts,
             "Load average after the run (1, 5, 15 min)": ", ".join(
