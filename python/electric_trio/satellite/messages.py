@@ -16,6 +16,7 @@ presence (optional scalars, messages, oneof members) are ``None`` when unset.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 import msgspec
@@ -645,9 +646,9 @@ def decode(frame: bytes, *, max_len: int = MAX_FRAME_LEN) -> FrameMessage:
     return message
 
 
-def encode(message: FrameMessage) -> bytes:
-    """The frame of a message: its type id, then its protobuf encoding."""
-    return _CODEC.encode(message)
+#: The frame of a message: its type id, then its protobuf encoding. (The codec's method itself,
+#: not a function calling it: one Python call less per frame.)
+encode: Callable[[FrameMessage], bytes] = _CODEC.encode
 
 
 def decode_message(cls: type[M], data: bytes) -> M:
