@@ -263,9 +263,23 @@ class ProxySession:
             self._client_scanner.feed(await self._receive())
 
     async def _startup(self) -> dict[str, str] | None:
+        refused: set[str] = set()
         while True:
             msg = _native.parse_startup(await self._next_untagged())
             if msg[0] in ("ssl", "gss"):
+                if msg[0] in refused:
+                    # Postgres answers each once; a second one is a startup packet of an
+                    # unknown protocol version (1234.5679 or 1234.5680) to it
+                    minor = 5679 if msg[0] == "ssl" else 5680
+                    await self._send_quietly(
+                        _fatal(
+                            "0A000",
+                            f"unsupported frontend protocol 1234.{minor}:"
+                            " server supports 3.0 to 3.0",
+                        )
+                    )
+                    return None
+                refused.add(msg[0])
                 await self._send(b"N")
                 continue
             if msg[0] == "cancel":
