@@ -23,6 +23,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
+
+import trio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_PATH = Path(__file__).resolve().with_name("RESULTS.md")
@@ -392,3 +395,35 @@ def parse_args(
     if args.rows < 1 or args.repeat < 1:
         parser.error("--rows and --repeat must be at least 1")
     return args
+
+
+#: How long a benchmark waits for the service it started to be ready (a restart replays the
+#: slot's window first).
+READY_WITHIN = 120.0
+
+
+class _Process(Protocol):
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+async def wait_ready(port: int, process: _Process) -> None:
+    """Until the service on ``port`` answers ``/api/status`` with 200; an error if
+    ``process`` (the service's, a ``subprocess.Popen`` or ``trio.Process``) exits first, or
+    after :data:`READY_WITHIN` seconds."""
+    with trio.fail_after(READY_WITHIN):
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited with {process.returncode}")
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.2)
+                continue
+            async with stream:
+                await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\n\r\n")
+                head = await stream.receive_some(4096)
+            if head.startswith(b"HTTP/1.1 200"):
+                return
+            await trio.sleep(0.2)

@@ -59,12 +59,13 @@ from ._harness import (
     command_line,
     machine_facts,
     postgres,
+    wait_ready,
     write_section,
 )
 from ._satellite_sync import DDL as _DDL
 from ._satellite_sync import FILL as _FILL
 from ._satellite_sync import profiled, raw_sync, status_kib, wait_replicated
-from .writes import _database_url, _drop_database, _free_port, _start_service, _wait_ready
+from .writes import _database_url, _drop_database, _free_port, _start_service
 
 NAME = "client"
 DATABASE = "electric_bench_client"
@@ -456,7 +457,7 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
         service = _start_service(db_url, port, "direct_writes")
         service_url = f"http://127.0.0.1:{port}"
         try:
-            await _wait_ready(port, service)
+            await wait_ready(port, service)
             results.server_version = await _fill(db_url, args.rows, progress)
             runs = iter(range(1_000_000))
             for i in range(args.repeat + 1):

@@ -64,6 +64,7 @@ from ._harness import (
     machine_facts,
     parse_args,
     postgres,
+    wait_ready,
     write_section,
 )
 
@@ -348,17 +349,6 @@ async def _http_status(port: int, path: str) -> int:
     return int(data.split(b" ", 2)[1]) if data else 0
 
 
-async def _wait_ready(port: int, process: trio.Process) -> None:
-    with trio.fail_after(60):
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the service exited ({process.returncode})")
-            with contextlib.suppress(OSError):
-                if await _http_status(port, "/api/status") == 200:
-                    return
-            await trio.sleep(0.2)
-
-
 def _service_command() -> list[str]:
     script = Path(sys.executable).with_name("electric-trio")
     if script.exists():
@@ -479,7 +469,7 @@ async def _run(
     # Its log (warnings only) goes to a file: clients cut off at the end make it talk.
     log = results.service_log.open("wb")
     service: trio.Process = await nursery.start(_child(_service_command(), env, log))
-    await _wait_ready(http_port, service)
+    await wait_ready(http_port, service)
     clients = ClientPool(
         [
             await JsonProcess.start(

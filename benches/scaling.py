@@ -49,6 +49,7 @@ from ._harness import (
     machine_facts,
     parse_args,
     postgres,
+    wait_ready,
     write_section,
 )
 from .fanout import (
@@ -59,7 +60,6 @@ from .fanout import (
     _database_url,
     _free_port,
     _service_command,
-    _wait_ready,
     rss_kib,
 )
 
@@ -298,7 +298,7 @@ async def _run(
     progress.step(f"starting the service on port {http_port}, log in {log_path}")
     log = log_path.open("wb")
     service: trio.Process = await nursery.start(_child(_service_command(), env, log))
-    await _wait_ready(http_port, service)
+    await wait_ready(http_port, service)
     pool = ClientPool(
         [
             await JsonProcess.start(

@@ -72,6 +72,7 @@ from ._harness import (
     Report,
     command_line,
     machine_facts,
+    wait_ready,
     write_section,
 )
 
@@ -195,7 +196,7 @@ class Soak:
         await trio.to_thread.run_sync(self.proc.wait, 60)
         self.start_service()
         assert self.proc is not None
-        await _wait_ready(self.http_port, self.proc)
+        await wait_ready(self.http_port, self.proc)
 
     async def sample_rss(self) -> None:
         while True:
@@ -384,25 +385,6 @@ class Soak:
         return once, bad
 
 
-async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    """Until the service's ``/api/status`` answers 200 (or it exits: an error)."""
-    with trio.fail_after(120):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {proc.returncode}")
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.2)
-                continue
-            async with stream:
-                await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\n\r\n")
-                head = await stream.receive_some(4096)
-            if head.startswith(b"HTTP/1.1 200"):
-                return
-            await trio.sleep(0.2)
-
-
 #: Where the soak builds the extension of HEAD (kept between runs: later builds are quick).
 SOAK_TARGET = Path(tempfile.gettempdir()) / "electric-soak-target"
 #: Set (to the directory of HEAD's package and extension) once the soak runs from HEAD's build.
@@ -499,7 +481,7 @@ async def _run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             soak.start_service()
             assert soak.proc is not None
             try:
-                await _wait_ready(soak.http_port, soak.proc)
+                await wait_ready(soak.http_port, soak.proc)
                 async with await connect(db_url) as c:
                     await c.execute(MIGRATE)
                     await c.execute(AUDIT)

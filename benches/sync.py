@@ -40,6 +40,7 @@ from ._harness import (
     command_line,
     machine_facts,
     postgres,
+    wait_ready,
     write_section,
 )
 from ._satellite_sync import (
@@ -51,7 +52,7 @@ from ._satellite_sync import (
     status_kib,
     wait_replicated,
 )
-from .writes import _database_url, _drop_database, _free_port, _start_service, _wait_ready
+from .writes import _database_url, _drop_database, _free_port, _start_service
 
 NAME = "sync"
 DATABASE = "electric_bench_sync"
@@ -160,7 +161,7 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
     port = _free_port()
     service = _start_service(db_url, port, "direct_writes")
     try:
-        await _wait_ready(port, service)
+        await wait_ready(port, service)
         results.server_version = await _fill(db_url, args.sizes, progress)
         for rows in args.sizes:
             table = _table(rows)

@@ -52,6 +52,7 @@ from ._harness import (
     machine_facts,
     parse_args,
     postgres,
+    wait_ready,
     write_section,
 )
 
@@ -584,24 +585,6 @@ def _start_profiler(pid: int, directory: str, mode: str) -> subprocess.Popen[byt
     )
 
 
-async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    with trio.fail_after(60):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {proc.returncode}")
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.2)
-                continue
-            async with stream:
-                await stream.send_all(b"GET /api/status HTTP/1.1\r\nhost: x\r\n\r\n")
-                head = await stream.receive_some(4096)
-            if head.startswith(b"HTTP/1.1 200"):
-                return
-            await trio.sleep(0.2)
-
-
 async def _e2e(
     db_url: str, args: argparse.Namespace, progress: Progress, mode: str
 ) -> dict[str, Any]:
@@ -616,7 +599,7 @@ async def _e2e(
     pg_cpu: dict[str, list[float]] = {"window": [], "peer": []}
     profiler: subprocess.Popen[bytes] | None = None
     try:
-        await _wait_ready(port, proc)
+        await wait_ready(port, proc)
         if args.profile:
             profiler = _start_profiler(proc.pid, args.profile, mode)
         async with await connect(db_url) as c:

@@ -51,15 +51,7 @@ def frame(payload: bytes) -> bytes:
 async def send_frames(ws: WebSocketConnection, payloads: Iterable[bytes]) -> None:
     """Writes each payload as one binary message, all in one write; raises
     :class:`ConnectionClosed` like ``send_message``."""
-    data = b"".join(frame(p) for p in payloads)
-    if ws._close_reason:
-        raise ConnectionClosed(ws._close_reason)
-    async with ws._stream_lock:
-        try:
-            await _send_all(ws, data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            await ws._abort_web_socket()
-            raise ConnectionClosed(ws._close_reason) from None
+    await send_framed(ws, b"".join(frame(p) for p in payloads))
 
 
 async def send_framed(ws: WebSocketConnection, data: bytes) -> None:
