@@ -557,6 +557,12 @@ async def test_quoted_table_and_column_names(service: Service, pg: Connection) -
         assert (await c.echo()).origin == "client_1_1"
         await c.write(2, now + 5, update(3, ["a", "u2"], ["a", "u1"], tags=[f"client_1_1@{now}"]))
         assert (await c.echo()).commit_timestamp == now + 5
+    # (the echo may come a moment before the commit is visible here: see pg_tag)
+    with trio.move_on_after(10):
+        while [  # noqa: ASYNC110 (Postgres state, no event to wait on)
+            tuple(r) for r in await pg.fetch('SELECT * FROM "camelCase"')
+        ] != [("a", "u2")]:
+            await trio.sleep(0.02)
     assert [tuple(r) for r in await pg.fetch('SELECT * FROM "camelCase"')] == [("a", "u2")]
     tags = await pg.fetchval(
         'SELECT array_agg((t).source_id) FROM electric."shadow__public__camelCase",'
