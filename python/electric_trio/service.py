@@ -126,6 +126,20 @@ class PostgresConnector:
             try:
                 async with conn:
                     await self._watch(conn)
+            except trio.TooSlowError as e:
+                # No answer in time: the network or Postgres is gone, or this process (a long
+                # step holding the event loop) or the machine was too busy to read the answer.
+                # A new connection tells them apart; clients see no outage for a busy moment.
+                try:
+                    conn = await self._connect()
+                except _CONNECTION_ERRORS:
+                    log.warning(
+                        "lost the connection to Postgres; reconnecting",
+                        error=describe_pg_error(e, self.database),
+                    )
+                else:
+                    log.info("Postgres health check was late; replaced its connection")
+                    continue
             except _CONNECTION_ERRORS as e:
                 log.warning(
                     "lost the connection to Postgres; reconnecting",

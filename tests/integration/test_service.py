@@ -5,14 +5,18 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+import msgspec
 import psycopg
 import pytest
 import trio
 from psycopg import sql
 
 from electric_trio import service as service_module
-from electric_trio.config import Config
-from electric_trio.service import Service, StartupError, serve
+from electric_trio.config import Config, DatabaseConfig
+from electric_trio.http import PgStatus
+from electric_trio.pg import Connection
+from electric_trio.service import PostgresConnector, Service, StartupError, serve
+from faults import open_relay
 
 if TYPE_CHECKING:
     from conftest import PgServer
@@ -163,6 +167,73 @@ async def test_refused_credentials_on_reconnection_show_as_failure(
     )
     with trio.fail_after(15):
         await service.postgres.wait_state("ready")
+
+
+class RecordingConnector(PostgresConnector):
+    """Remembers every state it went through."""
+
+    def __init__(self, database: DatabaseConfig) -> None:
+        super().__init__(database)
+        self.states: list[PgStatus] = []
+        self.connects = 0
+        #: Set when a second connection starts opening.
+        self.reconnecting = trio.Event()
+
+    async def _connect(self) -> Connection:
+        self.connects += 1
+        if self.connects == 2:
+            self.reconnecting.set()
+        return await super()._connect()
+
+    def _set_state(self, state: PgStatus) -> None:
+        if state != self.state or not self.states:
+            self.states.append(state)
+        super()._set_state(state)
+
+
+@pytest.mark.usefixtures("fast_reconnect")
+async def test_a_late_health_check_is_not_an_outage(
+    pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check that gets no answer in time (here: its connection's bytes held by a relay; in
+    production: the event loop or the machine too busy to read it) is followed by a new
+    connection; when that one answers, the status never left ready (no 503s for clients)."""
+    monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
+    database = make_config(pg_url).database
+    async with open_relay(database.host, database.port) as relay:
+        connector = RecordingConnector(
+            msgspec.structs.replace(database, port=relay.port, connect_timeout=30.0)
+        )
+        await nursery.start(connector.run)
+        relay.stall()
+        with trio.fail_after(30):
+            await connector.reconnecting.wait()  # the check timed out
+        relay.resume()
+        await trio.sleep(1.0)  # 20 health-check intervals on the new connection
+        assert connector.states == ["ready"]
+        assert connector.connects == 2
+        assert relay.live == 1
+
+
+@pytest.mark.usefixtures("fast_reconnect")
+async def test_health_check_with_no_answer_at_all_is_an_outage(
+    pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
+    database = make_config(pg_url).database
+    async with open_relay(database.host, database.port) as relay:
+        connector = RecordingConnector(
+            msgspec.structs.replace(database, port=relay.port, connect_timeout=0.5)
+        )
+        await nursery.start(connector.run)
+        relay.stall()
+        with trio.fail_after(30):
+            await connector.wait_state("starting")
+        relay.cut()
+        relay.resume()
+        with trio.fail_after(30):
+            await connector.wait_state("ready")
+        assert connector.states == ["ready", "starting", "ready"]
 
 
 async def test_replication_connection_lost_restarts_the_reader(
