@@ -58,19 +58,24 @@ class LoopHarness:
 
     def stop(self) -> None:
         if self.token is not None and self._stop is not None:
-            trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
+            try:
+                trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
+            except trio.RunFinishedError:  # the loop ended by itself (an error)
+                pass
 
 
-def run_on_thread(server: Server, prefix: str, make: Callable[[str], H]) -> Iterator[H]:
-    """The body of a module fixture: the harness ``make(url)`` of a fresh database, running on
-    a thread until the module is done; then stopped, and the database dropped."""
+def run_on_thread(
+    server: Server, prefix: str, make: Callable[[str], H], *, ready_within: float = 120
+) -> Iterator[H]:
+    """The body of a fixture: the harness ``make(url)`` of a fresh database, running on a
+    thread until the fixture's scope ends; then stopped, and the database dropped."""
     name = trio.run(create_database, server.url, prefix)
     url = server.database_url(name)
     harness = make(url)
     thread = threading.Thread(target=harness.run, name=prefix, daemon=True)
     thread.start()
     try:
-        assert harness.ready.wait(120), "the service did not start"
+        assert harness.ready.wait(ready_within), "the service did not start"
         if harness.error is None:
             yield harness
     finally:

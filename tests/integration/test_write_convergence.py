@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_client_writes import SETTINGS, make_config, migrate, mode
 
+from _loop_thread import LoopHarness, run_on_thread
 from electric_trio.http.migrations import MigrationsApi
 from electric_trio.pg import Connection, connect
 from electric_trio.replication import ReplicationSubsystem
@@ -89,94 +89,67 @@ ops = st.one_of(
 Rows = list[tuple[str, str | None, int | None]]
 
 
-class Harness:
+class Harness(LoopHarness):
     """The service, Postgres and two official clients, in a Trio loop on a thread."""
 
-    def __init__(self, server_url: str, database_url: str, mode: str, tmp: Path) -> None:
-        self.server_url = server_url
-        self.database_url = database_url
+    def __init__(self, database_url: str, mode: str, tmp: Path) -> None:
+        super().__init__(database_url)
         self.mode = mode
         self.tmp = tmp
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
         self.examples = itertools.count()
-        self._stop: trio.CancelScope | None = None
         self.pg: Connection | None = None
         self.clients: dict[str, OfficialClient] = {}
         self.online = {"a": True, "b": True}
 
-    def run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as e:  # reported to the test's thread
-            self.error = e
-        finally:
-            self.ready.set()
-
-    async def _main(self) -> None:
-        with trio.CancelScope() as self._stop:
-            async with trio.open_nursery() as nursery:
-                service: Service = await nursery.start(
-                    partial(
-                        serve,
-                        make_config(self.database_url, self.mode),
-                        subsystems=[
-                            ReplicationSubsystem(),
-                            MigrationsApi(),
-                            SatelliteSubsystem(SETTINGS),
-                            WritesSubsystem(),
-                        ],
-                        handle_signals=False,
-                    )
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            service: Service = await nursery.start(
+                partial(
+                    serve,
+                    make_config(self.url, self.mode),
+                    subsystems=[
+                        ReplicationSubsystem(),
+                        MigrationsApi(),
+                        SatelliteSubsystem(SETTINGS),
+                        WritesSubsystem(),
+                    ],
+                    handle_signals=False,
                 )
-                with trio.fail_after(60):
-                    await service.wait_ready()
-                async with await connect(self.database_url) as pg:
-                    self.pg = pg
-                    await migrate(
-                        service,
-                        pg,
-                        "20240101000000",
-                        "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
-                        " CALL electric.electrify('items');",
-                    )
-                    assert service.migrations is not None
-                    url = f"http://127.0.0.1:{service.http_port}"
-                    async with (
-                        open_official_client("a") as a,
-                        open_official_client("b") as b,
-                    ):
-                        for name, client in (("a", a), ("b", b)):
-                            await client.open(
-                                db=self.tmp / f"{name}.db",
-                                schema=describe_schema(service.migrations.schema),
-                                migrations_url=url,
-                                url=url,
-                                user_id="alice",
-                            )
-                            await client.connect()
-                            await client.sync("items", within=20)
-                            self.clients[name] = client
-                        self.token = trio.lowlevel.current_trio_token()
-                        self.ready.set()
-                        await trio.sleep_forever()
-
-    def stop(self) -> None:
-        if self.token is not None and self._stop is not None:
-            try:
-                trio.from_thread.run_sync(self._stop.cancel, trio_token=self.token)
-            except trio.RunFinishedError:
-                pass
+            )
+            with trio.fail_after(60):
+                await service.wait_ready()
+            async with await connect(self.url) as pg:
+                self.pg = pg
+                await migrate(
+                    service,
+                    pg,
+                    "20240101000000",
+                    "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
+                    " CALL electric.electrify('items');",
+                )
+                assert service.migrations is not None
+                url = f"http://127.0.0.1:{service.http_port}"
+                async with (
+                    open_official_client("a") as a,
+                    open_official_client("b") as b,
+                ):
+                    for name, client in (("a", a), ("b", b)):
+                        await client.open(
+                            db=self.tmp / f"{name}.db",
+                            schema=describe_schema(service.migrations.schema),
+                            migrations_url=url,
+                            url=url,
+                            user_id="alice",
+                        )
+                        await client.connect()
+                        await client.sync("items", within=20)
+                        self.clients[name] = client
+                    self.started()
+                    await trio.sleep_forever()
 
     def example(self, ops: list[Op]) -> tuple[Rows, Rows, Rows]:
         """Runs one example; returns the rows of Postgres, a and b once all is quiet."""
-        assert self.token is not None
-        prefix = f"e{next(self.examples)}_"
-        result: tuple[Rows, Rows, Rows] = trio.from_thread.run(
-            self._example, prefix, ops, trio_token=self.token
-        )
-        return result
+        return self.in_loop(self._example, f"e{next(self.examples)}_", ops)
 
     async def _example(self, prefix: str, ops: list[Op]) -> tuple[Rows, Rows, Rows]:
         assert self.pg is not None
@@ -271,51 +244,9 @@ class Harness:
 
 @pytest.fixture
 def harness(pg_server: Any, mode: str, node_client_dir: Path, tmp_path: Path) -> Iterator[Harness]:
-    name = f"et_conv_{os.getpid()}_{mode}"
-
-    async def admin(sql: str) -> None:
-        async with await connect(pg_server.url) as c:
-            await c.execute(sql)
-
-    trio.run(admin, f'CREATE DATABASE "{name}"')
-    h = Harness(pg_server.url, pg_server.database_url(name), mode, tmp_path)
-    thread = threading.Thread(target=h.run, name="convergence", daemon=True)
-    thread.start()
-    try:
-        h.ready.wait(timeout=180)
-        if h.error is not None:
-            raise h.error
-        assert h.token is not None, "the service and clients did not start within 180 s"
-        yield h
-    finally:
-        h.stop()
-        thread.join(timeout=60)
-
-        async def cleanup() -> None:
-            async with await connect(pg_server.database_url(name)) as c:
-                if await c.fetchval(
-                    "SELECT count(*) FROM pg_subscription WHERE subname = 'postgres_1' AND subdbid"
-                    " = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ):
-                    await c.execute(
-                        "ALTER SUBSCRIPTION postgres_1 DISABLE;"
-                        " ALTER SUBSCRIPTION postgres_1 SET (slot_name = NONE);"
-                        " DROP SUBSCRIPTION postgres_1"
-                    )
-            async with await connect(pg_server.url) as c:
-                with trio.move_on_after(20):
-                    while await c.fetchval(  # noqa: ASYNC110 (Postgres state, no event)
-                        "SELECT count(*) FROM pg_replication_slots"
-                        f" WHERE database = '{name}' AND active"
-                    ):
-                        await trio.sleep(0.05)
-                await c.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    f" WHERE database = '{name}'"
-                )
-                await c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-        trio.run(cleanup)
+    yield from run_on_thread(
+        pg_server, "et_conv", lambda url: Harness(url, mode, tmp_path), ready_within=180
+    )
 
 
 @settings(
