@@ -54,6 +54,24 @@ def summary(got: list[tuple[str, bytes]]) -> list[str]:
     return out
 
 
+async def pipelined(running: Running, requests: list[bytes]) -> list[str]:
+    """Creates table ``t`` (electrified), then sends ``requests`` at once on a new connection
+    to the proxy; the summary of every answer, once each request's ReadyForQuery came."""
+    async with await connect(running.dsn()) as conn:
+        await conn.execute("CREATE TABLE t (id uuid PRIMARY KEY, b text)")
+        await conn.execute("ALTER TABLE t ENABLE ELECTRIC")
+    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+    try:
+        await stream.send_all(
+            _native.encode_startup([("user", "postgres"), ("password", PASSWORD)])
+        )
+        await answers(stream, 1)
+        await stream.send_all(b"".join(requests))
+        return summary(await answers(stream, len(requests)))
+    finally:
+        await stream.aclose()
+
+
 async def test_request_in_the_startup_packet_is_read(running: Running) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", running.port)
     try:
@@ -68,30 +86,18 @@ async def test_request_in_the_startup_packet_is_read(running: Running) -> None:
 
 
 async def test_plain_queries_pipelined_between_rewritten_and_refused(running: Running) -> None:
-    async with await connect(running.dsn()) as conn:
-        await conn.execute("CREATE TABLE t (id uuid PRIMARY KEY, b text)")
-        await conn.execute("ALTER TABLE t ENABLE ELECTRIC")
-    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
-    try:
-        await stream.send_all(
-            _native.encode_startup([("user", "postgres"), ("password", PASSWORD)])
-        )
-        await answers(stream, 1)
-        requests = [
-            "SELECT 1",
-            "ALTER TABLE t ADD COLUMN c text",  # captured: the tag is put back
-            "SELECT 2;",
-            "BEGIN",
-            "ALTER TABLE t DROP COLUMN b",  # refused (EX010): the transaction fails
-            "SELECT 3",  # refused by Postgres: the transaction is aborted
-            "ROLLBACK",
-            "select count(*) from t",
-            "ALTER TABLE t ADD COLUMN d int8",
-        ]
-        await stream.send_all(b"".join(_native.encode_query(sql) for sql in requests))
-        got = summary(await answers(stream, len(requests)))
-    finally:
-        await stream.aclose()
+    requests = [
+        "SELECT 1",
+        "ALTER TABLE t ADD COLUMN c text",  # captured: the tag is put back
+        "SELECT 2;",
+        "BEGIN",
+        "ALTER TABLE t DROP COLUMN b",  # refused (EX010): the transaction fails
+        "SELECT 3",  # refused by Postgres: the transaction is aborted
+        "ROLLBACK",
+        "select count(*) from t",
+        "ALTER TABLE t ADD COLUMN d int8",
+    ]
+    got = await pipelined(running, [_native.encode_query(sql) for sql in requests])
     assert got == [
         *("SELECT 1", "ZI"),
         *("ALTER TABLE", "ZI"),
@@ -116,26 +122,14 @@ def batch(*statements: str) -> bytes:
 
 
 async def test_plain_batches_pipelined_with_rewritten_statements(running: Running) -> None:
-    async with await connect(running.dsn()) as conn:
-        await conn.execute("CREATE TABLE t (id uuid PRIMARY KEY, b text)")
-        await conn.execute("ALTER TABLE t ENABLE ELECTRIC")
-    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
-    try:
-        await stream.send_all(
-            _native.encode_startup([("user", "postgres"), ("password", PASSWORD)])
-        )
-        await answers(stream, 1)
-        batches = [
-            batch("SELECT 1"),
-            batch("SELECT 2", "ALTER TABLE t ADD COLUMN c text", "SELECT 3"),
-            batch("select 4"),
-            batch("ALTER TABLE t DROP COLUMN b"),  # refused (EX010)
-            batch("SELECT 5", "SELECT 6"),
-        ]
-        await stream.send_all(b"".join(batches))
-        got = summary(await answers(stream, len(batches)))
-    finally:
-        await stream.aclose()
+    batches = [
+        batch("SELECT 1"),
+        batch("SELECT 2", "ALTER TABLE t ADD COLUMN c text", "SELECT 3"),
+        batch("select 4"),
+        batch("ALTER TABLE t DROP COLUMN b"),  # refused (EX010)
+        batch("SELECT 5", "SELECT 6"),
+    ]
+    got = await pipelined(running, batches)
     assert got == [
         *("SELECT 1", "ZI"),
         *("SELECT 1", "ALTER TABLE", "SELECT 1", "ZI"),
