@@ -71,11 +71,14 @@ from .messages import (
 from .shapes import (
     LayerPlan,
     Rows,
+    RowStream,
+    RowStreamError,
     SubscriptionPlan,
     add_rows,
     fetch_layers,
     plan_subscription,
     stream_data,
+    streamable,
     xid_at_least,
 )
 from .stream import Outbound, Outgoing, RefCounter
@@ -168,8 +171,9 @@ class _Delivery:
         self.xmin_known = trio.Event()
         #: Set once the read has a connection (reads wait their turn for one).
         self.connected = trio.Event()
-        self.rows: list[tuple[LayerPlan, Rows]] | None = None
+        self.rows: list[tuple[LayerPlan, Rows | RowStream]] | None = None
         self.error: str | None = None
+        #: Set once the rows are read, or (streamed) once the first of them are.
         self.ready = trio.Event()
         self.scope = trio.CancelScope()
 
@@ -1158,26 +1162,55 @@ class Session:
             delivery.xmin = xmin
             delivery.xmin_known.set()
 
-        with delivery.scope:
-            for attempt in (1, 2):
-                try:
-                    async with self.server.data_connection() as conn:
-                        delivery.connected.set()
-                        delivery.rows = await fetch_layers(
-                            conn, self.server.magic_write, starts, self.user_id, caused_by, on_xmin
+        # A subscription of one layer is sent while it is read (the read waits for the
+        # sending): the rows of a large shape are never all held.
+        stream = None
+        if delivery.subscription is not None and streamable(starts):
+            stream = RowStream(len(starts[0][0].table.columns), begun=delivery.ready)
+            delivery.rows = [(starts[0][0], stream)]
+        failure: str | None = "the read was cancelled"
+        try:
+            with delivery.scope:
+                for attempt in (1, 2):
+                    try:
+                        async with self.server.data_connection() as conn:
+                            delivery.connected.set()
+                            rows = await fetch_layers(
+                                conn,
+                                self.server.magic_write,
+                                starts,
+                                self.user_id,
+                                caused_by,
+                                on_xmin,
+                                stream,
+                            )
+                            if stream is None:
+                                delivery.rows = list(rows)
+                        failure = None
+                    except (
+                        PgError,
+                        OSError,
+                        trio.BrokenResourceError,
+                        PostgresUnavailableError,
+                    ) as e:
+                        if (
+                            attempt == 1
+                            and isinstance(e, ConnectionLostError)
+                            and (stream is None or not stream.read)
+                        ):
+                            continue  # a pooled connection that died while idle: once more
+                        log.warning(
+                            "cannot read shape data client_id=%s caused_by=%s: %s",
+                            self.client_id,
+                            caused_by,
+                            e,
                         )
-                except (PgError, OSError, trio.BrokenResourceError, PostgresUnavailableError) as e:
-                    if attempt == 1 and isinstance(e, ConnectionLostError):
-                        continue  # a pooled connection that died while idle: once more
-                    log.warning(
-                        "cannot read shape data client_id=%s caused_by=%s: %s",
-                        self.client_id,
-                        caused_by,
-                        e,
-                    )
-                    delivery.error = str(e)
-                break
-        delivery.ready.set()
+                        delivery.error = failure = str(e)
+                    break
+        finally:
+            if stream is not None:
+                stream.close(failure)
+            delivery.ready.set()
 
     async def _deliver_due(self, xid: int, position: int) -> bool:
         """Sends the deliveries whose insertion point is transaction ``xid`` (waiting for their
@@ -1197,6 +1230,9 @@ class Session:
         assert outbound is not None
         graph = shapes.graph
         plan = delivery.subscription
+        streams = [rows for _, rows in delivery.rows or () if isinstance(rows, RowStream)]
+        if streams and not await streams[0].started():
+            delivery.error = streams[0].error  # failed before its first row: nothing sent
         if delivery.error is not None or delivery.rows is None:
             if plan is not None:
                 failed = SatSubsDataError(
@@ -1221,12 +1257,13 @@ class Session:
 
             plan.xmin = delivery.xmin or 0
             shapes.add_layers(plan)
-        layers: list[tuple[int, Rows]] = []
+        layers: list[tuple[int, Rows | RowStream]] = []
         for layer, rows in delivery.rows:
             assert layer.layer_id is not None
             layers.append((layer.layer_id, rows))
         if plan is None:
             for layer_id, rows in layers:
+                assert not isinstance(rows, RowStream)  # move-ins are read whole
                 await add_rows(graph, layer_id, rows, delivery.resend)  # in parts
             frames, relations = graph.take_data(additional_ref=delivery.ref)
             async with self._send_lock:
@@ -1242,6 +1279,7 @@ class Session:
             head.append(encode(SatShapeDataEnd()))
         head.append(encode(SatShapeDataBegin(request_id=ids[-1])))
         shapes.subscriptions[plan.id] = plan
+        cut_short: str | None = None
         try:
             async with self._send_lock:
                 await send_frames(self.ws, head)
@@ -1258,10 +1296,27 @@ class Session:
                 sum(len(rows) for _, rows in layers),
                 ops,
             )
+        except RowStreamError as e:
+            cut_short = str(e)
         finally:
             # Stored once the data is out: the graph's export and its write would hold the
             # event loop for seconds of a large shape, between the data's frames.
-            self._nursery_soon(self._store_subscription, plan)
+            if cut_short is None:
+                self._nursery_soon(self._store_subscription, plan)
+        if cut_short is not None:
+            # The read failed with part of the data sent: the subscription is forgotten (its
+            # rows leave the graph, never stored) and the client, which got no
+            # SatSubsDataEnd, is cut off to subscribe again on its next connection.
+            shapes.remove(plan.id)
+            graph.take_data()
+            await self.close(
+                CLOSE_PROTOCOL_ERROR,
+                "Subscription data failed",
+                SatErrorResp(
+                    error_type=_Code.REPLICATION_FAILED,
+                    message="could not read the subscription's data",
+                ),
+            )
 
     def _start_move_in(
         self,

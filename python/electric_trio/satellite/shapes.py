@@ -17,7 +17,7 @@ xmin, so nothing is lost or doubled between the data and the live stream.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -36,12 +36,15 @@ from .stream import OWNER_COLUMN, column_defs
 
 __all__ = [
     "LayerPlan",
+    "RowStream",
+    "RowStreamError",
     "Rows",
     "SubscriptionPlan",
     "add_rows",
     "fetch_layers",
     "plan_subscription",
     "stream_data",
+    "streamable",
     "xid_at_least",
 ]
 
@@ -299,6 +302,64 @@ Row = tuple[list[str], list[str | None]]
 Rows = _native.ShapeRows
 
 
+class RowStream:
+    """The rows of a layer read while they are sent: the COPY's batches, each a
+    :data:`Rows` of its own, through a bounded channel from the read (which waits while the
+    channel is full) to the sender. Neither the whole result is ever held, nor does the
+    sending wait for Postgres to have produced the last row before the first goes out."""
+
+    def __init__(self, columns: int, begun: trio.Event, batches: int = 8) -> None:
+        self.columns = columns
+        #: Set once the first rows are in the channel, or the read ended.
+        self.begun = begun
+        self._send, self._receive = trio.open_memory_channel[Rows](batches)
+        #: Rows put in the channel so far, and taken from it.
+        self.read = 0
+        self.taken = 0
+        #: Why the read stopped before its end (set before the channel closes).
+        self.error: str | None = None
+        self._first: Rows | None = None
+
+    def __len__(self) -> int:
+        return self.taken
+
+    async def put(self, batch: Rows) -> None:
+        self.read += len(batch)
+        await self._send.send(batch)
+        self.begun.set()
+
+    def close(self, error: str | None = None) -> None:
+        """Ends the rows: all of them read, or (``error``) the read failed."""
+        if error is not None and self.error is None:
+            self.error = error
+        self._send.close()
+        self.begun.set()
+
+    async def started(self) -> bool:
+        """Waits for the first rows (or the end); False when the read failed before any."""
+        try:
+            self._first = await self._receive.receive()
+        except trio.EndOfChannel:
+            return self.error is None
+        return True
+
+    async def batches(self) -> AsyncIterator[Rows]:
+        """The rows, batch by batch; raises :class:`RowStreamError` when the read failed."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            self.taken += len(first)
+            yield first
+        async for batch in self._receive:
+            self.taken += len(batch)
+            yield batch
+        if self.error is not None:
+            raise RowStreamError(self.error)
+
+
+class RowStreamError(Exception):
+    """The read of a :class:`RowStream` failed after some of its rows were sent."""
+
+
 def layer_query(
     layer: LayerPlan, key_columns: Sequence[str], keys: Sequence[Sequence[str]], user_id: str | None
 ) -> tuple[str, list[object]]:
@@ -369,13 +430,24 @@ async def _read_layer(
     keys: Sequence[Sequence[str]],
     user_id: str | None,
     out: list[tuple[LayerPlan, Rows]],
+    stream: RowStream | None = None,
 ) -> None:
     names = [c.name for c in layer.table.columns]
-    rows = _native.ShapeRows(len(names))
-    out.append((layer, rows))
     if key_columns and not keys:
+        if stream is None:
+            out.append((layer, _native.ShapeRows(len(names))))
         return
     sql, params = layer_query(layer, key_columns, keys, user_id)
+    if stream is not None:
+        # One batch of rows per read from the socket, handed over as they arrive.
+        async with conn.copy_out(f"COPY ({inline_params(sql, params)}) TO STDOUT") as copy:
+            async for batch in copy.batches():
+                part = _native.ShapeRows(len(names))
+                part.extend(batch)
+                await stream.put(part)
+        return
+    rows = _native.ShapeRows(len(names))
+    out.append((layer, rows))
     # One COPY, its rows kept in Rust as they arrive (no Python object per value).
     async with conn.copy_out(f"COPY ({inline_params(sql, params)}) TO STDOUT") as copy:
         async for batch in copy.batches():
@@ -414,9 +486,13 @@ async def fetch_layers(
     user_id: str | None,
     caused_by: str,
     on_xmin: Callable[[int], None],
+    stream: RowStream | None = None,
 ) -> list[tuple[LayerPlan, Rows]]:
     """Reads the rows of each ``(layer, key columns, keys)`` start and the layers under them in
-    one snapshot on ``conn`` (idle, outside a transaction); ``on_xmin`` gets the snapshot's xmin
+    one snapshot on ``conn`` (idle, outside a transaction); with ``stream`` (a single start
+    with no layer under it, see :func:`streamable`), its rows go there as they are read, the
+    list returned is empty and the snapshot stays open until the last of them was taken
+    (or the channel refused them); ``on_xmin`` gets the snapshot's xmin
     as soon as it is known, before ``magic_write(caused_by)`` runs :data:`MAGIC_WRITE` on
     another connection, which makes sure a transaction at or after it comes through the stream.
     (Given after the magic write, the xmin could arrive after the magic transaction had already
@@ -430,9 +506,15 @@ async def fetch_layers(
     await magic_write(caused_by)
     out: list[tuple[LayerPlan, Rows]] = []
     for layer, key_columns, keys in starts:
-        await _read_layer(conn, layer, key_columns, keys, user_id, out)
+        await _read_layer(conn, layer, key_columns, keys, user_id, out, stream)
     await conn.execute("COMMIT")
     return out
+
+
+def streamable(starts: Sequence[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]]) -> bool:
+    """Whether the rows of ``starts`` can be sent while they are read (a :class:`RowStream`):
+    one layer with none under it (no later query needs its rows' keys)."""
+    return len(starts) == 1 and not starts[0][0].children
 
 
 #: Rows a graph takes (and frames) per call before other tasks get to run: a 1,000,000-row
@@ -452,7 +534,7 @@ async def add_rows(graph: _native.ShapeGraph, layer: int, rows: Rows, resend: bo
 
 async def stream_data(
     graph: _native.ShapeGraph,
-    layers: Sequence[tuple[int, Rows]],
+    layers: Sequence[tuple[int, Rows | RowStream]],
     resend: bool,
     send: Callable[[bytes], Awaitable[None]],
 ) -> int:
@@ -461,14 +543,23 @@ async def stream_data(
     makes), a part at a time, so that neither the rows' ops nor their frames are ever all
     held, and other tasks run between parts. The relations of the layers must
     have been sent (``graph.layer_relations``). Returns how many ops were sent. The move-ins
-    the graph returns are not kept, as in :func:`add_rows`."""
-    for layer, rows in layers:
+    the graph returns are not kept, as in :func:`add_rows`. A :class:`RowStream`'s rows are
+    added batch by batch as the read brings them (:class:`RowStreamError` when it fails)."""
+
+    async def add(layer: int, rows: Rows) -> None:
         for start in range(0, len(rows), ROWS_PER_STEP):
             data, _ = graph.add_rows_framed(layer, rows, resend, start, start + ROWS_PER_STEP)
             if data:
                 await send(data)
             else:
                 await trio.lowlevel.checkpoint()
+
+    for layer, rows in layers:
+        if isinstance(rows, RowStream):
+            async for batch in rows.batches():
+                await add(layer, batch)
+        else:
+            await add(layer, rows)
     data, ops = graph.finish_framed()
     if data:
         await send(data)
