@@ -26,6 +26,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 from .. import _native
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
+from . import _bookkeeping as bk
 from ._db import PostgresUnavailableError, SessionDatabase
 from ._wire import frame
 from .auth import Authenticator
@@ -195,6 +196,9 @@ class SatelliteServer:
         self.history = history
         self.txlog = txlog
         self.db = SessionDatabase(params, settings.query_timeout)
+        #: The clients' state writes, many clients' in one statement, on their own connection.
+        self.bookkeeper = bk.Bookkeeper(SessionDatabase(params, settings.query_timeout, 1))
+        self._acknowledged: bk.Combiner[str, bytes] = bk.Combiner(self._acknowledged_lsns)
         #: For the connections sessions open (shape data reads in their own snapshot).
         self.params = params
         #: Each client's shapes, kept between its connections (resume, §7.2).
@@ -259,24 +263,14 @@ class SatelliteServer:
         if plan.request is None:
             return
         await self._bookkeeping(
-            "INSERT INTO electric.client_shape_subscriptions"
-            " (client_id, subscription_id, min_txid, ord, shape_requests)"
-            " VALUES ($1, $2, $3::text::xid8,"
-            " (SELECT coalesce(max(ord), 0) + 1 FROM electric.client_shape_subscriptions"
-            " WHERE client_id = $1), $4)"
-            " ON CONFLICT (client_id, subscription_id) DO NOTHING",
+            bk.SUBSCRIPTION,
             client_id,
-            plan.id,
-            str(plan.xmin),
-            encode_message(plan.request),
+            [(client_id, plan.id, str(plan.xmin), encode_message(plan.request))],
         )
 
     async def forget_subscriptions(self, client_id: str, ids: Sequence[str]) -> None:
         await self._bookkeeping(
-            "DELETE FROM electric.client_shape_subscriptions"
-            " WHERE client_id = $1 AND subscription_id = ANY($2::text[])",
-            client_id,
-            list(ids),
+            bk.FORGET_SUBSCRIPTIONS, client_id, [(client_id, sub_id) for sub_id in ids]
         )
 
     async def store_checkpoint(
@@ -285,55 +279,35 @@ class SatelliteServer:
         """Records the client's sent-rows graph, at position ``lsn`` (with its journal back to
         the client's last acknowledgement), and its unacknowledged move-ins."""
         await self._bookkeeping(
-            "INSERT INTO electric.client_checkpoints"
-            " (client_id, pg_wal_pos, sent_rows_graph, pending_move_ins) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (client_id) DO UPDATE SET pg_wal_pos = excluded.pg_wal_pos,"
-            " sent_rows_graph = excluded.sent_rows_graph,"
-            " pending_move_ins = excluded.pending_move_ins, updated_at = now()",
-            client_id,
-            lsn,
-            graph,
-            _msgpack.encode(move_ins),
+            bk.CHECKPOINT, client_id, [(client_id, lsn, graph, _msgpack.encode(move_ins))]
         )
 
     async def store_unsubscribed(self, client_id: str, batch: GoneBatch, position: int) -> None:
         """Records an unsubscribe's GONE batch until the client acknowledges it."""
         data = _msgpack.encode(batch)
-        for sub_id in batch.ids:
-            await self._bookkeeping(
-                "INSERT INTO electric.client_unsub_points"
-                " (client_id, subscription_id, wal_pos, gone_batch) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (client_id, subscription_id) DO UPDATE SET"
-                " wal_pos = excluded.wal_pos, gone_batch = excluded.gone_batch,"
-                " updated_at = now()",
-                client_id,
-                sub_id,
-                position,
-                data,
-            )
+        await self._bookkeeping(
+            bk.UNSUBSCRIBED,
+            client_id,
+            [(client_id, sub_id, position, data) for sub_id in dict.fromkeys(batch.ids)],
+        )
 
     async def forget_unsubscribed(self, client_id: str, ids: Sequence[str]) -> None:
         await self._bookkeeping(
-            "DELETE FROM electric.client_unsub_points"
-            " WHERE client_id = $1 AND subscription_id = ANY($2::text[])",
-            client_id,
-            list(ids),
+            bk.FORGET_UNSUBSCRIBED, client_id, [(client_id, sub_id) for sub_id in ids]
         )
 
     async def forget_stored(self, client_id: str) -> None:
-        """Drops the stored state of a client that starts over (one statement: one commit)."""
-        await self._bookkeeping(
-            "WITH s AS (DELETE FROM electric.client_shape_subscriptions WHERE client_id = $1),"
-            " u AS (DELETE FROM electric.client_unsub_points WHERE client_id = $1)"
-            " DELETE FROM electric.client_checkpoints WHERE client_id = $1",
-            client_id,
-        )
+        """Drops the stored state of a client that starts over."""
+        await self._bookkeeping(bk.FORGET_STORED, client_id, [(client_id,)])
 
-    async def _bookkeeping(self, sql: str, client_id: str, *args: Any) -> None:
-        """A write of the client's state, on the client's connection (in order with the
-        client's other writes); logged when Postgres is unavailable."""
+    async def _bookkeeping(
+        self, kind: bk.Kind, client_id: str, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """A write of the client's state, in order with the client's other writes and in one
+        statement with other clients' (see :mod:`._bookkeeping`); logged when Postgres is
+        unavailable."""
         try:
-            await self.db.fetch(sql, client_id, *args, key=client_id)
+            await self.bookkeeper.write(kind, client_id, rows)
         except PostgresUnavailableError as e:
             log.warning("cannot store client state: %s", e)
 
@@ -437,12 +411,18 @@ class SatelliteServer:
     async def acknowledged_client_lsn(self, client_id: str) -> bytes:
         """The client's last transaction Postgres has (its opaque LSN bytes; empty if none).
         Raises :class:`PostgresUnavailableError`."""
+        return await self._acknowledged(client_id)
+
+    async def _acknowledged_lsns(self, client_ids: list[str]) -> list[bytes]:
+        """:meth:`acknowledged_client_lsn` of every client that asked while the previous
+        query ran, in one query (clients connect by the thousand after a restart)."""
         rows = await self.db.fetch(
-            "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1",
-            client_id,
-            key=client_id,
+            "SELECT client_id, lsn FROM electric.acknowledged_client_lsns"
+            " WHERE client_id = ANY($1::text[])",
+            list(dict.fromkeys(client_ids)),
         )
-        return bytes(rows[0][0]) if rows else b""
+        found = {str(c): bytes(lsn) for c, lsn in rows}
+        return [found.get(c, b"") for c in client_ids]
 
     async def table_oid(self, schema: str, name: str) -> int:
         """The OID of table ``schema.name`` (the ``relation_id`` clients see)."""
@@ -609,6 +589,7 @@ class SatelliteServer:
         while self._data_free:
             await self._data_free.pop().aclose()
         await self.db.aclose()
+        await self.bookkeeper.aclose()
 
 
 class SatelliteSubsystem:

@@ -1394,9 +1394,13 @@ class Session:
         await self._store_checkpoint()
 
     def _checkpoint_due(self) -> None:
-        """Stores the client's graph when the last stored one is old enough."""
+        """Stores the client's graph when the last stored one is old enough (a client with no
+        subscription has nothing to resume: the acknowledgement of its migrations, as each
+        client connects, stored an empty graph the subscription's store then overwrote)."""
         now = trio.current_time()
         if now - self._stored_at < self.settings.checkpoint_interval:
+            return
+        if self.shapes is None or not self.shapes.subscriptions:
             return
         self._stored_at = now
         self._nursery_soon(self._store_checkpoint)
