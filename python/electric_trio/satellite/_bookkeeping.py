@@ -54,24 +54,36 @@ class _Pending(Generic[T, R]):
 
 class Combiner(Generic[T, R]):
     """Calls ``run(items)`` for the items asked for while the previous call ran, each caller
-    getting its own item's result (``run`` returns one result or exception per item)."""
+    getting its own item's result (``run`` returns one result or exception per item).
+
+    With ``shield`` (writes), a caller is not interrupted until its item is done. Without
+    (reads), a caller may be cancelled while it waits (its item is dropped) or while it runs a
+    batch (the batch's other items go back to the front of the queue, for the next caller)."""
 
     def __init__(
         self,
         run: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
         size: Callable[[T], int] = lambda _item: 0,
+        *,
+        shield: bool = False,
     ) -> None:
         self._run = run
         self._size = size
+        self._shield = shield
         self._queue: list[_Pending[T, R]] = []
         self._busy = False
 
     async def __call__(self, item: T) -> R:
         pending: _Pending[T, R] = _Pending(item)
         self._queue.append(pending)
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=self._shield):
             if self._busy:
-                await pending.turn.wait()
+                try:
+                    await pending.turn.wait()
+                except trio.Cancelled:
+                    if pending in self._queue:
+                        self._queue.remove(pending)
+                    raise
             if not pending.written:
                 await self._write()
         if pending.error is not None:
@@ -79,7 +91,7 @@ class Combiner(Generic[T, R]):
         return pending.result  # type: ignore[return-value]
 
     async def _write(self) -> None:
-        """Writes a batch from the front of the queue (the caller's item is its first)."""
+        """Runs a batch from the front of the queue (the caller's item is its first)."""
         self._busy = True
         queue = self._queue
         count, size = 0, 0
@@ -93,9 +105,12 @@ class Combiner(Generic[T, R]):
             results: Sequence[R | BaseException] = await self._run([p.item for p in batch])
         except Exception as e:
             results = [e] * len(batch)
+        except BaseException:
+            self._queue[:0] = batch[1:]  # interrupted: the others' items go again
+            raise
         finally:
             if self._queue:
-                self._queue[0].turn.set()  # the next batch is the oldest waiter's to write
+                self._queue[0].turn.set()  # the next batch is the oldest waiter's to run
             else:
                 self._busy = False
         for pending, result in zip(batch, results, strict=True):
@@ -211,7 +226,7 @@ class Bookkeeper:
 
     def __init__(self, db: SessionDatabase) -> None:
         self.db = db
-        self._combiner: Combiner[Write, None] = Combiner(self._run, _write_size)
+        self._combiner: Combiner[Write, None] = Combiner(self._run, _write_size, shield=True)
         #: Statements and writes made (for tests and the log).
         self.statements = 0
         self.writes = 0
