@@ -63,6 +63,8 @@ log = logging.getLogger("electric_trio.satellite")
 _msgpack = msgspec.msgpack.Encoder()
 _gone_batch_decoder = msgspec.msgpack.Decoder(GoneBatch)
 _move_ins_decoder = msgspec.msgpack.Decoder(PendingMoveIns)
+#: A client's stored rows: its checkpoint, its subscriptions, its unsubscribe points.
+_Stored = tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 PROTOCOL_PREFIX = "electric."
 #: The protocol version this server speaks: that of the official client electric-sql 0.12.1.
@@ -199,6 +201,7 @@ class SatelliteServer:
         #: The clients' state writes, many clients' in one statement, on their own connection.
         self.bookkeeper = bk.Bookkeeper(SessionDatabase(params, settings.query_timeout, 1))
         self._acknowledged: bk.Combiner[str, bytes] = bk.Combiner(self._acknowledged_lsns)
+        self._stored: bk.Combiner[str, _Stored | None] = bk.Combiner(self._load_stored)
         #: For the connections sessions open (shape data reads in their own snapshot).
         self.params = params
         #: Each client's shapes, kept between its connections (resume, §7.2).
@@ -314,20 +317,10 @@ class SatelliteServer:
     async def load_client_shapes(self, client_id: str, user_id: str | None) -> ClientShapes | None:
         """The client's shapes as last stored, or None. Raises
         :class:`PostgresUnavailableError`."""
-        checkpoint = await self.db.fetch(
-            "SELECT pg_wal_pos, sent_rows_graph, pending_move_ins FROM electric.client_checkpoints"
-            " WHERE client_id = $1",
-            client_id,
-            key=client_id,
-        )
-        if not checkpoint:
+        stored = await self._stored(client_id)
+        if stored is None:
             return None
-        rows = await self.db.fetch(
-            "SELECT subscription_id, min_txid::text, shape_requests"
-            " FROM electric.client_shape_subscriptions WHERE client_id = $1 ORDER BY ord",
-            client_id,
-            key=client_id,
-        )
+        checkpoint, rows, unsub_points = stored
         shapes = ClientShapes(user_id)
         schema = self.history.schema
         for sub_id, xmin, raw in rows:
@@ -351,17 +344,12 @@ class SatelliteServer:
             shapes.add_layers(plan)
             shapes.subscriptions[plan.id] = plan
         batches: dict[bytes, GoneBatch] = {}
-        for sub_id, data in await self.db.fetch(
-            "SELECT subscription_id, gone_batch FROM electric.client_unsub_points"
-            " WHERE client_id = $1 AND gone_batch IS NOT NULL",
-            client_id,
-            key=client_id,
-        ):
+        for sub_id, data in unsub_points:
             raw = bytes(data)
             if raw not in batches:
                 batches[raw] = _gone_batch_decoder.decode(raw)
             shapes.unsubscribed[sub_id] = batches[raw]
-        position, graph, move_ins = checkpoint[0]
+        position, graph, move_ins = checkpoint
         shapes.graph.import_rows(bytes(graph))
         if move_ins is not None:
             shapes.import_move_ins(_move_ins_decoder.decode(bytes(move_ins)))
@@ -374,6 +362,40 @@ class SatelliteServer:
             shapes.position,
         )
         return shapes
+
+    async def _load_stored(self, client_ids: list[str]) -> list[_Stored | None]:
+        """The stored rows of every client that :meth:`load_client_shapes` asked for while
+        the previous load ran: three queries for all of them (clients reconnect by the
+        thousand after a restart of the service)."""
+        ids = list(dict.fromkeys(client_ids))
+        checkpoints = {
+            str(c): (position, graph, move_ins)
+            for c, position, graph, move_ins in await self.db.fetch(
+                "SELECT client_id, pg_wal_pos, sent_rows_graph, pending_move_ins"
+                " FROM electric.client_checkpoints WHERE client_id = ANY($1::text[])",
+                ids,
+            )
+        }
+        ids = [c for c in ids if c in checkpoints]
+        subs: dict[str, list[tuple[Any, ...]]] = {c: [] for c in ids}
+        unsub: dict[str, list[tuple[Any, ...]]] = {c: [] for c in ids}
+        if ids:
+            for c, *row in await self.db.fetch(
+                "SELECT client_id, subscription_id, min_txid::text, shape_requests"
+                " FROM electric.client_shape_subscriptions WHERE client_id = ANY($1::text[])"
+                " ORDER BY client_id, ord",
+                ids,
+            ):
+                subs[str(c)].append(tuple(row))
+            for c, *row in await self.db.fetch(
+                "SELECT client_id, subscription_id, gone_batch FROM electric.client_unsub_points"
+                " WHERE client_id = ANY($1::text[]) AND gone_batch IS NOT NULL",
+                ids,
+            ):
+                unsub[str(c)].append(tuple(row))
+        return [
+            (checkpoints[c], subs[c], unsub[c]) if c in checkpoints else None for c in client_ids
+        ]
 
     # ---- Postgres ------------------------------------------------------------------------
 
