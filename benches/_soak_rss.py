@@ -8,9 +8,12 @@ from collections.abc import Sequence
 
 #: Samples of a process's first seconds are its warm-up (start, replay, clients reconnecting).
 WARMUP_S = 30.0
-#: A leak: the median RSS of the run's last third above the first third's by both margins.
-MAX_RATIO = 1.25
-MAX_GROWTH_MIB = 20.0
+#: A leak: RSS still rising by more than MAX_SLOPE MiB per minute over the run's last two
+#: thirds (the least-squares slope of the steady samples; the first third is left to the
+#: warm-up of caches and of the transaction log up to its bound), or the median RSS of the
+#: last third above the first third's by more than MAX_RATIO.
+MAX_RATIO = 1.05
+MAX_SLOPE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Verdict:
     first_mib: float
     last_mib: float
     samples: int
+    slope: float
+    """MiB per minute over the last two thirds."""
     leaked: bool
 
     @property
@@ -43,8 +48,9 @@ def steady(samples: Sequence[Sample], warmup: float = WARMUP_S) -> list[Sample]:
 
 def verdict(samples: Sequence[Sample], warmup: float = WARMUP_S) -> Verdict:
     """The rule: of the steady samples (:func:`steady`), the median of those in the last third
-    of their time span against the median of those in the first third; a leak when it grew by
-    more than MAX_RATIO times and more than MAX_GROWTH_MIB."""
+    of their time span against the median of those in the first third, and the slope over
+    the last two thirds; a leak when the ratio is above MAX_RATIO or the slope above
+    MAX_SLOPE."""
     kept = steady(samples, warmup)
     if len(kept) < 3:
         raise ValueError(f"too few steady samples to judge ({len(kept)})")
@@ -53,8 +59,9 @@ def verdict(samples: Sequence[Sample], warmup: float = WARMUP_S) -> Verdict:
     first = [s.mib for s in kept if s.t <= start + third] or [kept[0].mib]
     last = [s.mib for s in kept if s.t >= end - third] or [kept[-1].mib]
     a, b = statistics.median(first), statistics.median(last)
-    leaked = b > a * MAX_RATIO and b - a > MAX_GROWTH_MIB
-    return Verdict(a, b, len(kept), leaked)
+    slope = slope_mib_per_min([s for s in kept if s.t >= start + third])
+    leaked = b > a * MAX_RATIO or slope > MAX_SLOPE
+    return Verdict(a, b, len(kept), slope, leaked)
 
 
 def slope_mib_per_min(samples: Sequence[Sample]) -> float:

@@ -1,7 +1,8 @@
 """A soak run (issue 8): mixed load and faults against 200 clients for ``--minutes`` (30), then
 the convergence check; not part of ``python -m benches`` without a name, nor of CI.
 
-``python -m benches soak [--minutes M] [--clients N]``. It first builds HEAD (its Python
+``python -m benches soak [--minutes M] [--clients N] [--keys fixed|growing] [--no-restarts]
+[--probe DIR]``. It first builds HEAD (its Python
 package and, without LTO, its Rust extension, in the temporary directory) and runs again on
 that build, so that the other engineers' uncommitted edits and whatever extension they last
 built stay out of the soak; ``ELECTRIC_*`` variables of its environment reach the service
@@ -13,8 +14,12 @@ UPDATE of it in Postgres. ``--clients`` Python clients (:mod:`electric_trio.clie
 its own SQLite file, all in this process) each subscribe to the shape ``this.grp = K`` (K = the
 client's number modulo GROUPS). During the run, at once:
 
-- Postgres writes: one transaction every 0.25 s upserting 1-5 rows of random groups;
-- client writes: one every 0.5 s, an INSERT by a random connected client in its own group;
+- Postgres writes: one transaction every 0.25 s of 1-5 changes of random groups: with
+  ``--keys fixed`` (the default: the data keeps its size, so memory that grows is a leak)
+  upserts and deletes among ``--pg-keys`` (400) keys, rows moving between groups; with
+  ``--keys growing`` upserts of keys from a range growing with the run;
+- client writes: one every 0.5 s by a random connected client in its own group: fixed keys,
+  an INSERT, UPDATE or DELETE of one of its CLIENT_KEYS keys; growing, an INSERT of a new key;
 - reconnects: every 20 s, 10 random clients disconnect and connect again 1-3 s later (resume);
 - bad inputs: every 15 s, a garbage HTTP request and a WebSocket with a malformed frame;
 - service restarts: every ``--restart-every`` seconds (180; a quarter of a run shorter than 12
@@ -23,9 +28,13 @@ client's number modulo GROUPS). During the run, at once:
 - Postgres fast restart (``pg_ctl stop -m fast``, start) at 40 % and 80 % of the run.
 
 Then the load stops and every client must hold exactly Postgres's rows of its shape (waited for
-at most 300 s), each client write must appear once in the audit (one INSERT, no UPDATE). The
-service's VmRSS is sampled every 2 s, plotted to ``benches/plots/soak_rss.png`` and judged by
-:func:`benches._soak_rss.verdict`.
+at most 300 s), each client INSERT or UPDATE must appear once in the audit. The service's
+VmRSS is sampled every 2 s, plotted to ``benches/plots/soak_rss.png`` and judged by
+:func:`benches._soak_rss.verdict` (the slope over the last two thirds, the ratio of the last
+third to the first). ``--probe DIR`` runs the service with tracemalloc and has it dump a
+snapshot and the sizes of its long-lived state every ``--probe-every`` seconds; the growth
+between each process's second and last probe is printed (a leak hunt: use it with
+``--no-restarts`` and fewer clients).
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from electric_trio.client.schema import Column, DbSchema, Migration, TableSchema
 from electric_trio.client.triggers import triggers_for
 from electric_trio.ddlx.migration import apply_migration
 from electric_trio.ddlx.schema import Schema
-from electric_trio.pg import Connection, connect
+from electric_trio.pg import Connection, connect, parse_lsn
 
 from . import _soak_rss as rss
 from ._fanout_wire import insecure_token
@@ -80,21 +89,91 @@ NAME = "soak"
 DATABASE = "electric_soak"
 VERSION = "20240101000000"
 GROUPS = 20
+#: Fixed keys: how many rows each client writes (its own keys).
+CLIENT_KEYS = 3
 DDL = "CREATE TABLE items (id text PRIMARY KEY, grp int4 NOT NULL, v int4 NOT NULL)"
 MIGRATE = (
     f"BEGIN; CALL electric.migration_version('{VERSION}'); {DDL};"
     " CALL electric.electrify('items'); COMMIT"
 )
 AUDIT = (
-    "CREATE TABLE items_audit (id text NOT NULL, op text NOT NULL);"
+    "CREATE TABLE items_audit (id text NOT NULL, op text NOT NULL, v int4 NOT NULL);"
     " CREATE FUNCTION items_audit() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN INSERT INTO public.items_audit (id, op) VALUES (NEW.id, TG_OP); RETURN NULL; END $$;"
+    " BEGIN INSERT INTO public.items_audit (id, op, v) VALUES (NEW.id, TG_OP, NEW.v);"
+    " RETURN NULL; END $$;"
     " CREATE TRIGGER items_audit AFTER INSERT OR UPDATE ON items"
     " FOR EACH ROW EXECUTE FUNCTION items_audit();"
     " ALTER TABLE items ENABLE ALWAYS TRIGGER items_audit"
 )
 PLOT = REPO_ROOT / "benches" / "plots" / "soak_rss.png"
 CONVERGE_WITHIN = 300.0
+#: The transaction log's bound, a distance in the WAL (see --txn-cache-size).
+TXN_CACHE_SIZE = "8M"
+
+
+#: The service's process when the soak probes it (``--probe DIR``): tracemalloc on, and at each
+#: SIGUSR1 a snapshot and a JSON of the sizes of the service's long-lived state (every dict,
+#: list, set or log attribute of its transaction logs, Satellite servers, client shapes,
+#: sessions and write lanes; the live objects by type) written to DIR.
+PROBE = """
+import collections, gc, json, os, signal, sys, time, tracemalloc, weakref
+from electric_trio.replication._log import TransactionLog
+from electric_trio.satellite.server import SatelliteServer
+from electric_trio.satellite.session import ClientShapes, Session
+from electric_trio.writes import direct
+out = os.environ["ELECTRIC_SOAK_PROBE"]
+tracemalloc.start(int(os.environ.get("ELECTRIC_SOAK_PROBE_FRAMES", "8")))
+kept = collections.defaultdict(weakref.WeakSet)
+for cls in (TransactionLog, SatelliteServer, ClientShapes, Session, direct._Lane):
+    def init(self, *a, _init=cls.__init__, _name=cls.__name__, **k):
+        _init(self, *a, **k)
+        kept[_name].add(self)
+    cls.__init__ = init
+def sizes(obj):
+    found = {}
+    for name, value in vars(obj).items():
+        if isinstance(value, (dict, list, set, frozenset, TransactionLog)):
+            found[name] = len(value)
+    return found
+seq = [0]
+def probe(signum, frame):
+    seq[0] += 1
+    stem = os.path.join(out, f"{os.getpid()}-{seq[0]:03d}")
+    began = time.perf_counter()
+    unreachable = gc.collect()  # what is left is reachable (the service's collector runs seldom)
+    collected = [unreachable, round(time.perf_counter() - began, 4), len(gc.get_objects())]
+    tracemalloc.take_snapshot().dump(stem + ".tm")
+    state = {n: [sizes(o) for o in objs] for n, objs in kept.items() if n != "Session"}
+    state["Session"] = len(kept["Session"])
+    current = {id(c) for server in kept["SatelliteServer"] for c in server.clients.values()}
+    stale = [c for c in kept["Session"] if id(c) not in current]
+    state["stale sessions"] = len(stale)
+    if stale:  # what holds the oldest one (two levels of referrers)
+        def held(obj, depth):
+            found = []
+            for r in gc.get_referrers(obj):
+                if r is stale or type(r).__name__ == "frame":
+                    continue
+                name = type(r).__qualname__
+                if depth and isinstance(r, (dict, list, set, tuple)):
+                    name += " <- " + "|".join(held(r, depth - 1)[:4])
+                found.append(name)
+            return found
+        state["stale session held by"] = held(stale[0], 1)[:12]
+    del stale
+    state["ClientShapes"] = len(kept["ClientShapes"])
+    logs = list(kept["TransactionLog"])
+    state["txlog_wal_span"] = [(t.last_lsn or 0) - (t.first_lsn or 0) for t in logs]
+    state["traced"] = tracemalloc.get_traced_memory()
+    state["gc: collected, seconds, tracked objects"] = collected
+    types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    state["types"] = dict(types.most_common(40))
+    with open(stem + ".json", "w") as f:
+        json.dump(state, f)
+signal.signal(signal.SIGUSR1, probe)
+from electric_trio.cli import main
+sys.exit(main())
+"""
 
 
 def _free_port() -> int:
@@ -146,7 +225,8 @@ class Soak:
     faults: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     clients: list[ElectricClient] = dataclasses.field(default_factory=list)
-    client_writes: list[str] = dataclasses.field(default_factory=list)
+    client_writes: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    """(key, v) of each client INSERT or UPDATE (v is unique to the write)."""
     stop_load: trio.Event = dataclasses.field(default_factory=trio.Event)
     pausing: int = 0
     """While non-zero, Postgres is down (its writers wait)."""
@@ -173,17 +253,18 @@ class Soak:
             "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
             "LOGICAL_PUBLISHER_PORT": str(_free_port()),
             "LOG_LEVEL": "warning",
+            "ELECTRIC_TXN_CACHE_SIZE": self.args.txn_cache_size,
             # HEAD's code and extension, built when the soak started (others edit the tree)
             "PYTHONPATH": os.environ.get(BUILT, ""),
         }
+        if self.args.probe is not None:
+            self.env["ELECTRIC_SOAK_PROBE"] = str(self.args.probe)
+            code = PROBE
+        else:
+            code = "import sys; from electric_trio.cli import main; sys.exit(main())"
         log = open(self.args.service_log, "ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from electric_trio.cli import main; sys.exit(main())",
-                "serve",
-            ],
+            [sys.executable, "-c", code, "serve"],
             env=self.env,
             stdout=log,
             stderr=log,
@@ -199,12 +280,16 @@ class Soak:
         await wait_ready(self.http_port, self.proc)
 
     async def sample_rss(self) -> None:
+        next_probe = self.args.probe_every
         while True:
             proc = self.proc
             if proc is not None and proc.poll() is None:
                 mib = _rss_mib(proc.pid)
                 if mib is not None:
                     self.samples.append(rss.Sample(self.now(), proc.pid, mib))
+                if self.args.probe is not None and self.now() >= next_probe:
+                    next_probe += self.args.probe_every
+                    proc.send_signal(signal.SIGUSR1)
             await trio.sleep(2.0)
 
     # -- load -----------------------------------------------------------------------------
@@ -222,16 +307,8 @@ class Soak:
             try:
                 if conn is None:
                     conn = await connect(self.db_url)
-                values = {}
-                for _ in range(random.randint(1, 5)):
-                    n += 1
-                    key = f"pg-{random.randrange(max(n // 2, 1))}"
-                    values[key] = f"('{key}', {random.randrange(GROUPS)}, {n})"
-                await conn.execute(
-                    "INSERT INTO items (id, grp, v) VALUES "
-                    + ", ".join(values.values())
-                    + " ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, v = excluded.v"
-                )
+                sql, n = self.pg_transaction(n)
+                await conn.execute(sql)
                 self.counts["postgres transactions"] += 1
             except Exception as e:  # Postgres restarting: the write is retried later
                 self.counts["postgres writes failed (Postgres down)"] += 1
@@ -243,6 +320,37 @@ class Soak:
         if conn is not None:
             await _close(conn)
 
+    def pg_transaction(self, n: int) -> tuple[str, int]:
+        """One Postgres transaction of 1-5 changes (SQL, the value counter after it). Fixed
+        keys: upserts (to a random group: rows move between shapes) and deletes among
+        ``--pg-keys`` keys, so the data keeps its size; growing keys: upserts of keys drawn
+        from a range that grows with the run."""
+        upserts: dict[str, str] = {}
+        deletes: set[str] = set()
+        for _ in range(random.randint(1, 5)):
+            n += 1
+            if self.args.keys == "fixed":
+                key = f"pg-{random.randrange(self.args.pg_keys)}"
+                if random.random() < 0.2:
+                    upserts.pop(key, None)
+                    deletes.add(key)
+                    continue
+            else:
+                key = f"pg-{random.randrange(max(n // 2, 1))}"
+            deletes.discard(key)
+            upserts[key] = f"('{key}', {random.randrange(GROUPS)}, {n})"
+        statements = []
+        if upserts:
+            statements.append(
+                "INSERT INTO items (id, grp, v) VALUES "
+                + ", ".join(upserts.values())
+                + " ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, v = excluded.v"
+            )
+        if deletes:
+            listed = ", ".join(f"'{k}'" for k in sorted(deletes))
+            statements.append(f"DELETE FROM items WHERE id IN ({listed})")
+        return "BEGIN; " + "; ".join(statements) + "; COMMIT", n
+
     async def client_write_loop(self) -> None:
         n = 0
         while not self.stop_load.is_set():
@@ -252,11 +360,26 @@ class Soak:
                 continue
             i, client = random.choice(ready)
             n += 1
-            key = f"c{i}-{n}"
+            if self.args.keys == "fixed":
+                # Each client writes its own CLIENT_KEYS keys: an INSERT where it has no row,
+                # else an UPDATE (3 in 4) or a DELETE.
+                key = f"c{i}-{random.randrange(CLIENT_KEYS)}"
+                found = await client.conn.query("SELECT v FROM items WHERE id = ?", [key])
+                if found and random.random() < 0.25:
+                    await client.conn.execute("DELETE FROM items WHERE id = ?", [key])
+                    self.counts["client transactions"] += 1
+                    continue
+                if found:
+                    await client.conn.execute("UPDATE items SET v = ? WHERE id = ?", [n, key])
+                    self.client_writes.append((key, n))
+                    self.counts["client transactions"] += 1
+                    continue
+            else:
+                key = f"c{i}-{n}"
             await client.conn.execute(
                 "INSERT INTO items (id, grp, v) VALUES (?, ?, ?)", [key, i % GROUPS, n]
             )
-            self.client_writes.append(key)
+            self.client_writes.append((key, n))
             self.counts["client transactions"] += 1
 
     async def reconnects(self, token: str) -> None:
@@ -313,6 +436,8 @@ class Soak:
         pg_restarts = [0.4 * total, 0.8 * total]
         next_restart = self.args.restart_every
         kinds = [signal.SIGTERM, signal.SIGKILL]
+        if not self.args.restart_every:
+            return  # --no-restarts
         while not self.stop_load.is_set():
             await trio.sleep(1)
             t = self.now()
@@ -365,23 +490,27 @@ class Soak:
                 return compared, equal, problems
             await trio.sleep(2)
 
+    async def wal_lsn(self) -> int:
+        """Postgres's current WAL position (the log's bound is a distance in the WAL)."""
+        async with await connect(self.db_url) as c:
+            return parse_lsn(str(await c.fetchval("SELECT pg_current_wal_lsn()::text")))
+
     async def audit(self) -> tuple[int, list[str]]:
-        """(client writes applied exactly once, the others described)."""
+        """(client writes applied exactly once, the others described): each client INSERT or
+        UPDATE set a value of v no other write sets, so it must be in the audit once."""
         async with await connect(self.db_url) as c:
             rows = await c.fetch(
-                "SELECT id, count(*) FILTER (WHERE op = 'INSERT'),"
-                " count(*) FILTER (WHERE op = 'UPDATE') FROM items_audit"
-                " WHERE id LIKE 'c%' GROUP BY id"
+                "SELECT id, v, count(*) FROM items_audit WHERE id LIKE 'c%' GROUP BY id, v"
             )
-        seen = {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+        seen = {(str(r[0]), int(r[1])): int(r[2]) for r in rows}
         once = 0
         bad: list[str] = []
-        for key in self.client_writes:
-            inserts, updates = seen.get(key, (0, 0))
-            if (inserts, updates) == (1, 0):
+        for key, v in self.client_writes:
+            times = seen.get((key, v), 0)
+            if times == 1:
                 once += 1
             else:
-                bad.append(f"{key}: {inserts} INSERT, {updates} UPDATE")
+                bad.append(f"{key} v={v}: {times} times in the audit")
         return once, bad
 
 
@@ -545,6 +674,7 @@ async def _soak(
             soak.clients = [index[i] for i in range(args.clients)]
             progress.step(f"{args.clients} clients synced; load and faults for {args.minutes} min")
             load_start = soak.now()
+            wal_start = await soak.wal_lsn()
             async with trio.open_nursery() as load:
                 load.start_soon(soak.pg_writes)
                 load.start_soon(soak.client_write_loop)
@@ -560,6 +690,7 @@ async def _soak(
                         f" {soak.samples[-1].mib if soak.samples else 0:.0f} MiB"
                     )
                 soak.stop_load.set()
+            wal_bytes = await soak.wal_lsn() - wal_start
             progress.step("load stopped; reconnecting any disconnected client, then comparing")
             for client in soak.clients:
                 if client.status in (Status.DISCONNECTED, Status.ERROR):
@@ -573,6 +704,7 @@ async def _soak(
                 once=once,
                 bad=bad,
                 seconds=soak.now() - load_start,
+                wal_bytes=wal_bytes,
             )
             done.set()
         outer.cancel_scope.cancel()
@@ -590,23 +722,72 @@ DESCRIPTION = """\
 A soak, not a speed test: {minutes:g} minutes of mixed load and faults against {clients} Python
 clients (`electric_trio.client`, each its own SQLite file, all in the driver's process), each
 subscribed to the shape `items WHERE this.grp = K` ({groups} groups), served by `electric-trio
-serve` (direct writes) in its own process on an embedded PostgreSQL (fsync on). Load: a Postgres
-transaction every 0.25 s (1-5 upserts of random groups), a client INSERT every 0.5 s by a
-random connected client, 10 clients disconnected and reconnected (resuming) every 20 s, 5 bad
-inputs every 15 s (garbage HTTP, a TLS hello on the plain port, a huge content-length, a
-malformed binary frame and a text frame on an open WebSocket). Faults: the service stopped
+serve` (direct writes) in its own process on an embedded PostgreSQL (fsync on). Keys: {keys}.
+Load: a Postgres transaction every 0.25 s (1-5 changes of random groups), a client write every
+0.5 s by a random connected client, 10 clients disconnected and reconnected (resuming) every 20
+s, 5 bad inputs every 15 s (garbage HTTP, a TLS hello on the plain port, a huge content-length,
+a malformed binary frame and a text frame on an open WebSocket). Faults: the service stopped
 every {restart:g} s, SIGTERM and kill -9 in turn (restarted on the same ports; the clients
-reconnect by themselves), and Postgres fast-restarted at 40 % and 80 % of the run. Then the load
-stops and every client's rows must equal Postgres's rows of its shape (waited for up to {conv:g}
-s), and every client write must appear once in an audit table filled by an ENABLE ALWAYS
-trigger (one INSERT, no UPDATE). *Ours* is what the clients hold, the *peer* what Postgres
-holds. Memory: the service's VmRSS every 2 s (plot: `benches/plots/soak_rss.png`, one segment
-per service process); the rule: of the samples taken {warmup:g} s or more after their process
-started, the median of the last third of the run against the first third's; a leak if it grew
-by more than {ratio:.2f}x and more than {growth:g} MiB. The machine was shared with other
-engineers' builds and tests during the run (load in the facts): a soak judges loss and leaks,
-not speed.
+reconnect by themselves), and Postgres fast-restarted at 40 % and 80 % of the run. Then the
+load stops and every client's rows must equal Postgres's rows of its shape (waited for up to
+{conv:g} s), and every client write must appear once in an audit table filled by an ENABLE
+ALWAYS trigger (each INSERT or UPDATE of a client sets a value of v of its own, which must be
+in the audit once). *Ours* is what the clients hold, the *peer* what Postgres holds. Memory:
+the service's VmRSS every 2 s (plot: `benches/plots/soak_rss.png`, one segment per service
+process); the rule, over the samples taken {warmup:g} s or more after their process started: a
+leak if the least-squares slope over the run's last two thirds is above {slope:g} MiB/min, or
+the median of the last third is above the first third's by more than {ratio:.2f}x. The machine
+was shared with other engineers' builds and tests during the run (load in the facts): a soak
+judges loss and leaks, not speed.
 """
+
+
+KEYS = {
+    "fixed": "fixed (the data keeps its size): Postgres upserts (moving rows between groups)"
+    " and deletes among {pg_keys} keys, each client INSERTs, UPDATEs (3 in 4 when it has the"
+    " row) or DELETEs {client_keys} keys of its own",
+    "growing": "growing (new rows all the time): Postgres upserts of keys drawn from a range"
+    " that grows with the run, client INSERTs of new keys",
+}
+
+
+def probe_report(directory: Path, top: int = 15) -> str:
+    """For each service process probed at least three times: the growth of its state and of
+    its Python allocations (tracemalloc) between its second probe and its last."""
+    import json
+    import tracemalloc
+
+    lines = [f"Probes in {directory}:"]
+    by_pid: dict[str, list[Path]] = collections.defaultdict(list)
+    for path in sorted(directory.glob("*.tm")):
+        by_pid[path.stem.split("-")[0]].append(path)
+    for pid, paths in by_pid.items():
+        if len(paths) < 3:
+            continue
+        first, last = paths[1], paths[-1]
+        a = json.loads(first.with_suffix(".json").read_text())
+        b = json.loads(last.with_suffix(".json").read_text())
+        lines.append(f"process {pid}: {first.stem} -> {last.stem}")
+        for key in sorted(b):
+            if a.get(key) != b[key] and key != "types":
+                lines.append(f"  {key}: {a.get(key)} -> {b[key]}")
+        types = [
+            (b["types"].get(t, 0) - a["types"].get(t, 0), t)
+            for t in set(a["types"]) | set(b["types"])
+        ]
+        grown = [f"{t} {d:+,}" for d, t in sorted(types, reverse=True)[:8] if d]
+        lines.append("  live objects by type: " + ", ".join(grown))
+        diff = tracemalloc.Snapshot.load(str(last)).compare_to(
+            tracemalloc.Snapshot.load(str(first)), "traceback"
+        )
+        for stat in diff[:top]:
+            lines.append(
+                f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7,} blocks"
+                f" ({stat.size / 1024:,.0f} KiB)"
+            )
+            for frame in list(stat.traceback)[-4:]:
+                lines.append(f"      {frame.filename.split('site-packages/')[-1]}:{frame.lineno}")
+    return "\n".join(lines)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -614,14 +795,46 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--restart-every", type=float, help="seconds (default 180)")
+    parser.add_argument(
+        "--no-restarts",
+        action="store_true",
+        help="no restart of the service or of Postgres (for --probe)",
+    )
+    parser.add_argument(
+        "--keys",
+        choices=("fixed", "growing"),
+        default="fixed",
+        help="fixed (default): upserts, deletes and reinserts over a fixed set of keys, the data"
+        " keeps its size; growing: new keys all the time (the data grows with the run)",
+    )
+    parser.add_argument("--pg-keys", type=int, default=400, help="fixed keys' Postgres rows")
+    parser.add_argument(
+        "--txn-cache-size",
+        default=os.environ.get("ELECTRIC_TXN_CACHE_SIZE", TXN_CACHE_SIZE),
+        help=f"the service's ELECTRIC_TXN_CACHE_SIZE (default {TXN_CACHE_SIZE}: the soak writes"
+        " 1-3 MiB of WAL a minute, so the log reaches its bound in the run's first minutes;"
+        " with the service's 256M it would grow for hours)",
+    )
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        help="a directory: the service runs with tracemalloc and, every --probe-every seconds,"
+        " dumps a snapshot and the sizes of its long-lived state there; the growth between"
+        " each process's second and last probe is printed",
+    )
+    parser.add_argument("--probe-every", type=float, default=60.0)
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--plot", type=Path, default=PLOT, help=f"the RSS plot (default {PLOT})")
     parser.add_argument(
         "--service-log", type=Path, default=Path(tempfile.gettempdir()) / "soak-service.log"
     )
     args, _ = parser.parse_known_args(argv)  # (--quick and --record from the runner: ignored)
-    if args.restart_every is None:
+    if args.no_restarts:
+        args.restart_every = 0.0
+    elif args.restart_every is None:
         args.restart_every = min(180.0, max(args.minutes * 60 / 4, 30.0))
+    if args.probe is not None:
+        args.probe.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -638,7 +851,7 @@ def main(argv: Sequence[str]) -> int:
     result = trio.run(_run, args, progress)
     samples: list[rss.Sample] = result["samples"]
     rss.plot(args.plot, samples, result["events"])
-    warmup = min(rss.WARMUP_S, args.restart_every / 3)
+    warmup = min(rss.WARMUP_S, args.restart_every / 3) if args.restart_every else rss.WARMUP_S
     judged = rss.verdict(samples, warmup)
     steady = rss.steady(samples, warmup)
     slopes = rss.process_slopes(samples, warmup)
@@ -678,15 +891,16 @@ def main(argv: Sequence[str]) -> int:
             groups=GROUPS,
             restart=args.restart_every,
             conv=CONVERGE_WITHIN,
-            warmup=min(rss.WARMUP_S, args.restart_every / 3),
+            warmup=warmup,
             ratio=rss.MAX_RATIO,
-            growth=rss.MAX_GROWTH_MIB,
+            slope=rss.MAX_SLOPE,
+            keys=KEYS[args.keys].format(pg_keys=args.pg_keys, client_keys=CLIENT_KEYS),
         ),
         peer="Postgres",
         measurements=measurements,
         command=command_line(["soak", *argv]),
-        settings=f"--minutes {args.minutes:g} --clients {args.clients}"
-        f" --restart-every {args.restart_every:g}",
+        settings=f"--minutes {args.minutes:g} --clients {args.clients} --keys {args.keys}"
+        f" --pg-keys {args.pg_keys} --restart-every {args.restart_every:g}",
         facts={
             "Transactions processed": f"{counts.get('postgres transactions', 0):,} Postgres,"
             f" {counts.get('client transactions', 0):,} client",
@@ -704,17 +918,27 @@ def main(argv: Sequence[str]) -> int:
             "Client resets (cannot resume: full resync)": str(result["resets"]),
             "Service memory": f"RSS median {judged.first_mib:.0f} MiB (first third) -> "
             f"{judged.last_mib:.0f} MiB (last third), {judged.samples} steady samples,"
+            f" ({judged.ratio:.3f}x, limit {rss.MAX_RATIO:.2f}x); slope over the last two"
+            f" thirds {judged.slope:+.3f} MiB/min (limit {rss.MAX_SLOPE:+.2f});"
             f" leak: {'YES' if judged.leaked else 'no'} (plot: {args.plot});"
             f" first steady {steady[0].mib:.0f}, peak {max(s.mib for s in steady):.0f}, last"
             f" {steady[-1].mib:.0f} MiB; slope over the run"
             f" {rss.slope_mib_per_min(steady):+.2f} MiB/min, within each process (median of"
             f" {len(slopes)}) {statistics.median(slopes) if slopes else 0.0:+.2f} MiB/min",
-            "Service settings from the environment": ", ".join(
-                f"{k}={os.environ[k]}"
-                for k in sorted(os.environ)
-                if k.startswith("ELECTRIC_") and k != BUILT
-            )
-            or "defaults",
+            "WAL written during the load": f"{result['wal_bytes'] / 2**20:.1f} MiB"
+            f" ({result['wal_bytes'] / 2**20 / args.minutes:.2f} MiB/min; the"
+            " transaction log keeps the transactions of the last ELECTRIC_TXN_CACHE_SIZE bytes"
+            " of WAL)",
+            "Service settings": ", ".join(
+                [
+                    f"ELECTRIC_TXN_CACHE_SIZE={args.txn_cache_size}",
+                    *(
+                        f"{k}={os.environ[k]}"
+                        for k in sorted(os.environ)
+                        if k.startswith("ELECTRIC_") and k not in (BUILT, "ELECTRIC_TXN_CACHE_SIZE")
+                    ),
+                ]
+            ),
             "Code under test": f"HEAD's build {Path(os.environ.get(BUILT, '?')).name}"
             " (its Python package and extension; the commit line below is the tree's)",
             "PostgreSQL": f"{result['postgres']} (embedded, fsync on)",
@@ -725,6 +949,8 @@ def main(argv: Sequence[str]) -> int:
         },
     )
     print(report.to_text())
+    if args.probe is not None:
+        print(probe_report(args.probe))
     if not args.no_record:
         write_section(NAME, report.to_markdown())
         print("wrote the soak section of benches/RESULTS.md", file=sys.stderr)

@@ -184,6 +184,13 @@ def test_the_soak_leak_rule() -> None:
     assert (judged.first_mib, judged.last_mib, judged.leaked) == (80.0, 80.0, False)
     growing = [Sample(t, 1, 80.0 + t) for t in range(0, 300, 2)]
     assert verdict(growing).leaked
-    # Growth within the ratio, or by a few MiB only, is no leak.
-    assert not verdict([Sample(t, 1, 80.0 + t / 20) for t in range(0, 300, 2)]).leaked
-    assert not verdict([Sample(t, 1, 10.0 + t / 20) for t in range(0, 300, 2)]).leaked
+    # A warm-up that levels off (rising 20 MiB in 200 s, flat after) is no leak; a steady
+    # rise of 0.5 MiB/min over 30 min is one (under 1.05x, but above the slope).
+    minutes = range(0, 1800, 2)
+    levels = [Sample(t, 1, 100.0 + min(t, 200) / 10) for t in minutes]
+    assert not verdict(levels).leaked
+    assert verdict(levels).slope == 0.0
+    creeping = [Sample(t, 1, 300.0 + t / 120) for t in minutes]
+    assert verdict(creeping).ratio < 1.05
+    assert verdict(creeping).leaked
+    assert abs(verdict(creeping).slope - 0.5) < 1e-9
