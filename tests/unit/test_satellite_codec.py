@@ -321,6 +321,38 @@ def test_rpc_message_round_trip(message: m.SatInStartReplicationReq) -> None:
     assert m.rpc_request_body(decoded) == message
 
 
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    return bytes(out) + bytes((v,))
+
+
+def _field(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 127, 128, 16_383, 16_384, 70_000]
+)
+def test_encoding_is_byte_exact_for_every_value_size(size: int) -> None:
+    """Values and nested messages of every size class (lengths of one, two and three varint
+    bytes; the encoder copies short values itself) are written as protobuf writes them."""
+    value = bytes(i % 251 for i in range(size))
+    tag = "é" * (size // 2) + "x" * (size % 2)
+    row = m.SatOpRow(nulls_bitmask=b"\x40", values=(value, b"", b"t", value[::-1]))
+    op = m.SatTransOp(insert=m.SatOpInsert(relation_id=size, row_data=row, tags=(tag, "b")))
+    row_bytes = _field(1, b"\x40") + b"".join(_field(2, v) for v in row.values)
+    insert = b"\x08" + _varint(size) if size else b""
+    insert += _field(2, row_bytes) + _field(3, tag.encode()) + _field(3, b"b")
+    expected = bytes((m.SatOpLog.TYPE_ID,)) + _field(1, _field(4, insert)) * 2
+    log = m.SatOpLog(ops=(op, op))
+    assert m.encode(log) == expected
+    assert m.decode(expected) == log
+    assert msgspec.convert(_native.decode_frame(expected)[1], m.SatOpLog) == log
+
+
 def test_dict_form() -> None:
     _, d = _native.decode_frame(golden("oplog_client"))
     begin: dict[str, Any] = d["ops"][0]["begin"]

@@ -126,7 +126,161 @@ const MAX_KEPT_BUFFER: usize = 1 << 20;
 
 thread_local! {
     /// The output buffer of the last encoding, reused (no allocation and no growth per call).
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static BUFFER: RefCell<Backward> = const { RefCell::new(Backward::new()) };
+}
+
+/// An output buffer written from its end towards its start, as upb encodes: a message's fields
+/// are written last to first, each after its value, so a nested message's length is known when
+/// it is written in front of it (written forwards, its bytes would be moved along for a length
+/// of more than one byte, or encoded twice to learn it).
+struct Backward {
+    /// The bytes written are `buf[pos..]`.
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Backward {
+    const fn new() -> Self {
+        Backward {
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// How many bytes are written.
+    #[inline]
+    fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn clear(&mut self) {
+        self.pos = self.buf.len();
+    }
+
+    fn written(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Room for `n` more bytes in front.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        if self.pos < n {
+            self.grow(n);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, n: usize) {
+        let used = self.len();
+        let size = (self.buf.len() * 2).max(used + n).max(1024);
+        let mut buf = vec![0; size];
+        buf[size - used..].copy_from_slice(&self.buf[self.pos..]);
+        self.buf = buf;
+        self.pos = size - used;
+    }
+
+    /// The next `n` bytes in front, to fill.
+    #[inline(always)]
+    fn front(&mut self, n: usize) -> &mut [u8] {
+        self.reserve(n);
+        self.pos -= n;
+        // SAFETY: `pos + n` is at most the buffer's length (`reserve`).
+        unsafe { self.buf.get_unchecked_mut(self.pos..self.pos + n) }
+    }
+
+    #[inline(always)]
+    fn put_byte(&mut self, b: u8) {
+        self.front(1)[0] = b;
+    }
+
+    #[inline(always)]
+    fn put_slice(&mut self, data: &[u8]) {
+        copy_short(self.front(data.len()), data);
+    }
+
+    #[inline(always)]
+    fn put_varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.put_byte(v as u8);
+        } else {
+            self.put_long_varint(v);
+        }
+    }
+
+    #[inline(never)]
+    fn put_long_varint(&mut self, mut v: u64) {
+        let bytes = self.front(varint_len(v));
+        for b in bytes.iter_mut() {
+            *b = (v as u8) | 0x80;
+            v >>= 7;
+        }
+        if let Some(last) = bytes.last_mut() {
+            *last &= 0x7f;
+        }
+    }
+
+    /// A length-delimited field's key and length, in front of its `len` bytes.
+    #[inline(always)]
+    fn put_head(&mut self, number: u32, len: usize) {
+        if len < 0x80 && number < 16 {
+            let head = self.front(2);
+            head[0] = (number << 3 | 2) as u8;
+            head[1] = len as u8;
+        } else {
+            self.put_varint(len as u64);
+            self.put_varint(u64::from(number << 3 | 2));
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a call to `memcpy` for up to 32 bytes (most values of
+/// a row): two copies of a word (or of two, or of half a word) that overlap in the middle.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    assert_eq!(dst.len(), n);
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    // SAFETY: each copy is of `k` bytes at 0 and at `n - k`, with `k <= n`, within both.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *d = *s;
+                *d.add(n / 2) = *s.add(n / 2);
+                *d.add(n - 1) = *s.add(n - 1);
+            }
+            4..=7 => {
+                let (a, b) = (s.cast::<u32>().read_unaligned(), s.add(n - 4).cast::<u32>());
+                let b = b.read_unaligned();
+                d.cast::<u32>().write_unaligned(a);
+                d.add(n - 4).cast::<u32>().write_unaligned(b);
+            }
+            8..=16 => {
+                let (a, b) = (s.cast::<u64>().read_unaligned(), s.add(n - 8).cast::<u64>());
+                let b = b.read_unaligned();
+                d.cast::<u64>().write_unaligned(a);
+                d.add(n - 8).cast::<u64>().write_unaligned(b);
+            }
+            17..=32 => {
+                let (a, b) = (
+                    s.cast::<u128>().read_unaligned(),
+                    s.add(n - 16).cast::<u128>(),
+                );
+                let b = b.read_unaligned();
+                d.cast::<u128>().write_unaligned(a);
+                d.add(n - 16).cast::<u128>().write_unaligned(b);
+            }
+            _ => std::ptr::copy_nonoverlapping(s, d, n),
+        }
+    }
+}
+
+/// The bytes of the varint of `v`.
+#[inline]
+fn varint_len(v: u64) -> usize {
+    // 1 + floor(bits / 7), with 0 taking one byte.
+    ((64 - (v | 1).leading_zeros() as usize) * 9 + 64) / 64
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -459,13 +613,14 @@ impl SatelliteCodec {
         })
     }
 
-    /// Writes the protobuf encoding of `obj`, a message of plan `index`, at the end of `out`.
+    /// Writes the protobuf encoding of `obj`, a message of plan `index`, in front of what
+    /// `out` holds (its fields last to first, see [`Backward`]).
     fn encode_into<'py>(
         &self,
         py: Python<'py>,
         index: usize,
         obj: &Bound<'py, PyAny>,
-        out: &mut Vec<u8>,
+        out: &mut Backward,
         depth: u32,
     ) -> PyResult<()> {
         let plan = &self.plans[index];
@@ -477,7 +632,7 @@ impl SatelliteCodec {
         }
         // SAFETY: the type of a live object (compared, not kept: no reference taken).
         let direct = unsafe { pyo3::ffi::Py_TYPE(obj.as_ptr()) } == plan.cls.as_ptr().cast();
-        for field in &plan.fields {
+        for field in plan.fields.iter().rev() {
             let fail = |e: PyErr| {
                 let message = format!(
                     "{}.{}: {}",
@@ -516,15 +671,18 @@ impl SatelliteCodec {
                         let at = tuple.as_ptr().cast::<u8>().add(TUPLE_ITEMS);
                         std::slice::from_raw_parts(at.cast::<*mut pyo3::ffi::PyObject>(), n)
                     };
-                    let items = items.iter().map(|&p| unsafe { Borrowed::from_ptr(py, p) });
+                    let items = items
+                        .iter()
+                        .rev()
+                        .map(|&p| unsafe { Borrowed::from_ptr(py, p) });
                     self.encode_list(py, field, items, out, depth)
                 } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
-                    self.encode_list(py, field, tuple.iter_borrowed(), out, depth)
+                    self.encode_list(py, field, tuple.iter_borrowed().rev(), out, depth)
                 } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
                     Err(PyTypeError::new_err("expected a list"))
                 } else {
                     let items = value.try_iter()?.collect::<PyResult<Vec<_>>>()?;
-                    let items = items.iter().map(|item| item.as_borrowed());
+                    let items = items.iter().rev().map(|item| item.as_borrowed());
                     self.encode_list(py, field, items, out, depth)
                 }
                 .map_err(fail)?;
@@ -537,8 +695,8 @@ impl SatelliteCodec {
             } else if field.is_varint() {
                 let v = varint_of(field.scalar, &value).map_err(fail)?;
                 if v != 0 || field.presence {
-                    write_varint(out, u64::from(field.number << 3));
-                    write_varint(out, v);
+                    out.put_varint(v);
+                    out.put_varint(u64::from(field.number << 3));
                 }
             } else {
                 self.encode_value(py, field, &value, out, depth, !field.presence)
@@ -548,13 +706,14 @@ impl SatelliteCodec {
         Ok(())
     }
 
-    /// The items of a repeated field: varints packed, the others one key each.
+    /// The items of a repeated field, given last to first: varints packed, the others one key
+    /// each.
     fn encode_list<'a, 'py: 'a>(
         &self,
         py: Python<'py>,
         field: &FieldPlan,
         items: impl Iterator<Item = Borrowed<'a, 'py, PyAny>>,
-        out: &mut Vec<u8>,
+        out: &mut Backward,
         depth: u32,
     ) -> PyResult<()> {
         if !field.is_varint() {
@@ -563,17 +722,12 @@ impl SatelliteCodec {
             }
             return Ok(());
         }
-        let key = out.len();
-        write_varint(out, u64::from(field.number << 3 | 2));
-        let start = out.len();
-        out.push(0);
+        let end = out.len();
         for item in items {
-            write_varint(out, varint_of(field.scalar, &item)?);
+            out.put_varint(varint_of(field.scalar, &item)?);
         }
-        if out.len() == start + 1 {
-            out.truncate(key);
-        } else {
-            put_len(out, start);
+        if out.len() != end {
+            out.put_head(field.number, out.len() - end);
         }
         Ok(())
     }
@@ -585,7 +739,7 @@ impl SatelliteCodec {
         py: Python<'py>,
         field: &FieldPlan,
         value: &Bound<'py, PyAny>,
-        out: &mut Vec<u8>,
+        out: &mut Backward,
         depth: u32,
         skip_empty: bool,
     ) -> PyResult<()> {
@@ -598,7 +752,8 @@ impl SatelliteCodec {
                     b.as_bytes()
                 } else if let Ok(b) = value.cast::<PyByteArray>() {
                     let b = b.to_vec();
-                    return self.encode_bytes(field, &b, out, skip_empty);
+                    encode_bytes(field, &b, out, skip_empty);
+                    return Ok(());
                 } else {
                     return Err(PyTypeError::new_err(format!(
                         "expected bytes, got {}",
@@ -607,31 +762,13 @@ impl SatelliteCodec {
                 }
             }
             _ => {
-                // Written in place after one byte for its length, put right afterwards.
-                write_varint(out, u64::from(field.number << 3 | 2));
-                let start = out.len();
-                out.push(0);
+                let end = out.len();
                 self.encode_into(py, field.message, value, out, depth + 1)?;
-                put_len(out, start);
+                out.put_head(field.number, out.len() - end);
                 return Ok(());
             }
         };
-        self.encode_bytes(field, data, out, skip_empty)
-    }
-
-    #[inline]
-    fn encode_bytes(
-        &self,
-        field: &FieldPlan,
-        data: &[u8],
-        out: &mut Vec<u8>,
-        skip_empty: bool,
-    ) -> PyResult<()> {
-        if !(skip_empty && data.is_empty()) {
-            write_varint(out, u64::from(field.number << 3 | 2));
-            write_varint(out, data.len() as u64);
-            out.extend_from_slice(data);
-        }
+        encode_bytes(field, data, out, skip_empty);
         Ok(())
     }
 
@@ -644,29 +781,46 @@ impl SatelliteCodec {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let index = self.plan_of(message)?;
         let plan = &self.plans[index];
-        let run = |out: &mut Vec<u8>| {
-            out.clear();
-            if frame {
-                let ty = plan.type_id.ok_or_else(|| {
-                    PyValueError::new_err(format!("{} is not a frame message", plan.name))
-                })?;
-                out.push(ty);
+        let type_id = match (frame, plan.type_id) {
+            (false, _) => None,
+            (true, Some(ty)) => Some(ty),
+            (true, None) => {
+                return Err(PyValueError::new_err(format!(
+                    "{} is not a frame message",
+                    plan.name
+                )))
             }
+        };
+        let run = |out: &mut Backward| {
+            out.clear();
             self.encode_into(py, index, message, out, 0)?;
-            Ok(PyBytes::new(py, out))
+            if let Some(ty) = type_id {
+                out.put_byte(ty);
+            }
+            Ok(PyBytes::new(py, out.written()))
         };
         BUFFER.with(|buffer| match buffer.try_borrow_mut() {
             Ok(mut out) => {
                 let result = run(&mut out);
-                if out.capacity() > MAX_KEPT_BUFFER {
-                    *out = Vec::new();
+                if out.buf.len() > MAX_KEPT_BUFFER {
+                    *out = Backward::new();
                 }
                 result
             }
             // Encoding from inside an encoding (an int subclass's __index__ could): a buffer
             // of its own.
-            Err(_) => run(&mut Vec::new()),
+            Err(_) => run(&mut Backward::new()),
         })
+    }
+}
+
+/// A string or bytes field: its key, length and data (nothing for an empty value when
+/// `skip_empty`).
+#[inline]
+fn encode_bytes(field: &FieldPlan, data: &[u8], out: &mut Backward, skip_empty: bool) {
+    if !(skip_empty && data.is_empty()) {
+        out.put_slice(data);
+        out.put_head(field.number, data.len());
     }
 }
 
@@ -772,28 +926,6 @@ fn skip_field(wire: u8, number: u64, buf: &mut &[u8], depth: u32) -> Option<()> 
     }
     *buf = &buf[n..];
     Some(())
-}
-
-/// Writes the varint length of `out[start + 1..]` at `start`, where one byte was kept for it
-/// (moving the data along for a length of more than one byte).
-#[inline]
-fn put_len(out: &mut Vec<u8>, start: usize) {
-    let n = out.len() - start - 1;
-    if n < 0x80 {
-        out[start] = n as u8;
-    } else {
-        let mut len = Vec::with_capacity(10);
-        write_varint(&mut len, n as u64);
-        out.splice(start..start + 1, len);
-    }
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[pymethods]
