@@ -206,8 +206,16 @@ class SatelliteServer:
         self.params = params
         #: Each client's shapes, kept between its connections (resume, §7.2).
         self.client_shapes: dict[str, ClientShapes] = {}
-        #: Caught-up sessions the fan-out streams to (see :meth:`fanout`).
+        #: Caught-up (parked) sessions the fan-out streams to (see :meth:`fanout`), and the
+        #: same sessions indexed by what a transaction must touch to concern them: the tables
+        #: of their shapes, or every transaction (``_live_every``: a subscription's data is due,
+        #: no shapes yet). A transaction visits only its tables' sessions, not every idle one.
         self.live: set[Session] = set()
+        self._live_tables: dict[tuple[str, str], set[Session]] = {}
+        self._live_every: set[Session] = set()
+        #: The position up to which the fan-out has passed every transaction: a parked session
+        #: no transaction since its own position concerned is at ``max(its position, this)``.
+        self.live_position = 0
         self._data_slots = trio.Semaphore(settings.data_connections)
         self._data_free: list[Connection] = []
         self._closed = False
@@ -524,61 +532,118 @@ class SatelliteServer:
                 await ws.aclose()
             nursery.cancel_scope.cancel()
 
-    async def fanout(self) -> None:
-        """Streams each new transaction to every caught-up session in one pass.
+    # ---- the fan-out ----------------------------------------------------------------------
 
-        A session whose stream is caught up parks and joins :attr:`live`; for each transaction
-        this task builds its frames for each live session (in Rust) and writes them to the
-        socket at once, with no task switch per client. A session it cannot serve that way
-        (its window is full, a subscription's data is due, a write is in progress, the
-        transaction carries a migration...) is woken and streams by itself again.
+    def park(self, session: Session) -> None:
+        """Hands a caught-up session's next transactions to the fan-out (its stream task waits
+        until :meth:`Session.wake`), indexed by the tables of its shapes, or among the few that
+        every transaction concerns (a subscription's data is due at the next one)."""
+        self.live.add(session)
+        shapes = session.shapes
+        if shapes is None or session._deliveries:
+            self._live_every.add(session)
+            return
+        session._parked_on = tables = shapes.tables
+        buckets = self._live_tables
+        for table in tables:
+            bucket = buckets.get(table)
+            if bucket is None:
+                buckets[table] = {session}
+            else:
+                bucket.add(session)
+
+    def unpark(self, session: Session) -> None:
+        """Takes a session back from the fan-out, at the position the fan-out has reached."""
+        if session not in self.live:
+            return
+        self.settle(session)
+        self.live.discard(session)
+        self._live_every.discard(session)
+        tables, session._parked_on = session._parked_on, frozenset()
+        buckets = self._live_tables
+        for table in tables:
+            bucket = buckets.get(table)
+            if bucket is not None:
+                bucket.discard(session)
+                if not bucket:
+                    del buckets[table]
+
+    def repark(self, session: Session) -> None:
+        """Indexes a parked session again (what concerns it changed: a delivery came)."""
+        if session in self.live:
+            self.unpark(session)
+            self.park(session)
+
+    def settle(self, session: Session) -> None:
+        """Brings a parked session's position (and its graph's) to the fan-out's: the
+        transactions in between changed none of its tables, so it gets nothing of them."""
+        if session in self.live and session._position < self.live_position:
+            session._position = position = self.live_position
+            shapes = session.shapes
+            if shapes is not None and shapes.position < position:
+                shapes.position = position
+
+    def _wake(self, session: Session) -> None:
+        self.unpark(session)
+        session.wake()
+
+    async def fanout(self) -> None:
+        """Streams each new transaction to the caught-up sessions it concerns, in one pass.
+
+        A session whose stream is caught up parks (:meth:`park`); for each transaction this
+        task visits the parked sessions of the tables it changes (and the few every transaction
+        concerns, and the origin's), builds their frames (in Rust) and writes them to the
+        sockets at once, with no task switch per client. The other parked sessions just stay
+        one transaction further (:attr:`live_position`, :meth:`settle`). A session it cannot
+        serve that way (its window is full, a subscription's data is due, a write is in
+        progress, the transaction carries a migration...) is woken and streams by itself again.
         """
         txlog = self.txlog
-        position = txlog.last_lsn or 0
+        self.live_position = txlog.last_lsn or 0
         resets = txlog.resets
         while True:
-            await txlog.wait_after(position)
+            await txlog.wait_after(self.live_position)
+            position = self.live_position
             if resets != txlog.resets or txlog.trimmed_lsn > position:
                 # The log was cleared (a gap in the stream), or transactions after our position
                 # left it before we sent them: each session finds out it is behind by itself.
                 resets = txlog.resets
-                position = txlog.trimmed_lsn if txlog.trimmed_lsn > position else 0
                 for session in list(self.live):
-                    self.live.discard(session)
-                    session.wake()
-            for txn in txlog.read_after(position, 1000):
-                previous, position = position, txn.end_lsn
+                    self._wake(session)
+                self.live_position = txlog.trimmed_lsn if txlog.trimmed_lsn > position else 0
+            for txn in txlog.read_after(self.live_position, 1000):
                 if self.live:
-                    self._fan_out(txn, previous)
+                    self._fan_out(txn, self.live_position)
+                self.live_position = txn.end_lsn
+            await trio.lowlevel.checkpoint()
+                if resets != txlog.resets:
+                    break
             await trio.lowlevel.checkpoint()
 
     def _fan_out(self, txn: _native.ElectricTransaction, previous: int) -> None:
-        migration = bool(txn.ddl or self.history.for_transaction(txn.end_lsn))
-        end = txn.end_lsn
-        touched = frozenset(txn.relations)
+        if txn.ddl or self.history.for_transaction(txn.end_lsn):
+            for session in list(self.live):
+                self._wake(session)
+            return
+        concerned = set(self._live_every)
+        buckets = self._live_tables
+        for table in txn.relations:
+            bucket = buckets.get(table)
+            if bucket:
+                concerned |= bucket
         origin = txn.origin
+        if origin is not None:
+            own = self.clients.get(origin)
+            if own is not None and own in self.live:
+                concerned.add(own)
         ready: list[Session] = []
-        for session in list(self.live):
-            if migration or session._position != previous:
-                self.live.discard(session)
-                session.wake()
-                continue
-            shapes = session.shapes
-            if (
-                shapes is not None
-                and shapes.tables.isdisjoint(touched)
-                and not session._deliveries
-                and session.client_id != origin
-            ):
-                # No change for the client's shapes (the magic writes of other clients'
-                # subscriptions, writes to other tables): its graph would do nothing and send
-                # nothing. It stays parked, one transaction further.
-                session._position = shapes.position = end
-            elif session.can_stream_now():
+        for session in concerned:
+            if session._position > previous:
+                continue  # parked ahead of the fan-out: it streamed this one itself
+            if session.can_stream_now():
                 ready.append(session)
             else:
-                self.live.discard(session)
-                session.wake()
+                self._wake(session)
         if not ready:
             return
         graphs = [s.shapes for s in ready]

@@ -346,6 +346,8 @@ class Session:
         self._scope = trio.CancelScope()
         #: Set by the server's fan-out when this (caught up) session must stream by itself.
         self._wake = trio.Event()
+        #: The tables the server's fan-out has this session parked on (see ``server.park``).
+        self._parked_on: frozenset[tuple[str, str]] = frozenset()
         adopt(ws, self.settings.send_timeout)
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -958,12 +960,12 @@ class Session:
                     # Caught up: the server's fan-out sends the next transactions while it
                     # can, and wakes this task when it cannot.
                     self._wake = trio.Event()
-                    self.server.live.add(self)
+                    self.server.park(self)
                     try:
                         if not await self._until_stopped(self._wake.wait):
                             return
                     finally:
-                        self.server.live.discard(self)
+                        self.server.unpark(self)
                     position = self._position
                     continue
                 for txn in batch:
@@ -1111,7 +1113,7 @@ class Session:
             (root, (), ()) for _, root in plan.requests
         ]
         self._pending_subs[sub_id] = delivery
-        self._deliveries.append(delivery)
+        self._add_delivery(delivery)
         assert self._nursery is not None
         self._nursery.start_soon(self._fetch, delivery, starts, f"subscription:{sub_id}")
         await self._wait_xmin(delivery)
@@ -1143,6 +1145,11 @@ class Session:
         if delivery.connected.is_set():
             with trio.move_on_after(self.settings.data_start_timeout):
                 await delivery.xmin_known.wait()
+
+    def _add_delivery(self, delivery: _Delivery) -> None:
+        self._deliveries.append(delivery)
+        # Due at a transaction of any table: the server's fan-out must see each one.
+        self.server.repark(self)
 
     def _drop_delivery(self, delivery: _Delivery) -> None:
         if delivery in self._deliveries:
@@ -1336,7 +1343,7 @@ class Session:
             columns = layer.fk if layer.holds_fk else layer.table.primary_key
             starts.append((layer, columns, keys))
         delivery = _Delivery(ref=ref, resend=resend)
-        self._deliveries.append(delivery)
+        self._add_delivery(delivery)
         self._nursery.start_soon(self._fetch, delivery, starts, f"tx_subquery:{ref}")
         return delivery
 
@@ -1355,6 +1362,7 @@ class Session:
             await self._respond(request, SatUnsubsResp())  # unknown ids are ignored
             return
         async with self._graph_lock:
+            self.server.settle(self)  # parked: the batch goes at the fan-out's position
             for sub_id in body.subscription_ids:
                 shapes.remove(sub_id)
             # Every relation the gone ops use (the outbound still sends only the new ones), so
@@ -1414,6 +1422,7 @@ class Session:
         # Any store counts for the interval (the first acknowledgement, right after a new
         # subscription's store, would otherwise write it again).
         self._stored_at = trio.current_time()
+        self.server.settle(self)  # parked: the position the fan-out has brought it to
         await self.server.store_checkpoint(
             self.client_id, shapes.position, shapes.graph.export(), shapes.export_move_ins()
         )
