@@ -33,18 +33,16 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +65,7 @@ from ._harness import (
     wait_ready,
     write_section,
 )
+from ._satellite_sync import profiled
 
 NAME = "fanout"
 DATABASE = "electric_bench_fanout"
@@ -128,7 +127,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     if "-h" in rest or "--help" in rest:
         print(
             "fanout options: --clients N (1000), --rates TXN_PER_S,... (1,5), --seconds S"
-            " (6; 3 with --quick), --client-processes N (1), --profile DIR (py-spy of the"
+            " (6; 3 with --quick), --client-processes N (1), --profile DIR (py-spy --native of the"
             " service during a sustained run)"
         )
     args = parse_args(
@@ -577,7 +576,8 @@ async def _run(
         async def ours_run(count: int, rate: float | None, profile: Path | None = None) -> Run:
             await clients.arm("ours", count)
             cpu = cpu_seconds(service.pid)
-            async with _profiled(nursery, service.pid, profile, progress):
+            raw = None if profile is None else profile / "service.txt"
+            async with profiled(service.pid, raw, native=True):
                 if rate is None:
                     await writer.burst(count)
                 else:
@@ -642,42 +642,6 @@ def _latency(name: str, run: Run) -> str:
         f"{name} p50 {run.hist.percentile(50):.1f} ms, p99 {run.hist.percentile(99):.1f} ms"
         f" ({run.hist.count:,} deliveries)"
     )
-
-
-@contextlib.asynccontextmanager
-async def _profiled(
-    nursery: trio.Nursery, pid: int, out: Path | None, progress: Progress
-) -> AsyncIterator[None]:
-    """py-spy samples the service while the block runs (when ``out`` is given)."""
-    if out is None:
-        yield
-        return
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    raw = out / "service.txt"
-    command = [
-        py_spy,
-        "record",
-        "--pid",
-        str(pid),
-        "--format",
-        "raw",
-        "--rate",
-        "250",
-        "--output",
-        str(raw),
-        "--nonblocking",
-    ]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    await trio.sleep(1.0)
-    try:
-        yield
-    finally:
-        process.send_signal(2)
-        with trio.move_on_after(20):
-            await process.wait()
-        progress.step(f"py-spy profile of the service in {raw}")
 
 
 def _service_code() -> str:
