@@ -68,6 +68,9 @@ DATABASE = "electric_bench_scaling"
 PLOTS = Path(__file__).resolve().with_name("plots")
 MEMORY_LIMIT_MIB = 1024.0
 SYNC_TARGET = 200_000.0
+#: Clients per second connecting and subscribing (issue 9): 10,000 clients reconnecting after a
+#: restart of the service are all back within 100 s.
+CONNECT_TARGET = 100.0
 #: Connections in their handshake (and subscription) at once, per client process: clients
 #: connect on their own, not 8 at a time; the service, not the bench's queue, sets the pace.
 CONNECTING = 64
@@ -175,6 +178,8 @@ class Results:
     shapes: list[Point] = dataclasses.field(default_factory=list)
     sync: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     connect_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Idle clients added at each point: (how many, seconds ours, seconds the floor's).
+    connects: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
     server_version: str = ""
     frame_len: int = 0
     handshake: float = 0.0
@@ -373,8 +378,11 @@ async def _run(
             seconds = await clients.connect(
                 group, http_port, more, "electric", 60 + more / 10, table="idle_items"
             )
-            await clients.connect(f"floor-{group}", floor_port, more, "plain", 60 + more / 50)
+            floor_seconds = await clients.connect(
+                f"floor-{group}", floor_port, more, "plain", 60 + more / 50
+            )
             results.connect_seconds[group] = seconds
+            results.connects.append((more, seconds, floor_seconds))
             connected = n
             await trio.sleep(2.0)
             ours_kib, floor_kib = rss_kib(service.pid), rss_kib(floor_pid)
@@ -385,7 +393,8 @@ async def _run(
                 f"{n:,} idle + {active} active: RSS ours {ours_kib / 1024:,.0f} MiB, floor"
                 f" {floor_kib / 1024:,.0f} MiB; p50/p99 ours {ours.percentile(50):.1f}/"
                 f"{ours.percentile(99):.1f} ms, floor {floor.percentile(50):.1f}/"
-                f"{floor.percentile(99):.1f} ms ({more:,} connected in {seconds:.1f} s)"
+                f"{floor.percentile(99):.1f} ms ({more:,} connected in {seconds:.1f} s,"
+                f" {more / seconds:,.0f}/s; floor {more / floor_seconds:,.0f}/s)"
             )
         previous = 0
         for n in args.idle:
@@ -505,7 +514,17 @@ def main(argv: Sequence[str]) -> int:
     most = results.shapes[-1]
     rows, seconds = results.sync[-1]
     p99 = "p99 delivery latency, ms"
+    added, connect_s, floor_connect_s = max(results.connects)
+    connect_rate, floor_rate = added / connect_s, added / floor_connect_s
     measurements = (
+        Measurement(
+            figure=f"clients connected + subscribed per s, {added:,} at once (peer: 100/s target;"
+            f" floor {floor_rate:,.0f} upgrades/s, ours/floor {connect_rate / floor_rate:.2f})",
+            unit="clients/s",
+            ours=(connect_rate,),
+            peer=(CONNECT_TARGET,),
+            target=1.0,
+        ),
         Measurement(
             figure=f"{p99}, {biggest.x:,} idle + {args.active} active (peer: floor)",
             unit="ms",
@@ -565,6 +584,13 @@ def main(argv: Sequence[str]) -> int:
         ),
         f"Connect (+ subscribe) times ({args.connecting} at a time per client process)": ", ".join(
             f"{k} {v:.1f} s" for k, v in results.connect_seconds.items()
+        ),
+        "Connect rate, idle clients added at each point (ours: WebSocket upgrade, authenticate,"
+        " startReplication both ways, subscribe, the shape's data; floor: the upgrade only)": (
+            "; ".join(
+                f"{n:,}: ours {n / t:,.0f}/s, floor {n / f:,.0f}/s, ours/floor {f / t:.2f}"
+                for n, t, f in results.connects
+            )
         ),
         "Open files limit": open_files,
         "Frame": f"{results.frame_len} bytes (SatOpLog of 10 inserts)",
