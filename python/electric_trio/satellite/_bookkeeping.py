@@ -190,6 +190,25 @@ def _write_size(write: Write) -> int:
     return sum(len(v) for row in write[2] for v in row if isinstance(v, bytes))
 
 
+def superseded(writes: Sequence[Write]) -> dict[int, int]:
+    """The checkpoints of ``writes`` that a later one of the same client replaces (each
+    stores the client's whole graph), by the index of the one that replaces them: a client
+    subscribing many times in a row stores its graph once per batch, not once per
+    subscription. A forget of the client's state in between keeps both."""
+    last: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for i in range(len(writes) - 1, -1, -1):
+        kind, client_id, _rows = writes[i]
+        if kind is CHECKPOINT:
+            if client_id in last:
+                out[i] = last[client_id]
+            else:
+                last[client_id] = i
+        elif kind is FORGET_STORED:
+            last.pop(client_id, None)
+    return out
+
+
 def rounds(writes: Sequence[Write]) -> list[list[int]]:
     """The indexes of ``writes`` in statements: a client's n-th write of the batch goes in the
     n-th, so no statement has two writes of one client."""
@@ -238,8 +257,12 @@ class Bookkeeper:
             await self._combiner((kind, client_id, rows))
 
     async def _run(self, writes: list[Write]) -> list[BaseException | None]:
+        self.writes += len(writes)
         results: list[BaseException | None] = [None] * len(writes)
-        for indexes in rounds(writes):
+        replaced = superseded(writes)
+        kept = [i for i in range(len(writes)) if i not in replaced]
+        for indexes in rounds([writes[i] for i in kept]):
+            indexes = [kept[i] for i in indexes]
             try:
                 await self._statement([writes[i] for i in indexes])
             except PostgresUnavailableError as e:
@@ -252,12 +275,13 @@ class Bookkeeper:
                         await self._statement([writes[i]])
                     except (PgError, PostgresUnavailableError) as e:
                         results[i] = e
+        for i, by in replaced.items():
+            results[i] = results[by]
         return results
 
     async def _statement(self, writes: list[Write]) -> None:
         sql, params = statement(writes)
         self.statements += 1
-        self.writes += len(writes)
         await self.db.fetch(sql, *params)
 
     async def aclose(self) -> None:
