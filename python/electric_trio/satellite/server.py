@@ -27,6 +27,7 @@ from .. import _native
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
 from . import _bookkeeping as bk
+from ._collect import SessionCollector
 from ._db import PostgresUnavailableError, SessionDatabase
 from ._wire import frame
 from .auth import Authenticator
@@ -231,6 +232,8 @@ class SatelliteServer:
         self._magic_asked = 0
         self._magic_done = 0
         self._migration_times: dict[str, int] = {}
+        #: Frees finished sessions (reference cycles) without waiting for the collector.
+        self.collector = SessionCollector()
         #: The service's writer of client transactions, looked up at each transaction (the
         #: writes subsystem starts after this one); None: client transactions are dropped.
         self.writer: Callable[[], Writer | None] = lambda: None
@@ -531,6 +534,8 @@ class SatelliteServer:
             with trio.move_on_after(self.settings.close_timeout):
                 await ws.aclose()
             nursery.cancel_scope.cancel()
+            del session
+        self.collector.finished(len(self.clients))
 
     # ---- the fan-out ----------------------------------------------------------------------
 
