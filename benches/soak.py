@@ -116,7 +116,7 @@ TXN_CACHE_SIZE = "8M"
 #: list, set or log attribute of its transaction logs, Satellite servers, client shapes,
 #: sessions and write lanes; the live objects by type) written to DIR.
 PROBE = """
-import collections, gc, json, os, signal, sys, time, tracemalloc, weakref
+import collections, ctypes, gc, json, os, signal, sys, time, tracemalloc, weakref
 from electric_trio.replication._log import TransactionLog
 from electric_trio.satellite.server import SatelliteServer
 from electric_trio.satellite.session import ClientShapes, Session
@@ -135,6 +135,14 @@ def sizes(obj):
         if isinstance(value, (dict, list, set, frozenset, TransactionLog)):
             found[name] = len(value)
     return found
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def mallinfo2():
+    return libc.mallinfo2()
 seq = [0]
 def probe(signum, frame):
     seq[0] += 1
@@ -166,6 +174,12 @@ def probe(signum, frame):
     state["txlog_wal_span"] = [(t.last_lsn or 0) - (t.first_lsn or 0) for t in logs]
     state["traced"] = tracemalloc.get_traced_memory()
     state["gc: collected, seconds, tracked objects"] = collected
+    with open("/proc/self/status") as f:
+        state["VmRSS MiB"] = [int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS")]
+    info = mallinfo2()  # malloc's own figures, summed over its arenas (Rust allocates there)
+    state["malloc MiB: in use, free in heap, mmapped, arena"] = [
+        round(x / 2**20, 2) for x in (info.uordblks, info.fordblks, info.hblkhd, info.arena)
+    ]
     types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
     state["types"] = dict(types.most_common(40))
     with open(stem + ".json", "w") as f:
