@@ -377,6 +377,32 @@ impl ShapeGraph {
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 
+    /// `export`, the change log starting again from it: the base the logs taken from now on
+    /// (`take_log`) apply to.
+    fn export_base<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.export_base())
+    }
+
+    /// What changed in the graph (edges, journal steps) since the log was last taken, or
+    /// since `export_base`; the log starts again, empty.
+    fn take_log<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.take_log())
+    }
+
+    /// Bytes of change log not taken yet.
+    fn log_len(&self) -> usize {
+        self.inner.log_len()
+    }
+
+    /// Applies a `take_log` of a graph whose base (`import_rows`) and earlier logs this graph
+    /// has; returns how many edge changes it made. Raises `ValueError` for bytes that are not
+    /// a log.
+    fn replay(&mut self, data: &[u8]) -> PyResult<usize> {
+        self.inner
+            .replay(data)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
     /// Forgets which relations were reported: `process` and `take_data` list every relation
     /// they use again (a new connection, or a relation the caller announced in another form).
     fn reset_relations(&mut self) {

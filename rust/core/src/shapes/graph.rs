@@ -235,7 +235,34 @@ pub struct ShapeGraph {
     /// How to undo what happened after each position not yet acknowledged: `(position, edge
     /// changes made from it on)`, oldest first.
     journal: Vec<(u64, Vec<Undo>)>,
+    /// What changed since the log was last taken, to store incrementally.
+    log: ChangeLog,
 }
+
+/// The graph's changes as they happen, in a form [`ShapeGraph::replay`] applies to a graph
+/// imported from an earlier export (with the same subscriptions' layers): the edges added and
+/// removed, and the journal's steps, acknowledgements and rollbacks. Stored piece by piece
+/// ([`ShapeGraph::take_log`]), it spares a checkpoint the export of the whole graph: a large
+/// shape's rows are stored once, as they are sent, and a later checkpoint stores only what
+/// changed since. Each piece names the tables and layers it uses (by name and label) itself.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    bytes: Vec<u8>,
+    /// Ids given in this piece to tables and layers.
+    tables: HashMap<TableId, u32>,
+    layers: HashMap<LayerId, u32>,
+    /// The journal step the replay is known to record into (`None`: unknown, announced again
+    /// before the next edge change).
+    step: Option<u64>,
+}
+
+const LOG_TABLE: u8 = 1;
+const LOG_LAYER: u8 = 2;
+const LOG_ADDED: u8 = 3;
+const LOG_REMOVED: u8 = 4;
+const LOG_STEP: u8 = 5;
+const LOG_ACK: u8 = 6;
+const LOG_ROLLBACK: u8 = 7;
 
 /// One edge change, to undo.
 #[derive(Debug, Clone)]
@@ -269,6 +296,7 @@ impl ShapeGraph {
             needs: KeyMap::default(),
             data: Vec::new(),
             journal: Vec::new(),
+            log: ChangeLog::default(),
         }
     }
 
@@ -530,6 +558,7 @@ impl ShapeGraph {
         if let Some((_, undo)) = self.journal.last_mut() {
             undo.push(Undo::Added(key.clone(), edge.clone()));
         }
+        self.log_edge(LOG_ADDED, key, &edge);
         if let (layer, Some(parent)) = edge {
             self.children
                 .entry(parent)
@@ -568,6 +597,9 @@ impl ShapeGraph {
                     .iter()
                     .map(|e| Undo::Removed(key.clone(), e.clone())),
             );
+        }
+        for edge in &removed {
+            self.log_edge(LOG_REMOVED, key, edge);
         }
         for (layer, parent) in &removed {
             if let Some(parent) = parent {
@@ -1359,12 +1391,26 @@ impl ShapeGraph {
 
     /// Forgets how to undo what happened up to `position` (acknowledged by the client).
     pub fn acknowledge(&mut self, position: u64) {
+        let before = self.journal.len();
         self.journal.retain(|(p, _)| *p > position);
+        if self.journal.len() != before {
+            self.log_position(LOG_ACK, position);
+        }
     }
 
     /// Takes the graph back to what it was at `position`: every step after it is undone.
     /// Rows still awaited by pending move-ins are forgotten.
     pub fn rollback(&mut self, position: u64) {
+        if self.journal.last().is_some_and(|(p, _)| *p > position) {
+            self.log_position(LOG_ROLLBACK, position);
+        }
+        self.undo_after(position);
+        self.needs.clear();
+        self.data.clear();
+    }
+
+    /// Undoes every step after `position`.
+    fn undo_after(&mut self, position: u64) {
         while let Some((p, _)) = self.journal.last() {
             if *p <= position {
                 break;
@@ -1372,23 +1418,26 @@ impl ShapeGraph {
             let (_, undo) = self.journal.pop().expect("a step");
             for op in undo.into_iter().rev() {
                 match op {
-                    Undo::Added(key, edge) => self.unlink(&key, &edge),
-                    Undo::Removed(key, edge) => self.link(&key, edge),
+                    Undo::Added(key, edge) => {
+                        self.unlink(&key, &edge);
+                    }
+                    Undo::Removed(key, edge) => {
+                        self.link(&key, edge);
+                    }
                 }
             }
         }
-        self.needs.clear();
-        self.data.clear();
     }
 
-    /// Adds an edge with no journal and no cascade (none of a removed layer).
-    fn link(&mut self, key: &RowKey, edge: Edge) {
+    /// Adds an edge with no journal and no cascade (none of a removed layer); true when the
+    /// row did not have it.
+    fn link(&mut self, key: &RowKey, edge: Edge) -> bool {
         if self.layers.get(edge.0).and_then(Option::as_ref).is_none() {
-            return;
+            return false;
         }
         let state = self.rows.entry(key.clone()).or_default();
         if state.edges.contains(&edge) {
-            return;
+            return false;
         }
         state.edges.push(edge.clone());
         if let (layer, Some(parent)) = edge {
@@ -1397,12 +1446,16 @@ impl ShapeGraph {
                 .or_default()
                 .push((layer, key.clone()));
         }
+        true
     }
 
-    /// Removes an edge with no journal and no cascade.
-    fn unlink(&mut self, key: &RowKey, edge: &Edge) {
+    /// Removes an edge with no journal and no cascade; true when the row had it.
+    fn unlink(&mut self, key: &RowKey, edge: &Edge) -> bool {
+        let mut had = false;
         if let Some(state) = self.rows.get_mut(key) {
+            let before = state.edges.len();
             state.edges.retain(|e| e != edge);
+            had = state.edges.len() != before;
             if state.edges.is_empty() {
                 self.rows.remove(key);
             }
@@ -1415,6 +1468,7 @@ impl ShapeGraph {
                 }
             }
         }
+        had
     }
 
     /// The rows and edges, with the journal of the steps not yet acknowledged, in a form
@@ -1561,6 +1615,198 @@ impl ShapeGraph {
     }
 }
 
+impl ShapeGraph {
+    /// Records an edge change in the log (after the journal took it): the journal step it
+    /// went to first, when the replay may not know it.
+    fn log_edge(&mut self, kind: u8, key: &RowKey, (layer, parent): &Edge) {
+        let step = self.journal.last().map(|(p, _)| *p);
+        if step.is_some() && step != self.log.step {
+            self.log.bytes.push(LOG_STEP);
+            self.log
+                .bytes
+                .extend_from_slice(&step.unwrap_or(0).to_le_bytes());
+            self.log.step = step;
+        }
+        let table = self.log_table(key.table);
+        let layer_id = self.log_layer(*layer);
+        let parent_table = parent.as_ref().map(|p| self.log_table(p.table));
+        let out = &mut self.log.bytes;
+        out.push(kind);
+        push_varint(out, u64::from(table));
+        push_varint(out, key.pk.len() as u64);
+        out.extend_from_slice(&key.pk);
+        push_varint(out, u64::from(layer_id));
+        match (parent, parent_table) {
+            (Some(p), Some(t)) => {
+                out.push(1);
+                push_varint(out, u64::from(t));
+                push_varint(out, p.pk.len() as u64);
+                out.extend_from_slice(&p.pk);
+            }
+            _ => out.push(0),
+        }
+    }
+
+    /// An acknowledgement or rollback in the log; the replay's step is unknown after it.
+    fn log_position(&mut self, kind: u8, position: u64) {
+        self.log.bytes.push(kind);
+        self.log.bytes.extend_from_slice(&position.to_le_bytes());
+        self.log.step = None;
+    }
+
+    fn log_table(&mut self, table: TableId) -> u32 {
+        if let Some(&id) = self.log.tables.get(&table) {
+            return id;
+        }
+        let id = self.log.tables.len() as u32;
+        self.log.tables.insert(table, id);
+        let relation = &self.tables[table].relation;
+        let out = &mut self.log.bytes;
+        out.push(LOG_TABLE);
+        push_varint(out, u64::from(id));
+        write_bytes(out, relation.namespace.as_bytes());
+        write_bytes(out, relation.name.as_bytes());
+        id
+    }
+
+    fn log_layer(&mut self, layer: LayerId) -> u32 {
+        if let Some(&id) = self.log.layers.get(&layer) {
+            return id;
+        }
+        let id = self.log.layers.len() as u32;
+        self.log.layers.insert(layer, id);
+        let label = self.layers[layer].as_ref().map_or("", |l| l.label.as_str());
+        let out = &mut self.log.bytes;
+        out.push(LOG_LAYER);
+        push_varint(out, u64::from(id));
+        write_bytes(out, label.as_bytes());
+        id
+    }
+
+    /// Bytes of log not taken yet.
+    pub fn log_len(&self) -> usize {
+        self.log.bytes.len()
+    }
+
+    /// The changes logged since the last take (or [`ShapeGraph::export_base`]), for
+    /// [`ShapeGraph::replay`]; the log starts again, empty.
+    pub fn take_log(&mut self) -> Vec<u8> {
+        let step = self.log.step;
+        let log = std::mem::take(&mut self.log);
+        self.log.step = step;
+        log.bytes
+    }
+
+    /// [`ShapeGraph::export`], the log starting again from it: the base the pieces of log
+    /// taken from now on apply to.
+    pub fn export_base(&mut self) -> Vec<u8> {
+        self.log = ChangeLog::default();
+        self.export()
+    }
+
+    /// Applies a piece of log ([`ShapeGraph::take_log`]) to this graph, which holds what the
+    /// graph that logged it held when the piece began (an import of its base and of every
+    /// piece before). Changes of tables and layers this graph does not have are skipped.
+    /// Returns how many edge changes were applied; fails only on bytes that are not a log.
+    pub fn replay(&mut self, data: &[u8]) -> Result<usize, ImportError> {
+        let labels: HashMap<&str, LayerId> = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (l.label.as_str(), i)))
+            .collect();
+        let mut tables: HashMap<u64, Option<TableId>> = HashMap::new();
+        let mut layers: HashMap<u64, Option<LayerId>> = HashMap::new();
+        let mut changes = Vec::new();
+        let mut r = Reader(data);
+        // Read whole first: the labels borrow the layers the changes then modify.
+        while !r.0.is_empty() {
+            match r.u8()? {
+                LOG_TABLE => {
+                    let id = r.varint()?;
+                    let schema = String::from_utf8_lossy(r.bytes()?).into_owned();
+                    let name = String::from_utf8_lossy(r.bytes()?).into_owned();
+                    tables.insert(id, self.table_ids.get(&(schema, name)).copied());
+                }
+                LOG_LAYER => {
+                    let id = r.varint()?;
+                    let label = String::from_utf8_lossy(r.bytes()?);
+                    layers.insert(id, labels.get(label.as_ref()).copied());
+                }
+                kind @ (LOG_ADDED | LOG_REMOVED) => {
+                    let key = Self::log_key(&mut r, &tables)?;
+                    let layer = layers.get(&r.varint()?).copied().flatten();
+                    let parent = match r.u8()? {
+                        0 => Some(None),
+                        _ => Self::log_key(&mut r, &tables)?.map(Some),
+                    };
+                    if let (Some(key), Some(layer), Some(parent)) = (key, layer, parent) {
+                        changes.push(Replayed::Edge(kind == LOG_ADDED, key, (layer, parent)));
+                    }
+                }
+                kind @ (LOG_STEP | LOG_ACK | LOG_ROLLBACK) => {
+                    changes.push(Replayed::Position(kind, r.u64()?));
+                }
+                _ => return Err(ImportError(data.len() - r.0.len())),
+            }
+        }
+        let mut applied = 0;
+        for change in changes {
+            match change {
+                Replayed::Edge(true, key, edge) => {
+                    if self.link(&key, edge.clone()) {
+                        if let Some((_, undo)) = self.journal.last_mut() {
+                            undo.push(Undo::Added(key, edge));
+                        }
+                        applied += 1;
+                    }
+                }
+                Replayed::Edge(false, key, edge) => {
+                    if self.unlink(&key, &edge) {
+                        if let Some((_, undo)) = self.journal.last_mut() {
+                            undo.push(Undo::Removed(key, edge));
+                        }
+                        applied += 1;
+                    }
+                }
+                Replayed::Position(LOG_STEP, p) => self.begin_step(p),
+                Replayed::Position(LOG_ACK, p) => self.journal.retain(|(q, _)| *q > p),
+                Replayed::Position(_, p) => self.undo_after(p),
+            }
+        }
+        // What the replay did is in the graph's stored form already: not logged again.
+        self.log = ChangeLog::default();
+        Ok(applied)
+    }
+
+    fn log_key(
+        r: &mut Reader<'_>,
+        tables: &HashMap<u64, Option<TableId>>,
+    ) -> Result<Option<RowKey>, ImportError> {
+        let table = tables.get(&r.varint()?).copied().flatten();
+        let len = r.varint()? as usize;
+        let pk = r.take(len)?;
+        Ok(table.map(|table| RowKey {
+            table,
+            pk: pk.into(),
+        }))
+    }
+}
+
+/// A change read from a log, resolved to this graph's tables and layers.
+enum Replayed {
+    Edge(bool, RowKey, Edge),
+    Position(u8, u64),
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// Bytes that are not a graph export.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a shape graph export (truncated at byte {0})")]
@@ -1597,6 +1843,18 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], ImportError> {
         let n = self.u32()? as usize;
         self.take(n)
+    }
+
+    fn varint(&mut self) -> Result<u64, ImportError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(ImportError(self.0.len()))
     }
 }
 

@@ -557,3 +557,135 @@ fn framed_rows_are_the_frames_of_the_queued_rows() {
         assert!(framed.take_data().is_empty());
     }
 }
+
+/// The same changes, one graph logging them (its log taken in pieces, the base exported
+/// midway when `base_at` says so).
+fn logged_run(g: &mut ShapeGraph, base_at: bool) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+    let (p, i) = (projects(), issues());
+    let mut pieces = Vec::new();
+    let mut base = None;
+    g.begin_step(1);
+    g.process(&txn(
+        1,
+        vec![
+            insert(&p, &[Some("p1"), Some("mine")]),
+            insert(&p, &[Some("p2"), Some("other")]),
+            insert(&i, &[Some("i1"), Some("p1"), None]),
+            insert(&i, &[Some("i2"), Some("p2"), None]),
+        ],
+    ));
+    pieces.push(g.take_log());
+    g.begin_step(2);
+    g.process(&txn(
+        2,
+        vec![update(
+            &i,
+            &[Some("i1"), Some("p1"), None],
+            &[Some("i1"), Some("p2"), None],
+        )],
+    ));
+    g.begin_step(3);
+    let plan = g.process(&txn(
+        3,
+        vec![update(
+            &p,
+            &[Some("p2"), Some("other")],
+            &[Some("p2"), Some("mine")],
+        )],
+    ));
+    // The move-in's rows, added in two parts with a piece taken between them.
+    let children = |id: &str| {
+        (
+            Arc::from(vec![]),
+            vec![Some(id.into()), Some("p2".into()), None],
+        )
+    };
+    g.add_rows(plan.move_ins[0].layer, vec![children("i1")], false);
+    pieces.push(g.take_log());
+    g.add_rows(plan.move_ins[0].layer, vec![children("i2")], false);
+    g.take_data();
+    g.acknowledge(1);
+    if base_at {
+        base = Some(g.export_base());
+        pieces.clear();
+    }
+    g.begin_step(4);
+    g.process(&txn(
+        4,
+        vec![update(
+            &p,
+            &[Some("p2"), Some("mine")],
+            &[Some("p2"), Some("gone")],
+        )],
+    ));
+    g.begin_step(5);
+    g.remove_subscription("t");
+    g.process(&txn(5, vec![insert(&p, &[Some("p3"), Some("mine")])]));
+    pieces.push(g.take_log());
+    g.rollback(4);
+    pieces.push(g.take_log());
+    g.begin_step(6);
+    g.process(&txn(6, vec![insert(&p, &[Some("p4"), Some("mine")])]));
+    g.take_data();
+    pieces.push(g.take_log());
+    (base, pieces)
+}
+
+fn logged_graph() -> ShapeGraph {
+    let mut g = graph(None);
+    let root = layer(&mut g, "s", "projects", "this.name = 'mine'", None);
+    layer(&mut g, "s", "issues", "", Some(root));
+    layer(&mut g, "t", "projects", "this.name = 'other'", None);
+    g
+}
+
+/// What a graph holds of the rows the run touches.
+fn held(g: &ShapeGraph) -> (usize, Vec<bool>) {
+    let rows = [
+        ("projects", "p1"),
+        ("projects", "p2"),
+        ("projects", "p3"),
+        ("projects", "p4"),
+        ("issues", "i1"),
+        ("issues", "i2"),
+    ];
+    let held = rows.map(|(t, k)| g.contains("public", t, &[k])).to_vec();
+    (g.len(), held)
+}
+
+#[test]
+fn a_base_and_its_log_replayed_give_the_graph_and_its_journal() {
+    for base_at in [false, true] {
+        let mut g = logged_graph();
+        let (base, pieces) = logged_run(&mut g, base_at);
+        assert_eq!(g.log_len(), 0);
+        // Loaded after a restart: the subscriptions still stored (not "t"), the base (or
+        // none: the log since the graph was new), then every piece in order.
+        let mut h = graph(None);
+        let root = layer(&mut h, "s", "projects", "this.name = 'mine'", None);
+        layer(&mut h, "s", "issues", "", Some(root));
+        if let Some(base) = &base {
+            h.import(base).unwrap();
+        }
+        for piece in &pieces {
+            h.replay(piece).unwrap();
+        }
+        assert_eq!(h.log_len(), 0, "a replay is not logged again");
+        assert_eq!(held(&h), held(&g), "base at midway: {base_at}");
+        // p2 left with its issues, p3's step was rolled back, p4 came after.
+        assert_eq!(held(&g), (2, vec![true, false, false, true, false, false]));
+        // The journals agree: both go back to the same positions.
+        for position in [3, 2] {
+            g.rollback(position);
+            h.rollback(position);
+            assert_eq!(
+                held(&h),
+                held(&g),
+                "at {position}, base at midway: {base_at}"
+            );
+        }
+        assert!(h.replay(&[LOG_NOT_A_KIND]).is_err());
+    }
+}
+
+const LOG_NOT_A_KIND: u8 = 99;
