@@ -48,7 +48,7 @@ ESTIMATES: dict[str, tuple[float, float]] = {
     "client": (16, 180),
     "publisher": (5, 100),
     "frames": (10, 90),
-    "scaling": (37, 650),
+    "scaling": (37, 430),
     "sync": (25, 200),
 }
 DEFAULT_ESTIMATE = (60.0, 300.0)

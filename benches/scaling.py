@@ -514,7 +514,9 @@ def main(argv: Sequence[str]) -> int:
     most = results.shapes[-1]
     rows, seconds = results.sync[-1]
     p99 = "p99 delivery latency, ms"
-    added, connect_s, floor_connect_s = max(results.connects)
+    # The largest number added at once (the later point of equal ones: more already connected).
+    most_added = max(n for n, _, _ in results.connects)
+    added, connect_s, floor_connect_s = [c for c in results.connects if c[0] == most_added][-1]
     connect_rate, floor_rate = added / connect_s, added / floor_connect_s
     measurements = (
         Measurement(
