@@ -62,6 +62,7 @@ async def test_installs_on_an_empty_database(conn: Connection) -> None:
             "assignments",
             "client_actions",
             "client_additional_data",
+            "client_checkpoint_logs",
             "client_checkpoints",
             "client_shape_subscriptions",
             "client_unsub_points",

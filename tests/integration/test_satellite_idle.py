@@ -22,17 +22,20 @@ from electric_trio.service import Service
 
 
 async def _stored_graph(url: str, client_id: str, position: int) -> bytes:
-    """The client's sent-rows graph as stored when its connection ended (at ``position``)."""
+    """The client's sent-rows graph as stored when its connection ended (at ``position``):
+    its base and the pieces of its change log stored since."""
     async with await connect(url) as conn:
         with trio.fail_after(20):
             while True:
                 rows = await conn.fetch(
-                    "SELECT pg_wal_pos, sent_rows_graph FROM electric.client_checkpoints"
-                    " WHERE client_id = $1",
+                    "SELECT c.sent_rows_graph, l.pg_wal_pos, l.changes"
+                    " FROM electric.client_checkpoints c"
+                    " JOIN electric.client_checkpoint_logs l USING (client_id)"
+                    " WHERE client_id = $1 ORDER BY l.seq",
                     client_id,
                 )
-                if rows and int(rows[0][0]) >= position:
-                    return bytes(rows[0][1])
+                if rows and int(rows[-1][1]) >= position:
+                    return bytes(rows[0][0][13:]) + b"".join(bytes(r[2]) for r in rows)
                 await trio.sleep(0.05)
 
 

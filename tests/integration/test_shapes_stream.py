@@ -1,11 +1,14 @@
 # ruff: noqa: F811 (the fixtures come from test_satellite_protocol)
 """A one-layer subscription's rows are sent while its COPY is read (issue 9): a read that fails
 after part of them went out cuts the client off with an error rather than ending the data as
-if it were whole, forgets the subscription, and the service keeps serving everyone else."""
+if it were whole, forgets the subscription, and the service keeps serving everyone else. The
+rows sent are stored as they go (pieces of the graph's change log), and a restarted service
+resumes the client from them."""
 
 from __future__ import annotations
 
 import pytest
+import trio
 from test_satellite_protocol import (  # noqa: F401 (fixtures)
     client,
     db,
@@ -13,11 +16,13 @@ from test_satellite_protocol import (  # noqa: F401 (fixtures)
     satellite,
     service,
     sql,
+    start_service,
     wait_versions,
 )
-from test_shapes_protocol import ops, request, select, started, subscribe
+from test_shapes_protocol import ack, ops, request, select, started, subscribe, until
 
 from electric_trio.pg import connect
+from electric_trio.satellite import _graph_store
 from electric_trio.satellite import messages as m
 from electric_trio.satellite.server import SatelliteSubsystem
 from electric_trio.satellite.session import CLOSE_PROTOCOL_ERROR
@@ -83,3 +88,64 @@ async def test_a_read_that_fails_midway_cuts_the_client_off(
     assert len(kept.graph) == 0
     assert not kept.subscriptions
     assert "cannot read shape data client_id=a" in caplog.text
+
+
+async def test_rows_stored_while_sent_resume_after_a_restart(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = 20_000
+    # A piece of log stored every few hundred rows: stores come between the parts of the
+    # data being sent.
+    monkeypatch.setattr(_graph_store, "PIECE_BYTES", 8 << 10)
+    known: dict[int, m.SatRelation] = {}
+    sub = request(select("items"))
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, migration_sql("1", "items"))
+        # Rows of 300 bytes: the sockets fill, and stores run while the service waits to send.
+        await sql(
+            db, f"INSERT INTO items SELECT i, repeat('x', 300) FROM generate_series(1, {rows}) i"
+        )
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            assert len(ops(await until(c, m.SatSubsDataEnd), known)) == rows
+            await sql(db, f"INSERT INTO items VALUES ({rows + 1}, 'live')")
+            frames = await until(c, m.SatOpLog)
+            assert ops(frames, known) == [("insert", "items", str(rows + 1))]
+            lsn = await ack(c, frames)
+        first.cancel_scope.cancel()
+    async with await connect(db) as conn:
+        (base,) = await conn.fetch(
+            "SELECT sent_rows_graph FROM electric.client_checkpoints WHERE client_id = 'c1'"
+        )
+        pieces = await conn.fetch(
+            "SELECT seq, octet_length(changes) FROM electric.client_checkpoint_logs"
+            " WHERE client_id = 'c1' ORDER BY seq"
+        )
+    # The base is the empty graph the client started from; the rows are in the pieces, stored
+    # as they were sent, never as an export of the whole graph.
+    assert bytes(base[0]).startswith(_graph_store.MAGIC)
+    assert bytes(base[0]).endswith(_graph_store.EMPTY_EXPORT)
+    assert len(bytes(base[0])) == len(_graph_store.MAGIC) + 8 + len(_graph_store.EMPTY_EXPORT)
+    assert [seq for seq, _ in pieces] == list(range(len(pieces)))
+    # Stored while the data went out: in several pieces (not one at the end, then the live
+    # row's).
+    sizes = [size for _, size in pieces]
+    assert len(sizes) >= 3
+    assert max(sizes) < 0.8 * sum(sizes)
+    await sql(db, f"DELETE FROM items WHERE id IN (1, {rows // 2}, {rows}, {rows + 1})")
+    async with trio.open_nursery() as second:
+        service = await start_service(second, db)
+        async with client(service) as c:
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            # The restored graph has every row: each delete reaches the client (one of a row
+            # it lacked would not).
+            got = ops(await until(c, m.SatOpLog), known)
+            assert sorted(got) == sorted(
+                ("delete", "items", str(i)) for i in (1, rows // 2, rows, rows + 1)
+            )
+        second.cancel_scope.cancel()

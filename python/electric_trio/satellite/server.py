@@ -27,6 +27,7 @@ from .. import _native
 from ..http import Request, Response
 from ..pg import Connection, ConnectParams, connect
 from . import _bookkeeping as bk
+from . import _graph_store
 from ._collect import SessionCollector
 from ._db import PostgresUnavailableError, SessionDatabase
 from ._wire import frame
@@ -361,7 +362,14 @@ class SatelliteServer:
                 batches[raw] = _gone_batch_decoder.decode(raw)
             shapes.unsubscribed[sub_id] = batches[raw]
         position, graph, move_ins = checkpoint
-        shapes.graph.import_rows(bytes(graph))
+        shapes.stored, position, move_ins = await _graph_store.load(
+            self.db,
+            client_id,
+            shapes.graph,
+            bytes(graph),
+            int(position),
+            None if move_ins is None else bytes(move_ins),
+        )
         if move_ins is not None:
             shapes.import_move_ins(_move_ins_decoder.decode(bytes(move_ins)))
         shapes.position = int(position)

@@ -26,6 +26,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from .. import _native
 from ..ddlx.migration import Dialect
 from ..pg import ConnectionLostError, PgError
+from . import _graph_store
 from ._db import PostgresUnavailableError
 from ._wire import adopt, can_write_now, frame, send_framed, send_frames, write_now
 from .auth import AuthFailure, AuthResult
@@ -185,6 +186,9 @@ MoveIns = list[tuple[int, list[list[str]]]]
 RelationForm = tuple[int, str, str, list[tuple[str, int]]]
 
 
+_msgpack = msgspec.msgpack.Encoder()
+
+
 class PendingMoveIns(msgspec.Struct, frozen=True):
     """A client's unacknowledged move-ins as stored with its checkpoint: layers by their
     stable labels (``<subscription>/<n>``, as the graph names them), not by graph ids."""
@@ -224,6 +228,8 @@ class ClientShapes:
         self.labels: dict[int, str] = {}
         #: The position of the last transaction the graph has seen.
         self.position = 0
+        #: Where the graph's store in Postgres stands (it is stored as it changes).
+        self.stored = _graph_store.StoredGraph()
         self.refs = RefCounter()
         #: Move-ins whose additional data the client has not acknowledged:
         #: ref -> (position of their transaction, ``(layer, keys)`` pairs).
@@ -1286,13 +1292,19 @@ class Session:
             head.append(encode(SatShapeDataEnd()))
         head.append(encode(SatShapeDataBegin(request_id=ids[-1])))
         shapes.subscriptions[plan.id] = plan
+
+        async def send(data: bytes) -> None:
+            await send_framed(self.ws, data)
+            # The rows sent so far are stored while the next are sent (the graph's change log
+            # of a large shape is never all held).
+            if graph.log_len() >= _graph_store.PIECE_BYTES and not shapes.stored.lock.locked():
+                self._nursery_soon(self._store_checkpoint)
+
         cut_short: str | None = None
         try:
             async with self._send_lock:
                 await send_frames(self.ws, head)
-                ops = await stream_data(
-                    graph, layers, delivery.resend, partial(send_framed, self.ws)
-                )
+                ops = await stream_data(graph, layers, delivery.resend, send)
                 tail = [] if ops else [encode(SatOpLog())]
                 tail += [encode(SatShapeDataEnd()), encode(SatSubsDataEnd())]
                 await send_frames(self.ws, tail)
@@ -1414,8 +1426,9 @@ class Session:
         self._nursery_soon(self._store_checkpoint)
 
     async def _store_checkpoint(self) -> None:
-        """Stores the client's graph as it is now, with how to take it back to any position
-        the client has not acknowledged yet."""
+        """Stores what changed in the client's graph since the last store (with how to take
+        it back to any position the client has not acknowledged yet): see
+        :mod:`._graph_store`."""
         shapes = self.shapes
         if shapes is None or self.client_id is None:
             return
@@ -1423,8 +1436,13 @@ class Session:
         # subscription's store, would otherwise write it again).
         self._stored_at = trio.current_time()
         self.server.settle(self)  # parked: the position the fan-out has brought it to
-        await self.server.store_checkpoint(
-            self.client_id, shapes.position, shapes.graph.export(), shapes.export_move_ins()
+        await _graph_store.store(
+            self.server.bookkeeper,
+            self.client_id,
+            shapes.stored,
+            shapes.graph,
+            shapes.position,
+            _msgpack.encode(shapes.export_move_ins()),
         )
 
     # ---- keepalive (§1) ------------------------------------------------------------------
