@@ -625,10 +625,15 @@ class SatelliteServer:
                     self._wake(session)
                 self.live_position = txlog.trimmed_lsn if txlog.trimmed_lsn > position else 0
             for txn in txlog.read_after(self.live_position, 1000):
-                if self.live:
-                    self._fan_out(txn, self.live_position)
+                if not self.live:
+                    self.live_position = txn.end_lsn
+                    continue
+                self._fan_out(txn, self.live_position)
                 self.live_position = txn.end_lsn
-            await trio.lowlevel.checkpoint()
+                # The sessions' tasks run between two transactions, not after a whole batch:
+                # their clients' acknowledgements above all (a session whose window of 30 is
+                # full must stream by itself, at a far higher cost per transaction).
+                await trio.lowlevel.checkpoint()
                 if resets != txlog.resets:
                     break
             await trio.lowlevel.checkpoint()
