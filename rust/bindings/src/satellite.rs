@@ -14,7 +14,7 @@ use prost_reflect::{
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -203,6 +203,10 @@ impl Backward {
     fn put_varint(&mut self, v: u64) {
         if v < 0x80 {
             self.put_byte(v as u8);
+        } else if v < 0x4000 {
+            let bytes = self.front(2);
+            bytes[0] = (v as u8) | 0x80;
+            bytes[1] = (v >> 7) as u8;
         } else {
             self.put_long_varint(v);
         }
@@ -336,6 +340,20 @@ struct MessagePlan {
     by_number: Vec<Option<usize>>,
     /// The repeated fields' indexes.
     lists: Vec<usize>,
+    /// The fields as the encoder visits them: last to first, each in a few bytes.
+    encoders: Vec<EncodeField>,
+}
+
+/// What the encoder needs of a field (its [`FieldPlan`] is `field` of the plan).
+#[derive(Clone, Copy)]
+struct EncodeField {
+    offset: u32,
+    number: u32,
+    message: u32,
+    field: u16,
+    scalar: Scalar,
+    list: bool,
+    presence: bool,
 }
 
 /// The Satellite codec straight to and from the msgspec Structs of `satellite/messages.py`:
@@ -632,143 +650,177 @@ impl SatelliteCodec {
         }
         // SAFETY: the type of a live object (compared, not kept: no reference taken).
         let direct = unsafe { pyo3::ffi::Py_TYPE(obj.as_ptr()) } == plan.cls.as_ptr().cast();
-        for field in plan.fields.iter().rev() {
-            let fail = |e: PyErr| {
-                let message = format!(
-                    "{}.{}: {}",
-                    short_name(&plan.name),
-                    field.attr.bind(py),
-                    e.value(py)
-                );
-                if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOverflowError>(py) {
-                    PyValueError::new_err(message)
-                } else {
-                    PyTypeError::new_err(message)
-                }
-            };
+        // SAFETY: the address of None.
+        let none = unsafe { pyo3::ffi::Py_None() };
+        for ef in &plan.encoders {
             // SAFETY: `obj` is an instance of the plan's class, whose field this offset is
             // (msgspec never leaves a field of a built instance unset, but NULL is checked).
             let kept = if direct {
-                unsafe { *slot(obj.as_ptr(), field.offset) }
+                unsafe { *slot(obj.as_ptr(), ef.offset as usize) }
             } else {
                 std::ptr::null_mut()
             };
+            if kept == none && ef.presence && !ef.list {
+                // Unset (most members of a oneof): nothing to write.
+                continue;
+            }
             let got;
             let value: Borrowed<'_, 'py, PyAny> = if kept.is_null() {
-                got = obj.getattr(field.attr.bind(py)).map_err(fail)?;
+                let attr = plan.fields[usize::from(ef.field)].attr.bind(py);
+                got = obj
+                    .getattr(attr)
+                    .map_err(|e| field_error(py, plan, ef, e))?;
                 got.as_borrowed()
             } else {
                 // SAFETY: a field of `obj`, which the caller holds and which is frozen: no
                 // reference of our own is needed (abi3 reference counting is a call each).
                 unsafe { Borrowed::from_ptr(py, kept) }
             };
-            if field.list {
-                if let (true, Ok(tuple)) = (self.raw_layout, value.cast_exact::<PyTuple>()) {
-                    // SAFETY: a tuple's items, as `raw_layout_holds` checked, borrowed from
-                    // the tuple `obj` holds.
-                    let items = unsafe {
-                        let n = pyo3::ffi::Py_SIZE(tuple.as_ptr()) as usize;
-                        let at = tuple.as_ptr().cast::<u8>().add(TUPLE_ITEMS);
-                        std::slice::from_raw_parts(at.cast::<*mut pyo3::ffi::PyObject>(), n)
-                    };
-                    let items = items
-                        .iter()
-                        .rev()
-                        .map(|&p| unsafe { Borrowed::from_ptr(py, p) });
-                    self.encode_list(py, field, items, out, depth)
-                } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
-                    self.encode_list(py, field, tuple.iter_borrowed().rev(), out, depth)
-                } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
-                    Err(PyTypeError::new_err("expected a list"))
-                } else {
-                    let items = value.try_iter()?.collect::<PyResult<Vec<_>>>()?;
-                    let items = items.iter().rev().map(|item| item.as_borrowed());
-                    self.encode_list(py, field, items, out, depth)
-                }
-                .map_err(fail)?;
-            } else if value.is_none() {
-                if !field.presence {
-                    return Err(fail(PyTypeError::new_err(
-                        "None for a field without presence",
-                    )));
-                }
-            } else if field.is_varint() {
-                let v = varint_of(field.scalar, &value).map_err(fail)?;
-                if v != 0 || field.presence {
-                    out.put_varint(v);
-                    out.put_varint(u64::from(field.number << 3));
-                }
-            } else {
-                self.encode_value(py, field, &value, out, depth, !field.presence)
-                    .map_err(fail)?;
-            }
+            self.encode_field(py, ef, &value, out, depth)
+                .map_err(|e| field_error(py, plan, ef, e))?;
         }
         Ok(())
     }
 
-    /// The items of a repeated field, given last to first: varints packed, the others one key
-    /// each.
-    fn encode_list<'a, 'py: 'a>(
+    #[inline(always)]
+    fn encode_field<'py>(
         &self,
         py: Python<'py>,
-        field: &FieldPlan,
+        ef: &EncodeField,
+        value: &Bound<'py, PyAny>,
+        out: &mut Backward,
+        depth: u32,
+    ) -> PyResult<()> {
+        if ef.list {
+            return self.encode_list(py, ef, value, out, depth);
+        }
+        if value.is_none() {
+            return if ef.presence {
+                Ok(())
+            } else {
+                Err(PyTypeError::new_err("None for a field without presence"))
+            };
+        }
+        match ef.scalar {
+            Scalar::Bytes | Scalar::String => {
+                self.encode_value(py, ef, value, out, depth, !ef.presence)
+            }
+            Scalar::Message => self.encode_nested(py, ef, value, out, depth),
+            scalar => {
+                let v = varint_of(scalar, value)?;
+                if v != 0 || ef.presence {
+                    out.put_varint(v);
+                    out.put_varint(u64::from(ef.number << 3));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A repeated field's items, last to first (an exact tuple read in place).
+    fn encode_list<'py>(
+        &self,
+        py: Python<'py>,
+        ef: &EncodeField,
+        value: &Bound<'py, PyAny>,
+        out: &mut Backward,
+        depth: u32,
+    ) -> PyResult<()> {
+        if let (true, Ok(tuple)) = (self.raw_layout, value.cast_exact::<PyTuple>()) {
+            // SAFETY: a tuple's items, as `raw_layout_holds` checked, borrowed from the
+            // tuple the message holds.
+            let items = unsafe {
+                let n = pyo3::ffi::Py_SIZE(tuple.as_ptr()) as usize;
+                let at = tuple.as_ptr().cast::<u8>().add(TUPLE_ITEMS);
+                std::slice::from_raw_parts(at.cast::<*mut pyo3::ffi::PyObject>(), n)
+            };
+            let items = items
+                .iter()
+                .rev()
+                .map(|&p| unsafe { Borrowed::from_ptr(py, p) });
+            self.encode_items(py, ef, items, out, depth)
+        } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
+            self.encode_items(py, ef, tuple.iter_borrowed().rev(), out, depth)
+        } else if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+            Err(PyTypeError::new_err("expected a list"))
+        } else {
+            let items = value.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+            let items = items.iter().rev().map(|item| item.as_borrowed());
+            self.encode_items(py, ef, items, out, depth)
+        }
+    }
+
+    /// The items of a repeated field, given last to first: varints packed, the others one key
+    /// each.
+    #[inline(always)]
+    fn encode_items<'a, 'py: 'a>(
+        &self,
+        py: Python<'py>,
+        ef: &EncodeField,
         items: impl Iterator<Item = Borrowed<'a, 'py, PyAny>>,
         out: &mut Backward,
         depth: u32,
     ) -> PyResult<()> {
-        if !field.is_varint() {
-            for item in items {
-                self.encode_value(py, field, &item, out, depth, false)?;
+        match ef.scalar {
+            Scalar::Bytes | Scalar::String => {
+                for item in items {
+                    self.encode_value(py, ef, &item, out, depth, false)?;
+                }
             }
-            return Ok(());
-        }
-        let end = out.len();
-        for item in items {
-            out.put_varint(varint_of(field.scalar, &item)?);
-        }
-        if out.len() != end {
-            out.put_head(field.number, out.len() - end);
+            Scalar::Message => {
+                for item in items {
+                    self.encode_nested(py, ef, &item, out, depth)?;
+                }
+            }
+            scalar => {
+                let end = out.len();
+                for item in items {
+                    out.put_varint(varint_of(scalar, &item)?);
+                }
+                if out.len() != end {
+                    out.put_head(ef.number, out.len() - end);
+                }
+            }
         }
         Ok(())
     }
 
     /// A length-delimited field: its key, length and data (nothing for an empty string or
     /// bytes when `skip_empty`).
+    #[inline(always)]
     fn encode_value<'py>(
         &self,
         py: Python<'py>,
-        field: &FieldPlan,
+        ef: &EncodeField,
         value: &Bound<'py, PyAny>,
         out: &mut Backward,
         depth: u32,
         skip_empty: bool,
     ) -> PyResult<()> {
-        let data = match field.scalar {
+        let data = match ef.scalar {
+            Scalar::Bytes => match exact_bytes(value, self.raw_layout) {
+                Some(data) => data,
+                None => return other_bytes(ef, value, out, skip_empty),
+            },
             Scalar::String => str_utf8(value)?,
-            Scalar::Bytes => {
-                if let Some(b) = exact_bytes(value, self.raw_layout) {
-                    b
-                } else if let Ok(b) = value.cast::<PyBytes>() {
-                    b.as_bytes()
-                } else if let Ok(b) = value.cast::<PyByteArray>() {
-                    let b = b.to_vec();
-                    encode_bytes(field, &b, out, skip_empty);
-                    return Ok(());
-                } else {
-                    return Err(PyTypeError::new_err(format!(
-                        "expected bytes, got {}",
-                        value.get_type().name()?
-                    )));
-                }
-            }
-            _ => {
-                let end = out.len();
-                self.encode_into(py, field.message, value, out, depth + 1)?;
-                out.put_head(field.number, out.len() - end);
-                return Ok(());
-            }
+            _ => return self.encode_nested(py, ef, value, out, depth),
         };
-        encode_bytes(field, data, out, skip_empty);
+        encode_bytes(ef, data, out, skip_empty);
+        Ok(())
+    }
+
+    /// A message field: the message, then its key and length in front.
+    fn encode_nested<'py>(
+        &self,
+        py: Python<'py>,
+        ef: &EncodeField,
+        value: &Bound<'py, PyAny>,
+        out: &mut Backward,
+        depth: u32,
+    ) -> PyResult<()> {
+        let end = out.len();
+        self.encode_into(py, ef.message as usize, value, out, depth + 1)?;
+        out.put_head(ef.number, out.len() - end);
         Ok(())
     }
 
@@ -816,11 +868,48 @@ impl SatelliteCodec {
 
 /// A string or bytes field: its key, length and data (nothing for an empty value when
 /// `skip_empty`).
-#[inline]
-fn encode_bytes(field: &FieldPlan, data: &[u8], out: &mut Backward, skip_empty: bool) {
+#[inline(always)]
+fn encode_bytes(ef: &EncodeField, data: &[u8], out: &mut Backward, skip_empty: bool) {
     if !(skip_empty && data.is_empty()) {
         out.put_slice(data);
-        out.put_head(field.number, data.len());
+        out.put_head(ef.number, data.len());
+    }
+}
+
+/// A bytes field's value that is not an exact `bytes`: a subclass or a bytearray.
+#[cold]
+fn other_bytes(
+    ef: &EncodeField,
+    value: &Bound<'_, PyAny>,
+    out: &mut Backward,
+    skip_empty: bool,
+) -> PyResult<()> {
+    if let Ok(b) = value.cast::<PyBytes>() {
+        encode_bytes(ef, b.as_bytes(), out, skip_empty);
+    } else if let Ok(b) = value.cast::<PyByteArray>() {
+        encode_bytes(ef, &b.to_vec(), out, skip_empty);
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "expected bytes, got {}",
+            value.get_type().name()?
+        )));
+    }
+    Ok(())
+}
+
+/// A field's error, named: `SatOpLog.ops: SatTransOp.begin: ...` from the innermost out.
+#[cold]
+fn field_error(py: Python<'_>, plan: &MessagePlan, ef: &EncodeField, e: PyErr) -> PyErr {
+    let message = format!(
+        "{}.{}: {}",
+        short_name(&plan.name),
+        plan.fields[usize::from(ef.field)].attr.bind(py),
+        e.value(py)
+    );
+    if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOverflowError>(py) {
+        PyValueError::new_err(message)
+    } else {
+        PyTypeError::new_err(message)
     }
 }
 
@@ -865,7 +954,43 @@ fn str_utf8<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 }
 
 /// The varint of an int, bool or enum value (negative int32 as 10 bytes, as protobuf does).
+#[inline]
 fn varint_of(scalar: Scalar, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if value.is_exact_instance_of::<PyInt>() {
+        // An exact int in range in one call (PyO3's extract makes more under abi3); out of
+        // range, the extraction below raises its error.
+        let p = value.as_ptr();
+        // SAFETY: an int object; an error these raise is taken back at once.
+        let fast = unsafe {
+            match scalar {
+                Scalar::Uint32 | Scalar::Uint64 => {
+                    // `unsigned long` where it has 64 bits: CPython 3.11's `long long`
+                    // conversion goes through a byte array for an int of two digits or more.
+                    let v = if std::mem::size_of::<std::ffi::c_ulong>() == 8 {
+                        pyo3::ffi::PyLong_AsUnsignedLong(p) as u64
+                    } else {
+                        pyo3::ffi::PyLong_AsUnsignedLongLong(p)
+                    };
+                    let failed = v == u64::MAX && PyErr::take(value.py()).is_some();
+                    let over = scalar == Scalar::Uint32 && v > u64::from(u32::MAX);
+                    (!failed && !over).then_some(v)
+                }
+                Scalar::Int32 | Scalar::Enum => {
+                    #[allow(clippy::useless_conversion)] // `long` has 32 bits on Windows
+                    let v = i64::from(pyo3::ffi::PyLong_AsLong(p));
+                    if v == -1 && PyErr::take(value.py()).is_some() {
+                        None
+                    } else {
+                        i32::try_from(v).ok().map(|v| i64::from(v) as u64)
+                    }
+                }
+                _ => None,
+            }
+        };
+        if let Some(v) = fast {
+            return Ok(v);
+        }
+    }
     Ok(match scalar {
         Scalar::Bool => u64::from(value.extract::<bool>()?),
         Scalar::Uint32 => u64::from(value.extract::<u32>()?),
@@ -1057,6 +1182,20 @@ impl SatelliteCodec {
                 });
             }
             let lists = (0..fields.len()).filter(|&i| fields[i].list).collect();
+            let encoders = fields
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, f)| EncodeField {
+                    offset: f.offset as u32,
+                    number: f.number,
+                    message: f.message as u32,
+                    field: i as u16,
+                    scalar: f.scalar,
+                    list: f.list,
+                    presence: f.presence,
+                })
+                .collect();
             // SAFETY: a type object's slot; every type has a tp_alloc.
             let alloc =
                 unsafe { pyo3::ffi::PyType_GetSlot(cls.as_type_ptr(), pyo3::ffi::Py_tp_alloc) };
@@ -1079,6 +1218,7 @@ impl SatelliteCodec {
                 fields,
                 by_number,
                 lists,
+                encoders,
             });
         }
         by_class.sort_unstable();
