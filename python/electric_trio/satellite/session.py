@@ -1438,6 +1438,7 @@ class Session:
         self.server.settle(self)  # parked: the position the fan-out has brought it to
         await _graph_store.store(
             self.server.bookkeeper,
+            self.server.db,
             self.client_id,
             shapes.stored,
             shapes.graph,

@@ -1633,15 +1633,13 @@ impl ShapeGraph {
         let out = &mut self.log.bytes;
         out.push(kind);
         push_varint(out, u64::from(table));
-        push_varint(out, key.pk.len() as u64);
-        out.extend_from_slice(&key.pk);
+        push_log_pk(out, &key.pk);
         push_varint(out, u64::from(layer_id));
         match (parent, parent_table) {
             (Some(p), Some(t)) => {
                 out.push(1);
                 push_varint(out, u64::from(t));
-                push_varint(out, p.pk.len() as u64);
-                out.extend_from_slice(&p.pk);
+                push_log_pk(out, &p.pk);
             }
             _ => out.push(0),
         }
@@ -1784,12 +1782,8 @@ impl ShapeGraph {
         tables: &HashMap<u64, Option<TableId>>,
     ) -> Result<Option<RowKey>, ImportError> {
         let table = tables.get(&r.varint()?).copied().flatten();
-        let len = r.varint()? as usize;
-        let pk = r.take(len)?;
-        Ok(table.map(|table| RowKey {
-            table,
-            pk: pk.into(),
-        }))
+        let pk = read_log_pk(r)?;
+        Ok(table.map(|table| RowKey { table, pk }))
     }
 }
 
@@ -1797,6 +1791,76 @@ impl ShapeGraph {
 enum Replayed {
     Edge(bool, RowKey, Edge),
     Position(u8, u64),
+}
+
+/// A key in the log: a key of one canonical UUID (the usual key of an electrified table) as
+/// its 16 bytes, 17 bytes in all instead of 41; any other as its bytes.
+pub(crate) fn push_log_pk(out: &mut Vec<u8>, pk: &[u8]) {
+    if let Some(uuid) = packed_uuid(pk) {
+        out.push(1);
+        out.extend_from_slice(&uuid);
+    } else {
+        out.push(0);
+        push_varint(out, pk.len() as u64);
+        out.extend_from_slice(pk);
+    }
+}
+
+fn read_log_pk(r: &mut Reader<'_>) -> Result<Box<[u8]>, ImportError> {
+    if r.u8()? == 1 {
+        return Ok(unpacked_uuid(r.take(16)?).into());
+    }
+    let len = r.varint()? as usize;
+    Ok(r.take(len)?.into())
+}
+
+/// The 16 bytes of a key made of one UUID in its canonical text (lowercase, hyphenated).
+fn packed_uuid(pk: &[u8]) -> Option<[u8; 16]> {
+    let text = pk.strip_prefix(&36u32.to_le_bytes())?;
+    if text.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut nibbles = 0;
+    for (i, &c) in text.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+        nibbles += 1;
+    }
+    Some(out)
+}
+
+fn unpacked_uuid(bytes: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(40);
+    out.extend_from_slice(&36u32.to_le_bytes());
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+    out
+}
+
+/// [`push_log_pk`] then its reading back (for tests).
+#[cfg(test)]
+pub(crate) fn log_pk_round_trip(pk: &[u8]) -> (usize, Vec<u8>) {
+    let mut out = Vec::new();
+    push_log_pk(&mut out, pk);
+    let mut r = Reader(&out);
+    (out.len(), read_log_pk(&mut r).expect("a key").into_vec())
 }
 
 fn push_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -689,3 +689,28 @@ fn a_base_and_its_log_replayed_give_the_graph_and_its_journal() {
 }
 
 const LOG_NOT_A_KIND: u8 = 99;
+
+#[test]
+fn log_keys_of_one_uuid_are_packed_and_come_back_the_same() {
+    let key = |parts: &[&str]| {
+        let mut pk = Vec::new();
+        for p in parts {
+            pk.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            pk.extend_from_slice(p.as_bytes());
+        }
+        pk
+    };
+    let uuid = key(&["0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"]);
+    assert_eq!(super::graph::log_pk_round_trip(&uuid), (17, uuid.clone()));
+    // Anything else as it is: upper case, no hyphens, two values, not a UUID.
+    for other in [
+        key(&["0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0"]),
+        key(&["0f1e2d3c4b5a69788796a5b4c3d2e1f0"]),
+        key(&["0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "x"]),
+        key(&["0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg"]),
+        key(&["42"]),
+    ] {
+        let (_, back) = super::graph::log_pk_round_trip(&other);
+        assert_eq!(back, other);
+    }
+}

@@ -14,3 +14,6 @@ CREATE TABLE electric.client_checkpoint_logs (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (client_id, lineage, seq)
 );
+-- Not compressed: the pieces are mostly keys (UUIDs as their 16 bytes), and pglz would cost the
+-- server's CPU while a large shape is being sent.
+ALTER TABLE electric.client_checkpoint_logs ALTER COLUMN changes SET STORAGE EXTERNAL;
