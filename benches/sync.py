@@ -100,10 +100,32 @@ def _table(rows: int) -> str:
     return f"bulk_{rows}"
 
 
-async def _sync(port: int, table: str) -> tuple[float, int]:
+async def _sync(port: int, table: str, client_id: str) -> tuple[float, int]:
     """Seconds from the subscribe request until ``SatSubsDataEnd``, and the bytes of frames,
     for a raw client that reads each frame's type byte alone."""
-    return await raw_sync(port, table, _token(), f"sync-{uuid.uuid4()}")
+    return await raw_sync(port, table, _token(), client_id)
+
+
+async def _stored(db_url: str, client_id: str, pid: int, within: float = 120.0) -> float:
+    """Seconds until the client's state is stored (the service stores it once the data is
+    out, and as the client leaves) and the service's memory has settled: measured after."""
+    start = time.perf_counter()
+    rss = 0
+    async with await connect(db_url) as c:
+        for _ in range(int(within / 0.25)):
+            stored = await c.fetchval(
+                "SELECT count(*) FROM electric.client_shape_subscriptions WHERE client_id = $1",
+                client_id,
+            )
+            busy = await c.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                " AND query LIKE '%client_checkpoint%' AND pid <> pg_backend_pid()"
+            )
+            rss, last = status_kib(pid, "VmRSS"), rss
+            if stored and not busy and abs(rss - last) < 1024:
+                break
+            await trio.sleep(0.25)
+    return time.perf_counter() - start
 
 
 def _copy(db_url: str, table: str) -> tuple[float, int]:
@@ -150,6 +172,10 @@ class Results:
     server_version: str = ""
     #: size -> the service's peak RSS (KiB) over that size's runs, and its RSS before them.
     service_kib: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    #: size -> per sync of ours: the service's RSS (KiB) before it, its peak during the sync
+    #: and the store of the client's state, and its RSS after them (the disconnected client's
+    #: graph stays: the service keeps it for its return).
+    runs_kib: dict[int, list[tuple[int, int, int]]] = dataclasses.field(default_factory=dict)
 
 
 async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Results:
@@ -168,6 +194,7 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
             limit = 120 + rows / 2_000
             before = status_kib(service.pid, "VmRSS")
             reset_peak(service.pid)
+            size_peak = 0  # the size's peak, across the resets of each sync of ours
             for i in range(args.repeat + 1):
                 order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
                 for side in order:
@@ -177,13 +204,25 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                     else:
                         last = rows == args.sizes[-1] and i == args.repeat
                         profile = args.profile if last else None
+                        client_id = f"sync-{uuid.uuid4()}"
+                        rss_before = status_kib(service.pid, "VmRSS")
+                        size_peak = max(size_peak, status_kib(service.pid, "VmHWM"))
+                        reset_peak(service.pid)
                         with trio.move_on_after(limit) as scope:
                             async with profiled(service.pid, profile, native=True, raw=False):
-                                seconds, size = await _sync(port, table)
+                                seconds, size = await _sync(port, table, client_id)
+                            await _stored(db_url, client_id, service.pid)
                         if scope.cancelled_caught:
                             raise RuntimeError(
                                 f"the shape of {rows:,} rows was not synced within {limit:.0f} s"
                             )
+                        results.runs_kib.setdefault(rows, []).append(
+                            (
+                                rss_before,
+                                status_kib(service.pid, "VmHWM"),
+                                status_kib(service.pid, "VmRSS"),
+                            )
+                        )
                         ours_bytes = size
                     label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
                     progress.step(
@@ -195,12 +234,22 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                             rows, []
                         ).append(seconds)
             results.bytes[rows] = (ours_bytes, peer_bytes)
-            results.service_kib[rows] = (status_kib(service.pid, "VmHWM"), before)
+            results.service_kib[rows] = (
+                max(size_peak, status_kib(service.pid, "VmHWM")),
+                before,
+            )
     finally:
         service.terminate()
         service.wait(timeout=30)
         await _drop_database(url, DATABASE)
     return results
+
+
+def _kept_per_row(runs: Sequence[tuple[int, int, int]], rows: int) -> float:
+    """Bytes the service kept per row synced: the median of the syncs' RSS growth (the
+    warm-up's included: every sync leaves its client's graph)."""
+    grown = sorted(after - before for before, _, after in runs)
+    return grown[len(grown) // 2] * 1024 / rows
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -305,6 +354,14 @@ def main(argv: Sequence[str]) -> int:
         "Service peak memory per size (VmHWM over the size's runs; RSS before them)": "; ".join(
             f"{rows:,}: {peak / 1024:,.0f} MiB ({before / 1024:,.0f})"
             for rows, (peak, before) in results.service_kib.items()
+        ),
+        "Service memory per sync of ours (RSS before, peak during the sync and the store of"
+        " its state, RSS after; MiB), and what each sync left (the client's graph, kept after"
+        " it leaves) per row": "; ".join(
+            f"{rows:,}: "
+            + ", ".join(f"{b / 1024:,.0f}/{p / 1024:,.0f}/{a / 1024:,.0f}" for b, p, a in runs)
+            + f" ({_kept_per_row(runs, rows):,.0f} B/row)"
+            for rows, runs in results.runs_kib.items()
         ),
         "PostgreSQL": f"{results.server_version} ({target.description})",
         "Peer": f"psycopg {psycopg.__version__} (libpq), COPY ... TO STDOUT, text",
