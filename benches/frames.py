@@ -69,15 +69,16 @@ put in front. Frames: `SatOpLog` of a begin, 10 (1,000) inserts of a 6-column ro
 of 32 characters, float8, bool, timestamptz, as the text values the protocol carries) with one tag
 each, and a commit; `SatRelation` of 6 columns; `SatRpcRequest` `subscribe` with its `SatSubsReq`
 body (one shape, a where clause, one include) encoded and decoded as well. Before timing, each side
-decodes the other's bytes to the same message and both encode the same bytes. {repeat} timed runs
-of about {seconds:g} s per side and figure, alternating which side goes first; the figure is the
-best run. *Decode and read every field*, the judged decode figure: each side decodes the frame
-and then reads every field of the .proto once, recursively, by name through its own API, as any
-consumer of a frame reads what it decoded (ours: the Struct attribute, None when unset;
-protobuf: the attribute, after `HasField` for a field with presence and `WhichOneof` for a
-oneof), from a list of fields per message made before timing; both readers read the same
-values (checked before timing). *Decode alone* is shown beside it, not judged, because upb's
-decode defers the work ours does.
+decodes the other's bytes to the same message and both encode the same bytes. {repeat} timed runs of
+about {seconds:g} s per side and figure, each cut into {slices} slices that alternate with the other
+side's (both sides meet the same load of a shared machine); the figure is the best run, its
+wall-clock rate (the CPU time per message of the same runs is among the facts). *Decode and read
+every field*, the judged decode figure: each side decodes the frame and then reads every field of
+the .proto once, recursively, by name through its own API, as any consumer of a frame reads what it
+decoded (ours: the Struct attribute, None when unset; protobuf: the attribute, after `HasField` for
+a field with presence and `WhichOneof` for a oneof), from a list of fields per message made before
+timing; both readers read the same values (checked before timing). *Decode alone* is shown beside
+it, not judged, because upb's decode defers the work ours does.
 """
 
 
@@ -365,6 +366,37 @@ def _rate(operation: Callable[[], object], iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
+#: The slices of a timed run: each side's run is cut into this many slices, the two sides'
+#: slices alternating, so that both meet the same load of a shared machine.
+SLICES = 10
+
+
+def _runs(
+    sides: dict[str, Callable[[], object]], counts: dict[str, int], repeat: int
+) -> dict[str, list[tuple[float, float]]]:
+    """``repeat`` timed runs per side: each (wall-clock rate, CPU-time rate), the calls of its
+    :data:`SLICES` slices (``counts[side]`` calls each, alternating with the other side's)
+    over the time they took."""
+    runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+    names = list(sides)
+    for i in range(repeat):
+        gc.collect()
+        wall = dict.fromkeys(names, 0.0)
+        cpu = dict.fromkeys(names, 0.0)
+        for s in range(SLICES):
+            for side in names if (i + s) % 2 == 0 else names[::-1]:
+                operation, n = sides[side], counts[side]
+                start, start_cpu = time.perf_counter(), time.process_time()
+                for _ in range(n):
+                    operation()
+                wall[side] += time.perf_counter() - start
+                cpu[side] += time.process_time() - start_cpu
+        for side in names:
+            calls = counts[side] * SLICES
+            runs[side].append((calls / wall[side], calls / max(cpu[side], 1e-9)))
+    return runs
+
+
 def _iterations(operation: Callable[[], object], seconds: float) -> int:
     """How many calls take about ``seconds`` (calibrated on a short untimed run)."""
     n = 1
@@ -376,6 +408,13 @@ def _iterations(operation: Callable[[], object], seconds: float) -> int:
         if spent > 0.05:
             return max(1, round(n * seconds / spent))
         n *= 4
+
+
+def _cpu_figure(figure: str, ours: Sequence[float], peer: Sequence[float]) -> str:
+    """``figure: ours us, peer us, ratio`` from the CPU-time rates of the runs (best of each)."""
+    return (
+        f"{figure}: {1e6 / max(ours):.2f} us, {1e6 / max(peer):.2f} us, {max(ours) / max(peer):.2f}"
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -407,18 +446,17 @@ def main(argv: Sequence[str]) -> int:
             Case("SatRpcRequest subscribe + SatSubsReq", request, body, pb),
         ]
     rates: dict[tuple[str, str, str], list[float]] = {}
+    cpu_rates: dict[tuple[str, str, str], list[float]] = {}
     for case in cases:
         for op in OPERATIONS:
             sides: dict[str, Callable[[], object]] = {
                 "ours": getattr(case, f"ours_{op}"),
                 "protobuf": getattr(case, f"peer_{op}"),
             }
-            counts = {side: _iterations(f, seconds) for side, f in sides.items()}
-            for i in range(args.repeat):
-                order = ("ours", "protobuf") if i % 2 == 0 else ("protobuf", "ours")
-                for side in order:
-                    rate = _rate(sides[side], counts[side])
-                    rates.setdefault((case.label, op, side), []).append(rate)
+            counts = {side: _iterations(f, seconds / SLICES) for side, f in sides.items()}
+            for side, runs in _runs(sides, counts, args.repeat).items():
+                rates[case.label, op, side] = [wall for wall, _ in runs]
+                cpu_rates[case.label, op, side] = [cpu for _, cpu in runs]
             progress.step(
                 f"{case.label} ({len(case.frame):,} bytes) {op}: ours"
                 f" {max(rates[case.label, op, 'ours']):,.0f} msg/s, protobuf"
@@ -446,6 +484,15 @@ def main(argv: Sequence[str]) -> int:
         "The dict-form decoder (`_native.decode_frame`, no Structs), SatOpLog of 1,000 inserts": (
             f"{raw:,.0f} msg/s"
         ),
+        "CPU time per message, best run (process_time over the same runs; ours, protobuf,"
+        " ratio protobuf/ours)": "; ".join(
+            _cpu_figure(
+                f"{OPERATIONS[op]} {case.label}",
+                *(cpu_rates[case.label, op, side] for side in ("ours", "protobuf")),
+            )
+            for case in cases
+            for op in OPERATIONS
+        ),
     }
     report = Report(
         name=NAME,
@@ -455,6 +502,7 @@ def main(argv: Sequence[str]) -> int:
             backend=api_implementation.Type(),
             repeat=args.repeat,
             seconds=seconds,
+            slices=SLICES,
         ),
         peer="protobuf",
         measurements=measurements,
