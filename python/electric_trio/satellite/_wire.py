@@ -126,21 +126,21 @@ def can_write_now(ws: WebSocketConnection) -> bool:
 def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]) -> None:
     """Writes ``data``, binary messages already framed by :func:`frame`, without waiting
     (after :func:`can_write_now`); what the socket does not take at once is sent by a task
-    started with ``spawn``. The fan-out frames a transaction's message once and writes the same
-    bytes to every socket that gets it."""
-    lock = ws._stream_lock
-    assert isinstance(lock, trio.Semaphore)
+    started with ``spawn``, which holds the connection's lock until it is done (a write the
+    socket takes whole needs no lock: nothing else runs before it is over). The fan-out frames
+    a transaction's message once and writes the same bytes to every socket that gets it."""
     fileno: Callable[[], int] = getattr(ws, _FILENO)
-    lock.acquire_nowait()
     try:
         sent = os.write(fileno(), data)
     except BlockingIOError:
         sent = 0
     except OSError:
-        sent = len(data)  # a broken connection: its reader finds out and ends the session
+        return  # a broken connection: its reader finds out and ends the session
     if sent == len(data):
-        lock.release()
         return
+    lock = ws._stream_lock
+    assert isinstance(lock, trio.Semaphore)
+    lock.acquire_nowait()
     spawn(_finish, ws, memoryview(data)[sent:], lock)
 
 

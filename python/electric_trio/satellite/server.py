@@ -655,34 +655,35 @@ class SatelliteServer:
             if own is not None and own in self.live:
                 concerned.add(own)
         ready: list[Session] = []
+        graphs: list[_native.ShapeGraph] = []
+        client_ids: list[str] = []
+        refs: list[int] = []
         for session in concerned:
             if session._position > previous:
                 continue  # parked ahead of the fan-out: it streamed this one itself
-            if session.can_stream_now():
+            shapes = session.shapes
+            if shapes is not None and session.can_stream_now():
                 ready.append(session)
+                graphs.append(shapes.graph)
+                client_ids.append(session.client_id or "")
+                refs.append(shapes.refs.next)
             else:
                 self._wake(session)
         if not ready:
             return
-        graphs = [s.shapes for s in ready]
-        frames, special = _native.fanout_process(
-            txn,
-            [g.graph for g in graphs if g is not None],
-            [s.client_id or "" for s in ready],
-            [g.refs.next for g in graphs if g is not None],
-        )
+        frames, special = _native.fanout_process(txn, graphs, client_ids, refs)
         extra = {i: (relations, move_ins) for i, relations, move_ins in special}
+        end, xid = txn.end_lsn, txn.xid
         # Clients with the same changes share one frame object: framed for the wire once.
-        wire: dict[int, bytes] = {}
+        framed: dict[int, bytes] = {}
         for i, session in enumerate(ready):
             payload = frames[i]
-            if payload is None:
-                session.streamed_now(txn, None, extra.get(i))
-                continue
-            data = wire.get(id(payload))
-            if data is None:
-                data = wire[id(payload)] = frame(payload)
-            session.streamed_now(txn, data, extra.get(i))
+            data = None
+            if payload is not None:
+                data = framed.get(id(payload))
+                if data is None:
+                    data = framed[id(payload)] = frame(payload)
+            session.streamed_now(end, xid, data, extra.get(i) if extra else None)
 
     async def aclose(self) -> None:
         """Lets the sessions that are ending store their clients' state (bounded), then closes

@@ -1014,30 +1014,33 @@ class Session:
             or self._deliveries
             or self._graph_lock.locked()
             or self._send_lock.locked()
-            or len(self.window) >= self.window.size
+            or len(self.window._unacked) >= self.window.size
             or self._nursery is None
             or not can_write_now(self.ws)
         )
 
     def streamed_now(
         self,
-        txn: _native.ElectricTransaction,
+        end: int,
+        xid: int,
         wire: bytes | None,
         extra: tuple[list[tuple[int, str, str, list[tuple[str, int]]]], MoveIns] | None,
     ) -> None:
-        """Sends what the fan-out made of ``txn`` for this session (after
-        :meth:`can_stream_now`): its frame (WebSocket framing included, the same bytes for
-        every client with the same changes), with the relations it introduces, and starts its
-        move-ins."""
-        shapes, outbound = self.shapes, self.outbound
+        """Sends what the fan-out made of the transaction ``xid`` ending at ``end`` for this
+        session (after :meth:`can_stream_now`): its frame (WebSocket framing included, the
+        same bytes for every client with the same changes), with the relations it introduces,
+        and starts its move-ins."""
+        shapes = self.shapes
         assert shapes is not None
-        assert outbound is not None
-        assert self._nursery is not None
-        self._position = shapes.position = txn.end_lsn
+        self._position = shapes.position = end
         if wire is None:
             return
+        nursery = self._nursery
+        assert nursery is not None
         data = wire
         if extra is not None:
+            outbound = self.outbound
+            assert outbound is not None
             relations, move_ins = extra
             announced = outbound.relation_frames(relations)
             if announced:
@@ -1045,10 +1048,10 @@ class Session:
             if move_ins:
                 ref = shapes.refs.next
                 shapes.refs.next += 1
-                shapes.pending_additional[ref] = (txn.end_lsn, tuple(move_ins))
+                shapes.pending_additional[ref] = (end, tuple(move_ins))
                 self._start_move_in(ref, move_ins)
-        self.window.sent(txn.xid)
-        write_now(self.ws, data, self._nursery.start_soon)
+        self.window._unacked.append(xid)
+        write_now(self.ws, data, nursery.start_soon)
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""
