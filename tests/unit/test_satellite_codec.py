@@ -392,6 +392,12 @@ def test_decoder_reads_what_other_encoders_may_write() -> None:
     again = m.encode_message(m.SatTransOp(begin=m.SatOpBegin(origin="o")))
     merged = m.SatTransOp(begin=m.SatOpBegin(commit_timestamp=1, lsn=b"1", origin="o"))
     assert m.decode_message(m.SatTransOp, first + again) == merged
+    # And a third time: merged into the merge of the first two.
+    third = m.encode_message(m.SatTransOp(begin=m.SatOpBegin(lsn=b"3", transaction_id=9)))
+    merged = m.SatTransOp(
+        begin=m.SatOpBegin(commit_timestamp=1, lsn=b"3", origin="o", transaction_id=9)
+    )
+    assert m.decode_message(m.SatTransOp, first + again + third) == merged
     # An unknown group (field 14: start 0x73, a varint field inside, end 0x74) is skipped.
     assert m.decode(b"\x16\x73\x08\x01\x74\x10\x05") == m.SatRpcResponse(request_id=5)
     with pytest.raises(SatelliteFrameError):

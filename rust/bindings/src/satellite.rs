@@ -16,7 +16,6 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -307,6 +306,8 @@ struct FieldPlan {
     presence: bool,
     /// The other members of its oneof, unset when it is set.
     oneof_others: Vec<usize>,
+    /// The same, by bit.
+    oneof_mask: u32,
     /// The Python attribute name, interned.
     attr: Py<PyString>,
     /// Where an instance keeps the field: a byte offset from the start of the object.
@@ -342,6 +343,15 @@ struct MessagePlan {
     lists: Vec<usize>,
     /// The fields as the encoder visits them: last to first, each in a few bytes.
     encoders: Vec<EncodeField>,
+}
+
+/// Where a singular message field was decoded from: a field that comes again is merged into
+/// it (decoded again from the two encodings, one after the other).
+#[derive(Clone, Copy)]
+enum Source<'b> {
+    Input(&'b [u8]),
+    /// The concatenation kept at this index.
+    Merged(usize),
 }
 
 /// What the encoder needs of a field (its [`FieldPlan`] is `field` of the plan).
@@ -488,7 +498,10 @@ impl SatelliteCodec {
         // The bytes a singular message field was decoded from: a field that comes again is
         // merged into it, as protobuf parsers do (decoding the two encodings one after the
         // other is the merge).
-        let mut sources: [Option<Cow<'_, [u8]>>; MAX_FIELDS] = Default::default();
+        let mut sources: [Option<Source<'_>>; MAX_FIELDS] = [None; MAX_FIELDS];
+        let mut merged: Vec<Vec<u8>> = Vec::new();
+        // The singular fields set, by bit.
+        let mut set = 0u32;
         let base = items.len();
         while !buf.is_empty() {
             let key = read_varint(&mut buf).ok_or_else(|| malformed("truncated key"))?;
@@ -543,16 +556,26 @@ impl SatelliteCodec {
                         _ if field.list => {
                             self.decode_into(py, field.message, data, depth + 1, items)?
                         }
-                        _ => {
-                            let whole = match sources[fi].take() {
-                                Some(before) => Cow::Owned([&before[..], data].concat()),
-                                None => Cow::Borrowed(data),
-                            };
-                            let value =
-                                self.decode_into(py, field.message, &whole, depth + 1, items)?;
-                            sources[fi] = Some(whole);
-                            value
-                        }
+                        _ => match sources[fi] {
+                            None => {
+                                let value =
+                                    self.decode_into(py, field.message, data, depth + 1, items)?;
+                                sources[fi] = Some(Source::Input(data));
+                                value
+                            }
+                            Some(before) => {
+                                let before = match before {
+                                    Source::Input(before) => before,
+                                    Source::Merged(at) => &merged[at],
+                                };
+                                let whole = [before, data].concat();
+                                let value =
+                                    self.decode_into(py, field.message, &whole, depth + 1, items)?;
+                                merged.push(whole);
+                                sources[fi] = Some(Source::Merged(merged.len() - 1));
+                                value
+                            }
+                        },
                     }
                 }
                 _ => return Err(malformed("invalid wire type")),
@@ -560,23 +583,27 @@ impl SatelliteCodec {
             if field.list {
                 items.push((fi, value));
             } else {
-                for &other in &field.oneof_others {
-                    singles[other] = None;
-                    sources[other] = None;
+                if set & field.oneof_mask != 0 {
+                    for &other in &field.oneof_others {
+                        singles[other] = None;
+                        sources[other] = None;
+                    }
+                    set &= !field.oneof_mask;
                 }
                 singles[fi] = Some(value);
+                set |= 1 << fi;
             }
         }
         if items.len() > base {
             if let [fi] = plan.lists[..] {
-                singles[fi] =
-                    Some(PyTuple::new(py, items.drain(base..).map(|(_, v)| v))?.into_any());
+                let values = items.drain(base..).map(|(_, v)| v);
+                singles[fi] = Some(self.tuple_of(py, values)?);
             } else {
                 for &fi in &plan.lists {
                     let mine = items[base..].iter().filter(|(f, _)| *f == fi);
-                    let values: Vec<&Bound<'py, PyAny>> = mine.map(|(_, v)| v).collect();
+                    let values: Vec<Bound<'py, PyAny>> = mine.map(|(_, v)| v.clone()).collect();
                     if !values.is_empty() {
-                        singles[fi] = Some(PyTuple::new(py, values)?.into_any());
+                        singles[fi] = Some(self.tuple_of(py, values.into_iter())?);
                     }
                 }
                 items.truncate(base);
@@ -593,7 +620,44 @@ impl SatelliteCodec {
                 };
                 *slot(obj.as_ptr(), field.offset) = value.into_ptr();
             }
+            // Every value was taken: nothing to drop.
+            std::mem::forget(singles);
             Ok(obj)
+        }
+    }
+
+    /// A tuple of `values` (their references moved into it); its items written in place
+    /// when `raw_layout` holds (one call each otherwise).
+    fn tuple_of<'py>(
+        &self,
+        py: Python<'py>,
+        values: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let n = values.len();
+        // SAFETY: a new tuple of `n` items, each set once below to a new reference (an item
+        // left NULL, were the iterator to yield fewer, is one a tuple's dealloc skips).
+        unsafe {
+            let tuple = Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyTuple_New(n as pyo3::ffi::Py_ssize_t),
+            )?;
+            let items = tuple
+                .as_ptr()
+                .cast::<u8>()
+                .add(TUPLE_ITEMS)
+                .cast::<*mut pyo3::ffi::PyObject>();
+            for (i, value) in values.take(n).enumerate() {
+                if self.raw_layout {
+                    *items.add(i) = value.into_ptr();
+                } else {
+                    pyo3::ffi::PyTuple_SetItem(
+                        tuple.as_ptr(),
+                        i as pyo3::ffi::Py_ssize_t,
+                        value.into_ptr(),
+                    );
+                }
+            }
+            Ok(tuple)
         }
     }
 
@@ -956,7 +1020,15 @@ fn str_utf8<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 /// The varint of an int, bool or enum value (negative int32 as 10 bytes, as protobuf does).
 #[inline]
 fn varint_of(scalar: Scalar, value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    if value.is_exact_instance_of::<PyInt>() {
+    if scalar == Scalar::Bool {
+        // SAFETY: the addresses of True and False, compared.
+        let (yes, no) = unsafe { (pyo3::ffi::Py_True(), pyo3::ffi::Py_False()) };
+        if value.as_ptr() == yes {
+            return Ok(1);
+        } else if value.as_ptr() == no {
+            return Ok(0);
+        }
+    } else if value.is_exact_instance_of::<PyInt>() {
         // An exact int in range in one call (PyO3's extract makes more under abi3); out of
         // range, the extraction below raises its error.
         let p = value.as_ptr();
@@ -1168,12 +1240,14 @@ impl SatelliteCodec {
                         .collect(),
                     None => Vec::new(),
                 };
+                let oneof_mask = oneof_others.iter().fold(0, |mask, &j| mask | 1 << j);
                 fields.push(FieldPlan {
                     number,
                     scalar,
                     list,
                     presence,
                     oneof_others,
+                    oneof_mask,
                     attr: interned[pos].clone().unbind(),
                     offset: offsets[pos],
                     default: default.unbind(),
