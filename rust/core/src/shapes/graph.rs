@@ -130,7 +130,85 @@ type Edge = (LayerId, Option<RowKey>);
 
 #[derive(Debug, Default)]
 struct RowState {
-    edges: Vec<Edge>,
+    edges: Edges,
+}
+
+/// A row's edges. Most rows of a large shape hang on one edge of a root layer: that one is
+/// kept in place (no allocation: 48 bytes a row less), in the 24 bytes a `Vec` takes.
+#[derive(Debug)]
+enum Edges {
+    Root(LayerId),
+    Many(Vec<Edge>),
+}
+
+// The point of `Edges`: a row's state in the graph's map is no larger than a `Vec`.
+const _: () = assert!(std::mem::size_of::<Edges>() == std::mem::size_of::<Vec<Edge>>());
+
+impl Default for Edges {
+    fn default() -> Edges {
+        Edges::Many(Vec::new())
+    }
+}
+
+impl Edges {
+    fn is_empty(&self) -> bool {
+        matches!(self, Edges::Many(v) if v.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Edges::Root(_) => 1,
+            Edges::Many(v) => v.len(),
+        }
+    }
+
+    /// Each edge's layer.
+    fn layers(&self) -> impl Iterator<Item = LayerId> + '_ {
+        let (root, many) = match self {
+            Edges::Root(l) => (Some(*l), &[][..]),
+            Edges::Many(v) => (None, &v[..]),
+        };
+        root.into_iter().chain(many.iter().map(|(l, _)| *l))
+    }
+
+    fn contains(&self, edge: &Edge) -> bool {
+        match self {
+            Edges::Root(l) => *edge == (*l, None),
+            Edges::Many(v) => v.contains(edge),
+        }
+    }
+
+    fn push(&mut self, edge: Edge) {
+        match self {
+            Edges::Many(v) if v.is_empty() && edge.1.is_none() => *self = Edges::Root(edge.0),
+            Edges::Many(v) => {
+                if v.is_empty() {
+                    v.reserve_exact(1); // room for one, not the four a first push reserves
+                }
+                v.push(edge);
+            }
+            Edges::Root(l) => *self = Edges::Many(vec![(*l, None), edge]),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Edge) -> bool) {
+        match self {
+            Edges::Root(l) => {
+                if !keep(&(*l, None)) {
+                    *self = Edges::default();
+                }
+            }
+            Edges::Many(v) => v.retain(keep),
+        }
+    }
+
+    /// The edges, cloned.
+    fn to_vec(&self) -> Vec<Edge> {
+        match self {
+            Edges::Root(l) => vec![(*l, None)],
+            Edges::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// An op of a plan, owning what it does not borrow from the transaction.
@@ -537,7 +615,7 @@ impl ShapeGraph {
     fn has_edge_in(&self, key: &RowKey, layer: LayerId) -> bool {
         self.rows
             .get(key)
-            .is_some_and(|s| s.edges.iter().any(|(l, _)| *l == layer))
+            .is_some_and(|s| s.edges.layers().any(|l| l == layer))
     }
 
     /// Adds an edge; true when the row was not in the graph before.
@@ -549,10 +627,6 @@ impl ShapeGraph {
         });
         if state.edges.contains(&edge) {
             return new;
-        }
-        if state.edges.is_empty() {
-            // Most rows hang on one edge: room for one, not the four a first push reserves.
-            state.edges.reserve_exact(1);
         }
         state.edges.push(edge.clone());
         if let Some((_, undo)) = self.journal.last_mut() {
@@ -611,7 +685,7 @@ impl ShapeGraph {
                 }
             }
         }
-        let left: HashSet<LayerId> = self.rows[key].edges.iter().map(|(l, _)| *l).collect();
+        let left: HashSet<LayerId> = self.rows[key].edges.layers().collect();
         let lost: HashSet<LayerId> = removed
             .iter()
             .map(|(l, _)| *l)
@@ -904,7 +978,7 @@ impl ShapeGraph {
         let layers_before: HashSet<LayerId> = self
             .rows
             .get(&key)
-            .map(|s| s.edges.iter().map(|(l, _)| *l).collect())
+            .map(|s| s.edges.layers().collect())
             .unwrap_or_default();
         let mut cascaded = Vec::new();
         for layer in self.tables[table].layers.clone() {
@@ -972,8 +1046,7 @@ impl ShapeGraph {
         }
         plan.ops.append(&mut cascaded);
         if after {
-            let layers_after: Vec<LayerId> =
-                self.rows[&key].edges.iter().map(|(l, _)| *l).collect();
+            let layers_after: Vec<LayerId> = self.rows[&key].edges.layers().collect();
             let mut seen = HashSet::new();
             for layer in layers_after {
                 if seen.insert(layer) {
@@ -1347,7 +1420,7 @@ impl ShapeGraph {
         let keys: Vec<RowKey> = self
             .rows
             .iter()
-            .filter(|(_, s)| s.edges.iter().any(|(l, _)| ids.contains(l)))
+            .filter(|(_, s)| s.edges.layers().any(|l| ids.contains(&l)))
             .map(|(k, _)| k.clone())
             .collect();
         let mut gone = Vec::new();
@@ -1486,11 +1559,12 @@ impl ShapeGraph {
             self.write_key(key, &mut out);
             let edges: Vec<_> = state
                 .edges
-                .iter()
+                .to_vec()
+                .into_iter()
                 .filter(|e| self.live_layer(e.0))
                 .collect();
             out.extend_from_slice(&(edges.len() as u32).to_le_bytes());
-            for edge in edges {
+            for edge in &edges {
                 self.write_edge(edge, &mut out);
             }
         }
@@ -1631,6 +1705,8 @@ impl ShapeGraph {
         let layer_id = self.log_layer(*layer);
         let parent_table = parent.as_ref().map(|p| self.log_table(p.table));
         let out = &mut self.log.bytes;
+        // Room for the whole change at once (a large shape logs a million of them).
+        out.reserve(24 + key.pk.len() + parent.as_ref().map_or(0, |p| p.pk.len() + 12));
         out.push(kind);
         push_varint(out, u64::from(table));
         push_log_pk(out, &key.pk);
