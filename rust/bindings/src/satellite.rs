@@ -223,6 +223,21 @@ impl Backward {
         }
     }
 
+    /// A length-delimited field: its key, length and `data` (one reservation for a short one).
+    #[inline(always)]
+    fn put_field(&mut self, number: u32, data: &[u8]) {
+        let n = data.len();
+        if n < 0x80 && number < 16 {
+            let field = self.front(n + 2);
+            field[0] = (number << 3 | 2) as u8;
+            field[1] = n as u8;
+            copy_short(&mut field[2..], data);
+        } else {
+            self.put_slice(data);
+            self.put_head(number, n);
+        }
+    }
+
     /// A length-delimited field's key and length, in front of its `len` bytes.
     #[inline(always)]
     fn put_head(&mut self, number: u32, len: usize) {
@@ -826,9 +841,17 @@ impl SatelliteCodec {
         depth: u32,
     ) -> PyResult<()> {
         match ef.scalar {
-            Scalar::Bytes | Scalar::String => {
+            Scalar::Bytes => {
                 for item in items {
-                    self.encode_value(py, ef, &item, out, depth, false)?;
+                    match exact_bytes(&item, self.raw_layout) {
+                        Some(data) => out.put_field(ef.number, data),
+                        None => other_bytes(ef, &item, out, false)?,
+                    }
+                }
+            }
+            Scalar::String => {
+                for item in items {
+                    out.put_field(ef.number, str_utf8(&item)?);
                 }
             }
             Scalar::Message => {
@@ -874,6 +897,7 @@ impl SatelliteCodec {
     }
 
     /// A message field: the message, then its key and length in front.
+    #[inline(always)]
     fn encode_nested<'py>(
         &self,
         py: Python<'py>,
@@ -935,8 +959,7 @@ impl SatelliteCodec {
 #[inline(always)]
 fn encode_bytes(ef: &EncodeField, data: &[u8], out: &mut Backward, skip_empty: bool) {
     if !(skip_empty && data.is_empty()) {
-        out.put_slice(data);
-        out.put_head(ef.number, data.len());
+        out.put_field(ef.number, data);
     }
 }
 
@@ -1018,7 +1041,7 @@ fn str_utf8<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 }
 
 /// The varint of an int, bool or enum value (negative int32 as 10 bytes, as protobuf does).
-#[inline]
+#[inline(always)]
 fn varint_of(scalar: Scalar, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     if scalar == Scalar::Bool {
         // SAFETY: the addresses of True and False, compared.
@@ -1063,6 +1086,14 @@ fn varint_of(scalar: Scalar, value: &Bound<'_, PyAny>) -> PyResult<u64> {
             return Ok(v);
         }
     }
+    extract_varint(scalar, value)
+}
+
+/// [`varint_of`] of another object (an enum member, an int subclass, an int out of range):
+/// PyO3's extraction, with its error.
+#[cold]
+#[inline(never)]
+fn extract_varint(scalar: Scalar, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(match scalar {
         Scalar::Bool => u64::from(value.extract::<bool>()?),
         Scalar::Uint32 => u64::from(value.extract::<u32>()?),
