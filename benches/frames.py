@@ -485,7 +485,7 @@ def main(argv: Sequence[str]) -> int:
             f"{raw:,.0f} msg/s"
         ),
         "CPU time per message, best run (process_time over the same runs; ours, protobuf,"
-        " ratio protobuf/ours)": "; ".join(
+        " ratio protobuf/ours)": " | ".join(
             _cpu_figure(
                 f"{OPERATIONS[op]} {case.label}",
                 *(cpu_rates[case.label, op, side] for side in ("ours", "protobuf")),
