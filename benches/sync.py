@@ -107,24 +107,24 @@ async def _sync(port: int, table: str, client_id: str) -> tuple[float, int]:
 
 
 async def _stored(db_url: str, client_id: str, pid: int, within: float = 120.0) -> float:
-    """Seconds until the client's state is stored (the service stores it once the data is
-    out, and as the client leaves) and the service's memory has settled: measured after."""
+    """Seconds until the client's state is stored (the service stores it while the data goes
+    out, once it is out, and as the client leaves: the pieces of its graph stop changing) and
+    the service's memory has settled: measured after."""
     start = time.perf_counter()
-    rss = 0
+    seen: tuple[int, int] = (-1, 0)
     async with await connect(db_url) as c:
-        for _ in range(int(within / 0.25)):
+        for _ in range(int(within / 0.5)):
+            await trio.sleep(0.5)
             stored = await c.fetchval(
-                "SELECT count(*) FROM electric.client_shape_subscriptions WHERE client_id = $1",
+                "SELECT CASE WHEN EXISTS (SELECT FROM electric.client_shape_subscriptions"
+                " WHERE client_id = $1) THEN (SELECT coalesce(sum(octet_length(changes)), 0)"
+                " FROM electric.client_checkpoint_logs WHERE client_id = $1) ELSE -1 END",
                 client_id,
             )
-            busy = await c.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                " AND query LIKE '%client_checkpoint%' AND pid <> pg_backend_pid()"
-            )
-            rss, last = status_kib(pid, "VmRSS"), rss
-            if stored and not busy and abs(rss - last) < 1024:
+            now = (int(stored), status_kib(pid, "VmRSS"))
+            if now[0] > 0 and now[0] == seen[0] and abs(now[1] - seen[1]) < 4096:
                 break
-            await trio.sleep(0.25)
+            seen = now
     return time.perf_counter() - start
 
 
