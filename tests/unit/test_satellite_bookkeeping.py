@@ -134,3 +134,37 @@ async def test_batches_have_a_most_size() -> None:
             nursery.start_soon(combine, i)
     assert sum(sizes) == n + 1
     assert max(sizes) <= bk.MAX_BATCH
+
+
+async def _cancelled_as_its_turn_comes() -> list[int]:
+    release = trio.Event()
+
+    async def run(items: list[int]) -> list[int | BaseException]:
+        if items == [0]:
+            await release.wait()
+        return list(items)
+
+    combine: bk.Combiner[int, int] = bk.Combiner(run)
+    results: list[int] = []
+
+    async def call(i: int, scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            results.append(await combine(i))
+
+    second = trio.CancelScope()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, 0)
+            await trio.sleep(0.01)
+            nursery.start_soon(call, 1, second)
+            await trio.sleep(0.01)
+            nursery.start_soon(call, 2)
+            await trio.sleep(0.01)
+            release.set()  # 0's batch ends: the turn goes to 1...
+            second.cancel()  # ... as 1 is cancelled
+    return sorted(results)
+
+
+async def test_a_reader_cancelled_as_its_turn_comes_passes_the_turn_on() -> None:
+    for _ in range(20):  # trio runs the two woken tasks in either order
+        assert await _cancelled_as_its_turn_comes() == [0, 2]

@@ -83,6 +83,12 @@ class Combiner(Generic[T, R]):
                 except trio.Cancelled:
                     if pending in self._queue:
                         self._queue.remove(pending)
+                    if pending.turn.is_set():
+                        # Its turn came as it was cancelled: the next batch is the next one's.
+                        if self._queue:
+                            self._queue[0].turn.set()
+                        else:
+                            self._busy = False
                     raise
             if not pending.written:
                 await self._write()
