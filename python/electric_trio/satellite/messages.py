@@ -1,9 +1,9 @@
 """The Satellite protocol's messages as frozen msgspec Structs (``proto/satellite.proto``).
 
-The wire codec is the Rust core's: :func:`decode` turns a frame into the native dict form
-(field names of the .proto, bytes as bytes, enums as ints) and converts it into the Struct of its
-type id; :func:`encode` does the reverse. The read path's ``SatOpLog`` frames are built in Rust
-without these models; they serve the session's control messages and tests.
+The wire codec is the Rust binding's ``SatelliteCodec``: :func:`decode` reads a frame's protobuf
+bytes straight into the Struct of its type id (every field built), :func:`encode` writes the bytes
+from a Struct's fields. The read path's ``SatOpLog`` frames are built in Rust without these
+models; they serve the session's control messages and tests.
 
 Naming: a nested message or enum is named by its path with the dots dropped
 (``SatOpMigrate.Table`` is :class:`SatOpMigrateTable`), except that a component starting with
@@ -657,9 +657,9 @@ def decode_message(cls: type[M], data: bytes) -> M:
     return message
 
 
-def encode_message(message: ProtoMessage) -> bytes:
-    """The protobuf encoding of a message, without a type id."""
-    return _CODEC.encode_message(message)
+#: The protobuf encoding of a message, without a type id (the codec's method itself, as
+#: :data:`encode`).
+encode_message: Callable[[ProtoMessage], bytes] = _CODEC.encode_message
 
 
 def rpc_request_body(request: SatRpcRequest) -> ProtoMessage:
