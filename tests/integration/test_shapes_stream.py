@@ -149,3 +149,30 @@ async def test_rows_stored_while_sent_resume_after_a_restart(
                 ("delete", "items", str(i)) for i in (1, rows // 2, rows, rows + 1)
             )
         second.cancel_scope.cancel()
+
+
+async def test_a_client_leaving_as_its_data_ends_leaves_its_rows_stored(
+    service: Service, db: str
+) -> None:
+    rows = 40_000
+    await sql(db, migration_sql("1", "items"))
+    await sql(db, f"INSERT INTO items SELECT i, 'x' FROM generate_series(1, {rows}) i")
+    await wait_versions(service, 1)
+    async with client(service) as c:
+        await started(service, c)
+        assert (await subscribe(c, request(select("items")))).err is None
+        await until(c, m.SatSubsDataEnd)
+    # It left at once: the store of its data (a piece of 500 KB) was under way as its session
+    # ended, and the store as it left came after.
+    async with await connect(db) as conn:
+        with trio.fail_after(20):
+            while True:
+                pieces = await conn.fetch(
+                    "SELECT seq, octet_length(changes) FROM electric.client_checkpoint_logs"
+                    " WHERE client_id = 'c1' ORDER BY seq"
+                )
+                if sum(size for _, size in pieces) > rows * 10:
+                    break
+                await trio.sleep(0.1)
+    # No piece missing before another (a load stops at a gap: the rows would be lost).
+    assert [seq for seq, _ in pieces] == list(range(len(pieces)))

@@ -129,14 +129,16 @@ async def store(
                 if len(changes) < ALONE_BYTES:
                     await bookkeeper.write(PIECE, client_id, [piece])
                 else:
-                    # After the client's earlier writes (each awaited), before its next.
-                    await db.fetch(
-                        "INSERT INTO electric.client_checkpoint_logs"
-                        " (client_id, lineage, seq, pg_wal_pos, changes, pending_move_ins)"
-                        " VALUES ($1, $2, $3, $4, $5, $6)",
-                        *piece,
-                        key=client_id,
-                    )
+                    # After the client's earlier writes (each awaited), before its next; not
+                    # interrupted half-way, as the bookkeeper's are not.
+                    with trio.CancelScope(shield=True):
+                        await db.fetch(
+                            "INSERT INTO electric.client_checkpoint_logs"
+                            " (client_id, lineage, seq, pg_wal_pos, changes, pending_move_ins)"
+                            " VALUES ($1, $2, $3, $4, $5, $6)",
+                            *piece,
+                            key=client_id,
+                        )
                 stored.stored += len(changes)
                 stored.has_piece = True
             else:
@@ -148,6 +150,12 @@ async def store(
             stored.lineage = None
             stored.whole_log = False
             return False
+        except BaseException:
+            # Interrupted (the session ending): the piece taken may not be stored, and a
+            # later one after it would leave a gap. The next store writes a new base.
+            stored.lineage = None
+            stored.whole_log = False
+            raise
         return True
 
 
