@@ -181,6 +181,8 @@ class Results:
     #: Idle clients added at each point: (how many, seconds ours, seconds the floor's).
     connects: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
     server_version: str = ""
+    #: Seconds until the service had ended the sessions of every client of the curve, closed.
+    close_seconds: float = 0.0
     frame_len: int = 0
     handshake: float = 0.0
 
@@ -213,6 +215,29 @@ async def _bench(url: str, args: argparse.Namespace, progress: Progress) -> Resu
                     await trio.sleep(0.1)
             await _drop_database(admin)
     return results
+
+
+async def _satellite_clients(port: int) -> int:
+    """The service's ``electric_satellite_clients`` gauge (clients connected on ``/ws``)."""
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    for line in data.decode().splitlines():
+        if line.startswith("electric_satellite_clients "):
+            return int(float(line.split()[1]))
+    raise RuntimeError("no electric_satellite_clients in /metrics")
+
+
+async def _sessions_ended(port: int, within: float) -> float:
+    """Seconds until the service has ended every Satellite session (its clients closed)."""
+    start = time.perf_counter()
+    with trio.move_on_after(within):
+        while await _satellite_clients(port):  # noqa: ASYNC110 (the service's state, no event)
+            await trio.sleep(0.5)
+        return time.perf_counter() - start
+    raise RuntimeError(f"the service still had sessions {within:.0f} s after their clients closed")
 
 
 class Clients:
@@ -402,6 +427,13 @@ async def _run(
             await clients.close(f"floor-idle-{n}", n - previous)
             previous = n
         await clients.close("active", active)
+        # The service ends the sessions (each storing its client's state) after the clients
+        # went: the next clients would connect while it is busy with that.
+        results.close_seconds = await _sessions_ended(http_port, 120 + connected / 20)
+        progress.step(
+            f"the service ended the sessions of {connected + active:,} closed clients in"
+            f" {results.close_seconds:.1f} s"
+        )
 
         # -- latency and memory against shapes per client
         m = active
@@ -593,6 +625,9 @@ def main(argv: Sequence[str]) -> int:
                 f"{n:,}: ours {n / t:,.0f}/s, floor {n / f:,.0f}/s, ours/floor {f / t:.2f}"
                 for n, t, f in results.connects
             )
+        ),
+        "Sessions of the curve's clients ended by the service after they closed": (
+            f"{max(args.idle) + args.active:,} in {results.close_seconds:.1f} s"
         ),
         "Open files limit": open_files,
         "Frame": f"{results.frame_len} bytes (SatOpLog of 10 inserts)",
