@@ -430,6 +430,33 @@ async def test_a_missed_gone_batch_survives_a_service_restart(db: str) -> None:
         second.cancel_scope.cancel()
 
 
+async def test_a_subscription_to_an_empty_shape_survives_a_service_restart(db: str) -> None:
+    """Its state holds no row, yet it is stored: the restarted service knows the
+    subscription (refusing it as unknown would make the client reset its data)."""
+    sub = request(select("items"))
+    known: dict[int, m.SatRelation] = {}
+    async with trio.open_nursery() as first:
+        service = await start_service(first, db)
+        await sql(db, migration_sql("1", "items"))
+        await wait_versions(service, 1)
+        async with client(service) as c:
+            await started(service, c)
+            assert (await subscribe(c, sub)).err is None
+            frames = await until(c, m.SatSubsDataEnd)
+            ops(frames, known)
+            lsn = next(f for f in frames if isinstance(f, m.SatSubsDataBegin)).lsn
+        first.cancel_scope.cancel()
+    await sql(db, "INSERT INTO items VALUES (1, 'while the service was down')")
+    async with trio.open_nursery() as second:
+        service = await start_service(second, db)
+        async with client(service) as c:
+            await c.connect("c1")
+            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "1")]
+        second.cancel_scope.cancel()
+
+
 async def test_resume_with_subscription_id(service: Service, db: str) -> None:
     await sql(db, migration_sql("1", "items"))
     await sql(db, "INSERT INTO items VALUES (1, 'a')")

@@ -104,12 +104,25 @@ async def store(
     graph: _native.ShapeGraph,
     position: int,
     move_ins: bytes,
+    *,
+    subscribed: bool,
 ) -> bool:
     """Stores what changed in ``graph`` since the last store (a new base when due), at
-    ``position``; False when Postgres is unavailable (the next store writes a new base)."""
+    ``position``; False when Postgres is unavailable (the next store writes a new base).
+
+    A client with no subscription and nothing in its graph has nothing to resume: nothing is
+    written. One subscribed to shapes that hold no row yet has: its (empty) state is what tells
+    a restarted service that its subscriptions are known (without it, they are refused as
+    unknown and the client resets)."""
     async with stored.lock:
-        if stored.lineage is None and stored.whole_log and not len(graph) and not graph.log_len():
-            return True  # nothing to resume yet
+        if (
+            not subscribed
+            and stored.lineage is None
+            and stored.whole_log
+            and not len(graph)
+            and not graph.log_len()
+        ):
+            return True
         try:
             if stored.lineage is None or _compact_due(stored, len(graph)):
                 export = EMPTY_EXPORT if stored.whole_log else graph.export_base()

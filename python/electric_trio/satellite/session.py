@@ -1447,6 +1447,7 @@ class Session:
             shapes.graph,
             shapes.position,
             _msgpack.encode(shapes.export_move_ins()),
+            subscribed=bool(shapes.subscriptions),
         )
 
     # ---- keepalive (§1) ------------------------------------------------------------------
