@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import pytest
@@ -50,6 +51,27 @@ def test_many_appends_compact_without_losing_order() -> None:
     assert len(log) == 1001
     assert log.appended == 50_000
     assert [t.end_lsn for t in log.read_after(499_970)] == [499_980, 499_990, 500_000]
+
+
+class Held:
+    def __init__(self, end_lsn: int) -> None:
+        self.end_lsn = end_lsn
+
+
+def test_trimmed_transactions_are_let_go_at_once() -> None:
+    """The log's memory is its bound's, not twice it: a trimmed transaction (and its rows)
+    is freed when it leaves the window, not when the lists are next compacted."""
+    log: TransactionLog[Held] = TransactionLog(max_wal_distance=1000)
+    refs = []
+    for lsn in range(100, 3100, 100):
+        txn = Held(lsn)
+        refs.append(weakref.ref(txn))
+        log.append([txn])
+        del txn
+        alive = [t.end_lsn for r in refs if (t := r()) is not None]
+        assert alive == [t.end_lsn for t in log.read_after(0)]
+    assert len(log) == 11
+    assert [t.end_lsn for t in log.read_after(1950)] == list(range(2000, 3100, 100))
 
 
 def test_rejects_out_of_order_positions() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -94,9 +94,13 @@ class TransactionLog(Generic[T]):
         start = min(start, len(self._lsns) - 1)
         if start > self._start:
             self.trimmed_lsn = self._lsns[start - 1]
+            # Trimmed transactions are let go at once (each holds its rows): only the
+            # positions wait for the compaction below, which kept up to as many trimmed
+            # transactions as live ones (twice the cache's memory).
+            txns: list[Any] = self._txns
+            txns[self._start : start] = [None] * (start - self._start)
         self._start = start
-        # Trimmed transactions go once they are half the list (amortized O(1) per append),
-        # however few: each holds its rows, and the cache's size is a memory bound.
+        # The lists are compacted once the trimmed part is half of them (amortized O(1)).
         if self._start * 2 > len(self._lsns):
             del self._lsns[: self._start]
             del self._txns[: self._start]
