@@ -64,6 +64,7 @@ async def test_finished_sessions_are_freed(db: str, nursery: trio.Nursery) -> No
     server = satellite.server
     assert server is not None
     server.collector.minimum = 3
+    server.collector.spacing = 0.0  # (spaced by their cost: tests/unit/test_session_collector)
     async with client(service) as staying:
         await staying.connect("staying")
         finished = [weakref.ref(await come_and_go(service, server, f"c{i}")) for i in range(6)]
