@@ -15,6 +15,7 @@ from electric_trio import service as service_module
 from electric_trio.config import Config, DatabaseConfig
 from electric_trio.http import PgStatus
 from electric_trio.pg import Connection
+from electric_trio.pg import _connection as pg_connection
 from electric_trio.service import PostgresConnector, Service, StartupError, serve
 from faults import open_relay
 
@@ -199,6 +200,8 @@ async def test_a_late_health_check_is_not_an_outage(
     production: the event loop or the machine too busy to read it) is followed by a new
     connection; when that one answers, the status never left ready (no 503s for clients)."""
     monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
+    # (the timed-out check's cancel request goes through the stalled relay too)
+    monkeypatch.setattr(pg_connection, "_CANCEL_GRACE", 0.5)
     database = make_config(pg_url).database
     async with open_relay(database.host, database.port) as relay:
         connector = RecordingConnector(
@@ -220,6 +223,7 @@ async def test_health_check_with_no_answer_at_all_is_an_outage(
     pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
+    monkeypatch.setattr(pg_connection, "_CANCEL_GRACE", 0.5)
     database = make_config(pg_url).database
     async with open_relay(database.host, database.port) as relay:
         connector = RecordingConnector(
