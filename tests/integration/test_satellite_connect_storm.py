@@ -23,6 +23,7 @@ from electric_trio.pg import connect
 from electric_trio.satellite import _bookkeeping as bk
 from electric_trio.satellite import messages as m
 from electric_trio.satellite._db import SessionDatabase
+from electric_trio.satellite._graph_store import PIECE
 from electric_trio.service import connect_params
 
 CLIENTS = 40
@@ -40,10 +41,12 @@ async def test_writes_of_many_clients_share_statements_in_each_clients_order(
             writes += [
                 (bk.SUBSCRIPTION, c, [(c, "old", "1", b"r")]),
                 (bk.CHECKPOINT, c, [(c, 5, b"g0", b"m")]),
-                (bk.FORGET_STORED, c, [(c,)]),  # starts over: the two above go
+                (PIECE, c, [(c, 1, 0, 6, b"p1", b"m")]),
+                (bk.FORGET_STORED, c, [(c,)]),  # starts over: the three above go
                 (bk.SUBSCRIPTION, c, [(c, "s1", "7", b"r1")]),
                 (bk.SUBSCRIPTION, c, [(c, "s2", "8", b"r2")]),
                 (bk.CHECKPOINT, c, [(c, 10, b"g1", b"m")]),
+                (PIECE, c, [(c, 2, 0, 10, b"p2", b"m")]),
                 (bk.CHECKPOINT, c, [(c, 11, b"g\x00\\\x22", b"m")]),
                 (bk.UNSUBSCRIBED, c, [(c, "s1", 11, b"gone"), (c, "s2", 11, b"gone")]),
                 (bk.FORGET_UNSUBSCRIBED, c, [(c, "s2")]),
@@ -51,9 +54,10 @@ async def test_writes_of_many_clients_share_statements_in_each_clients_order(
             ]
         async with trio.open_nursery() as n:
             # Each client's writes in its order, the clients' interleaved.
-            for step in range(10):
+            per_client = len(writes) // 30
+            for step in range(per_client):
                 for i in range(30):
-                    n.start_soon(keeper.write, *writes[i * 10 + step])
+                    n.start_soon(keeper.write, *writes[i * per_client + step])
                     await trio.lowlevel.checkpoint()
         assert keeper.writes == len(writes)
         assert keeper.statements < len(writes) / 5
@@ -69,6 +73,10 @@ async def test_writes_of_many_clients_share_statements_in_each_clients_order(
                 "SELECT client_id, subscription_id, wal_pos, gone_batch"
                 " FROM electric.client_unsub_points"
             )
+            pieces = await conn.fetch(
+                "SELECT client_id, lineage FROM electric.client_checkpoint_logs"
+            )
+        assert sorted(pieces) == sorted((f"c{i}", 2) for i in range(30))
         assert sorted(subs) == sorted((f"c{i}", "s2", "8", 2, b"r2") for i in range(30))
         assert sorted(checkpoints) == sorted((f"c{i}", 11, b"g\x00\\\x22") for i in range(30))
         assert sorted(unsub) == sorted((f"c{i}", "s1", 11, b"gone") for i in range(30))

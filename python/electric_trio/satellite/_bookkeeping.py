@@ -184,7 +184,9 @@ FORGET_STORED: Final = Kind(
     "forget_stored",
     "DELETE FROM electric.client_shape_subscriptions WHERE client_id = ANY({0})),"
     " forget_stored_u AS (DELETE FROM electric.client_unsub_points WHERE client_id = ANY({0})),"
-    " forget_stored_c AS (DELETE FROM electric.client_checkpoints WHERE client_id = ANY({0})",
+    " forget_stored_c AS (DELETE FROM electric.client_checkpoints WHERE client_id = ANY({0})),"
+    " forget_stored_l AS (DELETE FROM electric.client_checkpoint_logs"
+    " WHERE client_id = ANY({0})",
     ("text[]",),
 )
 
