@@ -288,15 +288,6 @@ class SatelliteServer:
             bk.FORGET_SUBSCRIPTIONS, client_id, [(client_id, sub_id) for sub_id in ids]
         )
 
-    async def store_checkpoint(
-        self, client_id: str, lsn: int, graph: bytes, move_ins: PendingMoveIns
-    ) -> None:
-        """Records the client's sent-rows graph, at position ``lsn`` (with its journal back to
-        the client's last acknowledgement), and its unacknowledged move-ins."""
-        await self._bookkeeping(
-            bk.CHECKPOINT, client_id, [(client_id, lsn, graph, _msgpack.encode(move_ins))]
-        )
-
     async def store_unsubscribed(self, client_id: str, batch: GoneBatch, position: int) -> None:
         """Records an unsubscribe's GONE batch until the client acknowledges it."""
         data = _msgpack.encode(batch)
