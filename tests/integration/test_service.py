@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ from electric_trio.http import PgStatus
 from electric_trio.pg import Connection
 from electric_trio.pg import _connection as pg_connection
 from electric_trio.service import PostgresConnector, Service, StartupError, serve
-from faults import open_relay
+from faults import Relay, open_relay
 
 if TYPE_CHECKING:
     from conftest import PgServer
@@ -192,6 +194,24 @@ class RecordingConnector(PostgresConnector):
         super()._set_state(state)
 
 
+@asynccontextmanager
+async def connector_through_relay(
+    pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, connect_timeout: float
+) -> AsyncIterator[tuple[Relay, RecordingConnector]]:
+    """A running connector whose connections go through a relay the test can stall; its
+    health checks time out after 0.3 s."""
+    monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
+    # (a timed-out check's cancel request goes through the stalled relay too)
+    monkeypatch.setattr(pg_connection, "_CANCEL_GRACE", 0.5)
+    database = make_config(pg_url).database
+    async with open_relay(database.host, database.port) as relay:
+        connector = RecordingConnector(
+            msgspec.structs.replace(database, port=relay.port, connect_timeout=connect_timeout)
+        )
+        await nursery.start(connector.run)
+        yield relay, connector
+
+
 @pytest.mark.usefixtures("fast_reconnect")
 async def test_a_late_health_check_is_not_an_outage(
     pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
@@ -199,15 +219,7 @@ async def test_a_late_health_check_is_not_an_outage(
     """A check that gets no answer in time (here: its connection's bytes held by a relay; in
     production: the event loop or the machine too busy to read it) is followed by a new
     connection; when that one answers, the status never left ready (no 503s for clients)."""
-    monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
-    # (the timed-out check's cancel request goes through the stalled relay too)
-    monkeypatch.setattr(pg_connection, "_CANCEL_GRACE", 0.5)
-    database = make_config(pg_url).database
-    async with open_relay(database.host, database.port) as relay:
-        connector = RecordingConnector(
-            msgspec.structs.replace(database, port=relay.port, connect_timeout=30.0)
-        )
-        await nursery.start(connector.run)
+    async with connector_through_relay(pg_url, nursery, monkeypatch, 30.0) as (relay, connector):
         relay.stall()
         with trio.fail_after(30):
             await connector.reconnecting.wait()  # the check timed out
@@ -222,14 +234,7 @@ async def test_a_late_health_check_is_not_an_outage(
 async def test_health_check_with_no_answer_at_all_is_an_outage(
     pg_url: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "HEALTH_CHECK_TIMEOUT", 0.3)
-    monkeypatch.setattr(pg_connection, "_CANCEL_GRACE", 0.5)
-    database = make_config(pg_url).database
-    async with open_relay(database.host, database.port) as relay:
-        connector = RecordingConnector(
-            msgspec.structs.replace(database, port=relay.port, connect_timeout=0.5)
-        )
-        await nursery.start(connector.run)
+    async with connector_through_relay(pg_url, nursery, monkeypatch, 0.5) as (relay, connector):
         relay.stall()
         with trio.fail_after(30):
             await connector.wait_state("starting")
