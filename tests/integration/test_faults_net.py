@@ -550,6 +550,7 @@ class Digests:
             self.changed = trio.Event()
 
 
+@pytest.mark.slow  # (the service's memory, not Postgres's: the PostgreSQL 15 pass leaves it out)
 async def test_a_client_that_never_reads_holds_bounded_memory(
     db: str, nursery: trio.Nursery
 ) -> None:
