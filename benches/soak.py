@@ -2,7 +2,8 @@
 the convergence check; not part of ``python -m benches`` without a name, nor of CI.
 
 ``python -m benches soak [--minutes M] [--clients N] [--keys fixed|growing] [--no-restarts]
-[--probe DIR]``. It first builds HEAD (its Python
+[--no-pg-writes] [--no-client-writes] [--no-reconnects] [--no-bad-inputs] [--probe DIR
+[--probe-frames 0] [--probe-trim]]``. It first builds HEAD (its Python
 package and, without LTO, its Rust extension, in the temporary directory) and runs again on
 that build, so that the other engineers' uncommitted edits and whatever extension they last
 built stay out of the soak; ``ELECTRIC_*`` variables of its environment reach the service
@@ -34,7 +35,11 @@ VmRSS is sampled every 2 s, plotted to ``benches/plots/soak_rss.png`` and judged
 third to the first). ``--probe DIR`` runs the service with tracemalloc and has it dump a
 snapshot and the sizes of its long-lived state every ``--probe-every`` seconds; the growth
 between each process's second and last probe is printed (a leak hunt: use it with
-``--no-restarts`` and fewer clients).
+``--no-restarts`` and fewer clients). A leak's cause is split by leaving parts of the load out
+(``--no-pg-writes``, ``--no-client-writes``, ``--no-reconnects``, ``--no-bad-inputs``); the
+probe tells live native memory (malloc's bytes in use, the native objects alive) from
+fragmentation (``--probe-trim``: what ``malloc_trim`` gives back) and from Python's own
+(pymalloc's arenas, seen with ``--probe-frames 0`` only: tracemalloc hides them).
 """
 
 from __future__ import annotations
@@ -111,18 +116,25 @@ CONVERGE_WITHIN = 300.0
 TXN_CACHE_SIZE = "8M"
 
 
-#: The service's process when the soak probes it (``--probe DIR``): tracemalloc on, and at each
-#: SIGUSR1 a snapshot and a JSON of the sizes of the service's long-lived state (every dict,
-#: list, set or log attribute of its transaction logs, Satellite servers, client shapes,
-#: sessions and write lanes; the live objects by type) written to DIR.
+#: The service's process when the soak probes it (``--probe DIR``): tracemalloc on (unless
+#: ``--probe-frames 0``), and at each SIGUSR1 a JSON of the sizes of the service's long-lived
+#: state (every dict, list, set or log attribute of its transaction logs, Satellite servers,
+#: client shapes, sessions and write lanes; the live objects by type, the native ones apart)
+#: and of where its resident memory is (VmRSS by kind of mapping, malloc's figures and arenas,
+#: pymalloc's arenas), with a tracemalloc snapshot, written to DIR. With
+#: ``ELECTRIC_SOAK_PROBE_TRIM=1`` each probe ends with ``malloc_trim(0)`` and records the RSS
+#: it gave back (free heap memory still resident: fragmentation, not live data).
 PROBE = """
-import collections, ctypes, gc, json, os, signal, sys, time, tracemalloc, weakref
+import collections, ctypes, gc, json, os, re, signal, sys, tempfile, time, tracemalloc, weakref
 from electric_trio.replication._log import TransactionLog
 from electric_trio.satellite.server import SatelliteServer
 from electric_trio.satellite.session import ClientShapes, Session
 from electric_trio.writes import direct
 out = os.environ["ELECTRIC_SOAK_PROBE"]
-tracemalloc.start(int(os.environ.get("ELECTRIC_SOAK_PROBE_FRAMES", "8")))
+frames = int(os.environ.get("ELECTRIC_SOAK_PROBE_FRAMES", "8"))
+trim = os.environ.get("ELECTRIC_SOAK_PROBE_TRIM") == "1"
+if frames:
+    tracemalloc.start(frames)
 kept = collections.defaultdict(weakref.WeakSet)
 for cls in (TransactionLog, SatelliteServer, ClientShapes, Session, direct._Lane):
     def init(self, *a, _init=cls.__init__, _name=cls.__name__, **k):
@@ -141,16 +153,78 @@ class MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
+libc.malloc_trim.argtypes = [ctypes.c_size_t]
+libc.fdopen.restype = ctypes.c_void_p
+libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
 def mallinfo2():
     return libc.mallinfo2()
+def mib(x):
+    return round(x / 2**20, 2)
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+def mappings():
+    # resident MiB by kind of mapping: the brk heap, anonymous (malloc's other arenas, large
+    # blocks, pymalloc's arenas, thread stacks), our extension, other files
+    kinds = collections.Counter()
+    name = ""
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = head[5] if len(head) > 5 else ""
+            elif head[0] == "Rss:":
+                kind = ("heap" if name == "[heap]" else "anon" if not name
+                        else "_native" if "_native" in name else "stack" if name == "[stack]"
+                        else "other" if name.startswith("[") else "files")
+                kinds[kind] += int(head[1])
+    return {k: round(v / 1024, 1) for k, v in sorted(kinds.items())}
+def malloc_arenas():
+    # malloc_info's XML: each arena's (heap id) size and free bytes, MiB
+    with tempfile.TemporaryFile() as f:
+        fp = libc.fdopen(os.dup(f.fileno()), b"w")
+        libc.malloc_info(0, fp)
+        libc.fclose(fp)
+        f.seek(0)
+        xml = f.read().decode()
+    found = []
+    for heap in re.findall(r'<heap nr="\\d+">(.*?)</heap>', xml, re.S):
+        total = re.search(r'<system type="current" size="(\\d+)"', heap)
+        rest = re.search(r'<total type="rest" count="\\d+" size="(\\d+)"', heap)
+        found.append([mib(int(total.group(1))) if total else None,
+                      mib(int(rest.group(1))) if rest else None])
+    return found
+def pymalloc():
+    # sys._debugmallocstats() writes to the C stderr: its arenas and bytes in use
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    def field(label):
+        m = re.search(r"^# " + re.escape(label) + r"\\s*=\\s*([\\d,]+)", text, re.M)
+        return int(m.group(1).replace(",", "")) if m else None
+    arenas = field("arenas allocated current")
+    return {"arenas": arenas, "bytes in allocated blocks MiB": mib(field(
+        "bytes in allocated blocks") or 0), "bytes in available blocks MiB": mib(field(
+        "bytes in available blocks") or 0)}
 seq = [0]
 def probe(signum, frame):
     seq[0] += 1
     stem = os.path.join(out, f"{os.getpid()}-{seq[0]:03d}")
     began = time.perf_counter()
     unreachable = gc.collect()  # what is left is reachable (the service's collector runs seldom)
-    collected = [unreachable, round(time.perf_counter() - began, 4), len(gc.get_objects())]
-    tracemalloc.take_snapshot().dump(stem + ".tm")
+    objects = gc.get_objects()
+    collected = [unreachable, round(time.perf_counter() - began, 4), len(objects)]
+    if frames:
+        tracemalloc.take_snapshot().dump(stem + ".tm")
     state = {n: [sizes(o) for o in objs] for n, objs in kept.items() if n != "Session"}
     state["Session"] = len(kept["Session"])
     current = {id(c) for server in kept["SatelliteServer"] for c in server.clients.values()}
@@ -160,7 +234,7 @@ def probe(signum, frame):
         def held(obj, depth):
             found = []
             for r in gc.get_referrers(obj):
-                if r is stale or type(r).__name__ == "frame":
+                if r is stale or r is objects or type(r).__name__ == "frame":
                     continue
                 name = type(r).__qualname__
                 if depth and isinstance(r, (dict, list, set, tuple)):
@@ -172,16 +246,30 @@ def probe(signum, frame):
     state["ClientShapes"] = len(kept["ClientShapes"])
     logs = list(kept["TransactionLog"])
     state["txlog_wal_span"] = [(t.last_lsn or 0) - (t.first_lsn or 0) for t in logs]
-    state["traced"] = tracemalloc.get_traced_memory()
+    if frames:
+        state["traced"] = tracemalloc.get_traced_memory()
     state["gc: collected, seconds, tracked objects"] = collected
-    with open("/proc/self/status") as f:
-        state["VmRSS MiB"] = [int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS")]
+    state["VmRSS MiB"] = [rss_kb() // 1024]
+    state["RSS MiB by mapping"] = mappings()
     info = mallinfo2()  # malloc's own figures, summed over its arenas (Rust allocates there)
     state["malloc MiB: in use, free in heap, mmapped, arena"] = [
-        round(x / 2**20, 2) for x in (info.uordblks, info.fordblks, info.hblkhd, info.arena)
+        mib(x) for x in (info.uordblks, info.fordblks, info.hblkhd, info.arena)
     ]
-    types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    state["malloc arenas MiB: size, free"] = malloc_arenas()
+    state["pymalloc"] = pymalloc()
+    types = collections.Counter(type(o).__qualname__ for o in objects)
+    native = collections.Counter(
+        type(o).__qualname__ for o in objects
+        if type(o).__module__ == "electric_trio._native"
+    )
+    del objects
+    state["native objects"] = dict(sorted(native.items()))
     state["types"] = dict(types.most_common(40))
+    if trim:
+        before = rss_kb()
+        libc.malloc_trim(0)
+        state["malloc_trim gave back MiB"] = round((before - rss_kb()) / 1024, 1)
+        state["VmRSS MiB after malloc_trim"] = rss_kb() // 1024
     with open(stem + ".json", "w") as f:
         json.dump(state, f)
 signal.signal(signal.SIGUSR1, probe)
@@ -273,6 +361,9 @@ class Soak:
         }
         if self.args.probe is not None:
             self.env["ELECTRIC_SOAK_PROBE"] = str(self.args.probe)
+            self.env["ELECTRIC_SOAK_PROBE_FRAMES"] = str(self.args.probe_frames)
+            if self.args.probe_trim:
+                self.env["ELECTRIC_SOAK_PROBE_TRIM"] = "1"
             code = PROBE
         else:
             code = "import sys; from electric_trio.cli import main; sys.exit(main())"
@@ -690,10 +781,14 @@ async def _soak(
             load_start = soak.now()
             wal_start = await soak.wal_lsn()
             async with trio.open_nursery() as load:
-                load.start_soon(soak.pg_writes)
-                load.start_soon(soak.client_write_loop)
-                load.start_soon(soak.reconnects, token)
-                load.start_soon(soak.bad_inputs)
+                if not args.no_pg_writes:
+                    load.start_soon(soak.pg_writes)
+                if not args.no_client_writes:
+                    load.start_soon(soak.client_write_loop)
+                if not args.no_reconnects:
+                    load.start_soon(soak.reconnects, token)
+                if not args.no_bad_inputs:
+                    load.start_soon(soak.bad_inputs)
                 load.start_soon(soak.faults_loop)
                 end = load_start + args.minutes * 60
                 while soak.now() < end:
@@ -766,21 +861,34 @@ KEYS = {
 
 
 def probe_report(directory: Path, top: int = 15) -> str:
-    """For each service process probed at least three times: the growth of its state and of
-    its Python allocations (tracemalloc) between its second probe and its last."""
+    """For each service process probed at least three times: its memory at each probe (RSS,
+    by mapping, malloc's and pymalloc's figures, the transaction log), then the growth of its
+    state, of its objects by type and of its Python allocations (tracemalloc, when on)
+    between its second probe and its last."""
     import json
     import tracemalloc
 
     lines = [f"Probes in {directory}:"]
     by_pid: dict[str, list[Path]] = collections.defaultdict(list)
-    for path in sorted(directory.glob("*.tm")):
+    for path in sorted(directory.glob("*.json")):
         by_pid[path.stem.split("-")[0]].append(path)
     for pid, paths in by_pid.items():
         if len(paths) < 3:
             continue
+        states = [json.loads(p.read_text()) for p in paths]
+        lines.append(f"process {pid}, each probe: RSS | by mapping | malloc in use, free |")
+        lines.append("  pymalloc arenas | log transactions, WAL span | native objects | trim")
+        for path, st in zip(paths, states, strict=True):
+            malloc = st.get("malloc MiB: in use, free in heap, mmapped, arena") or [None] * 2
+            log = st.get("TransactionLog") or [{}]
+            lines.append(
+                f"  {path.stem}: {st.get('VmRSS MiB')} | {st.get('RSS MiB by mapping')} |"
+                f" {malloc[0]}, {malloc[1]} | {(st.get('pymalloc') or {}).get('arenas')} |"
+                f" {log[0].get('_txns')}, {st.get('txlog_wal_span')} |"
+                f" {st.get('native objects')} | {st.get('malloc_trim gave back MiB')}"
+            )
         first, last = paths[1], paths[-1]
-        a = json.loads(first.with_suffix(".json").read_text())
-        b = json.loads(last.with_suffix(".json").read_text())
+        a, b = states[1], states[-1]
         lines.append(f"process {pid}: {first.stem} -> {last.stem}")
         for key in sorted(b):
             if a.get(key) != b[key] and key != "types":
@@ -791,8 +899,10 @@ def probe_report(directory: Path, top: int = 15) -> str:
         ]
         grown = [f"{t} {d:+,}" for d, t in sorted(types, reverse=True)[:8] if d]
         lines.append("  live objects by type: " + ", ".join(grown))
-        diff = tracemalloc.Snapshot.load(str(last)).compare_to(
-            tracemalloc.Snapshot.load(str(first)), "traceback"
+        if not (first.with_suffix(".tm").exists() and last.with_suffix(".tm").exists()):
+            continue
+        diff = tracemalloc.Snapshot.load(str(last.with_suffix(".tm"))).compare_to(
+            tracemalloc.Snapshot.load(str(first.with_suffix(".tm"))), "traceback"
         )
         for stat in diff[:top]:
             lines.append(
@@ -837,6 +947,26 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         " each process's second and last probe is printed",
     )
     parser.add_argument("--probe-every", type=float, default=60.0)
+    parser.add_argument(
+        "--probe-frames",
+        type=int,
+        default=8,
+        help="tracemalloc's frames per allocation (0: no tracemalloc, whose own bookkeeping"
+        " is in malloc's figures)",
+    )
+    parser.add_argument(
+        "--probe-trim",
+        action="store_true",
+        help="each probe ends with malloc_trim(0), recording the RSS it gave back (heap memory"
+        " free but still resident: fragmentation rather than live data)",
+    )
+    # To split a leak's cause: each part of the load can be left out.
+    parser.add_argument("--no-pg-writes", action="store_true", help="no Postgres transactions")
+    parser.add_argument("--no-client-writes", action="store_true", help="no client writes")
+    parser.add_argument(
+        "--no-reconnects", action="store_true", help="clients stay connected the whole run"
+    )
+    parser.add_argument("--no-bad-inputs", action="store_true", help="no bad input tried")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--plot", type=Path, default=PLOT, help=f"the RSS plot (default {PLOT})")
     parser.add_argument(
