@@ -72,12 +72,22 @@ async def db(pg_server: Any) -> AsyncIterator[str]:
         yield url
 
 
-async def start_service(nursery: trio.Nursery, url: str, mode: str) -> Service:
+async def start_service(
+    nursery: trio.Nursery, url: str, mode: str, *, migrations_api: bool = False
+) -> Service:
+    """The service in ``mode``, ready; with the migrations API (``/api/migrations``) when
+    asked for."""
+    api = [MigrationsApi()] if migrations_api else []
     service: Service = await nursery.start(
         partial(
             serve,
             make_config(url, mode),
-            subsystems=[ReplicationSubsystem(), SatelliteSubsystem(SETTINGS), WritesSubsystem()],
+            subsystems=[
+                ReplicationSubsystem(),
+                *api,
+                SatelliteSubsystem(SETTINGS),
+                WritesSubsystem(),
+            ],
             handle_signals=False,
         )
     )
@@ -96,6 +106,14 @@ async def pg(db: str) -> AsyncIterator[Connection]:
 ENTRIES = (
     "CREATE TABLE entries (id uuid PRIMARY KEY, content varchar NOT NULL, content_b text);"
     " CALL electric.electrify('entries');"
+)
+
+
+#: The official client's scenarios' table: (version, DDL) for ``migrate``.
+ITEMS = (
+    "20240101000000",
+    "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
+    " CALL electric.electrify('items');",
 )
 
 
@@ -979,28 +997,8 @@ async def pg_rows(pg: Connection, sql: str, count: int) -> list[tuple[Any, ...]]
 async def test_official_client_writes_reach_postgres_once(
     db: str, mode: str, nursery: trio.Nursery, pg: Connection, official_client: Any
 ) -> None:
-    service: Service = await nursery.start(
-        partial(
-            serve,
-            make_config(db, mode),
-            subsystems=[
-                ReplicationSubsystem(),
-                MigrationsApi(),
-                SatelliteSubsystem(SETTINGS),
-                WritesSubsystem(),
-            ],
-            handle_signals=False,
-        )
-    )
-    with trio.fail_after(60):
-        await service.wait_ready()
-    await migrate(
-        service,
-        pg,
-        "20240101000000",
-        "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
-        " CALL electric.electrify('items');",
-    )
+    service = await start_service(nursery, db, mode, migrations_api=True)
+    await migrate(service, pg, *ITEMS)
     assert service.migrations is not None
     url = f"http://127.0.0.1:{service.http_port}"
     client = await official_client()

@@ -13,13 +13,10 @@ import trio
 from test_satellite_protocol import (  # noqa: F401 (fixtures)
     client,
     db,
-    migration_sql,
     satellite,
     service,
-    sql,
-    wait_versions,
 )
-from test_shapes_protocol import ops, request, select, started, subscribe
+from test_shapes_protocol import big_table, ops, request, select, started, subscribe
 
 from electric_trio.pg import connect
 from electric_trio.satellite import messages as m
@@ -34,16 +31,7 @@ async def test_other_clients_get_live_changes_while_a_large_shape_syncs(
 ) -> None:
     caplog.set_level(logging.WARNING)
     # The rows are there before the table is electrified: not in the replication stream.
-    await sql(
-        db,
-        "CREATE TABLE big (id int8 PRIMARY KEY, v text);"
-        f" INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, {ROWS}) i",
-    )
-    await sql(
-        db, "BEGIN; CALL electric.migration_version('1'); CALL electric.electrify('big'); COMMIT"
-    )
-    await sql(db, migration_sql("2", "small"))
-    await wait_versions(service, 2)
+    await big_table(service, db, ROWS, "'row ' || i")
 
     order: list[str] = []
     known_b: dict[int, m.SatRelation] = {}

@@ -8,8 +8,10 @@ GONE, unsubscribe, the ownership filter, resume with a subscription id.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -110,6 +112,38 @@ async def started(service: Service, c: Client, client_id: str = "c1", user: str 
     await c.connect(client_id, user)
     resp = await c.start_replication()
     assert resp.err is None
+
+
+@contextlib.asynccontextmanager
+async def resumed_after_restart(
+    db: str, lsn: bytes, sub: m.SatSubsReq, client_id: str = "c1"
+) -> AsyncIterator[Client]:
+    """A service started afresh on ``db``, and ``client_id`` resumed on it from ``lsn`` with
+    ``sub``'s subscription: the restarted service must know both."""
+    async with trio.open_nursery() as nursery:
+        service = await start_service(nursery, db)
+        async with client(service) as c:
+            await c.connect(client_id)
+            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
+            assert resp.err is None
+            yield c
+        nursery.cancel_scope.cancel()
+
+
+async def big_table(service: Service, db: str, rows: int, value_sql: str) -> None:
+    """Table ``big`` (id int8, v text) holding ``rows`` rows whose ``v`` is ``value_sql`` (of
+    ``i``, the id), inserted before it is electrified (so not in the replication stream), and
+    table ``small`` electrified after it, at migration versions 1 and 2."""
+    await sql(
+        db,
+        "CREATE TABLE big (id int8 PRIMARY KEY, v text);"
+        f" INSERT INTO big SELECT i, {value_sql} FROM generate_series(1, {rows}) i",
+    )
+    await sql(
+        db, "BEGIN; CALL electric.migration_version('1'); CALL electric.electrify('big'); COMMIT"
+    )
+    await sql(db, migration_sql("2", "small"))
+    await wait_versions(service, 2)
 
 
 async def test_subscription_errors(service: Service, db: str) -> None:
@@ -420,14 +454,8 @@ async def test_a_missed_gone_batch_survives_a_service_restart(db: str) -> None:
             lsn = next(f for f in frames if isinstance(f, m.SatSubsDataBegin)).lsn
             await unsubscribe_and_drop(c, sub)
         first.cancel_scope.cancel()
-    async with trio.open_nursery() as second:
-        service = await start_service(second, db)
-        async with client(service) as c:
-            await c.connect("c1")
-            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
-            assert resp.err is None
-            assert await gone_batch(c, sub) == [("gone", "items", "1")]
-        second.cancel_scope.cancel()
+    async with resumed_after_restart(db, lsn, sub) as c:
+        assert await gone_batch(c, sub) == [("gone", "items", "1")]
 
 
 async def test_a_subscription_to_an_empty_shape_survives_a_service_restart(db: str) -> None:
@@ -447,14 +475,8 @@ async def test_a_subscription_to_an_empty_shape_survives_a_service_restart(db: s
             lsn = next(f for f in frames if isinstance(f, m.SatSubsDataBegin)).lsn
         first.cancel_scope.cancel()
     await sql(db, "INSERT INTO items VALUES (1, 'while the service was down')")
-    async with trio.open_nursery() as second:
-        service = await start_service(second, db)
-        async with client(service) as c:
-            await c.connect("c1")
-            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
-            assert resp.err is None
-            assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "1")]
-        second.cancel_scope.cancel()
+    async with resumed_after_restart(db, lsn, sub) as c:
+        assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "1")]
 
 
 async def test_resume_with_subscription_id(service: Service, db: str) -> None:
@@ -564,17 +586,11 @@ async def test_resume_after_a_service_restart(db: str, nursery: trio.Nursery) ->
             lsn = await ack(c, frames)
         first.cancel_scope.cancel()
     await sql(db, "INSERT INTO items VALUES (3, 'while the service was down')")
-    async with trio.open_nursery() as second:
-        service = await start_service(second, db)
-        async with client(service) as c:
-            await c.connect("c1")
-            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
-            assert resp.err is None
-            assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "3")]
-            # The restored graph knows rows 1 and 2: moving 1 out is a GONE.
-            await sql(db, "UPDATE items SET v = 'out' WHERE id = 1")
-            assert ops(await until(c, m.SatOpLog), known) == [("gone", "items", "1")]
-        second.cancel_scope.cancel()
+    async with resumed_after_restart(db, lsn, sub) as c:
+        assert ops(await until(c, m.SatOpLog), known) == [("insert", "items", "3")]
+        # The restored graph knows rows 1 and 2: moving 1 out is a GONE.
+        await sql(db, "UPDATE items SET v = 'out' WHERE id = 1")
+        assert ops(await until(c, m.SatOpLog), known) == [("gone", "items", "1")]
 
 
 async def test_a_start_replication_that_cannot_be_answered_in_time_closes(

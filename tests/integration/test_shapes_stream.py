@@ -19,7 +19,17 @@ from test_satellite_protocol import (  # noqa: F401 (fixtures)
     start_service,
     wait_versions,
 )
-from test_shapes_protocol import ack, ops, request, select, started, subscribe, until
+from test_shapes_protocol import (
+    ack,
+    big_table,
+    ops,
+    request,
+    resumed_after_restart,
+    select,
+    started,
+    subscribe,
+    until,
+)
 
 from electric_trio.pg import connect
 from electric_trio.satellite import _graph_store
@@ -39,16 +49,7 @@ async def test_a_read_that_fails_midway_cuts_the_client_off(
 ) -> None:
     # About 40 MB of rows: far more than the sockets and the read's channel hold while the
     # client reads nothing, so the COPY is still running when its backend is killed.
-    await sql(
-        db,
-        "CREATE TABLE big (id int8 PRIMARY KEY, v text);"
-        f" INSERT INTO big SELECT i, repeat('x', 400) FROM generate_series(1, {ROWS}) i",
-    )
-    await sql(
-        db, "BEGIN; CALL electric.migration_version('1'); CALL electric.electrify('big'); COMMIT"
-    )
-    await sql(db, migration_sql("2", "small"))
-    await wait_versions(service, 2)
+    await big_table(service, db, ROWS, "repeat('x', 400)")
 
     async with client(service) as a, await connect(db) as admin:
         await started(service, a, "a")
@@ -136,19 +137,13 @@ async def test_rows_stored_while_sent_resume_after_a_restart(
     assert len(sizes) >= 3
     assert max(sizes) < 0.8 * sum(sizes)
     await sql(db, f"DELETE FROM items WHERE id IN (1, {rows // 2}, {rows}, {rows + 1})")
-    async with trio.open_nursery() as second:
-        service = await start_service(second, db)
-        async with client(service) as c:
-            await c.connect("c1")
-            resp = await c.start_replication(lsn=lsn, subscription_ids=(sub.subscription_id,))
-            assert resp.err is None
-            # The restored graph has every row: each delete reaches the client (one of a row
-            # it lacked would not).
-            got = ops(await until(c, m.SatOpLog), known)
-            assert sorted(got) == sorted(
-                ("delete", "items", str(i)) for i in (1, rows // 2, rows, rows + 1)
-            )
-        second.cancel_scope.cancel()
+    async with resumed_after_restart(db, lsn, sub) as c:
+        # The restored graph has every row: each delete reaches the client (one of a row
+        # it lacked would not).
+        got = ops(await until(c, m.SatOpLog), known)
+        assert sorted(got) == sorted(
+            ("delete", "items", str(i)) for i in (1, rows // 2, rows, rows + 1)
+        )
 
 
 async def test_a_client_leaving_as_its_data_ends_leaves_its_rows_stored(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,15 +23,10 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_client_writes import SETTINGS, make_config, migrate, mode
+from test_client_writes import ITEMS, migrate, mode, start_service
 
 from _loop_thread import LoopHarness, run_on_thread
-from electric_trio.http.migrations import MigrationsApi
 from electric_trio.pg import Connection, connect
-from electric_trio.replication import ReplicationSubsystem
-from electric_trio.satellite.server import SatelliteSubsystem
-from electric_trio.service import Service, serve
-from electric_trio.writes.subsystem import WritesSubsystem
 from official_client import OfficialClient, describe_schema, open_official_client
 
 __all__ = ["mode"]  # fixture used by name
@@ -103,30 +97,10 @@ class Harness(LoopHarness):
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
-            service: Service = await nursery.start(
-                partial(
-                    serve,
-                    make_config(self.url, self.mode),
-                    subsystems=[
-                        ReplicationSubsystem(),
-                        MigrationsApi(),
-                        SatelliteSubsystem(SETTINGS),
-                        WritesSubsystem(),
-                    ],
-                    handle_signals=False,
-                )
-            )
-            with trio.fail_after(60):
-                await service.wait_ready()
+            service = await start_service(nursery, self.url, self.mode, migrations_api=True)
             async with await connect(self.url) as pg:
                 self.pg = pg
-                await migrate(
-                    service,
-                    pg,
-                    "20240101000000",
-                    "CREATE TABLE items (id text PRIMARY KEY, title text, n int4);"
-                    " CALL electric.electrify('items');",
-                )
+                await migrate(service, pg, *ITEMS)
                 assert service.migrations is not None
                 url = f"http://127.0.0.1:{service.http_port}"
                 async with (
