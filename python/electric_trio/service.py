@@ -217,9 +217,11 @@ class Service:
         self._gates.append(gate)
 
     def status(self) -> PgStatus:
-        """The state ``/api/status`` reports."""
+        """The state ``/api/status`` reports: ready once every subsystem has started (the
+        writer among them: a client let in before it had its transactions dropped), Postgres
+        is connected and every readiness gate is open."""
         state = self.postgres.state
-        if state == "ready" and not all(gate() for gate in self._gates):
+        if state == "ready" and not (self._started.is_set() and all(g() for g in self._gates)):
             return "starting"
         return state
 

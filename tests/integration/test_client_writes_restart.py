@@ -1,7 +1,9 @@
 """Exactly once across a crash: the service killed with SIGKILL after a client transaction was
 sent and before its echo, then restarted, leaves one copy in Postgres and tells the client where
 to resume; a client that resends anyway is not written twice. The service runs in its own
-process (``electric-trio serve``), in each mode of ``test_client_writes``."""
+process (``electric-trio serve``), in each mode of ``test_client_writes``; when the test fails,
+it prints the log of both runs of the service, what Postgres says of the subscription and
+Postgres's own log lines of the test (its apply worker's reconnections)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -29,7 +32,7 @@ from test_client_writes import (  # the same fixtures and raw client
     pg,
 )
 
-from electric_trio.pg import Connection
+from electric_trio.pg import Connection, PgError
 
 __all__ = ["db", "mode", "pg"]  # fixtures used by name
 
@@ -44,7 +47,9 @@ def _free_port() -> int:
 class _Service:
     """The service in a process of its own."""
 
-    def __init__(self, url: str, mode: str) -> None:
+    def __init__(self, url: str, mode: str, logs: Path) -> None:
+        self.logs = logs
+        self.runs: list[Path] = []
         self.http_port = _free_port()
         self.env = {
             **os.environ,
@@ -56,20 +61,33 @@ class _Service:
             "ELECTRIC_WRITE_TO_PG_MODE": mode,
             "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
             "LOGICAL_PUBLISHER_PORT": str(_free_port()),
-            "LOG_LEVEL": "warning",
+            "LOG_LEVEL": "info",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from electric_trio.cli import main; sys.exit(main())",
-                "serve",
-            ],
-            env=self.env,
-        )
+        """Starts a run of the service, its output kept in a file of its own."""
+        log = self.logs / f"service-{len(self.runs) + 1}.log"
+        self.runs.append(log)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from electric_trio.cli import main; sys.exit(main())",
+                    "serve",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def print_logs(self) -> None:
+        for i, log in enumerate(self.runs, 1):
+            print(f"---- the service's log, run {i} ({log}) ----")
+            print(log.read_text(errors="replace"))
+        if self.proc is not None:
+            print(f"---- the last run's exit code: {self.proc.poll()} ----")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -95,8 +113,8 @@ class _Service:
 
 
 @pytest.fixture
-def service_process(db: str, mode: str) -> Iterator[_Service]:
-    service = _Service(db, mode)
+def service_process(db: str, mode: str, tmp_path: Path) -> Iterator[_Service]:
+    service = _Service(db, mode, tmp_path)
     try:
         yield service
     finally:
@@ -105,8 +123,67 @@ def service_process(db: str, mode: str) -> Iterator[_Service]:
             service.proc.wait(timeout=30)
 
 
+class _PostgresLog:
+    """The server log of our launcher (``postgres.log`` in the data directory), from the
+    test's start: the apply worker's connections and errors are only there."""
+
+    def __init__(self, path: Path | None, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+
+    @classmethod
+    async def open(cls, pg: Connection) -> _PostgresLog:
+        try:
+            path = Path(str(await pg.fetchval("SHOW data_directory"))) / "postgres.log"
+            return cls(path, path.stat().st_size)
+        except (OSError, PgError):
+            return cls(None, 0)  # another server's layout, or no right to read it
+
+    def print_new(self) -> None:
+        if self.path is None:
+            return
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                text = f.read().decode(errors="replace")
+        except OSError as e:
+            print(f"(cannot read {self.path}: {e})")
+            return
+        print(f"---- Postgres's log during the test ({self.path}) ----")
+        print(text[-65536:])
+
+
+async def _print_subscription_state(pg: Connection) -> None:
+    print("---- Postgres's view of the subscription ----")
+    for sql in (
+        "SELECT subname, subenabled, subconninfo ~ 'port=' AS has_port FROM pg_subscription",
+        "SELECT * FROM pg_stat_subscription",
+        "SELECT * FROM pg_replication_origin_status",
+        "SELECT pid, backend_type, application_name, state, wait_event, backend_start::text"
+        " FROM pg_stat_activity WHERE backend_type LIKE 'logical replication%'"
+        " OR backend_type = 'walsender'",
+        "SELECT * FROM electric.acknowledged_client_lsns",
+    ):
+        try:
+            with trio.fail_after(5):
+                print(sql, *await pg.fetch(sql), sep="\n  ")
+        except (PgError, trio.TooSlowError) as e:
+            print(sql, f"  failed: {e}", sep="\n")
+
+
 async def test_a_killed_service_leaves_one_copy(service_process: _Service, pg: Connection) -> None:
     service = service_process
+    pg_log = await _PostgresLog.open(pg)
+    try:
+        await _kill_and_restart(service, pg)
+    except BaseException:
+        service.print_logs()
+        await _print_subscription_state(pg)
+        pg_log.print_new()
+        raise
+
+
+async def _kill_and_restart(service: _Service, pg: Connection) -> None:
     service.start()
     await service.ready()
     await pg.execute(f"BEGIN; CALL electric.migration_version('1'); {ENTRIES} COMMIT")
