@@ -19,7 +19,14 @@ import trio
 
 from .. import _native
 from .._log import get_logger
-from ..pg import ConnectParams, ReplicationStream, connect, format_lsn, parse_lsn
+from ..pg import (
+    ConnectionLostError,
+    ConnectParams,
+    ReplicationStream,
+    connect,
+    format_lsn,
+    parse_lsn,
+)
 from ._log import TransactionLog
 from ._slot import (
     PUBLICATION,
@@ -135,6 +142,11 @@ async def serve_replication(
                         received = len(data)
                         txns = decoder.decode_wire(data)
                         unhandled = decoder.take_unhandled()
+                        if unhandled[:1] == b"C":
+                            # CommandComplete: the walsender of a server shutting down ends
+                            # the stream so (no CopyDone) and exits; the reader starts over.
+                            log.info("Postgres ended the replication stream", slot=main)
+                            raise ConnectionLostError("Postgres ended the replication stream")
                         if unhandled:
                             stream.unread(unhandled)
                             framed = True
