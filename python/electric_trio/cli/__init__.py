@@ -27,6 +27,7 @@ import trio
 
 from .. import __version__
 from .._log import configure_logging, get_logger
+from .._malloc import fix_thresholds as fix_malloc_thresholds
 from ..config import SETTINGS, Config
 from ..errors import ConfigError
 from ..pg.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -156,6 +157,7 @@ def _run(async_fn: Callable[..., Awaitable[object]], *args: object) -> int:
     """Runs the Trio program and turns the errors a user can act on into one line."""
     status = EXIT_OK
     gc.set_threshold(*GC_THRESHOLD)
+    fix_malloc_thresholds()
     try:
         trio.run(_frozen_after_start, async_fn, *args)
     except* (StartupError, _EmbeddedError) as group:
