@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -634,7 +634,7 @@ class CopyOut:
                 raise ProtocolError(f"unexpected message {msg[0]!r} during COPY")
         return None
 
-    async def batches(self) -> AsyncIterator[list[bytes]]:
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """Lists of CopyData payloads, as they arrive."""
         while True:
             batch = await self._batch()

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -25,10 +24,11 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from .. import _native
 from ..http import Request, Response
-from ..pg import Connection, ConnectParams, connect
+from ..pg import Connection, ConnectParams
 from . import _bookkeeping as bk
 from . import _graph_store
 from ._collect import SessionCollector
+from ._data_pool import DataPool
 from ._db import PostgresUnavailableError, SessionDatabase
 from ._wire import frame
 from .auth import Authenticator
@@ -108,9 +108,17 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: refused ("Internal error while checking data availability").
     data_start_timeout: float = 1.0
     #: Connections kept for shape data reads (subscriptions and move-ins wait for one, at
-    #: most ``data_queue_timeout`` seconds).
+    #: most ``data_queue_timeout`` seconds), at most ``data_connections_per_client`` of them
+    #: held by one client.
     data_connections: int = 16
+    data_connections_per_client: int = 4
     data_queue_timeout: float = 30.0
+    #: Seconds a streamed subscription's read may wait for its client to take its rows before
+    #: it gives its connection up to another read waiting for one (the client is then cut
+    #: off with an error).
+    data_stall_timeout: float = 10.0
+    #: Subscriptions of one client whose data is not sent yet; one more is refused at once.
+    max_pending_subscriptions: int = 16
     #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
     #: acknowledgement; also stored when the connection ends).
     checkpoint_interval: float = 30.0
@@ -218,9 +226,9 @@ class SatelliteServer:
         #: The position up to which the fan-out has passed every transaction: a parked session
         #: no transaction since its own position concerned is at ``max(its position, this)``.
         self.live_position = 0
-        self._data_slots = trio.Semaphore(settings.data_connections)
-        self._data_free: list[Connection] = []
-        self._closed = False
+        self.data_pool = DataPool(
+            params, settings.data_connections, settings.data_connections_per_client
+        )
         #: The sessions by client id (one connection per client id).
         self.clients: dict[str, Session] = {}
         self._registrations: dict[str, _Registration] = {}
@@ -409,22 +417,10 @@ class SatelliteServer:
 
     # ---- Postgres ------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def data_connection(self) -> AsyncIterator[Connection]:
-        """A connection for a shape data read, from a small pool (a connection that failed or
-        was interrupted is closed, not reused)."""
-        async with self._data_slots:
-            conn = self._data_free.pop() if self._data_free else await connect(self.params)
-            healthy = False
-            try:
-                yield conn
-                healthy = not conn.closed
-            finally:
-                if healthy and not self._closed:
-                    self._data_free.append(conn)
-                else:
-                    with trio.CancelScope(shield=True):
-                        await conn.aclose()
+    def data_connection(self, owner: Session) -> AbstractAsyncContextManager[Connection]:
+        """A connection for a shape data read of ``owner``'s client, from a small pool shared
+        fairly between the clients (:class:`~._data_pool.DataPool`)."""
+        return self.data_pool.connection(owner)
 
     async def magic_write(self, caused_by: str) -> None:
         """The magic write (shapes.MAGIC_WRITE), or one made after this call began: one write
@@ -682,9 +678,7 @@ class SatelliteServer:
         with trio.move_on_after(self.settings.close_timeout):
             while self._registrations:
                 await next(iter(self._registrations.values())).gone.wait()
-        self._closed = True
-        while self._data_free:
-            await self._data_free.pop().aclose()
+        await self.data_pool.aclose()
         await self.db.aclose()
         await self.bookkeeper.aclose()
 

@@ -74,6 +74,7 @@ from .shapes import (
     Rows,
     RowStream,
     RowStreamError,
+    RowStreamStalledError,
     SubscriptionPlan,
     add_rows,
     fetch_layers,
@@ -1117,6 +1118,18 @@ class Session:
             )
             await self._respond(request, SatSubsResp(subscription_id=sub_id, err=plan))
             return
+        if len(self._pending_subs) >= self.settings.max_pending_subscriptions:
+            # Each holds a read (a connection of the shared pool, or its rows) until its data
+            # is sent: a client that subscribes without end must not hold them all.
+            log.info(
+                "refused subscription client_id=%s id=%s: %d pending",
+                self.client_id,
+                sub_id,
+                len(self._pending_subs),
+            )
+            error = SatSubsError(message="Too many subscriptions waiting for their data")
+            await self._respond(request, SatSubsResp(subscription_id=sub_id, err=error))
+            return
         delivery = _Delivery(subscription=plan)
         starts: list[tuple[LayerPlan, Sequence[str], Sequence[Sequence[str]]]] = [
             (root, (), ()) for _, root in plan.requests
@@ -1182,14 +1195,16 @@ class Session:
         # sending): the rows of a large shape are never all held.
         stream = None
         if delivery.subscription is not None and streamable(starts):
-            stream = RowStream(len(starts[0][0].table.columns), begun=delivery.ready)
+            stream = RowStream(
+                len(starts[0][0].table.columns), begun=delivery.ready, give_up=self._data_stalled
+            )
             delivery.rows = [(starts[0][0], stream)]
         failure: str | None = "the read was cancelled"
         try:
             with delivery.scope:
                 for attempt in (1, 2):
                     try:
-                        async with self.server.data_connection() as conn:
+                        async with self.server.data_connection(self) as conn:
                             delivery.connected.set()
                             rows = await fetch_layers(
                                 conn,
@@ -1222,11 +1237,25 @@ class Session:
                             e,
                         )
                         delivery.error = failure = str(e)
+                    except RowStreamStalledError as e:
+                        log.info(
+                            "shape data read given up client_id=%s caused_by=%s: %s",
+                            self.client_id,
+                            caused_by,
+                            e,
+                        )
+                        delivery.error = failure = str(e)
                     break
         finally:
             if stream is not None:
                 stream.close(failure)
             delivery.ready.set()
+
+    async def _data_stalled(self) -> None:
+        """Returns once a read of ours has waited ``data_stall_timeout`` seconds for us to take
+        its rows and another read waits for a connection."""
+        await trio.sleep(self.settings.data_stall_timeout)
+        await self.server.data_pool.wanted()
 
     async def _deliver_due(self, xid: int, position: int) -> bool:
         """Sends the deliveries whose insertion point is transaction ``xid`` (waiting for their

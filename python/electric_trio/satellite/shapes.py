@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import trio
 
 from .. import _native
 from ..ddlx.schema import Schema, Table
+from ..errors import ElectricError
 from ..pg import Connection
 from .messages import (
     SatShapeDefSelect,
@@ -38,6 +40,7 @@ __all__ = [
     "LayerPlan",
     "RowStream",
     "RowStreamError",
+    "RowStreamStalledError",
     "Rows",
     "SubscriptionPlan",
     "add_rows",
@@ -308,10 +311,19 @@ class RowStream:
     channel is full) to the sender. Neither the whole result is ever held, nor does the
     sending wait for Postgres to have produced the last row before the first goes out."""
 
-    def __init__(self, columns: int, begun: trio.Event, batches: int = 8) -> None:
+    def __init__(
+        self,
+        columns: int,
+        begun: trio.Event,
+        batches: int = 8,
+        give_up: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.columns = columns
         #: Set once the first rows are in the channel, or the read ended.
         self.begun = begun
+        #: Returns when a read waiting for the sender to take its rows should stop waiting
+        #: (then :meth:`put` raises :class:`RowStreamStalledError`).
+        self._give_up = give_up
         self._send, self._receive = trio.open_memory_channel[Rows](batches)
         #: Rows put in the channel so far, and taken from it.
         self.read = 0
@@ -325,8 +337,31 @@ class RowStream:
 
     async def put(self, batch: Rows) -> None:
         self.read += len(batch)
-        await self._send.send(batch)
+        try:
+            self._send.send_nowait(batch)
+        except trio.WouldBlock:
+            if self._give_up is None:
+                await self._send.send(batch)
+            else:
+                await self._put_unless_given_up(batch)
         self.begun.set()
+
+    async def _put_unless_given_up(self, batch: Rows) -> None:
+        assert self._give_up is not None
+        give_up = self._give_up
+        sent = False
+
+        async def watch(scope: trio.CancelScope) -> None:
+            await give_up()
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            await self._send.send(batch)
+            sent = True
+            nursery.cancel_scope.cancel()
+        if not sent:
+            raise RowStreamStalledError("the client took none of its subscription's rows in time")
 
     def close(self, error: str | None = None) -> None:
         """Ends the rows: all of them read, or (``error``) the read failed."""
@@ -358,6 +393,11 @@ class RowStream:
 
 class RowStreamError(Exception):
     """The read of a :class:`RowStream` failed after some of its rows were sent."""
+
+
+class RowStreamStalledError(ElectricError):
+    """A :class:`RowStream`'s read gave up: its rows were not taken in time (the client did
+    not read them) while another read waited for the connection."""
 
 
 def layer_query(
@@ -440,8 +480,11 @@ async def _read_layer(
     sql, params = layer_query(layer, key_columns, keys, user_id)
     if stream is not None:
         # One batch of rows per read from the socket, handed over as they arrive.
-        async with conn.copy_out(f"COPY ({inline_params(sql, params)}) TO STDOUT") as copy:
-            async for batch in copy.batches():
+        async with (
+            conn.copy_out(f"COPY ({inline_params(sql, params)}) TO STDOUT") as copy,
+            aclosing(copy.batches()) as batches,  # closed at once when the put gives up
+        ):
+            async for batch in batches:
                 part = _native.ShapeRows(len(names))
                 part.extend(batch)
                 await stream.put(part)
