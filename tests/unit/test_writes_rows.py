@@ -9,7 +9,7 @@ import pytest
 from electric_trio._native import ClientRowCodec, ValueDecodeError
 from electric_trio.ddlx.schema import Column, ColumnType, Table
 from electric_trio.writes import ClientWrite
-from electric_trio.writes.direct import transaction_sql
+from electric_trio.writes.direct import batch_sql, transaction_sql
 from electric_trio.writes.rows import (
     InvalidTagError,
     ack_row,
@@ -108,6 +108,23 @@ def test_transaction_sql() -> None:
     )
     assert lines[3].startswith('INSERT INTO "electric"."shadow__public__items" ("_tags", ')
     assert lines[-1] == "COMMIT"
+
+
+def test_batch_sql_waits_for_one_flush_at_its_end() -> None:
+    """Transactions sent together: each its own BEGIN ... COMMIT; all but the last commit
+    without waiting for the WAL flush, the last one waits (and its flush covers the others),
+    so the query returns only once all of them are durable."""
+    writes = []
+    for n in (1, 2, 3):
+        lsn = n.to_bytes(4, "big")
+        main, shadow = change_rows(TABLE, "insert", ("t", str(n), None), "TAG", "{}", [True] * 2)
+        writes.append(ClientWrite(f"c{n}", lsn, 0, (ack_row(f"c{n}", lsn), main, shadow)))
+    transactions = batch_sql(writes).split(";\nBEGIN;\n")
+    assert len(transactions) == 3
+    no_wait = "SET LOCAL synchronous_commit = off;"
+    assert [no_wait in t.splitlines() for t in transactions] == [True, True, False]
+    assert all(t.endswith("COMMIT") for t in transactions)
+    assert batch_sql(writes[-1:]) == transaction_sql(writes[-1])
 
 
 def test_client_row_codec() -> None:

@@ -10,9 +10,12 @@ one Postgres transaction sent as one simple query, one round trip: ``BEGIN``, th
 client's row in ``electric.acknowledged_client_lsns``, per change the main-table ``INSERT`` then
 the shadow ``INSERT``, ``COMMIT``. Small transactions of different clients waiting for the same
 connection go together in one simple query (each still its own ``BEGIN`` … ``COMMIT``, so each
-commits or fails alone): one round trip and one wake-up of the backend for all of them. When one
-of them is refused, Postgres stops there; those before it committed (their acknowledged
-positions, read again, say so) and the others are written again one by one.
+commits or fails alone): one round trip and one wake-up of the backend for all of them, and one
+WAL flush: all but the last commit with ``synchronous_commit = off``, and the last one's
+synchronous commit flushes the WAL past their commit records too, before the query returns (and
+before logical replication, which reads flushed WAL only, can echo any of them). When one of them
+is refused, Postgres stops there; those before it committed (their acknowledged positions, read
+again and then flushed, say so) and the others are written again one by one.
 
 Large transactions (``copy_threshold`` changes or more) go another way, measured faster by
 ``benches/writes.py``: per run of consecutive changes to one table (no key twice in a run), the
@@ -51,6 +54,7 @@ __all__ = [
     "DirectWriterStatistics",
     "QueuedWrite",
     "WriteAbandonedError",
+    "batch_sql",
     "transaction_sql",
 ]
 
@@ -69,6 +73,9 @@ _RETRY_SQLSTATES = ("40001", "40P01")
 COPY_THRESHOLD = 1000
 #: At most this many transactions sent together in one simple query.
 _BATCH_MAX = 32
+#: A transaction with an id and nothing else: its synchronous commit waits until the WAL is
+#: flushed past its commit record, so past every commit before it.
+_FLUSH = "BEGIN; SELECT pg_current_xact_id(); COMMIT"
 _STAGE = "electric_trio_write_stage"
 _STAGE_SETUP = f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (ord int4, vals text[])"
 _STAGE_SCHEMA = pa.schema([("ord", pa.int32()), ("vals", pa.list_(pa.string()))])
@@ -116,8 +123,22 @@ class _Statements:
             sql += " ON CONFLICT (client_id) DO UPDATE SET lsn = excluded.lsn"
         return sql
 
-    def transaction(self, rows: Iterable[RowInsert]) -> str:
-        return "BEGIN;\n" + "".join(self.insert(r) + ";\n" for r in rows) + "COMMIT"
+    def transaction(self, rows: Iterable[RowInsert], *, flush: bool = True) -> str:
+        """``BEGIN`` … ``COMMIT``; with ``flush`` False its commit does not wait for the WAL
+        flush (``synchronous_commit = off`` for it alone): only for a transaction a later
+        synchronous commit on the same connection follows before anyone is told it is
+        written."""
+        begin = "BEGIN;\n" if flush else "BEGIN;\nSET LOCAL synchronous_commit = off;\n"
+        return begin + "".join(self.insert(r) + ";\n" for r in rows) + "COMMIT"
+
+    def batch(self, writes: Sequence[ClientWrite]) -> str:
+        """One simple query of ``writes``, each its own transaction; only the last waits for
+        the WAL flush, which makes the others durable too (their commit records come before
+        its own in the WAL): one flush for the batch, not one each."""
+        last = len(writes) - 1
+        return ";\n".join(
+            self.transaction(w.inserts, flush=i == last) for i, w in enumerate(writes)
+        )
 
 
 def _runs(changes: Sequence[RowInsert]) -> list[tuple[list[RowInsert], list[RowInsert]]]:
@@ -159,6 +180,11 @@ def _copy_data(rows: Sequence[RowInsert]) -> list[bytes]:
 def transaction_sql(write: ClientWrite) -> str:
     """The one simple query that writes ``write`` (``BEGIN`` … ``COMMIT``)."""
     return _Statements().transaction(write.inserts)
+
+
+def batch_sql(writes: Sequence[ClientWrite]) -> str:
+    """The one simple query that writes ``writes`` together, each its own transaction."""
+    return _Statements().batch(writes)
 
 
 def client_position(lsn: bytes) -> int:
@@ -397,9 +423,7 @@ class _Lane:
             batch = [q for q in batch if not q.done]
             writes = [q.write for q in batch]
             if writes:
-                await conn.execute(
-                    ";\n".join(writer._statements.transaction(w.inserts) for w in writes)
-                )
+                await conn.execute(writer._statements.batch(writes))
         except BaseException as e:
             for queued in batch:
                 queued.batchable = False
@@ -436,9 +460,14 @@ class _Lane:
             self.writer._rows += len(write.inserts) - 1
 
     async def read_acked(self, conn: Connection, client_id: str) -> int:
+        """The client's position in Postgres, once durable: a batch's transactions before its
+        last commit without waiting for the flush, so one seen committed here (the batch
+        failed before its end, or its outcome was lost) may not be flushed yet; the
+        synchronous commit after the read flushes the WAL past it."""
         row = await conn.fetchrow(
             "SELECT lsn FROM electric.acknowledged_client_lsns WHERE client_id = $1", client_id
         )
+        await conn.execute(_FLUSH)
         acked = self.acked[client_id] = -1 if row is None else client_position(row[0])
         return acked
 
