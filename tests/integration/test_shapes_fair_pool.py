@@ -191,3 +191,27 @@ async def test_pending_subscriptions_are_bounded(db: str, nursery: trio.Nursery)
         refused = await subscribe(c, "small")
         assert refused.err is not None
         assert refused.err.message == "Too many subscriptions waiting for their data"
+
+
+async def test_one_client_holds_at_most_its_share(db: str, nursery: trio.Nursery) -> None:
+    # Two connections, one per client, and no giving up: only the share keeps one for others.
+    satellite = SatelliteSubsystem(
+        replace(
+            SETTINGS,
+            data_connections=2,
+            data_connections_per_client=1,
+            data_queue_timeout=5.0,
+            data_stall_timeout=1000.0,
+        )
+    )
+    service = await start_service(nursery, db, satellite)
+    await tables(service, db)
+    async with (
+        small_window_client(service, "greedy") as greedy,
+        small_window_client(service, "reader") as c,
+    ):
+        assert (await subscribe(greedy, "big")).err is None  # read and never taken
+        await greedy.request("subscribe", shape("big"))  # waits for greedy's own share
+        resp = await subscribe(c, "small")
+        assert resp.err is None, resp.err
+        assert any(isinstance(f, m.SatOpLog) for f in await data_of(c))

@@ -17,7 +17,7 @@ xmin, so nothing is lost or doubled between the data and the live stream.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -378,7 +378,7 @@ class RowStream:
             return self.error is None
         return True
 
-    async def batches(self) -> AsyncIterator[Rows]:
+    async def batches(self) -> AsyncGenerator[Rows, None]:
         """The rows, batch by batch; raises :class:`RowStreamError` when the read failed."""
         if self._first is not None:
             first, self._first = self._first, None
@@ -599,8 +599,9 @@ async def stream_data(
 
     for layer, rows in layers:
         if isinstance(rows, RowStream):
-            async for batch in rows.batches():
-                await add(layer, batch)
+            async with aclosing(rows.batches()) as batches:  # closed at once if cut short
+                async for batch in batches:
+                    await add(layer, batch)
         else:
             await add(layer, rows)
     data, ops = graph.finish_framed()
