@@ -62,6 +62,7 @@ __all__ = [
     "encode_terminate",
     "encode_transaction_oplog",
     "fanout_process",
+    "fanout_send",
     "frame_type_ids",
     "parse_frontend",
     "parse_replication_message",
@@ -433,4 +434,15 @@ def fanout_process(
     txn: ElectricTransaction, graphs: list[ShapeGraph], client_ids: list[str], refs: list[int]
 ) -> tuple[
     list[bytes | None], list[tuple[int, list[_RelationInfo], list[tuple[int, list[list[str]]]]]]
+]: ...
+def fanout_send(
+    txn: ElectricTransaction,
+    graphs: list[ShapeGraph],
+    client_ids: list[str],
+    refs: list[int],
+    fds: list[int],
+) -> tuple[
+    list[bytes | None],
+    list[int],
+    list[tuple[int, list[_RelationInfo], list[tuple[int, list[list[str]]]]]],
 ]: ...

@@ -6,10 +6,11 @@ state machine) and a transaction's frames go out in one write. trio-websocket ke
 connection (handshake, reading, pings, close); this only writes complete binary messages under
 its stream lock, between its own messages.
 
-:func:`write_now` is the fan-out's path: when the socket takes the bytes at once it writes them
-without yielding to the scheduler (one system call, no task switch); the rest of a partial
-write goes out from a task of the session, the stream lock held until it is done. For that the
-connection's lock is a semaphore (:func:`adopt`), which any task may release.
+:func:`write_now` writes without yielding to the scheduler (one system call, no task switch);
+the server's fan-out does the same from Rust (``_native.fanout_send``, to :func:`socket_fd`).
+When the socket takes only part of the bytes, the rest goes out from a task of the session
+(:func:`write_rest`), the stream lock held until it is done. For that the connection's lock is
+a semaphore (:func:`adopt`), which any task may release.
 
 A client that stops taking bytes holds at most one write of ours (there is no queue behind it:
 the stream makes the next transaction once this one is written, the window bounds the rest);
@@ -29,7 +30,16 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-__all__ = ["adopt", "can_write_now", "frame", "send_framed", "send_frames", "write_now"]
+__all__ = [
+    "adopt",
+    "can_write_now",
+    "frame",
+    "send_framed",
+    "send_frames",
+    "socket_fd",
+    "write_now",
+    "write_rest",
+]
 
 _BINARY_FIN = 0x82
 #: The part of a write the client must take within the send timeout.
@@ -136,7 +146,24 @@ def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]
         sent = 0
     except OSError:
         return  # a broken connection: its reader finds out and ends the session
-    if sent == len(data):
+    write_rest(ws, data, sent, spawn)
+
+
+def socket_fd(ws: WebSocketConnection) -> int:
+    """The descriptor of the connection's socket, for a write that does not wait (after
+    :func:`can_write_now`); -1 once it is closed."""
+    fileno: Callable[[], int] = getattr(ws, _FILENO)
+    return fileno()
+
+
+def write_rest(
+    ws: WebSocketConnection, data: bytes, sent: int, spawn: Callable[..., object]
+) -> None:
+    """After ``sent`` bytes of ``data`` were written to the connection's socket at once (by
+    :func:`write_now`, or by the fan-out in Rust, after :func:`can_write_now`): the rest goes out
+    from a task started with ``spawn``, which holds the connection's lock until it is done.
+    ``sent`` < 0: the socket refused the write (the connection's reader finds out)."""
+    if sent < 0 or sent == len(data):
         return
     lock = ws._stream_lock
     assert isinstance(lock, trio.Semaphore)

@@ -13,6 +13,7 @@ sessions make (the acknowledged client LSN, table OIDs, migration times).
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from contextlib import AbstractAsyncContextManager
@@ -30,7 +31,7 @@ from . import _graph_store
 from ._collect import SessionCollector
 from ._data_pool import DataPool
 from ._db import PostgresUnavailableError, SessionDatabase
-from ._wire import frame
+from ._wire import socket_fd
 from .auth import Authenticator
 from .messages import (
     MAX_FRAME_LEN,
@@ -592,9 +593,10 @@ class SatelliteServer:
 
         A session whose stream is caught up parks (:meth:`park`); for each transaction this
         task visits the parked sessions of the tables it changes (and the few every transaction
-        concerns, and the origin's), builds their frames (in Rust) and writes them to the
-        sockets at once, with no task switch per client. The other parked sessions just stay
-        one transaction further (:attr:`live_position`, :meth:`settle`). A session it cannot
+        concerns, and the origin's), and in one Rust call processes their graphs and writes
+        each frame to its socket at once, with no task switch nor Python code per client. The
+        other parked sessions just stay one transaction further (:attr:`live_position`,
+        :meth:`settle`). A session it cannot
         serve that way (its window is full, a subscription's data is due, a write is in
         progress, the transaction carries a migration...) is woken and streams by itself again.
         """
@@ -615,7 +617,17 @@ class SatelliteServer:
                 if not self.live:
                     self.live_position = txn.end_lsn
                     continue
-                self._fan_out(txn, self.live_position)
+                # No collection between the transaction and its last write: one of the young
+                # generation (up to 100,000 objects, cli.GC_THRESHOLD) takes tens of ms (40 to
+                # 250 on the loaded bench machine), every delivery of the transaction waiting;
+                # it runs once the writes are done.
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    self._fan_out(txn, self.live_position)
+                finally:
+                    if collecting:
+                        gc.enable()
                 self.live_position = txn.end_lsn
                 # The sessions' tasks run between two transactions, not after a whole batch:
                 # their clients' acknowledgements above all (a session whose window of 30 is
@@ -645,6 +657,7 @@ class SatelliteServer:
         graphs: list[_native.ShapeGraph] = []
         client_ids: list[str] = []
         refs: list[int] = []
+        fds: list[int] = []
         for session in concerned:
             if session._position > previous:
                 continue  # parked ahead of the fan-out: it streamed this one itself
@@ -654,23 +667,19 @@ class SatelliteServer:
                 graphs.append(shapes.graph)
                 client_ids.append(session.client_id or "")
                 refs.append(shapes.refs.next)
+                fds.append(socket_fd(session.ws))
             else:
                 self._wake(session)
         if not ready:
             return
-        frames, special = _native.fanout_process(txn, graphs, client_ids, refs)
+        # Each client's frame goes to its socket as soon as its graph has processed the
+        # transaction (in Rust, framed once per distinct frame): the first clients have it
+        # while the last graphs are processed, and no Python runs before the last write.
+        frames, written, special = _native.fanout_send(txn, graphs, client_ids, refs, fds)
         extra = {i: (relations, move_ins) for i, relations, move_ins in special}
         end, xid = txn.end_lsn, txn.xid
-        # Clients with the same changes share one frame object: framed for the wire once.
-        framed: dict[int, bytes] = {}
         for i, session in enumerate(ready):
-            payload = frames[i]
-            data = None
-            if payload is not None:
-                data = framed.get(id(payload))
-                if data is None:
-                    data = framed[id(payload)] = frame(payload)
-            session.streamed_now(end, xid, data, extra.get(i) if extra else None)
+            session.streamed_now(end, xid, frames[i], extra.get(i) if extra else None, written[i])
 
     async def aclose(self) -> None:
         """Lets the sessions that are ending store their clients' state (bounded), then closes

@@ -28,7 +28,7 @@ from ..ddlx.migration import Dialect
 from ..pg import ConnectionLostError, PgError
 from . import _graph_store
 from ._db import PostgresUnavailableError
-from ._wire import adopt, can_write_now, frame, send_framed, send_frames, write_now
+from ._wire import adopt, can_write_now, frame, send_framed, send_frames, write_now, write_rest
 from .auth import AuthFailure, AuthResult
 from .inbound import Inbound
 from .messages import (
@@ -1026,11 +1026,14 @@ class Session:
         xid: int,
         wire: bytes | None,
         extra: tuple[list[tuple[int, str, str, list[tuple[str, int]]]], MoveIns] | None,
+        written: int = -1,
     ) -> None:
         """Sends what the fan-out made of the transaction ``xid`` ending at ``end`` for this
         session (after :meth:`can_stream_now`): its frame (WebSocket framing included, the
         same bytes for every client with the same changes), with the relations it introduces,
-        and starts its move-ins."""
+        and starts its move-ins. ``written``: what the fan-out already wrote of ``wire`` to the
+        socket (the rest goes out from a task), or -1 when it wrote nothing (it is written
+        here, after the relations)."""
         shapes = self.shapes
         assert shapes is not None
         self._position = shapes.position = end
@@ -1052,7 +1055,10 @@ class Session:
                 shapes.pending_additional[ref] = (end, tuple(move_ins))
                 self._start_move_in(ref, move_ins)
         self.window._unacked.append(xid)
-        write_now(self.ws, data, nursery.start_soon)
+        if written == -1:
+            write_now(self.ws, data, nursery.start_soon)
+        else:
+            write_rest(self.ws, data, written, nursery.start_soon)
 
     async def _send_transaction(self, outgoing: Outgoing) -> bool:
         """Sends one transaction once the window has room; False when replication stopped."""

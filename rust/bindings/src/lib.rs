@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod client_writes;
 mod electric;
 mod errors;
+mod fanout;
 mod pgoutput;
 mod pgproxy;
 mod pgserver;
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     satellite_stream::register(m)?;
     shapes::register(m)?;
     shape_graph::register(m)?;
+    fanout::register(m)?;
     client_writes::register(m)?;
     Ok(())
 }

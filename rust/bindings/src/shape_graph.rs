@@ -26,9 +26,9 @@ use crate::errors;
 const DATA_OPS_PER_FRAME: usize = 1000;
 
 /// `(relation id, schema, table, [(column, type oid)])`.
-type RelationInfo = (u32, String, String, Vec<(String, u32)>);
+pub(crate) type RelationInfo = (u32, String, String, Vec<(String, u32)>);
 /// `(layer, [key values])`: rows to fetch for a layer.
-type MoveInInfo = (usize, Vec<Vec<String>>);
+pub(crate) type MoveInInfo = (usize, Vec<Vec<String>>);
 /// A transaction's frame, the relations it uses and its move-ins.
 type Processed<'py> = (Bound<'py, PyBytes>, Vec<RelationInfo>, Vec<MoveInInfo>);
 
@@ -53,7 +53,7 @@ fn relation_info(r: &Relation) -> RelationInfo {
 
 /// The relations of `ops` in order of first use, except those `announced` already has in the
 /// same form (which it then records).
-fn relations_of<'a>(
+pub(crate) fn relations_of<'a>(
     relations: impl Iterator<Item = &'a Arc<Relation>>,
     announced: &mut HashMap<u32, u64>,
 ) -> Vec<RelationInfo> {
@@ -84,18 +84,18 @@ fn relation_form(r: &Relation) -> u64 {
     h.finish()
 }
 
-fn move_ins(list: Vec<MoveIn>) -> Vec<MoveInInfo> {
+pub(crate) fn move_ins(list: Vec<MoveIn>) -> Vec<MoveInInfo> {
     list.into_iter().map(|m| (m.layer, m.keys)).collect()
 }
 
 /// The rows one client has and the layers of its subscriptions.
 #[pyclass(module = "electric_trio._native")]
 pub struct ShapeGraph {
-    inner: CoreGraph,
+    pub(crate) inner: CoreGraph,
     columns: HashMap<(String, String), Vec<ColumnDef>>,
-    encoder: OplogEncoder,
+    pub(crate) encoder: OplogEncoder,
     /// The relations reported to the caller since `reset_relations`, by id: their form.
-    announced: HashMap<u32, u64>,
+    pub(crate) announced: HashMap<u32, u64>,
     /// Subscription data being framed by `add_rows_framed`, until `finish_framed`.
     framer: Option<DataFramer>,
 }
@@ -523,7 +523,7 @@ fn fanout_process<'py>(
     })
 }
 
-fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
+pub(crate) fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
     // A row the encoder refuses is a server fault, not the client's.
     errors::ElectricError::new_err(format!("cannot encode the rows: {e}"))
 }
