@@ -21,7 +21,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use super::{ColumnDef, FilterError, ShapeFilter};
 use crate::electric::{ElectricChange, ElectricTransaction, ReferencedRecord, Tags};
@@ -110,8 +110,11 @@ struct Table {
     relation: Arc<Relation>,
     pk: Vec<usize>,
     owner: Option<usize>,
-    /// Layers on this table.
+    /// Layers on this table, ascending.
     layers: Vec<LayerId>,
+    /// Whether every layer on this table is a root layer with no layer under it: a row's
+    /// edges are then the layers whose where clause it passes ([`ShapeGraph::upsert`]).
+    flat: bool,
 }
 
 #[derive(Debug)]
@@ -120,7 +123,8 @@ struct Layer {
     /// `<subscription>/<n>` for the subscription's n-th layer: stable across restarts.
     label: String,
     table: TableId,
-    filter: ShapeFilter,
+    /// Shared with every layer of the same clause on the same columns ([`shared_filter`]).
+    filter: Arc<ShapeFilter>,
     parent: Option<LayerId>,
     link: Link,
     children: Vec<LayerId>,
@@ -134,10 +138,14 @@ struct RowState {
 }
 
 /// A row's edges. Most rows of a large shape hang on one edge of a root layer: that one is
-/// kept in place (no allocation: 48 bytes a row less), in the 24 bytes a `Vec` takes.
+/// kept in place (no allocation: 48 bytes a row less), in the 24 bytes a `Vec` takes. A row in
+/// several root layers and no other (a client's many shapes of one table) keeps their ids, 4
+/// bytes each instead of an edge's 32.
 #[derive(Debug)]
 enum Edges {
     Root(LayerId),
+    /// Root edges of these layers (at least two, ascending), and no other edge.
+    Roots(Box<[u32]>),
     Many(Vec<Edge>),
 }
 
@@ -150,7 +158,20 @@ impl Default for Edges {
     }
 }
 
+fn layer_u32(layer: LayerId) -> u32 {
+    u32::try_from(layer).expect("fewer than 2^32 layers in a graph")
+}
+
 impl Edges {
+    /// The edges of these root layers (ascending, distinct).
+    fn of_roots(layers: Vec<u32>) -> Edges {
+        match layers[..] {
+            [] => Edges::default(),
+            [l] => Edges::Root(l as LayerId),
+            _ => Edges::Roots(layers.into()),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         matches!(self, Edges::Many(v) if v.is_empty())
     }
@@ -158,24 +179,64 @@ impl Edges {
     fn len(&self) -> usize {
         match self {
             Edges::Root(_) => 1,
+            Edges::Roots(r) => r.len(),
             Edges::Many(v) => v.len(),
         }
     }
 
     /// Each edge's layer.
     fn layers(&self) -> impl Iterator<Item = LayerId> + '_ {
-        let (root, many) = match self {
-            Edges::Root(l) => (Some(*l), &[][..]),
-            Edges::Many(v) => (None, &v[..]),
+        let (root, roots, many) = match self {
+            Edges::Root(l) => (Some(*l), &[][..], &[][..]),
+            Edges::Roots(r) => (None, &r[..], &[][..]),
+            Edges::Many(v) => (None, &[][..], &v[..]),
         };
-        root.into_iter().chain(many.iter().map(|(l, _)| *l))
+        root.into_iter()
+            .chain(roots.iter().map(|&l| l as LayerId))
+            .chain(many.iter().map(|(l, _)| *l))
+    }
+
+    /// The layers of the root edges (those with no parent row).
+    fn roots(&self) -> impl Iterator<Item = LayerId> + '_ {
+        let (all, many) = match self {
+            Edges::Many(v) => (None, &v[..]),
+            other => (Some(other.layers()), &[][..]),
+        };
+        all.into_iter()
+            .flatten()
+            .chain(many.iter().filter(|(_, p)| p.is_none()).map(|(l, _)| *l))
     }
 
     fn contains(&self, edge: &Edge) -> bool {
         match self {
             Edges::Root(l) => *edge == (*l, None),
+            Edges::Roots(r) => edge.1.is_none() && r.binary_search(&layer_u32(edge.0)).is_ok(),
             Edges::Many(v) => v.contains(edge),
         }
+    }
+
+    /// Adds root edges of these layers (which the row does not have).
+    fn extend_roots(&mut self, layers: &[LayerId]) {
+        match layers {
+            [] => return,
+            [layer] => return self.push((*layer, None)),
+            _ => {}
+        }
+        let mut ids: Vec<u32> = match self {
+            Edges::Root(l) => vec![layer_u32(*l)],
+            Edges::Roots(r) => r.to_vec(),
+            Edges::Many(v) if v.is_empty() => Vec::new(),
+            Edges::Many(v) => {
+                v.reserve_exact(layers.len());
+                v.extend(layers.iter().map(|&l| (l, None)));
+                return;
+            }
+        };
+        ids.reserve_exact(layers.len());
+        ids.extend(layers.iter().map(|&l| layer_u32(l)));
+        ids.sort_unstable();
+        ids.dedup();
+        *self = Edges::of_roots(ids);
     }
 
     fn push(&mut self, edge: Edge) {
@@ -187,7 +248,18 @@ impl Edges {
                 }
                 v.push(edge);
             }
-            Edges::Root(l) => *self = Edges::Many(vec![(*l, None), edge]),
+            Edges::Root(_) | Edges::Roots(_) if edge.1.is_none() => {
+                let mut ids: Vec<u32> = self.layers().map(layer_u32).collect();
+                ids.push(layer_u32(edge.0));
+                ids.sort_unstable();
+                ids.dedup();
+                *self = Edges::of_roots(ids);
+            }
+            Edges::Root(_) | Edges::Roots(_) => {
+                let mut v = self.to_vec();
+                v.push(edge);
+                *self = Edges::Many(v);
+            }
         }
     }
 
@@ -198,6 +270,16 @@ impl Edges {
                     *self = Edges::default();
                 }
             }
+            Edges::Roots(r) => {
+                if !r.iter().all(|&l| keep(&(l as LayerId, None))) {
+                    let kept = r
+                        .iter()
+                        .copied()
+                        .filter(|&l| keep(&(l as LayerId, None)))
+                        .collect();
+                    *self = Edges::of_roots(kept);
+                }
+            }
             Edges::Many(v) => v.retain(keep),
         }
     }
@@ -206,6 +288,7 @@ impl Edges {
     fn to_vec(&self) -> Vec<Edge> {
         match self {
             Edges::Root(l) => vec![(*l, None)],
+            Edges::Roots(r) => r.iter().map(|&l| (l as LayerId, None)).collect(),
             Edges::Many(v) => v.clone(),
         }
     }
@@ -293,6 +376,80 @@ impl Plan {
     }
 }
 
+/// Compiled where clauses by clause and columns, held by the layers using them.
+type Filters = HashMap<(String, Vec<ColumnDef>), Weak<ShapeFilter>>;
+
+/// Every live filter, once: the layers of every client with the same where clause on the same
+/// columns share one [`ShapeFilter`], which a [`FilterMemo`] then evaluates once per row of a
+/// transaction for all of them. Entries of dropped filters are purged as the map grows.
+static FILTERS: LazyLock<Mutex<(Filters, usize)>> =
+    LazyLock::new(|| Mutex::new((HashMap::new(), 64)));
+
+/// The filter of `clause` on `columns`: the one compiled for it already while any layer holds
+/// it, else a new one.
+fn shared_filter(clause: &str, columns: &[ColumnDef]) -> Result<Arc<ShapeFilter>, FilterError> {
+    let key = (clause.to_owned(), columns.to_vec());
+    let mut guard = FILTERS.lock().unwrap_or_else(PoisonError::into_inner);
+    let (filters, purge_at) = &mut *guard;
+    if let Some(filter) = filters.get(&key).and_then(Weak::upgrade) {
+        return Ok(filter);
+    }
+    let filter = Arc::new(ShapeFilter::compile(clause, columns)?);
+    if filters.len() >= *purge_at {
+        filters.retain(|_, f| f.strong_count() > 0);
+        *purge_at = (filters.len() * 2).max(64);
+    }
+    filters.insert(key, Arc::downgrade(&filter));
+    Ok(filter)
+}
+
+/// Where-clause results on the rows of one transaction, shared by the graphs that process it
+/// one after another (the server's fan-out, [`ShapeGraph::process_shared`]): a clause many
+/// clients subscribed to is evaluated once per row, not once per client. The default memo
+/// keeps nothing (every clause evaluated, no map kept): one graph's [`ShapeGraph::process`].
+#[derive(Debug, Default)]
+pub struct FilterMemo {
+    /// Whether results are kept (a graph processing a transaction alone keeps none).
+    keep: bool,
+    /// The transaction the results are of (its end LSN): another clears them.
+    lsn: Option<u64>,
+    /// `(filter's address, change index)` -> whether the change's new row passes.
+    results: HashMap<(usize, usize), bool, foldhash::fast::RandomState>,
+    /// The filters with results, kept alive: no other takes an address while it has results.
+    held: Vec<Arc<ShapeFilter>>,
+}
+
+impl FilterMemo {
+    pub fn new() -> FilterMemo {
+        FilterMemo {
+            keep: true,
+            ..FilterMemo::default()
+        }
+    }
+
+    fn start(&mut self, txn: &ElectricTransaction) {
+        if self.lsn != Some(txn.end_lsn) {
+            self.lsn = Some(txn.end_lsn);
+            self.results.clear();
+            self.held.clear();
+        }
+    }
+
+    /// Whether the new row of change `change` (`row`) passes `filter`.
+    fn matches(&mut self, filter: &Arc<ShapeFilter>, change: usize, row: &[Datum]) -> bool {
+        if !self.keep {
+            return filter.matches(row).unwrap_or(false);
+        }
+        match self.results.entry((Arc::as_ptr(filter) as usize, change)) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                self.held.push(filter.clone());
+                *e.insert(filter.matches(row).unwrap_or(false))
+            }
+        }
+    }
+}
+
 /// The sent-rows graph of one client and the layers of its subscriptions.
 #[derive(Debug)]
 pub struct ShapeGraph {
@@ -328,7 +485,10 @@ struct ChangeLog {
     bytes: Vec<u8>,
     /// Ids given in this piece to tables and layers.
     tables: HashMap<TableId, u32>,
-    layers: HashMap<LayerId, u32>,
+    /// By layer id (`u32::MAX`: none yet): looked up for every edge logged.
+    layers: Vec<u32>,
+    /// How many layers have an id in this piece.
+    layer_count: u32,
     /// The journal step the replay is known to record into (`None`: unknown, announced again
     /// before the next edge change).
     step: Option<u64>,
@@ -341,12 +501,33 @@ const LOG_REMOVED: u8 = 4;
 const LOG_STEP: u8 = 5;
 const LOG_ACK: u8 = 6;
 const LOG_ROLLBACK: u8 = 7;
+/// Root edges of several layers added to (removed from) one row: table, key, then the count
+/// and the layers.
+const LOG_ADDED_ROOTS: u8 = 8;
+const LOG_REMOVED_ROOTS: u8 = 9;
 
-/// One edge change, to undo.
+/// One edge change, to undo; the root edges of several layers a row gained or lost at once
+/// are one change (a row in 100 shapes of a client is one entry, not 100 with a key each).
 #[derive(Debug, Clone)]
 enum Undo {
     Added(RowKey, Edge),
     Removed(RowKey, Edge),
+    AddedRoots(RowKey, Box<[LayerId]>),
+    RemovedRoots(RowKey, Box<[LayerId]>),
+}
+
+impl Undo {
+    /// The change as single edge changes: `(added, key, edge)`.
+    fn edges(&self) -> Vec<(bool, &RowKey, Edge)> {
+        match self {
+            Undo::Added(k, e) => vec![(true, k, e.clone())],
+            Undo::Removed(k, e) => vec![(false, k, e.clone())],
+            Undo::AddedRoots(k, layers) => layers.iter().map(|&l| (true, k, (l, None))).collect(),
+            Undo::RemovedRoots(k, layers) => {
+                layers.iter().map(|&l| (false, k, (l, None))).collect()
+            }
+        }
+    }
 }
 
 /// A row written in the transaction: its new row, the old one of an update, its tags.
@@ -436,6 +617,7 @@ impl ShapeGraph {
                     pk,
                     owner,
                     layers: Vec::new(),
+                    flat: true,
                 });
                 *e.insert(self.tables.len() - 1)
             }
@@ -453,7 +635,7 @@ impl ShapeGraph {
             .table_ids
             .get(&(spec.schema.clone(), spec.table.clone()))
             .ok_or_else(|| LayerError::UnknownTable(format!("{}.{}", spec.schema, spec.table)))?;
-        let filter = ShapeFilter::compile(&spec.where_clause, columns)?;
+        let filter = shared_filter(&spec.where_clause, columns)?;
         let link = match spec.parent {
             None => Link::Root,
             Some(parent) => {
@@ -515,7 +697,19 @@ impl ShapeGraph {
             }
         }
         self.tables[table].layers.push(id);
+        self.refresh_flat();
         Ok(id)
+    }
+
+    /// Sets each table's [`Table::flat`] after its layers changed.
+    fn refresh_flat(&mut self) {
+        for table in &mut self.tables {
+            table.flat = table.layers.iter().all(|&l| {
+                self.layers[l]
+                    .as_ref()
+                    .is_some_and(|l| l.link == Link::Root && l.children.is_empty())
+            });
+        }
     }
 
     /// The number of rows the client has.
@@ -642,6 +836,47 @@ impl ShapeGraph {
         new
     }
 
+    /// Adds the root edges of `layers` (ascending) that row `key` lacks, journaled and logged
+    /// as one change; true when the row was not in the graph before.
+    fn add_root_edges(&mut self, key: &RowKey, layers: &[LayerId]) -> bool {
+        if let [layer] = layers {
+            return self.add_edge(key, (*layer, None));
+        }
+        let mut new = false;
+        let state = self.rows.entry(key.clone()).or_insert_with(|| {
+            new = true;
+            RowState::default()
+        });
+        let added: Vec<LayerId> = if new {
+            layers.to_vec()
+        } else {
+            let mut have: Vec<LayerId> = state.edges.roots().collect();
+            have.sort_unstable();
+            layers
+                .iter()
+                .copied()
+                .filter(|l| have.binary_search(l).is_err())
+                .collect()
+        };
+        state.edges.extend_roots(&added);
+        match added[..] {
+            [] => {}
+            [layer] => {
+                if let Some((_, undo)) = self.journal.last_mut() {
+                    undo.push(Undo::Added(key.clone(), (layer, None)));
+                }
+                self.log_edge(LOG_ADDED, key, &(layer, None));
+            }
+            _ => {
+                self.log_roots(LOG_ADDED_ROOTS, key, &added);
+                if let Some((_, undo)) = self.journal.last_mut() {
+                    undo.push(Undo::AddedRoots(key.clone(), added.into()));
+                }
+            }
+        }
+        new
+    }
+
     /// Removes the edges of `key` that `drop` selects, then what hung on them (the rows left
     /// with no edge become gone ops in `out`, except `key` itself).
     fn remove_edges(
@@ -665,15 +900,31 @@ impl ShapeGraph {
         if removed.is_empty() {
             return;
         }
+        // The root edges as one change when there are several, the others one by one.
+        let roots: Vec<LayerId> = removed
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(l, _)| *l)
+            .collect();
+        let grouped = roots.len() > 1;
+        for edge in &removed {
+            if !(grouped && edge.1.is_none()) {
+                self.log_edge(LOG_REMOVED, key, edge);
+            }
+        }
+        if grouped {
+            self.log_roots(LOG_REMOVED_ROOTS, key, &roots);
+        }
         if let Some((_, undo)) = self.journal.last_mut() {
             undo.extend(
                 removed
                     .iter()
+                    .filter(|e| !(grouped && e.1.is_none()))
                     .map(|e| Undo::Removed(key.clone(), e.clone())),
             );
-        }
-        for edge in &removed {
-            self.log_edge(LOG_REMOVED, key, edge);
+            if grouped {
+                undo.push(Undo::RemovedRoots(key.clone(), roots.into()));
+            }
         }
         for (layer, parent) in &removed {
             if let Some(parent) = parent {
@@ -792,6 +1043,13 @@ impl ShapeGraph {
 
     /// What transaction `txn` means for this client.
     pub fn process(&mut self, txn: &ElectricTransaction) -> Plan {
+        self.process_shared(txn, &mut FilterMemo::default())
+    }
+
+    /// [`ShapeGraph::process`], with the where clauses' results on the transaction's rows taken
+    /// from (and added to) `memo`, which other graphs processing the same transaction share.
+    pub fn process_shared(&mut self, txn: &ElectricTransaction, memo: &mut FilterMemo) -> Plan {
+        memo.start(txn);
         let mut plan = Plan::default();
         if self.tables.iter().all(|t| t.layers.is_empty()) {
             return plan;
@@ -830,6 +1088,7 @@ impl ShapeGraph {
                         &mut plan,
                         &mut new_needs,
                         &mut waiting_children,
+                        memo,
                     );
                 }
                 Change::Update { old, new, .. } => {
@@ -860,6 +1119,7 @@ impl ShapeGraph {
                         &mut plan,
                         &mut new_needs,
                         &mut waiting_children,
+                        memo,
                     );
                 }
                 Change::Delete { old, .. } => {
@@ -952,28 +1212,38 @@ impl ShapeGraph {
         plan: &mut Plan,
         new_needs: &mut Vec<RowKey>,
         waiting_children: &mut Vec<(usize, LayerId, RowKey)>,
+        memo: &mut FilterMemo,
     ) {
         let before = self.rows.contains_key(&key);
-        if let [layer] = self.tables[table].layers[..] {
-            let l = self.layer(layer);
-            if l.link == Link::Root && l.children.is_empty() {
-                // One root layer and nothing under it: the where clause alone decides.
-                let passes = self.passes(layer, table, new);
-                let mut cascaded = Vec::new();
-                if passes {
-                    self.add_edge(&key, (layer, None));
-                } else {
-                    self.remove_edges(&key, |(l, _)| *l == layer, &mut cascaded);
+        if self.tables[table].flat {
+            // Root layers with nothing under them: the where clauses alone decide, and the
+            // row's edges change as one set.
+            let mut passing = Vec::new();
+            if self.visible(table, new) {
+                for &layer in &self.tables[table].layers {
+                    if memo.matches(&self.layer(layer).filter, index, new) {
+                        passing.push(layer);
+                    }
                 }
-                match (before, passes) {
-                    (true, true) => plan.ops.push(PlanOp::Change(index)),
-                    (false, true) => plan.ops.push(insert_or_change(index, change, new)),
-                    (true, false) if old.is_some() => self.push_gone(&key, &mut plan.ops),
-                    _ => {}
-                }
-                plan.ops.append(&mut cascaded);
-                return;
             }
+            debug_assert!(passing.is_sorted());
+            let mut cascaded = Vec::new();
+            if before {
+                let keep = |(l, _): &Edge| passing.binary_search(l).is_ok();
+                self.remove_edges(&key, |e| !keep(e), &mut cascaded);
+            }
+            let after = !passing.is_empty();
+            if after {
+                self.add_root_edges(&key, &passing);
+            }
+            match (before, after) {
+                (true, true) => plan.ops.push(PlanOp::Change(index)),
+                (false, true) => plan.ops.push(insert_or_change(index, change, new)),
+                (true, false) if old.is_some() => self.push_gone(&key, &mut plan.ops),
+                _ => {}
+            }
+            plan.ops.append(&mut cascaded);
+            return;
         }
         let layers_before: HashSet<LayerId> = self
             .rows
@@ -981,8 +1251,9 @@ impl ShapeGraph {
             .map(|s| s.edges.layers().collect())
             .unwrap_or_default();
         let mut cascaded = Vec::new();
+        let visible = self.visible(table, new);
         for layer in self.tables[table].layers.clone() {
-            let passes = self.passes(layer, table, new);
+            let passes = visible && memo.matches(&self.layer(layer).filter, index, new);
             let (link, parent_layer) = {
                 let l = self.layer(layer);
                 (l.link.clone(), l.parent)
@@ -1442,6 +1713,7 @@ impl ShapeGraph {
                 self.tables[layer.table].layers.retain(|l| l != id);
             }
         }
+        self.refresh_flat();
         self.dedupe_gones(&mut gone);
         let n = gone.len();
         self.data.append(&mut gone);
@@ -1496,6 +1768,16 @@ impl ShapeGraph {
                     }
                     Undo::Removed(key, edge) => {
                         self.link(&key, edge);
+                    }
+                    Undo::AddedRoots(key, layers) => {
+                        for &l in layers.iter().rev() {
+                            self.unlink(&key, &(l, None));
+                        }
+                    }
+                    Undo::RemovedRoots(key, layers) => {
+                        for &l in layers.iter() {
+                            self.link(&key, (l, None));
+                        }
                     }
                 }
             }
@@ -1573,19 +1855,14 @@ impl ShapeGraph {
             out.extend_from_slice(&position.to_le_bytes());
             let ops: Vec<_> = undo
                 .iter()
-                .filter(|op| match op {
-                    Undo::Added(_, e) | Undo::Removed(_, e) => self.live_layer(e.0),
-                })
+                .flat_map(Undo::edges)
+                .filter(|(_, _, e)| self.live_layer(e.0))
                 .collect();
             out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
-            for op in ops {
-                let (kind, key, edge) = match op {
-                    Undo::Added(k, e) => (0, k, e),
-                    Undo::Removed(k, e) => (1, k, e),
-                };
-                out.push(kind);
+            for (added, key, edge) in ops {
+                out.push(if added { 0 } else { 1 });
                 self.write_key(key, &mut out);
-                self.write_edge(edge, &mut out);
+                self.write_edge(&edge, &mut out);
             }
         }
         out
@@ -1693,14 +1970,7 @@ impl ShapeGraph {
     /// Records an edge change in the log (after the journal took it): the journal step it
     /// went to first, when the replay may not know it.
     fn log_edge(&mut self, kind: u8, key: &RowKey, (layer, parent): &Edge) {
-        let step = self.journal.last().map(|(p, _)| *p);
-        if step.is_some() && step != self.log.step {
-            self.log.bytes.push(LOG_STEP);
-            self.log
-                .bytes
-                .extend_from_slice(&step.unwrap_or(0).to_le_bytes());
-            self.log.step = step;
-        }
+        self.log_step();
         let table = self.log_table(key.table);
         let layer_id = self.log_layer(*layer);
         let parent_table = parent.as_ref().map(|p| self.log_table(p.table));
@@ -1718,6 +1988,34 @@ impl ShapeGraph {
                 push_log_pk(out, &p.pk);
             }
             _ => out.push(0),
+        }
+    }
+
+    /// The journal step the next edge changes go to, when the replay may not know it.
+    fn log_step(&mut self) {
+        let step = self.journal.last().map(|(p, _)| *p);
+        if step.is_some() && step != self.log.step {
+            self.log.bytes.push(LOG_STEP);
+            self.log
+                .bytes
+                .extend_from_slice(&step.unwrap_or(0).to_le_bytes());
+            self.log.step = step;
+        }
+    }
+
+    /// Records root edges of several layers added to (or removed from) one row as one change.
+    fn log_roots(&mut self, kind: u8, key: &RowKey, layers: &[LayerId]) {
+        self.log_step();
+        let table = self.log_table(key.table);
+        let ids: Vec<u32> = layers.iter().map(|&l| self.log_layer(l)).collect();
+        let out = &mut self.log.bytes;
+        out.reserve(16 + key.pk.len() + 2 * ids.len());
+        out.push(kind);
+        push_varint(out, u64::from(table));
+        push_log_pk(out, &key.pk);
+        push_varint(out, ids.len() as u64);
+        for id in ids {
+            push_varint(out, u64::from(id));
         }
     }
 
@@ -1744,11 +2042,15 @@ impl ShapeGraph {
     }
 
     fn log_layer(&mut self, layer: LayerId) -> u32 {
-        if let Some(&id) = self.log.layers.get(&layer) {
+        if let Some(&id) = self.log.layers.get(layer).filter(|&&id| id != u32::MAX) {
             return id;
         }
-        let id = self.log.layers.len() as u32;
-        self.log.layers.insert(layer, id);
+        let id = self.log.layer_count;
+        self.log.layer_count += 1;
+        if self.log.layers.len() <= layer {
+            self.log.layers.resize(layer + 1, u32::MAX);
+        }
+        self.log.layers[layer] = id;
         let label = self.layers[layer].as_ref().map_or("", |l| l.label.as_str());
         let out = &mut self.log.bytes;
         out.push(LOG_LAYER);
@@ -1816,6 +2118,20 @@ impl ShapeGraph {
                     };
                     if let (Some(key), Some(layer), Some(parent)) = (key, layer, parent) {
                         changes.push(Replayed::Edge(kind == LOG_ADDED, key, (layer, parent)));
+                    }
+                }
+                kind @ (LOG_ADDED_ROOTS | LOG_REMOVED_ROOTS) => {
+                    let key = Self::log_key(&mut r, &tables)?;
+                    let n = r.varint()?;
+                    for _ in 0..n {
+                        let layer = layers.get(&r.varint()?).copied().flatten();
+                        if let (Some(key), Some(layer)) = (&key, layer) {
+                            changes.push(Replayed::Edge(
+                                kind == LOG_ADDED_ROOTS,
+                                key.clone(),
+                                (layer, None),
+                            ));
+                        }
                     }
                 }
                 kind @ (LOG_STEP | LOG_ACK | LOG_ROLLBACK) => {

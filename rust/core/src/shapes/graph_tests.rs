@@ -714,3 +714,277 @@ fn log_keys_of_one_uuid_are_packed_and_come_back_the_same() {
         assert_eq!(back, other);
     }
 }
+
+/// A graph with `n` subscriptions to projects, the i-th `this.name <> 'x<i>'`.
+fn many_shapes(user: Option<&str>, n: usize) -> ShapeGraph {
+    let mut g = graph(user);
+    for i in 0..n {
+        layer(
+            &mut g,
+            &format!("s{i}"),
+            "projects",
+            &format!("this.name <> 'x{i}'"),
+            None,
+        );
+    }
+    g
+}
+
+#[test]
+fn a_row_in_many_shapes_of_a_client_comes_once_and_leaves_with_the_last() {
+    let mut g = many_shapes(None, 100);
+    let p = projects();
+    let t = txn(1, vec![insert(&p, &[Some("1"), Some("a")])]);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("insert", "1")]);
+    // Out of one shape (x5), still in the 99 others: an update, not a gone.
+    let t = txn(
+        2,
+        vec![update(
+            &p,
+            &[Some("1"), Some("a")],
+            &[Some("1"), Some("x5")],
+        )],
+    );
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("update", "1")]);
+    // Unsubscribing 99 of them (s5 among them) keeps it: s0 still holds it.
+    for i in 1..100 {
+        assert_eq!(g.remove_subscription(&format!("s{i}")), 0, "s{i}");
+    }
+    assert!(g.contains("public", "projects", &["1"]));
+    // Out of s0 too: gone.
+    let t = txn(
+        3,
+        vec![update(
+            &p,
+            &[Some("1"), Some("x5")],
+            &[Some("1"), Some("x0")],
+        )],
+    );
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("gone", "1")]);
+    assert!(g.is_empty());
+}
+
+#[test]
+fn a_delete_of_a_row_some_shapes_let_go_is_still_a_delete() {
+    let mut g = many_shapes(None, 10);
+    let p = projects();
+    g.process(&txn(1, vec![insert(&p, &[Some("1"), Some("a")])]));
+    assert_eq!(g.remove_subscription("s3"), 0);
+    let t = txn(
+        2,
+        vec![update(
+            &p,
+            &[Some("1"), Some("a")],
+            &[Some("1"), Some("x4")],
+        )],
+    );
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("update", "1")]);
+    let t = txn(3, vec![delete(&p, &[Some("1"), Some("x4")])]);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("delete", "1")]);
+    assert!(g.is_empty());
+    // Back in: once, whichever shapes hold it.
+    let t = txn(4, vec![insert(&p, &[Some("1"), Some("b")])]);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("insert", "1")]);
+    // A layer under one of the shapes: the table is no longer flat, the row stays.
+    let root = layer(&mut g, "with-issues", "projects", "", None);
+    layer(&mut g, "with-issues", "issues", "", Some(root));
+    let i = issues();
+    let t = txn(
+        5,
+        vec![
+            update(&p, &[Some("1"), Some("b")], &[Some("1"), Some("c")]),
+            insert(&i, &[Some("i1"), Some("1"), None]),
+        ],
+    );
+    assert_eq!(
+        kinds(&g.process(&t).ops, &t),
+        [s("update", "1"), s("insert", "i1")]
+    );
+}
+
+#[test]
+fn graphs_sharing_where_clause_results_get_what_each_gets_alone() {
+    let i = issues();
+    let t = txn(
+        1,
+        vec![
+            insert(&i, &[Some("1"), None, Some("alice")]),
+            insert(&i, &[Some("2"), None, Some("bob")]),
+            insert(&i, &[Some("3"), Some("p"), None]),
+        ],
+    );
+    let clients = |n: usize| {
+        ["alice", "bob", "carol"]
+            .map(|user| {
+                let mut g = graph(Some(user));
+                for k in 0..n {
+                    layer(
+                        &mut g,
+                        &format!("s{k}"),
+                        "issues",
+                        &format!("this.id <> '{k}'"),
+                        None,
+                    );
+                }
+                g
+            })
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let alone: Vec<_> = clients(3)
+        .iter_mut()
+        .map(|g| kinds(&g.process(&t).ops, &t))
+        .collect();
+    let mut memo = super::graph::FilterMemo::new();
+    let shared: Vec<_> = clients(3)
+        .iter_mut()
+        .map(|g| kinds(&g.process_shared(&t, &mut memo).ops, &t))
+        .collect();
+    assert_eq!(shared, alone);
+    // Each sees its own rows and the unowned one (in one shape or more).
+    assert_eq!(
+        alone,
+        [
+            vec![s("insert", "1"), s("insert", "3")],
+            vec![s("insert", "2"), s("insert", "3")],
+            vec![s("insert", "3")],
+        ]
+    );
+    // The memo of another transaction starts over.
+    let t2 = txn(2, vec![insert(&i, &[Some("0"), None, None])]);
+    let mut g = clients(1).remove(0);
+    g.process_shared(&t, &mut memo);
+    assert!(
+        g.process_shared(&t2, &mut memo).is_empty(),
+        "row 0 is outside s0, the only shape"
+    );
+}
+
+#[test]
+fn rows_in_many_shapes_are_journaled_and_logged_as_one_change() {
+    let p = projects();
+    let mut g = many_shapes(None, 100);
+    let base = g.export_base();
+    let mut pieces = Vec::new();
+    let mut sizes = Vec::new();
+    for lsn in 1..=3u64 {
+        g.begin_step(lsn);
+        let id = lsn.to_string();
+        g.process(&txn(lsn, vec![insert(&p, &[Some(&id), Some("a")])]));
+        sizes.push(g.log_len());
+        if lsn == 1 {
+            pieces.push(g.take_log());
+        }
+    }
+    // A row's 100 edges are one entry of the log (about a byte a layer), not 100 with its
+    // key each (about 14 bytes a layer); a piece names the layers once, by label.
+    assert!(sizes[2] - sizes[1] < 120, "{sizes:?}");
+    g.acknowledge(1);
+    // Row 2 leaves 2 shapes, then every one.
+    g.begin_step(4);
+    g.process(&txn(
+        4,
+        vec![update(
+            &p,
+            &[Some("2"), Some("a")],
+            &[Some("2"), Some("x7")],
+        )],
+    ));
+    g.begin_step(5);
+    g.process(&txn(5, vec![delete(&p, &[Some("2"), Some("x7")])]));
+    pieces.push(g.take_log());
+    let mut h = many_shapes(None, 100);
+    h.import(&base).unwrap();
+    for piece in &pieces {
+        h.replay(piece).unwrap();
+    }
+    let ids = ["1", "2", "3"];
+    let held = |g: &ShapeGraph| ids.map(|k| g.contains("public", "projects", &[k]));
+    assert_eq!(held(&g), [true, false, true]);
+    assert_eq!(held(&h), held(&g));
+    // Back before the delete: row 2 in 99 shapes (not x7); before its update: in all 100.
+    for (position, in_x7) in [(4, false), (3, true)] {
+        g.rollback(position);
+        h.rollback(position);
+        assert_eq!(held(&g), [true, true, true]);
+        // Exported (the journal as single edges) into a new graph, every shape but x7 left.
+        for graph in [&g, &h] {
+            let mut k = many_shapes(None, 100);
+            k.import(&graph.export()).unwrap();
+            for i in (0..100).filter(|&i| i != 7) {
+                k.remove_subscription(&format!("s{i}"));
+            }
+            assert_eq!(held(&k), [true, in_x7, true], "at {position}");
+        }
+    }
+    // Both at 1: rows 2 and 3 (after the acknowledged step) gone.
+    g.rollback(1);
+    h.rollback(1);
+    assert_eq!(held(&g), [true, false, false]);
+    assert_eq!(held(&h), held(&g));
+}
+
+#[test]
+fn a_row_in_many_shapes_can_also_hang_on_another_row() {
+    let mut g = many_shapes(None, 3);
+    let (p, i) = (projects(), issues());
+    g.process(&txn(1, vec![insert(&p, &[Some("p1"), Some("a")])]));
+    // Issues with their projects (many-to-one): p1 also hangs on issue i1.
+    let root = layer(&mut g, "issues", "issues", "", None);
+    let spec = LayerSpec {
+        subscription: "issues".into(),
+        schema: "public".into(),
+        table: "projects".into(),
+        where_clause: String::new(),
+        parent: Some(root),
+        fk: vec!["project_id".into()],
+        holds_fk: false,
+    };
+    let cols = [
+        ColumnDef::new("id", oid::TEXT),
+        ColumnDef::new("name", oid::TEXT),
+    ];
+    g.add_layer(&spec, &cols).unwrap();
+    g.begin_step(2);
+    let t = txn(2, vec![insert(&i, &[Some("i1"), Some("p1"), None])]);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("insert", "i1")]);
+    // The shapes let go of p1 (one at a time, then all at once): i1 still holds it.
+    let t = txn(
+        3,
+        vec![update(
+            &p,
+            &[Some("p1"), Some("a")],
+            &[Some("p1"), Some("x0")],
+        )],
+    );
+    g.begin_step(3);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("update", "p1")]);
+    for k in 1..3 {
+        assert_eq!(g.remove_subscription(&format!("s{k}")), 0);
+    }
+    let t = txn(
+        4,
+        vec![update(
+            &p,
+            &[Some("p1"), Some("x0")],
+            &[Some("p1"), Some("b")],
+        )],
+    );
+    g.begin_step(4);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("update", "p1")]);
+    // The issue deleted, p1 stays: it is back in shape 0 since transaction 4.
+    let t = txn(5, vec![delete(&i, &[Some("i1"), Some("p1"), None])]);
+    g.begin_step(5);
+    assert_eq!(kinds(&g.process(&t).ops, &t), [s("delete", "i1")]);
+    assert!(g.contains("public", "projects", &["p1"]));
+    assert_eq!(
+        g.remove_subscription("s0"),
+        1,
+        "p1 goes with the last shape"
+    );
+    // Back to before the delete: i1 and the p1 it holds (the shapes are no more).
+    g.rollback(4);
+    assert!(g.contains("public", "issues", &["i1"]));
+    assert!(g.contains("public", "projects", &["p1"]));
+    assert_eq!(g.len(), 2);
+}

@@ -74,12 +74,12 @@ mod tests;
 use crate::pgoutput::Datum;
 use crate::value::Value;
 
-pub use graph::{LayerError, LayerSpec, Link, MoveIn, Plan, PlanOp, ShapeGraph};
+pub use graph::{FilterMemo, LayerError, LayerSpec, Link, MoveIn, Plan, PlanOp, ShapeGraph};
 pub use sql::{SqlFragment, SqlParam};
 pub use text_rows::{CopyRowError, TextRows};
 
 /// A column of the table a filter is compiled against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ColumnDef {
     pub name: String,
     pub type_oid: u32,
