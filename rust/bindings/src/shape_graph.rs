@@ -12,7 +12,8 @@ use electric_core::electric::POSTGRES_ORIGIN;
 use electric_core::pgoutput::Relation;
 use electric_core::satellite::{commit_timestamp_ms, Bracket, DataFramer, OplogEncoder, TxInfo};
 use electric_core::shapes::{
-    ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph, TextRows,
+    ColumnDef, FilterMemo, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph,
+    TextRows,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -470,11 +471,13 @@ fn fanout_process<'py>(
         let mut frames = Vec::with_capacity(graphs.len());
         let mut special = Vec::new();
         let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
+        // A where clause many clients share is evaluated once per row.
+        let mut memo = FilterMemo::new();
         for (i, graph) in graphs.iter().enumerate() {
             let mut g = graph.borrow_mut();
             let g = &mut *g;
             g.inner.begin_step(inner.end_lsn);
-            let plan = g.inner.process(inner);
+            let plan = g.inner.process_shared(inner, &mut memo);
             let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
             if plan.ops.is_empty() && !force {
                 frames.push(None);
