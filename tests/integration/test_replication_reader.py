@@ -84,6 +84,40 @@ async def test_committed_transactions_reach_the_log(db: str) -> None:
     assert all(t.end_lsn > status.start_lsn for t in txns)
 
 
+async def test_a_streamed_transaction_commits_and_a_small_one_follows_without_more_traffic(
+    db: str,
+) -> None:
+    """While a transaction is partly received the reader lets the socket gather bytes before
+    reading again (a low-water mark on it, for at most ``coalesce`` seconds): the commit of a
+    transaction streamed while open, and a one-row transaction after it, each far smaller
+    than that mark, arrive with no further traffic to wake the reader."""
+    rows = 3_000
+    txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
+    async with await connect(db) as writer, trio.open_nursery() as nursery:
+        # A small decoding memory makes Postgres stream the transaction while it is open.
+        status, scope = await start_reader(
+            nursery, db, txlog, options={"logical_decoding_work_mem": "64kB"}
+        )
+        await writer.execute("BEGIN")
+        await writer.execute(
+            "INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, $1::int) g", rows
+        )
+        with trio.fail_after(30):
+            while status.received_bytes < 64_000:  # noqa: ASYNC110 - a counter, no event
+                await trio.sleep(0.05)
+        # The reader now waits inside the open transaction; nothing more of it comes.
+        await trio.sleep(0.1)
+        await writer.execute("COMMIT")
+        await writer.execute("INSERT INTO items VALUES ($1::int8, 'last')", rows + 1)
+        # Far less than the reader's status interval (10 s): no traffic of its own either.
+        with trio.fail_after(5):
+            txns = await wait_for_changes(txlog, rows + 1)
+        scope.cancel()
+    assert [len(t) for t in txns] == [rows, 1]
+    ids = [new["id"] for t in txns for _, _, _, new, _, _ in t.changes()]
+    assert ids == list(range(1, rows + 2))
+
+
 async def test_retained_wal_stays_bounded_without_published_writes(db: str) -> None:
     window = 1 << 20
     txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)

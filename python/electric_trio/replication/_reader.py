@@ -10,6 +10,7 @@ and a second, ordinary connection keeps the main slot within the resumable windo
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -43,6 +44,12 @@ log = get_logger(__name__)
 #: thread: about a millisecond of work at most; a worker thread's round trip cost as much per
 #: batch as decoding hundreds of rows).
 _BATCH_BYTES = 256 * 1024
+#: While a transaction is partly received, the reader lets the socket gather this many bytes
+#: (or ``ReaderSettings.coalesce`` pass) before reading again, after a read of fewer: about
+#: 65 rows of 6 columns. More cuts the reader's CPU further, but the walsender, whose sends
+#: go unacknowledged meanwhile, then waits on its send buffer more often: 16 KiB cost it
+#: about 15% more CPU per row, 32 KiB about 40%; 8 KiB under 10%.
+_GATHER_BYTES = 8 * 1024
 
 
 class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +64,14 @@ class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: gap instead of once per transaction (each update is a send and a wake-up of the
     #: walsender; at a thousand transactions a second that was a measurable share of both).
     status_gap: float = 0.02
+    #: How long the reader may wait before its next read, while a transaction is partly
+    #: received, for ``_GATHER_BYTES`` to arrive (none of its rows can be appended before its
+    #: commit anyway). The walsender sends each change in a segment of its own, and a reader
+    #: that read every segment as soon as it arrived (what it did on an idle machine) paid
+    #: its per-read cost (wake-up, receive, decode call, the loop's bookkeeping) every few
+    #: rows: more than decoding them. It delays a transaction's arrival in the log by this
+    #: much at most; 0 turns it off.
+    coalesce: float = 0.001
     publication: str = PUBLICATION
 
 
@@ -122,6 +137,7 @@ async def serve_replication(
         decoder = _native.ElectricDecoder()
         task_status.started(status)
         reporter = _StatusReporter(stream, status, settings.status_gap)
+        gather = _gatherer(repl)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_keep_slot_in_window, service, main, settings)
             nursery.start_soon(reporter.run)
@@ -183,6 +199,39 @@ async def serve_replication(
                 if decoder.take_reply_requested() or now >= next_status or txns:
                     reporter.request()
                     next_status = now + settings.status_interval
+                if (
+                    settings.coalesce
+                    and received < _GATHER_BYTES
+                    and decoder.in_transaction
+                    and not framed
+                ):
+                    await gather(_GATHER_BYTES, settings.coalesce)
+
+
+def _gatherer(conn: Any) -> Callable[[int, float], Awaitable[None]]:
+    """``gather(nbytes, at_most)``: waits until ``nbytes`` are queued on the connection's
+    socket or ``at_most`` seconds have passed. On TCP a low-water mark (SO_RCVLOWAT) spares
+    the wake-ups at each segment in between (the kernel may still wake it earlier);
+    elsewhere (TLS, where the TLS object may hold bytes already read; a Unix socket, whose
+    poll ignores the mark) it is a plain pause."""
+    stream = getattr(conn, "_stream", None)
+    sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+
+        async def pause(nbytes: int, at_most: float) -> None:
+            await trio.sleep(at_most)
+
+        return pause
+
+    async def gather(nbytes: int, at_most: float) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+        try:
+            with trio.move_on_after(at_most):
+                await trio.lowlevel.wait_readable(sock)
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+    return gather
 
 
 class _StatusReporter:
