@@ -361,7 +361,10 @@ class Inbound:
         if isinstance(writer, DirectWriter) and session._nursery is not None:
             # Queued in order and awaited by the session's drain task: the next frames are read
             # (and their transactions queued, to go to Postgres together) meanwhile.
-            await self._room.acquire()
+            try:
+                self._room.acquire_nowait()  # no trip through the scheduler when there is room
+            except trio.WouldBlock:
+                await self._room.acquire()
             item = writer.enqueue(write)
             self._written = position
             self._pending.append((item, trio.current_time() + session.settings.close_timeout))

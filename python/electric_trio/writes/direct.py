@@ -118,7 +118,10 @@ class _Statements:
         return head
 
     def insert(self, row: RowInsert) -> str:
-        sql = self.head(row) + ", ".join(_literal(v) for v in row.values) + ")"
+        values = ", ".join(
+            ["NULL" if v is None else "'" + v.replace("'", "''") + "'" for v in row.values]
+        )  # _literal, inline: the writer's hottest loop
+        sql = self.head(row) + values + ")"
         if (row.schema, row.table) == _ACK_TABLE:
             sql += " ON CONFLICT (client_id) DO UPDATE SET lsn = excluded.lsn"
         return sql
