@@ -47,7 +47,8 @@ def _free_port() -> int:
 class _Service:
     """The service in a process of its own."""
 
-    def __init__(self, url: str, mode: str, logs: Path) -> None:
+    def __init__(self, url: str, mode: str, logs: Path | None = None) -> None:
+        #: Where each run's output goes (``service-<n>.log``); None: the test's own output.
         self.logs = logs
         self.runs: list[Path] = []
         self.http_port = _free_port()
@@ -66,20 +67,21 @@ class _Service:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Starts a run of the service, its output kept in a file of its own."""
+        """Starts a run of the service, its output kept in a file of its own (with ``logs``)."""
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from electric_trio.cli import main; sys.exit(main())",
+            "serve",
+        ]
+        if self.logs is None:
+            self.proc = subprocess.Popen(command, env=self.env)
+            return
         log = self.logs / f"service-{len(self.runs) + 1}.log"
         self.runs.append(log)
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "import sys; from electric_trio.cli import main; sys.exit(main())",
-                    "serve",
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                command, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def print_logs(self) -> None:
