@@ -20,6 +20,9 @@ into ``items``.
 * Initial sync: a table ``bulk`` grown to each size of ``--sync-rows``; one client subscribes
   to the whole of it; the time from its connection to the end of the shape's data
   (``SatSubsDataEnd``), against the 200,000 rows/s target.
+
+``--curves`` runs some of the three only (e.g. ``--curves shapes --no-record`` to measure the
+shapes curve alone).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from ._harness import (
     wait_ready,
     write_section,
 )
+from ._satellite_sync import profiled
 from .fanout import (
     ClientPool,
     JsonProcess,
@@ -78,6 +82,8 @@ CONNECTING = 64
 HEARTBEAT = 0.1
 #: The floor strategy the latency curves are set against (see benches/_fanout_floor.py).
 FLOOR = "broadcaster"
+#: The curves, in the order they run.
+CURVES = ("clients", "shapes", "sync")
 
 DESCRIPTION = """\
 The service (`electric-trio serve`, AUTH_MODE=insecure, direct writes, on an embedded
@@ -106,6 +112,13 @@ def _points(text: str) -> tuple[int, ...]:
     return points
 
 
+def _curves(text: str) -> tuple[str, ...]:
+    curves = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not curves or not set(curves) <= set(CURVES):
+        raise argparse.ArgumentTypeError(f"curves are some of {','.join(CURVES)}")
+    return curves
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--idle", type=_points)
@@ -117,6 +130,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     extra.add_argument("--client-processes", type=int)
     extra.add_argument("--connecting", type=int, default=CONNECTING)
     extra.add_argument("--plots", type=Path)
+    extra.add_argument("--curves", type=_curves, default=CURVES)
+    extra.add_argument("--profile", type=Path)
     known, rest = extra.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:
         print(
@@ -125,7 +140,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
             " --sync-rows N,... (10000,100000,1000000; 10000), --rate TXN_PER_S (5),"
             " --seconds S (6; 2), --client-processes N (2; 1), --connecting N (connections in"
             f" their handshake at once per client process, {CONNECTING}), --plots DIR"
-            " (benches/plots when recording, else a temporary directory)"
+            " (benches/plots when recording, else a temporary directory), --curves"
+            f" C,... (which curves run: {','.join(CURVES)}), --profile DIR (py-spy --native of"
+            " the service during each shapes point's paced run: DIR/shapes-S.txt, raw)"
         )
     args = parse_args(
         rest,
@@ -146,6 +163,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     }
     for key, value in vars(known).items():
         setattr(args, key, defaults[key] if value is None and key in defaults else value)
+    # The points of a curve not run: none.
+    for curve, key in zip(CURVES, ("idle", "shapes", "sync_rows"), strict=True):
+        if curve not in args.curves:
+            setattr(args, key, ())
     return args
 
 
@@ -381,10 +402,12 @@ async def _run(
         floor_pid, floor_port = int(listening["pid"]), int(listening["port"])
         await clients.connect("floor-active", floor_port, active, "plain", 300)
 
-        async def ours_paced(group: str, n: int) -> Histogram:
+        async def ours_paced(group: str, n: int, profile: Path | None = None) -> Histogram:
             await pool.arm(group, count)
-            await writer.paced(count, rate)
-            return (await pool.measured(group, 60 + count * n / 500)).hist
+            async with profiled(service.pid, profile, native=True):
+                await writer.paced(count, rate)
+                hist = (await pool.measured(group, 60 + count * n / 500)).hist
+            return hist
 
         async def floor_paced() -> Histogram:
             await pool.arm("floor-active", count)
@@ -447,7 +470,8 @@ async def _run(
             results.connect_seconds[group] = seconds
             await trio.sleep(2.0)
             ours_kib = rss_kib(service.pid)
-            ours = await ours_paced(group, m)
+            profile = None if args.profile is None else args.profile / f"{group}.txt"
+            ours = await ours_paced(group, m, profile)
             floor = await floor_paced()
             results.shapes.append(Point(shapes, ours, floor, ours_kib, None))
             progress.step(
@@ -459,10 +483,11 @@ async def _run(
             await clients.close(group, m)
 
         # -- initial sync against shape size (first the handshake alone: an empty shape)
-        results.handshake = await clients.connect(
-            "sync-empty", http_port, 1, "electric", 60, table="idle_items"
-        )
-        await clients.close("sync-empty", 1)
+        if args.sync_rows:
+            results.handshake = await clients.connect(
+                "sync-empty", http_port, 1, "electric", 60, table="idle_items"
+            )
+            await clients.close("sync-empty", 1)
         filled = 0
         for rows in args.sync_rows:
             await c.execute(
@@ -493,7 +518,7 @@ def _plots(results: Results, args: argparse.Namespace, where: Path) -> list[Path
 
     a = results.clients
     s = results.shapes
-    return [
+    plots = [
         _plot.latency_and_memory(
             where / "scaling-clients.png",
             title=f"{args.active} active clients + idle clients, {args.rate:g} txn/s of 10 rows",
@@ -508,7 +533,9 @@ def _plots(results: Results, args: argparse.Namespace, where: Path) -> list[Path
             peer_mib=[mib(p.floor_kib) for p in a],
             limit_mib=MEMORY_LIMIT_MIB,
             limit_name="limit at 10,000 idle: 1 GiB",
-        ),
+        )
+        if a
+        else None,
         _plot.latency_and_memory(
             where / "scaling-shapes.png",
             title=f"{args.active} clients, shapes per client, {args.rate:g} txn/s",
@@ -520,14 +547,19 @@ def _plots(results: Results, args: argparse.Namespace, where: Path) -> list[Path
             peer_p99=[p.floor.percentile(99) for p in s],
             peer_name=f"floor, {args.active} connections",
             ours_mib=[mib(p.ours_kib) for p in s],
-        ),
+        )
+        if s
+        else None,
         _plot.initial_sync(
             where / "scaling-sync.png",
             rows=[r for r, _ in results.sync],
             seconds=[t for _, t in results.sync],
             target_rows_per_s=SYNC_TARGET,
-        ),
+        )
+        if results.sync
+        else None,
     ]
+    return [p for p in plots if p is not None]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -536,61 +568,71 @@ def main(argv: Sequence[str]) -> int:
     facts = machine_facts()
     # Per process: the service and the floor hold every connection once; each client
     # process its share of both sides' connections.
-    connections = max(args.idle) + args.active
+    connections = max(args.idle, default=0) + args.active
     needed = max(connections, 2 * connections // args.client_processes) + 1024
     open_files = _raise_open_files(needed)
     progress.step(f"open files limit {open_files}")
     with postgres(progress) as target:
         results = trio.run(_bench, target.url, args, progress)
-    biggest = results.clients[-1]
-    most = results.shapes[-1]
-    rows, seconds = results.sync[-1]
     p99 = "p99 delivery latency, ms"
-    # The largest number added at once (the later point of equal ones: more already connected).
-    most_added = max(n for n, _, _ in results.connects)
-    added, connect_s, floor_connect_s = [c for c in results.connects if c[0] == most_added][-1]
-    connect_rate, floor_rate = added / connect_s, added / floor_connect_s
-    measurements = (
-        Measurement(
-            figure=f"clients connected + subscribed per s, {added:,} at once (peer: 100/s target;"
-            f" floor {floor_rate:,.0f} upgrades/s, ours/floor {connect_rate / floor_rate:.2f})",
-            unit="clients/s",
-            ours=(connect_rate,),
-            peer=(CONNECT_TARGET,),
-            target=1.0,
-        ),
-        Measurement(
-            figure=f"{p99}, {biggest.x:,} idle + {args.active} active (peer: floor)",
-            unit="ms",
-            ours=(biggest.ours.percentile(99),),
-            peer=(biggest.floor.percentile(99),),
-            target=1.0,
-            higher_is_better=False,
-        ),
-        Measurement(
-            figure=f"server MiB, {biggest.x:,} idle + {args.active} active (peer: 1 GiB limit)",
-            unit="MiB",
-            ours=(biggest.ours_kib / 1024,),
-            peer=(MEMORY_LIMIT_MIB,),
-            target=1.0,
-            higher_is_better=False,
-        ),
-        Measurement(
-            figure=f"{p99}, {args.active} clients x {most.x} shapes (peer: floor)",
-            unit="ms",
-            ours=(most.ours.percentile(99),),
-            peer=(most.floor.percentile(99),),
-            target=1.0,
-            higher_is_better=False,
-        ),
-        Measurement(
-            figure=f"initial sync of {rows:,} rows, rows/s (peer: 200,000 rows/s target)",
-            unit="rows/s",
-            ours=(rows / seconds,),
-            peer=(SYNC_TARGET,),
-            target=1.0,
-        ),
-    )
+    measurements: list[Measurement] = []
+    if results.clients:
+        biggest = results.clients[-1]
+        # The largest number added at once (the later point of equal ones: more already
+        # connected).
+        most_added = max(n for n, _, _ in results.connects)
+        added, connect_s, floor_connect_s = [c for c in results.connects if c[0] == most_added][-1]
+        connect_rate, floor_rate = added / connect_s, added / floor_connect_s
+        measurements += [
+            Measurement(
+                figure=f"clients connected + subscribed per s, {added:,} at once (peer: 100/s"
+                f" target; floor {floor_rate:,.0f} upgrades/s, ours/floor"
+                f" {connect_rate / floor_rate:.2f})",
+                unit="clients/s",
+                ours=(connect_rate,),
+                peer=(CONNECT_TARGET,),
+                target=1.0,
+            ),
+            Measurement(
+                figure=f"{p99}, {biggest.x:,} idle + {args.active} active (peer: floor)",
+                unit="ms",
+                ours=(biggest.ours.percentile(99),),
+                peer=(biggest.floor.percentile(99),),
+                target=1.0,
+                higher_is_better=False,
+            ),
+            Measurement(
+                figure=f"server MiB, {biggest.x:,} idle + {args.active} active (peer: 1 GiB limit)",
+                unit="MiB",
+                ours=(biggest.ours_kib / 1024,),
+                peer=(MEMORY_LIMIT_MIB,),
+                target=1.0,
+                higher_is_better=False,
+            ),
+        ]
+    if results.shapes:
+        most = results.shapes[-1]
+        measurements.append(
+            Measurement(
+                figure=f"{p99}, {args.active} clients x {most.x} shapes (peer: floor)",
+                unit="ms",
+                ours=(most.ours.percentile(99),),
+                peer=(most.floor.percentile(99),),
+                target=1.0,
+                higher_is_better=False,
+            )
+        )
+    if results.sync:
+        rows, seconds = results.sync[-1]
+        measurements.append(
+            Measurement(
+                figure=f"initial sync of {rows:,} rows, rows/s (peer: 200,000 rows/s target)",
+                unit="rows/s",
+                ours=(rows / seconds,),
+                peer=(SYNC_TARGET,),
+                target=1.0,
+            )
+        )
     where = args.plots or (PLOTS if args.record else Path(tempfile.mkdtemp(prefix="scaling-")))
     plots = _plots(results, args, where)
     progress.step(f"plots: {', '.join(str(p) for p in plots)}")
@@ -627,7 +669,7 @@ def main(argv: Sequence[str]) -> int:
             )
         ),
         "Sessions of the curve's clients ended by the service after they closed": (
-            f"{max(args.idle) + args.active:,} in {results.close_seconds:.1f} s"
+            f"{max(args.idle, default=0) + args.active:,} in {results.close_seconds:.1f} s"
         ),
         "Open files limit": open_files,
         "Frame": f"{results.frame_len} bytes (SatOpLog of 10 inserts)",
@@ -647,7 +689,7 @@ def main(argv: Sequence[str]) -> int:
             heartbeat=HEARTBEAT,
         ),
         peer="peer",
-        measurements=measurements,
+        measurements=tuple(measurements),
         command=command_line([NAME, *argv]),
         settings=(
             f"idle {','.join(map(str, args.idle))} + {args.active} active; shapes"
