@@ -99,10 +99,10 @@ same paced run against the floor's {active} connections; memory is the service's
 connected. *Initial sync*: one client subscribes to a table `bulk` (int8 key, text, int4,
 float8) of {sync_rows} rows (inserted into the electrified table, then vacuumed; timed once
 the service's replication has read them); the time from its connection to the shape's
-`SatSubsDataEnd`, against 200,000 rows/s. While Satellite clients connect, a 1-row update of an electrified table
-nobody subscribes to is committed every {heartbeat:g} s: the service sends a subscription's
-data at the first transaction after its snapshot, so on an idle database it would wait for the
-next write. Every process shares the machine's cores.
+`SatSubsDataEnd`, against 200,000 rows/s. While Satellite clients connect, a 1-row update of an
+electrified table nobody subscribes to is committed every {heartbeat:g} s: the service sends a
+subscription's data at the first transaction after its snapshot, so on an idle database it
+would wait for the next write. Every process shares the machine's cores.
 """
 
 
