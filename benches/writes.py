@@ -41,7 +41,7 @@ from electric_trio.ddlx.schema import Column, ColumnType, Table
 from electric_trio.pg import ConnectParams, connect
 from electric_trio.satellite import messages as m
 from electric_trio.writes import ClientWrite
-from electric_trio.writes.direct import DirectWriter
+from electric_trio.writes.direct import CONNECTIONS, DirectWriter
 from electric_trio.writes.rows import ack_row, change_rows, tag_literal
 
 from ._harness import (
@@ -97,8 +97,8 @@ clients sending each transaction only once the previous one's echo came back; th
 committed transactions per second; the peer is
 {clients} psycopg connections (one thread each) inserting the same rows, one per transaction,
 into an electrified table of the same shape. *Direct writer alone*: the same {clients} clients'
-1-row transactions given straight to the direct writer (its 16 connections, no WebSocket, no
-echo), against the same psycopg peer. *Large*: one client transaction of {rows:,}
+1-row transactions given straight to the direct writer (its {connections} connections, no
+WebSocket, no echo), against the same psycopg peer. *Large*: one client transaction of {rows:,}
 inserts given to the direct writer, its COPY path (pgpq binary COPY into a staging table, one
 `INSERT ... SELECT` per table) against its row-insert path (`INSERT` statements in one simple
 query). *Small*: {small} 1-row transactions given to the direct writer one after the other, the
@@ -814,6 +814,7 @@ def main(argv: Sequence[str]) -> int:
         title="Client writes (direct_writes): end to end against psycopg, COPY against inserts",
         description=DESCRIPTION.format(
             clients=CLIENTS,
+            connections=CONNECTIONS,
             window=WINDOW,
             per_client=per_client,
             rows=args.rows,

@@ -1,8 +1,8 @@
 """``ELECTRIC_WRITE_TO_PG_MODE=direct_writes``: client transactions written on our own connections
 (server-behaviour.md §7).
 
-Its connections (16 by default; a client always uses the same one, so its transactions keep their
-order while different clients' commits share Postgres's fsyncs) run with
+Its connections (``CONNECTIONS``, 4, by default; a client always uses the same one, so its
+transactions keep their order while different clients' commits share Postgres's fsyncs) run with
 ``electric.session_replication_role = replica``, so the triggers of
 electrified tables treat its inserts as client writes (the builtin role stays ``origin``: the
 plain-ENABLE triggers still fire but their WHEN clauses are false). Each client transaction is
@@ -49,6 +49,7 @@ from .model import ClientWrite, RowInsert, WriteRejectedError
 
 __all__ = [
     "APPLICATION_NAME",
+    "CONNECTIONS",
     "COPY_THRESHOLD",
     "DirectWriter",
     "DirectWriterStatistics",
@@ -69,6 +70,12 @@ _SETUP = "SET electric.session_replication_role = replica; SET standard_conformi
 # Errors worth a retry of the same transaction: a serialization failure or a deadlock with a
 # concurrent Postgres-side writer.
 _RETRY_SQLSTATES = ("40001", "40P01")
+#: Connections of a writer by default. Fewer connections make larger batches (one round trip
+#: and one WAL flush each): measured by ``benches/writes.py`` (50 clients, 8 transactions each
+#: awaiting their echo) against 16 and 2, 4 cost Postgres and the service the least CPU per
+#: transaction but for 2, which held the writer alone back; a large transaction (COPY) holds up
+#: the clients sharing its connection.
+CONNECTIONS = 4
 #: Client transactions with at least this many changes are written through COPY.
 COPY_THRESHOLD = 1000
 #: At most this many transactions sent together in one simple query.
@@ -220,7 +227,7 @@ class DirectWriter:
         params: ConnectParams,
         *,
         copy_threshold: int | None = COPY_THRESHOLD,
-        connections: int = 16,
+        connections: int = CONNECTIONS,
     ) -> None:
         """``copy_threshold``: transactions with at least this many changes go through COPY
         (None: never)."""
