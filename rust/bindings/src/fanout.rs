@@ -11,7 +11,7 @@ use std::os::fd::FromRawFd;
 
 use electric_core::electric::{ElectricTransaction, POSTGRES_ORIGIN};
 use electric_core::satellite::{commit_timestamp_ms, push_ws_header, Bracket, TxInfo};
-use electric_core::shapes::{Plan, PlanOp};
+use electric_core::shapes::{FilterMemo, Plan, PlanOp};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyBytes;
@@ -105,11 +105,13 @@ pub fn fanout_send<'py>(
         let mut written = Vec::with_capacity(graphs.len());
         let mut special = Vec::new();
         let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
+        // A where clause many clients share is evaluated once per row.
+        let mut memo = FilterMemo::new();
         for (i, graph) in graphs.iter().enumerate() {
             let mut g = graph.borrow_mut();
             let g = &mut *g;
             g.inner.begin_step(inner.end_lsn);
-            let plan = g.inner.process(inner);
+            let plan = g.inner.process_shared(inner, &mut memo);
             let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
             if plan.ops.is_empty() && !force {
                 frames.push(None);
