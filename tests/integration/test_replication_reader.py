@@ -87,16 +87,17 @@ async def test_committed_transactions_reach_the_log(db: str) -> None:
 async def test_a_streamed_transaction_commits_and_a_small_one_follows_without_more_traffic(
     db: str,
 ) -> None:
-    """While a transaction is partly received the reader lets the socket gather bytes before
-    reading again (a low-water mark on it, for at most ``coalesce`` seconds): the commit of a
-    transaction streamed while open, and a one-row transaction after it, each far smaller
-    than that mark, arrive with no further traffic to wake the reader."""
+    """With read coalescing on (off by default), while a transaction is partly received the
+    reader lets the socket gather bytes before reading again (a low-water mark on it, for at
+    most ``coalesce`` seconds): the commit of a transaction streamed while open, and a
+    one-row transaction after it, each far smaller than that mark, still arrive with no
+    further traffic to wake the reader."""
     rows = 3_000
     txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
     async with await connect(db) as writer, trio.open_nursery() as nursery:
         # A small decoding memory makes Postgres stream the transaction while it is open.
         status, scope = await start_reader(
-            nursery, db, txlog, options={"logical_decoding_work_mem": "64kB"}
+            nursery, db, txlog, options={"logical_decoding_work_mem": "64kB"}, coalesce=0.001
         )
         await writer.execute("BEGIN")
         await writer.execute(
