@@ -1218,7 +1218,7 @@ impl ShapeGraph {
         if self.tables[table].flat {
             // Root layers with nothing under them: the where clauses alone decide, and the
             // row's edges change as one set.
-            let mut passing = Vec::new();
+            let mut passing = Vec::with_capacity(self.tables[table].layers.len());
             if self.visible(table, new) {
                 for &layer in &self.tables[table].layers {
                     if memo.matches(&self.layer(layer).filter, index, new) {
