@@ -30,7 +30,11 @@ from ._types import encode_params
 
 log = logging.getLogger("electric_trio.pg")
 
-_RECV_SIZE = 1 << 18
+#: The most bytes one receive takes. Kept below glibc's mmap threshold (128 KiB, which the
+#: service fixes: _malloc.py): Python allocates the whole size for each receive, then shrinks
+#: it to what came, and 256 KiB did that through a new mapping or a heap grown and trimmed
+#: again each time: about 22 us per receive of a few KB, against 3 us at 64 KiB.
+_RECV_SIZE = 1 << 16
 _SEND_CHUNK = 1 << 18
 #: How long a cancelled query may take to wind down before the connection is closed instead.
 _CANCEL_GRACE = 10.0
