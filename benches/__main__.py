@@ -7,6 +7,10 @@ with the whole run's progress, and a summary of every figure ends the run (``--q
 gives some benchmarks smaller sizes, QUICK_EXTRA, to end within 5 minutes). Without ``--quick``
 (or with ``--record``) that summary is also written at the top of ``benches/RESULTS.md``, beside
 each benchmark's own section.
+
+The service's malloc settings (``electric_trio._malloc``) are applied to this process first:
+the parts of ours measured in it (the replication reader, the Postgres client, the codec) run
+as they do in the service.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+
+from electric_trio._malloc import fix_thresholds
 
 from . import BENCHMARKS
 from ._harness import (
@@ -274,6 +280,7 @@ def run_all(options: list[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
+    fix_thresholds()
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         print(f"\nbenchmarks: {', '.join(BENCHMARKS)}; by name only: {', '.join(OPT_IN)}")
