@@ -450,6 +450,12 @@ class SatelliteServer:
             " WHERE client_id = ANY($1::text[])",
             list(dict.fromkeys(client_ids)),
         )
+        if rows:
+            # The direct writer commits all but the last transaction of a batch without
+            # waiting for the WAL flush: a position seen here may not be durable yet (its batch
+            # stopped midway). A client told it is there drops what it has up to it, so the
+            # WAL is flushed past it first: a commit that has an xid waits for the flush.
+            await self.db.fetch("SELECT pg_current_xact_id()")
         found = {str(c): bytes(lsn) for c, lsn in rows}
         return [found.get(c, b"") for c in client_ids]
 
