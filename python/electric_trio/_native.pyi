@@ -61,7 +61,6 @@ __all__ = [
     "encode_sync",
     "encode_terminate",
     "encode_transaction_oplog",
-    "fanout_process",
     "fanout_send",
     "frame_type_ids",
     "parse_frontend",
@@ -430,11 +429,6 @@ class ShapeRows:
     def values(self, columns: list[int]) -> list[list[str | None]]: ...
     def __len__(self) -> int: ...
 
-def fanout_process(
-    txn: ElectricTransaction, graphs: list[ShapeGraph], client_ids: list[str], refs: list[int]
-) -> tuple[
-    list[bytes | None], list[tuple[int, list[_RelationInfo], list[tuple[int, list[list[str]]]]]]
-]: ...
 def fanout_send(
     txn: ElectricTransaction,
     graphs: list[ShapeGraph],

@@ -12,12 +12,11 @@ use electric_core::electric::POSTGRES_ORIGIN;
 use electric_core::pgoutput::Relation;
 use electric_core::satellite::{commit_timestamp_ms, Bracket, DataFramer, OplogEncoder, TxInfo};
 use electric_core::shapes::{
-    ColumnDef, FilterMemo, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph,
-    TextRows,
+    ColumnDef, LayerError, LayerSpec, MoveIn, Plan, PlanOp, ShapeGraph as CoreGraph, TextRows,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use crate::electric::PyElectricTransaction;
@@ -444,88 +443,6 @@ fn encode_plan(
     encoder.encode(&bracket, ops).map_err(encode_error)
 }
 
-/// A graph's frame, and the relations and move-ins that need the caller:
-/// `(index, new relations, move-ins)`.
-type Fanned<'py> = (
-    Vec<Option<Bound<'py, PyBytes>>>,
-    Vec<(usize, Vec<RelationInfo>, Vec<MoveInInfo>)>,
-);
-
-/// `process` of one transaction (carrying no migration) for many clients at once, for the
-/// server's fan-out: each graph steps (`begin_step`) and processes `txn`; a client whose plan
-/// is empty gets None unless `client_ids[i]` is the transaction's origin (its echo). Clients
-/// whose plans are the same changes of the transaction get the same bytes object. The second
-/// list names the clients that also need relations announced or move-ins started (with
-/// `refs[i]` as their additional-data ref).
-#[pyfunction]
-fn fanout_process<'py>(
-    py: Python<'py>,
-    txn: PyRef<'py, PyElectricTransaction>,
-    graphs: Vec<Bound<'py, ShapeGraph>>,
-    client_ids: Vec<PyBackedStr>,
-    refs: Vec<u64>,
-) -> PyResult<Fanned<'py>> {
-    errors::guard(|| {
-        let inner = &txn.inner;
-        let origin = inner.origin.as_deref();
-        let mut frames = Vec::with_capacity(graphs.len());
-        let mut special = Vec::new();
-        let mut shared: HashMap<Vec<usize>, Bound<'py, PyBytes>> = HashMap::new();
-        // A where clause many clients share is evaluated once per row.
-        let mut memo = FilterMemo::new();
-        for (i, graph) in graphs.iter().enumerate() {
-            let mut g = graph.borrow_mut();
-            let g = &mut *g;
-            g.inner.begin_step(inner.end_lsn);
-            let plan = g.inner.process_shared(inner, &mut memo);
-            let force = origin.is_some() && origin == client_ids.get(i).map(|s| &**s);
-            if plan.ops.is_empty() && !force {
-                frames.push(None);
-                continue;
-            }
-            let relations = relations_of(
-                plan.ops.iter().map(|op| op.relation(inner)),
-                &mut g.announced,
-            );
-            let additional = if plan.move_ins.is_empty() {
-                0
-            } else {
-                refs.get(i).copied().unwrap_or(0)
-            };
-            // Only changes of the transaction, no ref: the frame is the same for every such plan.
-            let key: Option<Vec<usize>> = (additional == 0)
-                .then(|| {
-                    plan.ops
-                        .iter()
-                        .map(|op| match op {
-                            PlanOp::Change(c) => Some(*c),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .flatten();
-            let frame = match key.as_ref().and_then(|k| shared.get(k)) {
-                Some(bytes) => bytes.clone(),
-                None => {
-                    let bytes = PyBytes::new(
-                        py,
-                        &encode_plan(&mut g.encoder, inner, &plan, &[], additional)?,
-                    );
-                    if let Some(k) = key {
-                        shared.insert(k, bytes.clone());
-                    }
-                    bytes
-                }
-            };
-            frames.push(Some(frame));
-            if !relations.is_empty() || !plan.move_ins.is_empty() {
-                special.push((i, relations, move_ins(plan.move_ins)));
-            }
-        }
-        Ok((frames, special))
-    })
-}
-
 pub(crate) fn encode_error(e: electric_core::satellite::EncodeError) -> PyErr {
     // A row the encoder refuses is a server fault, not the client's.
     errors::ElectricError::new_err(format!("cannot encode the rows: {e}"))
@@ -575,6 +492,5 @@ impl ShapeRows {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShapeGraph>()?;
     m.add_class::<ShapeRows>()?;
-    m.add_function(wrap_pyfunction!(fanout_process, m)?)?;
     Ok(())
 }
