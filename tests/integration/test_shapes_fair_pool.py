@@ -113,20 +113,27 @@ async def data_of(c: Client) -> list[m.FrameMessage]:
     return frames
 
 
-async def test_subscribers_that_stop_reading_leave_the_others_their_data(
-    db: str, nursery: trio.Nursery
-) -> None:
-    # Two connections for shape data, one per client; a client that waited 5 s for one
-    # would be refused ("Internal error while checking data availability").
-    satellite = SatelliteSubsystem(
+def two_data_connections(stall_timeout: float) -> SatelliteSubsystem:
+    """A Satellite server with two connections for shape data, at most one per client, a
+    subscription refused after waiting 5 s for one, and a read whose rows its client has not
+    taken for ``stall_timeout`` seconds giving its connection up to a waiting one."""
+    return SatelliteSubsystem(
         replace(
             SETTINGS,
             data_connections=2,
             data_connections_per_client=1,
             data_queue_timeout=5.0,
-            data_stall_timeout=0.5,
+            data_stall_timeout=stall_timeout,
         )
     )
+
+
+async def test_subscribers_that_stop_reading_leave_the_others_their_data(
+    db: str, nursery: trio.Nursery
+) -> None:
+    # Two connections for shape data, one per client; a client that waited 5 s for one
+    # would be refused ("Internal error while checking data availability").
+    satellite = two_data_connections(stall_timeout=0.5)
     service = await start_service(nursery, db, satellite)
     await tables(service, db)
     async with (
@@ -195,15 +202,7 @@ async def test_pending_subscriptions_are_bounded(db: str, nursery: trio.Nursery)
 
 async def test_one_client_holds_at_most_its_share(db: str, nursery: trio.Nursery) -> None:
     # Two connections, one per client, and no giving up: only the share keeps one for others.
-    satellite = SatelliteSubsystem(
-        replace(
-            SETTINGS,
-            data_connections=2,
-            data_connections_per_client=1,
-            data_queue_timeout=5.0,
-            data_stall_timeout=1000.0,
-        )
-    )
+    satellite = two_data_connections(stall_timeout=1000.0)
     service = await start_service(nursery, db, satellite)
     await tables(service, db)
     async with (
