@@ -16,9 +16,9 @@ from ._errors import PgError
 if TYPE_CHECKING:
     from ._connection import Connection
 
-#: The most bytes one receive of :meth:`ReplicationStream.receive_wire` takes (below
-#: glibc's mmap threshold, as ``_connection._RECV_SIZE``).
-_RECV_SIZE = 1 << 16
+#: The most bytes one receive of :meth:`ReplicationStream.receive_wire` takes (above glibc's
+#: mmap threshold, as ``_connection._RECV_SIZE``, which says why).
+_RECV_SIZE = 1 << 18
 #: Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 PG_EPOCH_OFFSET_MICROS = 946_684_800_000_000
 
