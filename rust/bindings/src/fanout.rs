@@ -9,8 +9,8 @@ use std::mem::ManuallyDrop;
 use std::net::TcpStream;
 use std::os::fd::FromRawFd;
 
-use electric_core::electric::{ElectricTransaction, POSTGRES_ORIGIN};
-use electric_core::satellite::{commit_timestamp_ms, push_ws_header, Bracket, TxInfo};
+use electric_core::electric::ElectricTransaction;
+use electric_core::satellite::push_ws_header;
 use electric_core::shapes::{FilterMemo, Plan, PlanOp};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -19,7 +19,7 @@ use pyo3::types::PyBytes;
 use crate::electric::PyElectricTransaction;
 use crate::errors;
 use crate::shape_graph::{
-    encode_error, move_ins, relations_of, MoveInInfo, RelationInfo, ShapeGraph,
+    encode_error, move_ins, relations_of, transaction_bracket, MoveInInfo, RelationInfo, ShapeGraph,
 };
 
 /// What [`fanout_send`] did for a client whose frame it did not write (its relations must go
@@ -44,14 +44,7 @@ fn framed(
     plan: &Plan,
     additional: u64,
 ) -> PyResult<Vec<u8>> {
-    let bracket = Bracket::Transaction(TxInfo {
-        commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
-        lsn: inner.end_lsn,
-        origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
-        is_migration: !inner.ddl.is_empty(),
-        additional_data_ref: additional,
-        transaction_id: Some(u64::from(inner.xid)),
-    });
+    let bracket = transaction_bracket(inner, additional);
     let ops = plan.ops.iter().filter_map(|op| op.op(inner));
     let mut out = Vec::new();
     graph

@@ -420,6 +420,19 @@ impl ShapeGraph {
     }
 }
 
+/// The `SatOpBegin` of a transaction sent to a client: Postgres's own transactions carry
+/// `POSTGRES_ORIGIN`; `additional` names the client's additional data to come (0: none).
+pub(crate) fn transaction_bracket(inner: &ElectricTransaction, additional: u64) -> Bracket<'_> {
+    Bracket::Transaction(TxInfo {
+        commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
+        lsn: inner.end_lsn,
+        origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
+        is_migration: !inner.ddl.is_empty(),
+        additional_data_ref: additional,
+        transaction_id: Some(u64::from(inner.xid)),
+    })
+}
+
 /// The `SatOpLog` frame of a transaction's plan.
 fn encode_plan(
     encoder: &mut OplogEncoder,
@@ -428,14 +441,7 @@ fn encode_plan(
     migrate: &[PyBackedBytes],
     additional: u64,
 ) -> PyResult<Vec<u8>> {
-    let bracket = Bracket::Transaction(TxInfo {
-        commit_timestamp_ms: commit_timestamp_ms(inner.commit_timestamp),
-        lsn: inner.end_lsn,
-        origin: Some(inner.origin.as_deref().unwrap_or(POSTGRES_ORIGIN)),
-        is_migration: !inner.ddl.is_empty(),
-        additional_data_ref: additional,
-        transaction_id: Some(u64::from(inner.xid)),
-    });
+    let bracket = transaction_bracket(inner, additional);
     let ops = migrate
         .iter()
         .map(|m| electric_core::satellite::Op::Migrate(m))

@@ -170,6 +170,25 @@ fn layer(g: &mut ShapeGraph, sub: &str, table: &str, clause: &str, parent: Optio
     g.add_layer(&spec, &cols).unwrap()
 }
 
+/// A layer of the projects the rows of layer `root` (issues) reference (many-to-one: the
+/// issue holds the key), in subscription `sub`.
+fn parents_layer(g: &mut ShapeGraph, sub: &str, root: usize) -> usize {
+    let spec = LayerSpec {
+        subscription: sub.into(),
+        schema: "public".into(),
+        table: "projects".into(),
+        where_clause: String::new(),
+        parent: Some(root),
+        fk: vec!["project_id".into()],
+        holds_fk: false,
+    };
+    let cols = [
+        ColumnDef::new("id", oid::TEXT),
+        ColumnDef::new("name", oid::TEXT),
+    ];
+    g.add_layer(&spec, &cols).unwrap()
+}
+
 /// `(kind, first value)` of each op of a plan.
 fn kinds(ops: &[PlanOp], t: &ElectricTransaction) -> Vec<(&'static str, String)> {
     ops.iter()
@@ -310,20 +329,7 @@ fn children_follow_their_parent_in_and_out() {
 fn referenced_parents_come_with_a_new_child() {
     let mut g = graph(None);
     let root = layer(&mut g, "s", "issues", "", None);
-    let spec = LayerSpec {
-        subscription: "s".into(),
-        schema: "public".into(),
-        table: "projects".into(),
-        where_clause: String::new(),
-        parent: Some(root),
-        fk: vec!["project_id".into()],
-        holds_fk: false,
-    };
-    let cols = [
-        ColumnDef::new("id", oid::TEXT),
-        ColumnDef::new("name", oid::TEXT),
-    ];
-    g.add_layer(&spec, &cols).unwrap();
+    parents_layer(&mut g, "s", root);
     let i = issues();
     let mut t = txn(1, vec![insert(&i, &[Some("i1"), Some("p9"), None])]);
     t.referenced.push(ReferencedRecord {
@@ -931,20 +937,7 @@ fn a_row_in_many_shapes_can_also_hang_on_another_row() {
     g.process(&txn(1, vec![insert(&p, &[Some("p1"), Some("a")])]));
     // Issues with their projects (many-to-one): p1 also hangs on issue i1.
     let root = layer(&mut g, "issues", "issues", "", None);
-    let spec = LayerSpec {
-        subscription: "issues".into(),
-        schema: "public".into(),
-        table: "projects".into(),
-        where_clause: String::new(),
-        parent: Some(root),
-        fk: vec!["project_id".into()],
-        holds_fk: false,
-    };
-    let cols = [
-        ColumnDef::new("id", oid::TEXT),
-        ColumnDef::new("name", oid::TEXT),
-    ];
-    g.add_layer(&spec, &cols).unwrap();
+    parents_layer(&mut g, "issues", root);
     g.begin_step(2);
     let t = txn(2, vec![insert(&i, &[Some("i1"), Some("p1"), None])]);
     assert_eq!(kinds(&g.process(&t).ops, &t), [s("insert", "i1")]);
