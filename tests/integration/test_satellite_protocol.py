@@ -6,6 +6,7 @@ of 30 transactions (satellite-protocol.md §1-§3, §7)."""
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -200,10 +201,20 @@ class Client:
 
 
 @asynccontextmanager
-async def client(service: Service, subprotocol: str = "electric.0.12") -> AsyncIterator[Client]:
+async def client(
+    service: Service, subprotocol: str = "electric.0.12", *, rcvbuf: int | None = None
+) -> AsyncIterator[Client]:
+    """A raw client over a WebSocket of its own; ``rcvbuf``: its socket's receive buffer
+    (small, the service's writes to it block soon after it stops reading)."""
     # Our own TCP stream: trio-websocket's client leaves its socket open after a close the
     # server started.
-    stream = await trio.open_tcp_stream("127.0.0.1", service.http_port)
+    if rcvbuf is None:
+        stream = await trio.open_tcp_stream("127.0.0.1", service.http_port)
+    else:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        await sock.connect(("127.0.0.1", service.http_port))
+        stream = trio.SocketStream(sock)
     try:
         async with trio.open_nursery() as nursery:
             ws = await wrap_client_stream(

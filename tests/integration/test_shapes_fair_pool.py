@@ -10,7 +10,6 @@ is answered with an error at once). Real sockets, a raw client, real Postgres.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +19,13 @@ from msgspec.structs import replace
 from test_satellite_protocol import (  # noqa: F401 (fixtures)
     SETTINGS,
     Client,
+    client,
     db,
     migration_sql,
     sql,
     start_service,
     wait_versions,
 )
-from trio_websocket import wrap_client_stream
 
 from electric_trio.satellite import messages as m
 from electric_trio.satellite.server import SatelliteSubsystem
@@ -59,32 +58,11 @@ async def subscribe(c: Client, table: str) -> m.SatSubsResp:
 async def small_window_client(service: Service, client_id: str) -> AsyncIterator[Client]:
     """A started client whose socket takes little at a time: once it stops reading, the
     service's writes to it block at once (not after megabytes of kernel buffers)."""
-    sock = trio.socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", service.http_port))
-    stream = trio.SocketStream(sock)
-    try:
-        async with trio.open_nursery() as nursery:
-            ws = await wrap_client_stream(
-                nursery,
-                stream,
-                "127.0.0.1",
-                "/ws",
-                subprotocols=["electric.0.12"],
-                max_message_size=16 * 1024 * 1024,
-            )
-            try:
-                c = Client(ws)
-                await c.connect(client_id)
-                resp = await c.start_replication(schema_version="1")  # no migration to ack
-                assert resp.err is None
-                yield c
-            finally:
-                with trio.move_on_after(2):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
-    finally:
-        await stream.aclose()
+    async with client(service, rcvbuf=4096) as c:
+        await c.connect(client_id)
+        resp = await c.start_replication(schema_version="1")  # no migration to ack
+        assert resp.err is None
+        yield c
 
 
 async def tables(service: Service, db: str) -> None:
