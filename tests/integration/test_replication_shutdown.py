@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixture comes from test_faults_pg_restart)
 """Postgres shutting down ends the replication stream with CommandComplete (its walsender sends
 ``COPY 0`` and exits, with no CopyDone): the reader takes it as the end it is, logs it plainly
 and starts over, instead of reporting a protocol error ("unexpected message 'C'"). Runs a
@@ -6,24 +7,16 @@ Postgres of its own (the session's is shared); marked slow, as the other tests t
 from __future__ import annotations
 
 import logging
-import socket
-from pathlib import Path
 
 import pytest
 import trio
+from test_faults_pg_restart import own_pg  # noqa: F401 (fixture)
 from test_satellite_protocol import start_service
 
 from electric_trio._log import LogfmtFormatter
 from electric_trio.pg.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _Lines(logging.Handler):
@@ -42,19 +35,18 @@ class _Lines(logging.Handler):
             self.restarting.set()
 
 
-async def test_a_shutdown_ends_the_stream_plainly(tmp_path: Path) -> None:
+async def test_a_shutdown_ends_the_stream_plainly(own_pg: EmbeddedPostgres) -> None:
     logger = logging.getLogger("electric_trio")
     handler, level = _Lines(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        with EmbeddedPostgres(tmp_path / "data", port=_free_port(), fast=True) as pg:
-            async with trio.open_nursery() as nursery:
-                await start_service(nursery, pg.url)
-                await trio.to_thread.run_sync(pg.stop)  # a fast shutdown
-                with trio.fail_after(30):
-                    await handler.restarting.wait()
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            await start_service(nursery, own_pg.url)
+            await trio.to_thread.run_sync(own_pg.stop)  # a fast shutdown
+            with trio.fail_after(30):
+                await handler.restarting.wait()
+            nursery.cancel_scope.cancel()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
