@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,16 +31,10 @@ from test_client_writes import (  # the same fixtures and raw client
     pg,
 )
 
+from _ports import free_port
 from electric_trio.pg import Connection, PgError
 
 __all__ = ["db", "mode", "pg"]  # fixtures used by name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _Service:
@@ -51,17 +44,17 @@ class _Service:
         #: Where each run's output goes (``service-<n>.log``); None: the test's own output.
         self.logs = logs
         self.runs: list[Path] = []
-        self.http_port = _free_port()
+        self.http_port = free_port()
         self.env = {
             **os.environ,
             "DATABASE_URL": url,
             "HTTP_PORT": str(self.http_port),
-            "PG_PROXY_PORT": str(_free_port()),
+            "PG_PROXY_PORT": str(free_port()),
             "PG_PROXY_PASSWORD": "proxy",
             "AUTH_MODE": "insecure",
             "ELECTRIC_WRITE_TO_PG_MODE": mode,
             "LOGICAL_PUBLISHER_HOST": "127.0.0.1",
-            "LOGICAL_PUBLISHER_PORT": str(_free_port()),
+            "LOGICAL_PUBLISHER_PORT": str(free_port()),
             "LOG_LEVEL": "info",
         }
         self.proc: subprocess.Popen[bytes] | None = None

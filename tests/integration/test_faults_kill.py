@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import trio
 from test_client_writes import db, pg
-from test_client_writes_restart import _free_port, _Service
+from test_client_writes_restart import _Service
 from test_satellite_official_client import make_config
 
+from _ports import free_port
 from electric_trio.ddlx.history import MigrationHistory
 from electric_trio.pg import Connection, parse_lsn
 from electric_trio.service import Service, serve
@@ -48,7 +49,7 @@ AUDIT = (
 def service_process(db: str) -> Iterator[_Service]:
     service = _Service(db, "direct_writes")
     service.env["LOG_LEVEL"] = "info"  # (shown with a failure: resumes and refusals)
-    service.env["HTTP_PORT"] = str(_free_port())  # kept across restarts: clients reconnect
+    service.env["HTTP_PORT"] = str(free_port())  # kept across restarts: clients reconnect
     service.http_port = int(service.env["HTTP_PORT"])
     try:
         yield service

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,22 +17,16 @@ from test_faults import ITEMS, Replica, converge
 from test_satellite_protocol import client, migration_sql, sql, start_service, wait_versions
 from test_shapes_protocol import request, select, subscribe
 
+from _ports import free_port
 from electric_trio.pg import PgError, connect
 from electric_trio.pg.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def own_pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path / "data", port=_free_port(), fast=True) as pg:
+    with EmbeddedPostgres(tmp_path / "data", port=free_port(), fast=True) as pg:
         yield pg
 
 

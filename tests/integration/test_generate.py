@@ -6,7 +6,6 @@ introspection works through the proxy tunnel, and bad input gives one clear line
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import trio
 from test_proxy import Running, db, make_config
 from test_proxy_tunnel import start_tunnelled
 
+from _ports import free_port
 from electric_trio.client.data import SqliteExecutor
 from electric_trio.client.triggers import initial_migration_statements
 from electric_trio.pg import connect
@@ -256,13 +256,6 @@ def http_answer(status: str, body: bytes, content_type: str = "application/zip")
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_bad_input_gives_one_line_and_a_failure(

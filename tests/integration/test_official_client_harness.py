@@ -14,7 +14,6 @@ import json
 import math
 import os
 import signal
-import socket
 import uuid
 import zipfile
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
+from _ports import free_port
 from electric_trio.ddlx.migration import MigrateOp, apply_migration
 from electric_trio.ddlx.schema import Schema
 from official_client import (
@@ -42,13 +42,6 @@ ITEMS_DDL = "CREATE TABLE items (id text PRIMARY KEY, title text, done int4);"
 def items_setup() -> tuple[dict[str, Any], dict[str, Any]]:
     migration, schema = migration_from_ddl("20240101000000", ITEMS_DDL)
     return describe_schema(schema), migration
-
-
-def free_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_driver_starts_and_answers(official_client: OfficialClientFactory) -> None:

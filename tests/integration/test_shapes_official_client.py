@@ -9,13 +9,13 @@ reconnects resumes its subscription without subscribing again.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import trio
 from test_satellite_official_client import db, make_config, start, url_of, wait_versions  # noqa: F401
 from test_satellite_protocol import sql
 
+from _ports import free_port
 from electric_trio.pg import connect
 from electric_trio.service import Service
 from official_client import OfficialClient, OfficialClientFactory, describe_schema
@@ -148,12 +148,6 @@ async def subscription_ids(url: str) -> set[str]:
     async with await connect(url) as conn:
         rows = await conn.fetch("SELECT subscription_id FROM electric.client_shape_subscriptions")
     return {r[0] for r in rows}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_clients_catch_up_after_a_service_restart_without_resetting(
