@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,9 @@ same client processes. Floor strategies: *writers*, a writer task per connection
 channel of 30 messages; *broadcaster*, one loop awaiting `send_message` on each connection in
 turn. *Ours*: `electric-trio serve` (AUTH_MODE=insecure, direct writes) in its own process, on
 an embedded PostgreSQL with fsync on. The clients: {procs} plain-Python process(es), one `epoll`
-loop each, reading only frame headers and the begin of each `SatOpLog`, acknowledging every
-{ack} transactions to both servers. *Sustained*: {rows} transactions committed back to back by
+loop each, reading only frame headers and the begin of each `SatOpLog` (into one reused
+receive buffer), acknowledging every {ack} transactions to both servers (client frames with a
+zero masking key). *Sustained*: {rows} transactions committed back to back by
 one connection (the floor: {rows} messages sent as fast as it goes), delivered txn/s from the
 first commit timestamp to the last client's receipt of the last transaction, messages/s = txn/s
 x clients; best of {repeat}, interleaved. *Paced*: {rates} txn/s for {seconds:g} s each, latency =
@@ -116,6 +117,14 @@ def _rates(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _floors(text: str) -> tuple[str, ...]:
+    names = () if text == "none" else tuple(text.split(","))
+    for name in names:
+        if name not in (*STRATEGIES, PROTOTYPE):
+            raise argparse.ArgumentTypeError(f"unknown floor strategy {name!r}")
+    return names
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--clients", type=int, default=1000)
@@ -123,12 +132,16 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     extra.add_argument("--seconds", type=float)
     extra.add_argument("--client-processes", type=int, default=1)
     extra.add_argument("--profile", type=Path)
+    extra.add_argument("--floors", type=_floors, default=(*STRATEGIES, PROTOTYPE))
+    extra.add_argument("--detail", action="store_true")
     known, rest = extra.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:
         print(
             "fanout options: --clients N (1000), --rates TXN_PER_S,... (1,5), --seconds S"
             " (6; 3 with --quick), --client-processes N (1), --profile DIR (py-spy --native of the"
-            " service during a sustained run)"
+            " service during a sustained run), --floors NAME,... (writers,broadcaster,prebuilt;"
+            " 'none': ours alone, nothing recorded), --detail (the slowest transactions of each"
+            " paced run)"
         )
     args = parse_args(
         rest,
@@ -147,6 +160,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         setattr(args, key, value)
     if args.seconds is None:
         args.seconds = 3.0 if args.quick else 6.0
+    if set(args.floors) != {*STRATEGIES, PROTOTYPE}:
+        args.record = False  # a partial run is not a result
     return args
 
 
@@ -283,7 +298,26 @@ class ClientPool:
             last_receipt=max(e["last_receipt"] for e in events),
             client_cpu=sum(e["cpu"] for e in events),
             frame=next((base64.b64decode(e["frame"]) for e in events if e["frame"]), None),
+            per_txn=_merge_per_txn(e.get("per_txn", []) for e in events),
         )
+
+
+def _merge_per_txn(reports: Iterable[list[list[float]]]) -> list[list[float]]:
+    """The client processes' per-transaction figures, as one list by commit time:
+    ``[transaction id, commit time (ms), deliveries, worst latency (ms), first and last
+    receipt (s)]``."""
+    merged: dict[tuple[float, float], list[float]] = {}
+    for report in reports:
+        for txid, ts, count, worst, first, last in report:
+            row = merged.get((txid, ts))
+            if row is None:
+                merged[(txid, ts)] = [txid, ts, count, worst, first, last]
+            else:
+                row[2] += count
+                row[3] = max(row[3], worst)
+                row[4] = min(row[4], first)
+                row[5] = max(row[5], last)
+    return sorted(merged.values(), key=lambda row: row[1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +327,7 @@ class Delivery:
     last_receipt: float
     client_cpu: float
     frame: bytes | None
+    per_txn: list[list[float]]
 
     @property
     def seconds(self) -> float:
@@ -309,6 +344,7 @@ class Run:
     server_cpu: float
     client_cpu: float
     hist: Histogram
+    per_txn: list[list[float]] = dataclasses.field(default_factory=list)
 
     @property
     def txn_per_s(self) -> float:
@@ -321,6 +357,11 @@ class Run:
     @property
     def cpu_us_per_message(self) -> float:
         return self.server_cpu * 1e6 / (self.txns * self.clients)
+
+    @property
+    def client_us_per_message(self) -> float:
+        """The client processes' CPU per message received (µs)."""
+        return self.client_cpu * 1e6 / (self.txns * self.clients)
 
 
 # -- the service and Postgres ------------------------------------------------------------------
@@ -571,6 +612,7 @@ async def _run(
                 cpu_seconds(floor_pid) - cpu,
                 delivery.client_cpu,
                 delivery.hist,
+                delivery.per_txn,
             )
 
         async def ours_run(count: int, rate: float | None, profile: Path | None = None) -> Run:
@@ -590,6 +632,7 @@ async def _run(
                 cpu_seconds(service.pid) - cpu,
                 delivery.client_cpu,
                 delivery.hist,
+                delivery.per_txn,
             )
 
         rows = args.rows
@@ -599,14 +642,16 @@ async def _run(
             ours.sustained.append(run)
             line = [
                 f"ours {run.messages_per_s:,.0f} msg/s ({run.txn_per_s:.1f} txn/s,"
-                f" {run.cpu_us_per_message:.1f} µs CPU/msg)"
+                f" {run.cpu_us_per_message:.1f} µs CPU/msg, clients"
+                f" {run.client_us_per_message:.1f})"
             ]
-            for strategy in (*STRATEGIES, PROTOTYPE):
+            for strategy in args.floors:
                 run = await floor_run(strategy, rows, None)
                 results.floor[strategy].sustained.append(run)
                 line.append(
                     f"{strategy} {run.messages_per_s:,.0f} msg/s"
-                    f" ({run.cpu_us_per_message:.1f} µs CPU/msg)"
+                    f" ({run.cpu_us_per_message:.1f} µs CPU/msg, clients"
+                    f" {run.client_us_per_message:.1f})"
                 )
             progress.step(f"sustained {i + 1}/{args.repeat}: " + "; ".join(line))
 
@@ -614,10 +659,14 @@ async def _run(
             count = max(1, round(rate * args.seconds))
             run = ours.paced[rate] = await ours_run(count, rate)
             line = [_latency("ours", run)]
-            for strategy in (*STRATEGIES, PROTOTYPE):
+            details = [_slowest("ours", run)]
+            for strategy in args.floors:
                 run = results.floor[strategy].paced[rate] = await floor_run(strategy, count, rate)
                 line.append(_latency(strategy, run))
+                details.append(_slowest(strategy, run))
             progress.step(f"paced at {rate:g} txn/s: " + "; ".join(line))
+            if args.detail:
+                print("\n".join(details), file=sys.stderr, flush=True)
         every = ours.sustained + [r for s in results.floor.values() for r in s.sustained]
         results.client_cpu_share = [f"{r.client_cpu / r.seconds:.2f}" for r in every]
         if args.profile is not None:
@@ -644,6 +693,20 @@ def _latency(name: str, run: Run) -> str:
     )
 
 
+def _slowest(name: str, run: Run, top: int = 5) -> str:
+    """The transactions of a run with the worst deliveries: when each was committed (s from
+    the first), its worst latency and the spread of its receipts."""
+    if not run.per_txn:
+        return f"  {name}: no per-transaction figures"
+    start = run.per_txn[0][1]
+    worst = sorted(run.per_txn, key=lambda row: -row[3])[:top]
+    return f"  {name} slowest of {len(run.per_txn)}: " + ", ".join(
+        f"@{(ts - start) / 1000:.1f}s {worst_ms:.0f} ms"
+        f" (first {first * 1000 - ts:.0f}, spread {(last - first) * 1000:.0f} ms, n={count:.0f})"
+        for _, ts, count, worst_ms, first, last in worst
+    )
+
+
 def _service_code() -> str:
     where = Path(electric_trio.__file__).resolve().parent
     if where.is_relative_to(REPO_ROOT):
@@ -667,6 +730,9 @@ def main(argv: Sequence[str]) -> int:
     ours = results.ours
     assert ours is not None
     n = args.clients
+    if set(args.floors) != {*STRATEGIES, PROTOTYPE}:
+        progress.step("not every floor ran: no report (see the lines above)")
+        return 0
     measurements = tuple(
         Measurement(
             figure=f"sustained delivery vs {STRATEGY_NAMES[s]}, messages/s",

@@ -14,6 +14,7 @@ from benches._fanout_profile import frame_name, summarize
 from benches._fanout_wire import (
     OP_BINARY,
     OP_PING,
+    ZERO_MASK,
     FrameError,
     Histogram,
     client_frame,
@@ -94,11 +95,12 @@ def test_parse_frames_leaves_a_partial_frame() -> None:
         parse_frames(client_frame(OP_BINARY, b"masked"))
 
 
+@pytest.mark.parametrize("mask", [None, ZERO_MASK])
 @pytest.mark.parametrize("size", [0, 3, 125, 126, 70000])
-def test_client_frames_are_read_by_a_wsproto_server(size: int) -> None:
+def test_client_frames_are_read_by_a_wsproto_server(size: int, mask: bytes | None) -> None:
     server = wsproto_server()
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    server.receive_data(client_frame(OP_BINARY, payload) + client_frame(OP_PING, b"p"))
+    server.receive_data(client_frame(OP_BINARY, payload, mask) + client_frame(OP_PING, b"p", mask))
     events = list(server.events())
     assert isinstance(events[0], wsproto.events.BytesMessage)
     assert events[0].data == payload
@@ -208,3 +210,21 @@ def test_the_paced_rates_option() -> None:
     assert (args.rates, args.clients, args.repeat, args.record) == ((1.0, 5.0), 1000, 2, True)
     with pytest.raises(SystemExit):
         fanout._parse(["--rates", "0"])
+
+
+def test_the_floors_option_runs_a_part_and_records_nothing() -> None:
+    assert fanout._parse([]).floors == ("writers", "broadcaster", "prebuilt")
+    args = fanout._parse(["--floors", "prebuilt"])
+    assert (args.floors, args.record) == (("prebuilt",), False)
+    assert fanout._parse(["--floors", "none"]).floors == ()
+    with pytest.raises(SystemExit):
+        fanout._parse(["--floors", "nope"])
+
+
+def test_per_transaction_figures_merge_across_client_processes() -> None:
+    one = [[7, 1000, 500, 12.0, 1.0, 1.02], [8, 1200, 500, 9.0, 1.2, 1.21]]
+    two = [[7, 1000, 500, 30.0, 1.001, 1.03]]
+    assert fanout._merge_per_txn([one, two]) == [
+        [7, 1000, 1000, 30.0, 1.0, 1.03],
+        [8, 1200, 500, 9.0, 1.2, 1.21],
+    ]
