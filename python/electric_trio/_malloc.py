@@ -14,7 +14,8 @@ the threshold fixed. Fixed (at glibc's own initial value: setting it stops the a
 buffers keep their own mappings and the heap holds the small blocks only.
 
 Linux with glibc only; nothing is changed when the environment tunes malloc itself
-(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ...: glibc read those already).
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ..., or a ``glibc.malloc.*`` tunable
+in ``GLIBC_TUNABLES``: glibc read those already, and an operator's choice stands).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def fix_thresholds(environ: dict[str, str] | None = None) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     if any(k.startswith("MALLOC_") and k.endswith("_") for k in env):
+        return False
+    if any(t.strip().startswith("glibc.malloc.") for t in env.get("GLIBC_TUNABLES", "").split(":")):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
