@@ -119,6 +119,22 @@ async def test_a_streamed_transaction_commits_and_a_small_one_follows_without_mo
     assert ids == list(range(1, rows + 2))
 
 
+async def test_keepalives_that_ask_for_a_reply_keep_a_quiet_stream_open(db: str) -> None:
+    # The walsender ends a stream whose reader has not answered within wal_sender_timeout; it
+    # asks for an answer at half of it. No periodic status update helps here (every 60 s).
+    txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)
+    async with trio.open_nursery() as nursery:
+        _, scope = await start_reader(
+            nursery, db, txlog, options={"wal_sender_timeout": "1s"}, status_interval=60.0
+        )
+        await trio.sleep(3)
+        async with await connect(db) as c:
+            await c.execute("INSERT INTO items VALUES (1, 'after a quiet while')")
+        txns = await wait_for_changes(txlog, 1)
+        scope.cancel()
+    assert [new["id"] for t in txns for _, _, _, new, _, _ in t.changes()] == [1]
+
+
 async def test_retained_wal_stays_bounded_without_published_writes(db: str) -> None:
     window = 1 << 20
     txlog: TransactionLog[Any] = TransactionLog(max_wal_distance=1 << 30)

@@ -11,7 +11,7 @@ import trio
 
 from .. import _native
 from ..errors import ProtocolError
-from ._errors import PgError
+from ._errors import ConnectionLostError, PgError
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -137,6 +137,28 @@ class ReplicationStream:
         if not data:
             raise conn._lost(EOFError("server closed the connection"))
         return bytes(data)
+
+    def direct_socket(self) -> trio.socket.SocketType | None:
+        """The connection's socket, for a decoder that receives from it itself
+        (``ElectricDecoder.read_socket``: into a buffer it keeps, no Python object per
+        receive), when it may: a plain socket (not TLS), no bytes received and not read yet
+        (:meth:`receive_wire` returns those first), the stream running. Report a failed
+        receive with :meth:`lost`."""
+        conn = self._conn
+        stream = conn._stream
+        if (
+            self.stopped
+            or self._pending
+            or conn._reader.buffered
+            or not isinstance(stream, trio.SocketStream)
+        ):
+            return None
+        return stream.socket
+
+    def lost(self, cause: BaseException) -> ConnectionLostError:
+        """The error to raise when a receive from :meth:`direct_socket` failed with ``cause``
+        (the connection is then broken)."""
+        return self._conn._lost(cause)
 
     def unread(self, data: bytes) -> None:
         """Gives back bytes of :meth:`receive_wire` that the caller did not handle."""

@@ -238,6 +238,31 @@ impl ElectricDecoder {
         })
     }
 
+    /// One receive from the socket `fd` (non-blocking, into a buffer the decoder keeps),
+    /// decoded as `decode_wire` decodes its bytes: (the transactions completed, the bytes
+    /// received), or None when nothing was ready to receive. No Python object per receive.
+    /// Raises OSError when the receive fails, EOFError when the server closed the connection.
+    #[allow(clippy::type_complexity)]
+    fn read_socket(
+        &mut self,
+        py: Python<'_>,
+        fd: i32,
+    ) -> PyResult<Option<(Vec<Py<PyElectricTransaction>>, usize)>> {
+        errors::guard(|| match self.state.read_fd(py, fd, fold_all) {
+            Ok(None) => Ok(None),
+            Ok(Some((folded, received, error))) => {
+                Ok(Some((into_py(py, folded, error)?, received)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(pyo3::exceptions::PyEOFError::new_err(e.to_string()))
+            }
+            Err(e) => Err(pyo3::exceptions::PyOSError::new_err((
+                e.raw_os_error().unwrap_or(0),
+                e.to_string(),
+            ))),
+        })
+    }
+
     /// The bytes `decode_wire` did not read, from the first message that is not CopyData on;
     /// empty while the stream holds nothing else.
     fn take_unhandled<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {

@@ -273,6 +273,8 @@ pub(crate) struct StreamState {
     /// frame, or (when `wire_stopped`) everything from the first frame that is not one.
     wire: Vec<u8>,
     wire_stopped: bool,
+    /// The buffer of `read_fd`'s receives, allocated at the first and kept.
+    read_buf: Vec<u8>,
 }
 
 /// What a decode step gives back: completed transactions (through `then`), the
@@ -295,6 +297,58 @@ fn split_decoded<T>(
     (then(txns), messages, error)
 }
 
+/// The most bytes one receive of `StreamState::read_fd` takes.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Decodes the CopyData frames of `data`, after the partial frame kept in `wire` (see
+/// `StreamState::decode_wire`), appending what completes to `out`.
+fn wire_step(
+    inner: &mut Decoder,
+    wire: &mut Vec<u8>,
+    wire_stopped: &mut bool,
+    data: &[u8],
+    out: &mut Vec<Decoded>,
+) -> Option<StreamError> {
+    if *wire_stopped {
+        wire.extend_from_slice(data);
+        return None;
+    }
+    let joined = !wire.is_empty();
+    if joined {
+        wire.extend_from_slice(data);
+    }
+    let buf: &[u8] = if joined { wire } else { data };
+    let mut pos = 0;
+    let mut error = None;
+    while pos < buf.len() {
+        if buf[pos] != COPY_DATA {
+            *wire_stopped = true;
+            break;
+        }
+        match split_frame(&buf[pos..], DEFAULT_MAX_MESSAGE) {
+            Ok(Some(frame)) => {
+                pos += frame.wire_len();
+                if let Err(e) = inner.decode_payload(frame.body, out) {
+                    error = Some(e);
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // The connection's reader reports it.
+            Err(_) => {
+                *wire_stopped = true;
+                break;
+            }
+        }
+    }
+    if joined {
+        wire.drain(..pos);
+    } else {
+        wire.extend_from_slice(&data[pos..]);
+    }
+    error
+}
+
 impl StreamState {
     pub(crate) fn new() -> Self {
         StreamState {
@@ -303,6 +357,7 @@ impl StreamState {
             dropped_messages: 0,
             wire: Vec::new(),
             wire_stopped: false,
+            read_buf: Vec::new(),
         }
     }
 
@@ -335,47 +390,62 @@ impl StreamState {
         } = self;
         let (result, messages, error) = py.detach(|| {
             let mut out = Vec::new();
-            if *wire_stopped {
-                wire.extend_from_slice(data);
-                return split_decoded(out, then, None);
-            }
-            let joined = !wire.is_empty();
-            if joined {
-                wire.extend_from_slice(data);
-            }
-            let buf: &[u8] = if joined { wire } else { data };
-            let mut pos = 0;
-            let mut error = None;
-            while pos < buf.len() {
-                if buf[pos] != COPY_DATA {
-                    *wire_stopped = true;
-                    break;
-                }
-                match split_frame(&buf[pos..], DEFAULT_MAX_MESSAGE) {
-                    Ok(Some(frame)) => {
-                        pos += frame.wire_len();
-                        if let Err(e) = inner.decode_payload(frame.body, &mut out) {
-                            error = Some(e);
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    // The connection's reader reports it.
-                    Err(_) => {
-                        *wire_stopped = true;
-                        break;
-                    }
-                }
-            }
-            if joined {
-                wire.drain(..pos);
-            } else {
-                wire.extend_from_slice(&data[pos..]);
-            }
+            let error = wire_step(inner, wire, wire_stopped, data, &mut out);
             split_decoded(out, then, error)
         });
         self.queue_messages(messages);
         (result, error)
+    }
+
+    /// One receive from the socket `fd` (non-blocking, into a buffer kept between calls) and
+    /// its bytes decoded as [`Self::decode_wire`] does, all without the GIL: no Python object
+    /// per receive. `Ok(None)` when nothing was ready (the receive would block); the number
+    /// of bytes received with the result otherwise; an error of kind `UnexpectedEof` when the
+    /// peer closed the connection.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn read_fd<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        fd: i32,
+        then: impl FnOnce(Vec<Transaction>) -> T + Send,
+    ) -> std::io::Result<Option<(T, usize, Option<StreamError>)>> {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let StreamState {
+            inner,
+            wire,
+            wire_stopped,
+            read_buf,
+            ..
+        } = self;
+        if read_buf.is_empty() {
+            *read_buf = vec![0; READ_SIZE];
+        }
+        let step = py.detach(|| {
+            // SAFETY: the caller keeps the socket open for the call; ManuallyDrop leaves it open.
+            let mut sock = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+            let n = loop {
+                match sock.read(read_buf) {
+                    Ok(0) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "server closed the connection",
+                        ))
+                    }
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            };
+            let mut out = Vec::new();
+            let error = wire_step(inner, wire, wire_stopped, &read_buf[..n], &mut out);
+            Ok(Some((split_decoded(out, then, error), n)))
+        })?;
+        Ok(step.map(|((result, messages, error), n)| {
+            self.queue_messages(messages);
+            (result, n, error)
+        }))
     }
 
     /// The bytes `decode_wire` stopped at (a message other than CopyData first), to be read by
