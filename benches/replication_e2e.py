@@ -96,8 +96,12 @@ Client and server share the machine.
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    return parse_args(
-        argv,
+    # One option of its own: the reader's read coalescing (default: the service's).
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--coalesce", type=float, default=None)
+    known, rest = own.parse_known_args(argv)
+    args = parse_args(
+        rest,
         prog="python -m benches replication-e2e",
         description=(
             "Postgres commit -> transaction log: the service's reader against "
@@ -106,6 +110,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         rows_help="rows per repetition",
         quick_rows=100_000,
     )
+    args.coalesce = known.coalesce
+    return args
 
 
 # -- what a run measured ---------------------------------------------------------------------
@@ -321,11 +327,10 @@ async def run_pg_recvlogical(pg_recvlogical: Path, url: str, workload: Workload)
     return Run(seconds=seconds, cpu=cpu, walsender_cpu=None)
 
 
-async def run_reader(url: str, workload: Workload) -> Run:
+async def run_reader(url: str, workload: Workload, coalesce: float | None = None) -> Run:
     txlog: TransactionLog[Any] = TransactionLog(TXN_CACHE_SIZE)
-    serve = functools.partial(
-        serve_replication, ConnectParams.from_url(url), txlog, ReaderSettings()
-    )
+    settings = ReaderSettings() if coalesce is None else ReaderSettings(coalesce=coalesce)
+    serve = functools.partial(serve_replication, ConnectParams.from_url(url), txlog, settings)
     timeout = 60 + workload.rows / 10_000
     async with trio.open_nursery() as nursery:
         cpu = time.process_time()
@@ -372,7 +377,12 @@ class Results:
 
 
 async def _bench(
-    url: str, pg_recvlogical: Path, rows: int, repeat: int, progress: Progress
+    url: str,
+    pg_recvlogical: Path,
+    rows: int,
+    repeat: int,
+    progress: Progress,
+    coalesce: float | None = None,
 ) -> Results:
     results = Results()
     await _create_database(url)
@@ -386,7 +396,7 @@ async def _bench(
                 workload = await _prepare(db_url, rows, progress)
                 results.wal_bytes = workload.end_lsn - workload.start_lsn
                 contenders = {
-                    "ours": functools.partial(run_reader, db_url, workload),
+                    "ours": functools.partial(run_reader, db_url, workload, coalesce),
                     "pg_recvlogical": functools.partial(
                         run_pg_recvlogical, pg_recvlogical, db_url, workload
                     ),
@@ -445,7 +455,9 @@ def main(argv: Sequence[str]) -> int:
         [str(pg_recvlogical), "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
     with postgres(progress) as target:
-        results = trio.run(_bench, target.url, pg_recvlogical, args.rows, args.repeat, progress)
+        results = trio.run(
+            _bench, target.url, pg_recvlogical, args.rows, args.repeat, progress, args.coalesce
+        )
     rows = args.rows
     measurement = Measurement(
         figure="Postgres commit -> consumer, rows/s",
@@ -503,7 +515,8 @@ def main(argv: Sequence[str]) -> int:
         peer="pg_recvlogical",
         measurements=tuple(measurements),
         command=command_line([NAME, *argv]),
-        settings=f"{rows:,} rows per repetition, best of {args.repeat} repetitions",
+        settings=f"{rows:,} rows per repetition, best of {args.repeat} repetitions"
+        + ("" if args.coalesce is None else f", the reader's coalesce = {args.coalesce:g} s"),
         facts=facts,
     )
     print(report.to_text(), flush=True)
