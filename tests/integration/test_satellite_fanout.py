@@ -99,3 +99,43 @@ async def test_a_client_parked_on_a_quiet_table_gets_its_rows_at_their_positions
                 got = await until(a, m.SatOpLog)
             assert ops(got, quiet) == [("insert", "idle_items", "3")]
             assert _lsns(got)[0] > last_other
+
+
+async def test_a_client_whose_window_fills_gets_the_rest_in_order_once_it_acknowledges(
+    service: Service,  # noqa: F811 (fixture)
+    db: str,  # noqa: F811 (fixture)
+) -> None:
+    await sql(db, migration_sql("1", "items"))
+    await wait_versions(service, 1)
+    known: dict[int, m.SatRelation] = {}
+    async with client(service) as slow, client(service) as keen:
+        for c, client_id in ((slow, "slow"), (keen, "keen")):
+            await started(service, c, client_id)
+            assert (await subscribe(c, request(select("items")))).err is None
+            frames = await until(c, m.SatSubsDataEnd)
+            ops(frames, known)
+            await ack(c, frames)  # the migration's transaction
+        # keen acknowledges as it goes; slow does not, and its window of 30 fills.
+        async with await connect(db) as conn:
+            for i in range(35):
+                await conn.execute(f"INSERT INTO items VALUES ({i}, 'x')")
+        keen_got: list[m.FrameMessage] = []
+        for _ in range(7):
+            frames = await keen.transactions(5)
+            await ack(keen, frames)
+            keen_got += frames
+        assert ops(keen_got, known) == [("insert", "items", str(i)) for i in range(35)]
+        first = await slow.transactions(30)
+        await slow.nothing_for(0.3)  # the window is full
+        await ack(slow, first)
+        rest = await slow.transactions(5)
+        assert ops(first + rest, known) == [("insert", "items", str(i)) for i in range(35)]
+        await ack(slow, rest)
+        # Both are served as before, one transaction at a time.
+        async with await connect(db) as conn:
+            for i in range(35, 40):
+                await conn.execute(f"INSERT INTO items VALUES ({i}, 'x')")
+                for c in (slow, keen):
+                    frames = await c.transactions(1)
+                    assert ops(frames, known) == [("insert", "items", str(i))]
+                    await ack(c, frames)

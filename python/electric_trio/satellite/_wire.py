@@ -7,10 +7,13 @@ connection (handshake, reading, pings, close); this only writes complete binary 
 its stream lock, between its own messages.
 
 :func:`write_now` writes without yielding to the scheduler (one system call, no task switch);
-the server's fan-out does the same from Rust (``_native.fanout_send``, to :func:`socket_fd`).
+the server's fan-out does the same from Rust (``_native.fanout_send``, to the descriptor
+:func:`socket_fileno` gives).
 When the socket takes only part of the bytes, the rest goes out from a task of the session
 (:func:`write_rest`), the stream lock held until it is done. For that the connection's lock is
-a semaphore (:func:`adopt`), which any task may release.
+a semaphore (:class:`StreamLock`, installed by :func:`adopt`), which any task may release, and
+which reports each time it is taken or given back (the fan-out keeps the set of sessions it may
+write to at once up to date from such reports, instead of asking each session per transaction).
 
 A client that stops taking bytes holds at most one write of ours (there is no queue behind it:
 the stream makes the next transaction once this one is written, the window bounds the rest);
@@ -31,12 +34,13 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 __all__ = [
+    "StreamLock",
     "adopt",
     "can_write_now",
     "frame",
     "send_framed",
     "send_frames",
-    "socket_fd",
+    "socket_fileno",
     "write_now",
     "write_rest",
 ]
@@ -107,11 +111,54 @@ _FILENO = "_electric_fileno"
 _SEND_TIMEOUT = "_electric_send_timeout"
 
 
-def adopt(ws: WebSocketConnection, send_timeout: float | None = None) -> None:
-    """Makes the connection's stream lock one that :func:`write_now` can hand to a task; a
-    write to it of which the client takes no 64 KiB part within ``send_timeout`` seconds
-    closes the connection."""
-    ws._stream_lock = trio.Semaphore(1)  # type: ignore[assignment]
+class StreamLock:
+    """A connection's stream lock as :func:`adopt` makes it: a semaphore of one (any task may
+    release it, so a write's rest can go out from a task of its own) that calls ``changed``
+    each time it is taken or given back. trio-websocket takes it with ``async with``."""
+
+    __slots__ = ("_semaphore", "changed")
+
+    def __init__(self, changed: Callable[[], object] | None = None) -> None:
+        self._semaphore = trio.Semaphore(1)
+        self.changed = changed
+
+    @property
+    def value(self) -> int:
+        """1 when free, 0 when held."""
+        return self._semaphore.value
+
+    def acquire_nowait(self) -> None:
+        self._semaphore.acquire_nowait()
+        if self.changed is not None:
+            self.changed()
+
+    async def acquire(self) -> None:
+        await self._semaphore.acquire()
+        if self.changed is not None:
+            self.changed()
+
+    def release(self) -> None:
+        self._semaphore.release()
+        if self.changed is not None:
+            self.changed()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def adopt(
+    ws: WebSocketConnection,
+    send_timeout: float | None = None,
+    changed: Callable[[], object] | None = None,
+) -> None:
+    """Makes the connection's stream lock one that :func:`write_now` can hand to a task
+    (:class:`StreamLock`, calling ``changed`` as it is taken and given back); a write to it of
+    which the client takes no 64 KiB part within ``send_timeout`` seconds closes the
+    connection."""
+    ws._stream_lock = StreamLock(changed)  # type: ignore[assignment]
     setattr(ws, _SEND_TIMEOUT, send_timeout)
     stream: Any = ws._stream
     inner = getattr(stream, "stream", stream)  # the HTTP server's ReplayStream
@@ -127,7 +174,7 @@ def can_write_now(ws: WebSocketConnection) -> bool:
     lock = ws._stream_lock
     return (
         not ws._close_reason
-        and isinstance(lock, trio.Semaphore)
+        and isinstance(lock, StreamLock)
         and lock.value == 1
         and getattr(ws, _FILENO, None) is not None
     )
@@ -149,11 +196,12 @@ def write_now(ws: WebSocketConnection, data: bytes, spawn: Callable[..., object]
     write_rest(ws, data, sent, spawn)
 
 
-def socket_fd(ws: WebSocketConnection) -> int:
-    """The descriptor of the connection's socket, for a write that does not wait (after
-    :func:`can_write_now`); -1 once it is closed."""
+def socket_fileno(ws: WebSocketConnection) -> Callable[[], int]:
+    """What gives the descriptor of the connection's socket (-1 once it is closed), for a
+    write that does not wait (after :func:`can_write_now`): the fan-out keeps it while the
+    session is parked and calls it per transaction."""
     fileno: Callable[[], int] = getattr(ws, _FILENO)
-    return fileno()
+    return fileno
 
 
 def write_rest(
@@ -166,12 +214,12 @@ def write_rest(
     if sent < 0 or sent == len(data):
         return
     lock = ws._stream_lock
-    assert isinstance(lock, trio.Semaphore)
+    assert isinstance(lock, StreamLock)
     lock.acquire_nowait()
     spawn(_finish, ws, memoryview(data)[sent:], lock)
 
 
-async def _finish(ws: WebSocketConnection, rest: memoryview, lock: trio.Semaphore) -> None:
+async def _finish(ws: WebSocketConnection, rest: memoryview, lock: StreamLock) -> None:
     try:
         await _send_all(ws, rest)
     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):

@@ -31,7 +31,7 @@ from . import _graph_store
 from ._collect import SessionCollector
 from ._data_pool import DataPool
 from ._db import PostgresUnavailableError, SessionDatabase
-from ._wire import socket_fd
+from ._wire import socket_fileno
 from .auth import Authenticator
 from .messages import (
     MAX_FRAME_LEN,
@@ -224,6 +224,10 @@ class SatelliteServer:
         self.live: set[Session] = set()
         self._live_tables: dict[tuple[str, str], set[Session]] = {}
         self._live_every: set[Session] = set()
+        #: The parked sessions the fan-out may not write to at once (``can_stream_now`` is
+        #: false: a lock held, a full window...), kept as each session reports a change
+        #: (:meth:`ready_changed`): a transaction asks no question of the others.
+        self._unready: set[Session] = set()
         #: The position up to which the fan-out has passed every transaction: a parked session
         #: no transaction since its own position concerned is at ``max(its position, this)``.
         self.live_position = 0
@@ -547,6 +551,15 @@ class SatelliteServer:
         every transaction concerns (a subscription's data is due at the next one)."""
         self.live.add(session)
         shapes = session.shapes
+        if shapes is not None:
+            session._fanout_target = (
+                shapes.graph,
+                session.client_id or "",
+                shapes.refs,
+                socket_fileno(session.ws),
+            )
+        if not session.can_stream_now():
+            self._unready.add(session)
         if shapes is None or session._deliveries:
             self._live_every.add(session)
             return
@@ -566,6 +579,7 @@ class SatelliteServer:
         self.settle(session)
         self.live.discard(session)
         self._live_every.discard(session)
+        self._unready.discard(session)
         tables, session._parked_on = session._parked_on, frozenset()
         buckets = self._live_tables
         for table in tables:
@@ -574,6 +588,14 @@ class SatelliteServer:
                 bucket.discard(session)
                 if not bucket:
                     del buckets[table]
+
+    def ready_changed(self, session: Session) -> None:
+        """A session reports that what ``can_stream_now`` reads changed."""
+        if session in self.live:
+            if session.can_stream_now():
+                self._unready.discard(session)
+            else:
+                self._unready.add(session)
 
     def repark(self, session: Session) -> None:
         """Indexes a parked session again (what concerns it changed: a delivery came)."""
@@ -659,25 +681,30 @@ class SatelliteServer:
             own = self.clients.get(origin)
             if own is not None and own in self.live:
                 concerned.add(own)
+        unready = concerned & self._unready
+        if unready:
+            concerned -= unready
         ready: list[Session] = []
-        graphs: list[_native.ShapeGraph] = []
-        client_ids: list[str] = []
-        refs: list[int] = []
-        fds: list[int] = []
+        targets = []
         for session in concerned:
             if session._position > previous:
                 continue  # parked ahead of the fan-out: it streamed this one itself
-            shapes = session.shapes
-            if shapes is not None and session.can_stream_now():
-                ready.append(session)
-                graphs.append(shapes.graph)
-                client_ids.append(session.client_id or "")
-                refs.append(shapes.refs.next)
-                fds.append(socket_fd(session.ws))
-            else:
+            target = session._fanout_target
+            if target is None or session.ws._close_reason:
+                unready.add(session)  # closed (by trio-websocket itself, unreported)
+                continue
+            ready.append(session)
+            targets.append(target)
+        for session in unready:
+            if session._position <= previous:
                 self._wake(session)
         if not ready:
             return
+        columns = list(zip(*targets, strict=True))
+        graphs: list[_native.ShapeGraph] = list(columns[0])
+        client_ids: list[str] = list(columns[1])
+        refs = [counter.next for counter in columns[2]]
+        fds = [fileno() for fileno in columns[3]]
         # Each client's frame goes to its socket as soon as its graph has processed the
         # transaction (in Rust, framed once per distinct frame): the first clients have it
         # while the last graphs are processed, and no Python runs before the last write.

@@ -122,13 +122,37 @@ def parse_lsn(raw: bytes) -> int | None:
     return value if value <= _MAX_LSN else None
 
 
-class _Window:
-    """Transactions sent and not yet acknowledged, at most ``size`` of them."""
+class _ReportingLock:
+    """A :class:`trio.Lock` that calls ``changed`` once taken and once given back: the
+    server's fan-out keeps the sessions it may write to at once from such reports."""
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("_changed", "_lock")
+
+    def __init__(self, changed: Callable[[], object]) -> None:
+        self._lock = trio.Lock()
+        self._changed = changed
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        self._changed()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self._changed()
+
+
+class _Window:
+    """Transactions sent and not yet acknowledged, at most ``size`` of them; ``changed`` is
+    called when a full window gets room, and when it is cleared."""
+
+    def __init__(self, size: int, changed: Callable[[], object] = lambda: None) -> None:
         self.size = size
         self._unacked: deque[int] = deque()
         self._changed = trio.Event()
+        self._room = changed
 
     def __len__(self) -> int:
         return len(self._unacked)
@@ -145,16 +169,20 @@ class _Window:
         among the unacknowledged ones."""
         if transaction_id not in self._unacked:
             return False
+        was_full = len(self._unacked) >= self.size
         while self._unacked.popleft() != transaction_id:
             pass
         self._changed.set()
         self._changed = trio.Event()
+        if was_full:
+            self._room()
         return True
 
     def clear(self) -> None:
         self._unacked.clear()
         self._changed.set()
         self._changed = trio.Event()
+        self._room()
 
 
 class _Delivery:
@@ -327,7 +355,7 @@ class Session:
         self._pending_subs: dict[str, _Delivery] = {}
         self._deliveries: list[_Delivery] = []
         #: Held while a transaction is turned into frames and sent, and while a GONE batch is.
-        self._graph_lock = trio.Lock()
+        self._graph_lock = _ReportingLock(self._ready_changed)
         #: The position of the last transaction streamed to the client.
         self._position = 0
         #: GONE batches of unsubscriptions to send again once replication starts (resume).
@@ -338,7 +366,7 @@ class Session:
         self.outbound: Outbound | None = None
         #: The client's own transactions (its relations and oplog frames).
         self.inbound = Inbound(self)
-        self.window = _Window(self.settings.unacked_window)
+        self.window = _Window(self.settings.unacked_window, self._ready_changed)
         self._request_ids = 0
         self._calls: dict[tuple[str, int], None] = {}
         self._streaming = False
@@ -346,7 +374,7 @@ class Session:
         self._stream_done = trio.Event()
         self._wait_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        self._send_lock = trio.Lock()
+        self._send_lock = _ReportingLock(self._ready_changed)
         self._heard = True
         self._pings = 0
         self._closing = False
@@ -355,7 +383,11 @@ class Session:
         self._wake = trio.Event()
         #: The tables the server's fan-out has this session parked on (see ``server.park``).
         self._parked_on: frozenset[tuple[str, str]] = frozenset()
-        adopt(ws, self.settings.send_timeout)
+        #: What the fan-out passes to Rust for this session while it is parked (see
+        #: ``server.park``): its graph, client id, additional-data refs, socket's fileno.
+        self._fanout_target: tuple[_native.ShapeGraph, str, RefCounter, Callable[[], int]] | None
+        self._fanout_target = None
+        adopt(ws, self.settings.send_timeout, self._ready_changed)
 
     # ---- lifetime ------------------------------------------------------------------------
 
@@ -394,6 +426,7 @@ class Session:
         if self._closing:
             return
         self._closing = True
+        self._ready_changed()
         log.log(
             log_level,
             "closing satellite connection client_id=%s remote=%s code=%s reason=%s",
@@ -920,6 +953,7 @@ class Session:
     async def _stop_replication(self, request: SatRpcRequest) -> None:
         # Stopping a stream that is not running is a no-op (the original crashed, close 1011).
         self._stopping = True
+        self._ready_changed()
         if self._streaming:
             if self._wait_scope is not None:
                 self._wait_scope.cancel()
@@ -1004,9 +1038,16 @@ class Session:
         """The fan-out leaves the next transactions to this session's own task."""
         self._wake.set()
 
+    def _ready_changed(self) -> None:
+        """Something :meth:`can_stream_now` reads changed (a lock taken or given back, the
+        window's room, stopping, closing): the server's fan-out updates its ready set."""
+        self.server.ready_changed(self)
+
     def can_stream_now(self) -> bool:
         """Whether the server's fan-out may send this caught-up session's next transaction
-        at once (:meth:`streamed_now`): nothing of its own to wait for or to send first."""
+        at once (:meth:`streamed_now`): nothing of its own to wait for or to send first. The
+        fan-out does not ask per transaction: it is told of every change
+        (:meth:`_ready_changed`) and keeps the sessions for which this is false."""
         return not (
             self.outbound is None
             or self.shapes is None
@@ -1054,7 +1095,10 @@ class Session:
                 shapes.refs.next += 1
                 shapes.pending_additional[ref] = (end, tuple(move_ins))
                 self._start_move_in(ref, move_ins)
-        self.window._unacked.append(xid)
+        window = self.window
+        window._unacked.append(xid)
+        if len(window._unacked) >= window.size:
+            self.server.ready_changed(self)
         if written == -1:
             write_now(self.ws, data, nursery.start_soon)
         else:
@@ -1182,6 +1226,7 @@ class Session:
     def _drop_delivery(self, delivery: _Delivery) -> None:
         if delivery in self._deliveries:
             self._deliveries.remove(delivery)
+            self._ready_changed()
         if delivery.subscription is not None:
             self._pending_subs.pop(delivery.subscription.id, None)
 
