@@ -87,7 +87,7 @@ async def test_committed_transactions_reach_the_log(db: str) -> None:
 async def test_a_streamed_transaction_commits_and_a_small_one_follows_without_more_traffic(
     db: str,
 ) -> None:
-    """With read coalescing on (off by default), while a transaction is partly received the
+    """With read coalescing (on by default), while a large transaction is partly received the
     reader lets the socket gather bytes before reading again (a low-water mark on it, for at
     most ``coalesce`` seconds): the commit of a transaction streamed while open, and a
     one-row transaction after it, each far smaller than that mark, still arrive with no

@@ -67,24 +67,22 @@ class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: gap instead of once per transaction (each update is a send and a wake-up of the
     #: walsender; at a thousand transactions a second that was a measurable share of both).
     status_gap: float = 0.02
-    #: How long the reader may wait before its next read, while a transaction is partly
-    #: received, for ``_GATHER_BYTES`` to arrive (none of its rows can be appended before its
-    #: commit anyway). The walsender sends each change in a segment of its own, and a reader
-    #: that read every segment as soon as it arrived (what it did on an idle machine) paid
+    #: How long the reader may wait before its next read, while a transaction of more than
+    #: ``_GATHER_BYTES`` is partly received, for ``_GATHER_BYTES`` more to arrive (none of its
+    #: rows can be appended before its commit anyway). The walsender sends each change in a
+    #: segment of its own, and a reader that read every segment as soon as it arrived paid
     #: its per-read cost (wake-up, receive, decode call, the loop's bookkeeping) every few
-    #: rows: more than decoding them. It delays a transaction's arrival in the log by this
-    #: much at most; 0 (the default) turns it off.
+    #: rows: about as much as decoding them. It delays a large transaction's arrival in the
+    #: log by this much at most; a transaction smaller than ``_GATHER_BYTES`` is never held
+    #: back. 0 turns it off.
     #:
-    #: Off by default: against PostgreSQL 15 the walsender then trickled a few hundred bytes
-    #: per wait (about 13,500 waits of the whole 1 ms for 1 MB of WAL in
-    #: test_faults_kill's replay test, against about 30 waits on PostgreSQL 18), so the
-    #: replay after a restart took over 10 s instead of under 2 s. Since, a wait followed by
-    #: a read still under ``_GATHER_BYTES`` ends the waits until the transaction's end (that
-    #: test: 6 s on PostgreSQL 15 with 1 ms). On an idle machine it then cut the reader's CPU
-    #: per row by about a quarter (1,100-3,000 bytes per read went to 4,000-6,000), but the
-    #: walsender's CPU per row rose by up to 15% in the same runs: left off until measured on a
-    #: quiet machine.
-    coalesce: float = 0.0
+    #: Only on a plain TCP connection that the decoder receives from itself (a low-water mark,
+    #: SO_RCVLOWAT, spares the wake-ups in between); never over TLS, where the walsender's
+    #: records came a few hundred bytes per wait (PostgreSQL 15's replay after a restart took
+    #: 13,500 waits of the whole 1 ms for 1 MB of WAL), nor on a Unix socket. A wait followed
+    #: by a read still under ``_GATHER_BYTES`` also ends the waits until the transaction's
+    #: end: the walsender is then not streaming freely.
+    coalesce: float = 0.001
     publication: str = PUBLICATION
 
 
@@ -157,6 +155,8 @@ async def serve_replication(
             next_status = time.monotonic() + settings.status_interval
             framed = False
             gathering, waited = True, False
+            # Bytes received of the transaction in progress.
+            txn_bytes = 0
             # The socket the decoder receives from itself (None: through the connection).
             sock: trio.socket.SocketType | None = None
             fd = -1
@@ -237,10 +237,19 @@ async def serve_replication(
                 if decoder.take_reply_requested() or now >= next_status or txns:
                     reporter.request()
                     next_status = now + settings.status_interval
-                if not decoder.in_transaction or received >= _GATHER_BYTES:
-                    gathering = gathering or not decoder.in_transaction
+                if not decoder.in_transaction:
+                    txn_bytes, gathering, waited = 0, True, False
+                    continue
+                txn_bytes += received
+                if received >= _GATHER_BYTES:
                     waited = False
-                elif gathering and settings.coalesce and not framed:
+                elif (
+                    gathering
+                    and txn_bytes > _GATHER_BYTES
+                    and gather is not None
+                    and sock is not None
+                    and settings.coalesce
+                ):
                     if waited:
                         # The last wait gathered little: the walsender is not streaming
                         # freely (PostgreSQL 15's sent a message per wait, as if waiting on
@@ -251,20 +260,16 @@ async def serve_replication(
                         waited = True
 
 
-def _gatherer(conn: Any) -> Callable[[int, float], Awaitable[None]]:
+def _gatherer(conn: Any) -> Callable[[int, float], Awaitable[None]] | None:
     """``gather(nbytes, at_most)``: waits until ``nbytes`` are queued on the connection's
-    socket or ``at_most`` seconds have passed. On TCP a low-water mark (SO_RCVLOWAT) spares
-    the wake-ups at each segment in between (the kernel may still wake it earlier);
-    elsewhere (TLS, where the TLS object may hold bytes already read; a Unix socket, whose
-    poll ignores the mark) it is a plain pause."""
+    TCP socket or ``at_most`` seconds have passed; a low-water mark (SO_RCVLOWAT) spares the
+    wake-ups at each segment in between (the kernel may still wake it earlier). None over
+    TLS (the TLS object may hold bytes already read) or a Unix socket (whose poll ignores the
+    mark)."""
     stream = getattr(conn, "_stream", None)
     sock = stream.socket if isinstance(stream, trio.SocketStream) else None
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-
-        async def pause(nbytes: int, at_most: float) -> None:
-            await trio.sleep(at_most)
-
-        return pause
+        return None
 
     async def gather(nbytes: int, at_most: float) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
