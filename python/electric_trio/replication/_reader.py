@@ -44,9 +44,9 @@ log = get_logger(__name__)
 #: thread: about a millisecond of work at most; a worker thread's round trip cost as much per
 #: batch as decoding hundreds of rows).
 _BATCH_BYTES = 256 * 1024
-#: While a transaction is partly received, the reader lets the socket gather this many bytes
-#: (or ``ReaderSettings.coalesce`` pass) before reading again, after a read of fewer: about
-#: 65 rows of 6 columns. More cuts the reader's CPU further, but the walsender, whose sends
+#: While a transaction larger than this is partly received, the reader lets the socket gather
+#: this many bytes (or ``ReaderSettings.coalesce`` pass) before each read: about 65 rows of 6
+#: columns. More cuts the reader's CPU further, but the walsender, whose sends
 #: go unacknowledged meanwhile, then waits on its send buffer more often: 16 KiB cost it
 #: about 15% more CPU per row, 32 KiB about 40%; 8 KiB under 10%.
 _GATHER_BYTES = 8 * 1024
@@ -182,6 +182,8 @@ async def serve_replication(
                                 raise stream.lost(e) from None
                             if got is None:
                                 unyielded = 0
+                                if gather is not None:
+                                    gather.release()
                                 await trio.lowlevel.wait_readable(sock)
                                 continue
                             txns, received = got
@@ -204,6 +206,8 @@ async def serve_replication(
                             stream.unread(unhandled)
                             framed = True
                             sock = None
+                            if gather is not None:
+                                gather.release()
                 except _native.PgOutputError as e:
                     # Keep what was complete before the bad message, then stop loudly.
                     if e.transactions:
@@ -243,7 +247,7 @@ async def serve_replication(
                 txn_bytes += received
                 if received >= _GATHER_BYTES:
                     waited = False
-                elif (
+                if (
                     gathering
                     and txn_bytes > _GATHER_BYTES
                     and gather is not None
@@ -256,30 +260,42 @@ async def serve_replication(
                         # this reader). No more waits until the transaction ends.
                         gathering = False
                     else:
-                        await gather(_GATHER_BYTES, settings.coalesce)
+                        await gather.wait(_GATHER_BYTES, settings.coalesce)
                         waited = True
 
 
-def _gatherer(conn: Any) -> Callable[[int, float], Awaitable[None]] | None:
-    """``gather(nbytes, at_most)``: waits until ``nbytes`` are queued on the connection's
-    TCP socket or ``at_most`` seconds have passed; a low-water mark (SO_RCVLOWAT) spares the
-    wake-ups at each segment in between (the kernel may still wake it earlier). None over
-    TLS (the TLS object may hold bytes already read) or a Unix socket (whose poll ignores the
-    mark)."""
+def _gatherer(conn: Any) -> _Gatherer | None:
+    """The gatherer of the connection's TCP socket; None over TLS (the TLS object may hold
+    bytes already read) or a Unix socket (whose poll ignores the low-water mark)."""
     stream = getattr(conn, "_stream", None)
     sock = stream.socket if isinstance(stream, trio.SocketStream) else None
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return None
+    return _Gatherer(sock)
 
-    async def gather(nbytes: int, at_most: float) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
-        try:
-            with trio.move_on_after(at_most):
-                await trio.lowlevel.wait_readable(sock)
-        finally:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
-    return gather
+class _Gatherer:
+    """Waits for bytes to gather on a TCP socket: a low-water mark (SO_RCVLOWAT) spares the
+    wake-ups at each segment in between (the kernel may still wake the reader earlier). The
+    mark stays set from one wait to the next (a receive returns what is there regardless);
+    :meth:`release` clears it before any wait without a time limit."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        self._mark = 1
+
+    async def wait(self, nbytes: int, at_most: float) -> None:
+        """Until ``nbytes`` are queued on the socket or ``at_most`` seconds have passed."""
+        if self._mark != nbytes:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+            self._mark = nbytes
+        with trio.move_on_after(at_most):
+            await trio.lowlevel.wait_readable(self._sock)
+
+    def release(self) -> None:
+        if self._mark != 1:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self._mark = 1
 
 
 class _StatusReporter:
