@@ -120,8 +120,9 @@ class SatelliteSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_stall_timeout: float = 10.0
     #: Subscriptions of one client whose data is not sent yet; one more is refused at once.
     max_pending_subscriptions: int = 16
-    #: Seconds between two stores of a client's sent-rows graph in Postgres (at an
-    #: acknowledgement; also stored when the connection ends).
+    #: Seconds at most between two stores of a client's sent-rows graph in Postgres (at an
+    #: acknowledgement; also stored when the connection ends). Each interval is drawn between
+    #: half and all of this, so that clients acknowledging together do not all store at once.
     checkpoint_interval: float = 30.0
 
 

@@ -14,6 +14,7 @@ into an empty ``SatErrorResp`` and close 1011 for this connection alone.
 from __future__ import annotations
 
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -360,7 +361,8 @@ class Session:
         self._position = 0
         #: GONE batches of unsubscriptions to send again once replication starts (resume).
         self._gone_again: list[GoneBatch] = []
-        self._stored_at = -float("inf")
+        #: When the client's graph is stored next, at an acknowledgement.
+        self._store_due = -float("inf")
         #: The client answered our ``startReplication``: its transactions may come in.
         self.inbound_active = False
         self.outbound: Outbound | None = None
@@ -1501,12 +1503,20 @@ class Session:
         subscription has nothing to resume: the acknowledgement of its migrations, as each
         client connects, stored an empty graph the subscription's store then overwrote)."""
         now = trio.current_time()
-        if now - self._stored_at < self.settings.checkpoint_interval:
+        if now < self._store_due:
             return
         if self.shapes is None or not self.shapes.subscriptions:
             return
-        self._stored_at = now
+        self._stored(now)
         self._nursery_soon(self._store_checkpoint)
+
+    def _stored(self, now: float) -> None:
+        """The next store is due between half and all of ``checkpoint_interval`` from now:
+        clients that get the same transactions acknowledge them together, and with a fixed
+        interval their stores fell due at the same acknowledgement (hundreds of graphs written
+        in one burst, the transactions after it waiting); drawn, they spread out."""
+        interval = self.settings.checkpoint_interval
+        self._store_due = now + interval * (0.5 + 0.5 * random.random())
 
     async def _store_checkpoint(self) -> None:
         """Stores what changed in the client's graph since the last store (with how to take
@@ -1517,7 +1527,7 @@ class Session:
             return
         # Any store counts for the interval (the first acknowledgement, right after a new
         # subscription's store, would otherwise write it again).
-        self._stored_at = trio.current_time()
+        self._stored(trio.current_time())
         self.server.settle(self)  # parked: the position the fan-out has brought it to
         await _graph_store.store(
             self.server.bookkeeper,
