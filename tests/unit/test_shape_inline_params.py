@@ -20,6 +20,8 @@ def test_parameters_become_literals_outside_quotes() -> None:
 
 def test_copy_rows_are_read_in_rust() -> None:
     rows = _native.ShapeRows(2)
-    rows.extend([b"{postgres_1@0}\t1\t\\N\n", b'{"a b@1"}\t2\tx\\ty\n'])
+    # The tags as the shadow row holds them (NULL: none); `_tags::text` escaped by COPY.
+    tags = b'{"(\\\\"2024-01-01 00:00:00+00\\\\",\\\\"a b\\\\")"}'
+    rows.extend([b"\\N\t1\t\\N\n", tags + b"\t2\tx\\ty\n"])
     assert len(rows) == 2
     assert rows.values([1, 0]) == [[None, "1"], ["x\ty", "2"]]

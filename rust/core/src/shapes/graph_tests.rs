@@ -453,7 +453,7 @@ fn unsubscribing_queues_gones_for_rows_no_other_subscription_holds() {
 fn rows_added_in_parts_give_what_they_give_at_once() {
     let mut rows = super::text_rows::TextRows::new(2);
     for i in 0..7 {
-        rows.push_line(format!("{{postgres_1@0}}\tp{i}\tname {i}\n").as_bytes())
+        rows.push_line(format!("\\N\tp{i}\tname {i}\n").as_bytes())
             .unwrap();
     }
     let t = txn(1, vec![]);
@@ -518,7 +518,7 @@ fn framed_rows_are_the_frames_of_the_queued_rows() {
             _ => "",
         };
         let line = format!(
-            "{{postgres_1@{i},\"x y@2\"}}\t{i:08x}-0000-4000-8000-00000000000{}\ttitle\\t{i} é\t{}\t{}\t{}\t{}\t{}\t2024-01-0{} 00:00:0{}.25+00\t2024-02-03\t10:11:12.5\t2024-01-01 00:00:00\t\\\\x00ff{i:02x}\t{{\"a\": {i}}}\t{owner}\n",
+            "{{\"(\\\\\"1970-01-01 00:00:00.{i:03}+00\\\\\",)\",\"(\\\\\"1970-01-01 00:00:00.002+00\\\\\",\\\\\"x y\\\\\")\"}}\t{i:08x}-0000-4000-8000-00000000000{}\ttitle\\t{i} é\t{}\t{}\t{}\t{}\t{}\t2024-01-0{} 00:00:0{}.25+00\t2024-02-03\t10:11:12.5\t2024-01-01 00:00:00\t\\\\x00ff{i:02x}\t{{\"a\": {i}}}\t{owner}\n",
             i % 10,
             i - 11,
             i64::MAX - i,

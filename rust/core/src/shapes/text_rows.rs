@@ -1,11 +1,14 @@
 //! Rows of a shape's data query as `COPY ... TO STDOUT` (text format) sends them, kept compact:
 //! one string holding every value, and per value its span (or NULL). The first column is the
-//! row's tags, a Postgres `text[]` literal; the others are the table's columns as text, in table
-//! order. [`crate::shapes::ShapeGraph::add_text_rows`] reads them without a `String` per value.
+//! row's tags as its shadow row holds them, an `electric.tag[]` (NULL when it has none: a row
+//! written before its table was electrified); the others are the table's columns as text, in
+//! table order. [`crate::shapes::ShapeGraph::add_text_rows`] reads them without a `String` per
+//! value. The tags are put in Satellite form here, once per run of rows with the same ones
+//! (Postgres spent most of the read's time making that text per row in SQL).
 
 use std::sync::Arc;
 
-use crate::electric::Tags;
+use crate::electric::{satellite_tags, Tags, POSTGRES_ORIGIN};
 
 /// A COPY line that is not a row of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,13 +150,15 @@ impl TextRows {
             }
         }
         let malformed = |what| CopyRowError::Malformed { row, what };
-        if field == b"\\N" {
-            return Err(malformed("NULL tags"));
-        }
-        unescape(field, &mut self.scratch);
-        let text = std::str::from_utf8(&self.scratch).map_err(|_| malformed("tags not UTF-8"))?;
-        let tags: Tags =
-            Arc::from(parse_text_array(text).ok_or_else(|| malformed("a bad tags array"))?);
+        let tags: Tags = if field == b"\\N" {
+            // No shadow row: the epoch tag of Postgres.
+            Arc::from([format!("{POSTGRES_ORIGIN}@0")])
+        } else {
+            unescape(field, &mut self.scratch);
+            let text =
+                std::str::from_utf8(&self.scratch).map_err(|_| malformed("tags not UTF-8"))?;
+            Arc::from(satellite_tags(text).map_err(|_| malformed("a bad tags array"))?)
+        };
         self.last_tags = Some((field.to_vec(), tags.clone()));
         Ok(tags)
     }
@@ -219,48 +224,6 @@ fn unescape(field: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// The elements of a one-dimensional Postgres array literal of text (`{a,"b c",d}`); `None`
-/// when it is not one or holds a NULL.
-fn parse_text_array(text: &str) -> Option<Vec<String>> {
-    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
-    let mut out = Vec::new();
-    if inner.is_empty() {
-        return Some(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        let mut item = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                item.push(c);
-                chars.next();
-            }
-            if item == "NULL" {
-                return None;
-            }
-            item = item.trim().to_owned();
-        }
-        out.push(item);
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => {}
-            Some(_) => return None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,10 +231,12 @@ mod tests {
     #[test]
     fn rows_with_escapes_nulls_and_tags() {
         let mut rows = TextRows::new(3);
-        rows.push_line(b"{postgres_1@0}\t1\ta\\tb\\\\c\\n\t\\N\n")
-            .unwrap();
-        rows.push_line(b"{\"x y@5\",z@6}\t2\t\xc3\xa9\\101\\x41\tq\n")
-            .unwrap();
+        rows.push_line(b"\\N\t1\ta\\tb\\\\c\\n\t\\N\n").unwrap();
+        // `_tags::text` as COPY writes it: `{"(\"1970-01-01 00:00:00.005+00\",\"x y\")",...}`.
+        // An offset, and microseconds floored to milliseconds, as `floor(extract(epoch ...))`.
+        let mut line = br#"{"(\\"1970-01-01 00:00:00.005+00\\",\\"x y\\")","(\\"1970-01-01 01:00:00.0069+01\\",z)"}"#.to_vec();
+        line.extend_from_slice(b"\t2\t\xc3\xa9\\101\\x41\tq\n");
+        rows.push_line(&line).unwrap();
         rows.push_line(b"{}\t3\t\t\n").unwrap();
         assert_eq!(rows.len(), 3);
         let (tags, values) = rows.row(0);
@@ -301,8 +266,9 @@ mod tests {
         ));
         assert!(rows.push_line(b"{a}\t1\t2\t3\n").is_err());
         assert!(rows.push_line(b"{a\t1\t2\n").is_err());
+        assert!(rows.push_line(b"{a}\t1\t2\n").is_err());
         assert!(rows.is_empty());
-        rows.push_line(b"{a}\t1\t2\n").unwrap();
+        rows.push_line(b"{}\t1\t2\n").unwrap();
         assert_eq!(rows.value(0, 1), Some("2"));
     }
 }
