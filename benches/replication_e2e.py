@@ -13,7 +13,16 @@ drain the same WAL, one after the other, the order alternating between repetitio
 * ours: ``serve_replication`` (which copies the main slot to a temporary slot and streams it
   with protocol version 2) into a ``TransactionLog``, timed wall-clock from the start of the task
   until the log holds every row of the workload; its CPU time is this process's
-  ``time.process_time()`` delta over the same span (the decoder's worker thread included).
+  ``time.process_time()`` delta over the same span.
+
+Where ours spends its CPU (perf and py-spy on this workload, PostgreSQL 18, after the reader
+received from the socket in Rust and coalesced its reads by default): about a third in the
+Rust decoder and fold (decode_row, TupleData::parse, value parsing, malloc), a fifth in the
+kernel (receives, wake-ups, page faults of the growing log), the rest in Python and Trio once
+per receive (the loop's bookkeeping, the gathering wait). Its cost per row is set by how many
+rows each receive brings: the walsender sends a segment per change, and a reader that read
+as soon as a segment arrived (coalescing off) woke every few rows however cheap each receive
+was, so making receives cheaper alone did not lower it. ``--coalesce 0`` shows that case.
 
 When the server is local, the CPU time of the Postgres backends that served each contender (the
 walsender does the logical decoding) is read from the postmaster's reaped-children times.
@@ -80,12 +89,13 @@ consumer. Each repetition creates a fresh slot for each contender at the same LS
 main slot, `{main_slot}`, and a copy of it for the
 peer), commits the workload once, and then both drain that same WAL one after the other, the
 order alternating. *Ours*: `serve_replication`
-(connect, copy the main slot to a temporary slot, stream it with `proto_version '2'`, decode
-batches in Rust, append whole transactions to a `TransactionLog`, acknowledge positions), timed
+(connect, copy the main slot to a temporary slot, stream it with `proto_version '2'`, receive,
+frame, decode and fold in Rust, letting the socket gather 8 KiB between receives of a large
+transaction, append whole transactions to a `TransactionLog`, acknowledge positions), timed
 from the start of the task until the log holds every row. *pg_recvlogical*: `--start --no-loop
 -f /dev/null -o proto_version=1 -o publication_names=electric_publication --endpos=<LSN after
 the workload>`, timed from launch to exit. CPU per row: ours is the process CPU time
-(`time.process_time()`, the decoding thread included) over the timed span; pg_recvlogical's is
+(`time.process_time()`) over the timed span; pg_recvlogical's is
 its `RUSAGE_CHILDREN` delta; the walsender's (the Postgres backend that decodes the WAL for each
 contender) is read from the postmaster's reaped-children times. *CPU per row against what
 Postgres spends producing it* (target: at most a quarter): ours, as above, against the CPU of
