@@ -53,6 +53,9 @@ _GATHER_BYTES = 8 * 1024
 #: The most receives in a row the reader makes without letting other tasks run, while the
 #: socket has bytes ready each time (it yields whenever it waits for the socket).
 _READS_PER_YIELD = 16
+#: The most bytes one ``ElectricDecoder.read_socket`` takes (its buffer's size): a receive of
+#: fewer took all that the socket held.
+_RECEIVE_SIZE = 256 * 1024
 
 
 class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +165,8 @@ async def serve_replication(
             fd = -1
             # Receives since the task last let others run.
             unyielded = 0
+            # The last receive took all the socket held: wait for more before the next one.
+            drained = False
             while True:
                 try:
                     if framed:
@@ -175,6 +180,12 @@ async def serve_replication(
                         if sock is None and (sock := stream.direct_socket()) is not None:
                             fd = sock.fileno()
                         if sock is not None:
+                            if drained:
+                                drained = False
+                                unyielded = 0
+                                if gather is not None:
+                                    gather.release()
+                                await trio.lowlevel.wait_readable(sock)
                             # Received, framed and decoded in Rust, into a buffer it keeps.
                             try:
                                 got = decoder.read_socket(fd)
@@ -187,6 +198,7 @@ async def serve_replication(
                                 await trio.lowlevel.wait_readable(sock)
                                 continue
                             txns, received = got
+                            drained = received < _RECEIVE_SIZE
                             unyielded += 1
                             if unyielded >= _READS_PER_YIELD:
                                 unyielded = 0
@@ -261,7 +273,7 @@ async def serve_replication(
                         gathering = False
                     else:
                         await gather.wait(_GATHER_BYTES, settings.coalesce)
-                        waited = True
+                        waited, drained = True, False
 
 
 def _gatherer(conn: Any) -> _Gatherer | None:
