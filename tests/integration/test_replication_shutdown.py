@@ -14,6 +14,7 @@ from test_faults_pg_restart import own_pg  # noqa: F401 (fixture)
 from test_satellite_protocol import start_service
 
 from electric_trio._log import LogfmtFormatter
+from electric_trio.pg import connect
 from electric_trio.pg.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,22 @@ class _Lines(logging.Handler):
             self.restarting.set()
 
 
+async def _settled(url: str) -> None:
+    """Until the service streams and none of its ordinary connections runs a query. A fast
+    shutdown ends such a query with FATAL 57P01, which restarts the reader for that reason
+    instead (its slot keeper queries right after the stream starts: under load, this test
+    stopped Postgres in the middle of it)."""
+    async with await connect(url) as c:
+        with trio.fail_after(30):
+            while not await c.fetchval(  # noqa: ASYNC110 (no event to wait on)
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+            ) or await c.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND state <> 'idle' AND pid <> pg_backend_pid()"
+            ):
+                await trio.sleep(0.01)
+
+
 async def test_a_shutdown_ends_the_stream_plainly(own_pg: EmbeddedPostgres) -> None:
     logger = logging.getLogger("electric_trio")
     handler, level = _Lines(), logger.level
@@ -43,6 +60,7 @@ async def test_a_shutdown_ends_the_stream_plainly(own_pg: EmbeddedPostgres) -> N
     try:
         async with trio.open_nursery() as nursery:
             await start_service(nursery, own_pg.url)
+            await _settled(own_pg.url)
             await trio.to_thread.run_sync(own_pg.stop)  # a fast shutdown
             with trio.fail_after(30):
                 await handler.restarting.wait()
