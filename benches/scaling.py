@@ -101,7 +101,9 @@ float8) of {sync_rows} rows (inserted into the electrified table, so each row ha
 row with its own tags; the table and its shadow table then vacuumed, so that no autovacuum of
 the insert's dead shadow rows runs during the sync; timed once the service's replication has
 read them); the time from its connection to the shape's `SatSubsDataEnd`, {sync_repeat} run(s)
-per size (the best judged, every run listed), against 200,000 rows/s. While Satellite clients
+per size (the best judged, every run listed), against 200,000 rows/s (the sync benchmark
+times the same service on a 7-column table without shadow rows: its description says what each
+costs). While Satellite clients
 connect, a 1-row update of an electrified table nobody subscribes to is committed every
 {heartbeat:g} s: the service sends a subscription's data at the first transaction after its
 snapshot, so on an idle database it would wait for the next write. Every process shares the
