@@ -8,7 +8,7 @@ so a second process could later provide the same interface from a distributed lo
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
@@ -50,6 +50,9 @@ class TransactionLog(Generic[T]):
         #: come while the reader replays them (after a restart of the service).
         self.replay_from = 0
         self.replay_to = 0
+        #: Called after each append, in the appender's task (the satellite fan-out serves a new
+        #: transaction at once when it is waiting for one).
+        self.on_append: Callable[[], object] | None = None
 
     def __len__(self) -> int:
         return len(self._txns) - self._start
@@ -77,6 +80,8 @@ class TransactionLog(Generic[T]):
         self.appended += len(txns)
         self._trim()
         self._lot.unpark_all()
+        if self.on_append is not None:
+            self.on_append()
 
     def clear(self) -> None:
         """Forgets every transaction: the log starts again at the next append, and readers
