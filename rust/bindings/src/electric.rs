@@ -301,6 +301,13 @@ impl ElectricDecoder {
     fn in_transaction(&self) -> bool {
         self.state.inner.in_transaction()
     }
+
+    /// For the open transaction (not a streamed one): (WAL bytes from its start to the last
+    /// message decoded, WAL bytes left from there to its commit record); None outside one.
+    #[getter]
+    fn transaction_wal(&self) -> Option<(u64, u64)> {
+        self.state.inner.transaction_wal()
+    }
 }
 
 type Folded = (Vec<ElectricTransaction>, Option<FoldError>);

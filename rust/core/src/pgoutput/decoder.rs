@@ -259,6 +259,11 @@ pub struct Decoder {
     /// The last relation looked up: (stream block, id, relation). Cleared whenever a
     /// relation map changes.
     last_lookup: Option<(Option<u32>, u32, Arc<Relation>)>,
+    /// The WAL position of the message being decoded (its XLogData's start).
+    data_lsn: u64,
+    /// The open transaction's first WAL position (its Begin's XLogData start) and its commit
+    /// record's (the Begin's final LSN); None outside one, or for a streamed transaction.
+    span: Option<(u64, u64)>,
 }
 
 fn sequence(what: impl Into<String>) -> StreamErrorKind {
@@ -390,6 +395,22 @@ impl Decoder {
         self.current.is_some() || self.stream_block.is_some() || !self.streams.is_empty()
     }
 
+    /// For the open transaction (not a streamed one): the WAL from its start to the message
+    /// last decoded, and the WAL left from there to its commit record (the Begin's final
+    /// LSN). The walsender sends each message with its record's position (the Begin with the
+    /// transaction's first, a change with its own), so the second says how much of the
+    /// transaction is still to come, in WAL bytes.
+    pub fn transaction_wal(&self) -> Option<(u64, u64)> {
+        let (first, last) = self.span?;
+        if self.current.is_none() || self.stream_block.is_some() {
+            return None;
+        }
+        Some((
+            self.data_lsn.saturating_sub(first),
+            last.saturating_sub(self.data_lsn),
+        ))
+    }
+
     /// Streamed transactions in progress (their changes are buffered until Stream Commit).
     pub fn streams_in_progress(&self) -> usize {
         self.streams.len()
@@ -426,6 +447,7 @@ impl Decoder {
                 ..
             }) => {
                 self.server_wal_end = self.server_wal_end.max(wal_end);
+                self.data_lsn = wal_start;
                 self.message(data, out).map_err(|kind| StreamError {
                     lsn: Some(wal_start),
                     kind,
@@ -466,6 +488,7 @@ impl Decoder {
         data: &[u8],
         out: &mut Vec<Decoded>,
     ) -> Result<(), StreamError> {
+        self.data_lsn = lsn;
         self.message(data, out)
             .map_err(|kind| StreamError {
                 lsn: Some(lsn),
@@ -477,6 +500,7 @@ impl Decoder {
     fn drop_in_progress(&mut self) {
         self.last_lookup = None;
         self.current = None;
+        self.span = None;
         self.streams.clear();
         self.stream_block = None;
     }
@@ -542,6 +566,7 @@ impl Decoder {
                     )));
                 }
                 self.current = Some(Pending::new(b.xid));
+                self.span = Some((self.data_lsn, b.final_lsn));
             }
             Message::Commit(c) => {
                 if self.stream_block.is_some() {
@@ -551,6 +576,7 @@ impl Decoder {
                     .current
                     .take()
                     .ok_or_else(|| sequence("Commit outside a transaction"))?;
+                self.span = None;
                 out.push(Decoded::Transaction(p.finish(
                     c.commit_lsn,
                     c.end_lsn,

@@ -785,3 +785,40 @@ fn parse_errors_name_tag_and_offset() {
     let e = Message::parse(b"R\0\0\0\x01\xff\0", false).unwrap_err();
     assert!(matches!(e, PgOutputError::Utf8 { offset: 5, .. }));
 }
+
+#[test]
+fn transaction_wal_left_to_its_commit() {
+    let mut d = Decoder::new();
+    assert_eq!(d.transaction_wal(), None);
+    // Begin at 0x110 (final LSN 0x200), Relation at 0x120, Insert at 0x130.
+    let mut s = Stream::new();
+    s.push(begin(42)).push(relation(None, 16384, "t"));
+    s.insert(None, 16384, "1", Some("one"));
+    s.decode(&mut d).unwrap();
+    assert_eq!(d.transaction_wal(), Some((0x20, 0xd0)));
+    let mut s = Stream {
+        payloads: Vec::new(),
+        lsn: 0x1f0,
+    };
+    s.insert(None, 16384, "2", None);
+    s.decode(&mut d).unwrap();
+    assert_eq!(d.transaction_wal(), Some((0xf0, 0)));
+    let mut s = Stream {
+        payloads: Vec::new(),
+        lsn: 0x200,
+    };
+    s.push(commit(0x200));
+    assert_eq!(transactions(s.decode(&mut d).unwrap()).len(), 1);
+    assert_eq!(d.transaction_wal(), None);
+    // A streamed transaction has no final LSN until its Stream Commit.
+    let mut s = Stream::new();
+    s.push(Message::StreamStart(StreamStartBody {
+        xid: 7,
+        first_segment: true,
+    }));
+    s.push(relation(Some(7), 16385, "u"));
+    s.insert(Some(7), 16385, "1", None);
+    s.decode(&mut d).unwrap();
+    assert!(d.in_transaction());
+    assert_eq!(d.transaction_wal(), None);
+}
