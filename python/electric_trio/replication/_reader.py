@@ -193,6 +193,8 @@ async def serve_replication(
                         framed = False
                     else:
                         if sock is None and (sock := stream.direct_socket()) is not None:
+                            # Waited on by descriptor (Trio asks a socket for its fileno()
+                            # at every wait).
                             fd = sock.fileno()
                         if sock is not None:
                             if drained:
@@ -200,7 +202,7 @@ async def serve_replication(
                                 unyielded = 0
                                 if gather is not None:
                                     gather.release()
-                                await trio.lowlevel.wait_readable(sock)
+                                await trio.lowlevel.wait_readable(fd)
                             # Received, framed and decoded in Rust, into a buffer it keeps.
                             try:
                                 got = decoder.read_socket(fd)
@@ -210,7 +212,7 @@ async def serve_replication(
                                 unyielded = 0
                                 if gather is not None:
                                     gather.release()
-                                await trio.lowlevel.wait_readable(sock)
+                                await trio.lowlevel.wait_readable(fd)
                                 continue
                             txns, received = got
                             drained = received < _RECEIVE_SIZE
@@ -335,6 +337,8 @@ class _Gatherer:
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
+        # Waited on by descriptor: Trio asks a socket for its fileno() at every wait.
+        self._fd = sock.fileno()
         self._mark = 1
 
     async def wait(self, nbytes: int, at_most: float) -> None:
@@ -343,7 +347,7 @@ class _Gatherer:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
             self._mark = nbytes
         with trio.move_on_after(at_most):
-            await trio.lowlevel.wait_readable(self._sock)
+            await trio.lowlevel.wait_readable(self._fd)
 
     def release(self) -> None:
         if self._mark != 1:
