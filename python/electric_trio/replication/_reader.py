@@ -50,17 +50,6 @@ _BATCH_BYTES = 256 * 1024
 #: go unacknowledged meanwhile, then waits on its send buffer more often: 16 KiB cost it
 #: about 15% more CPU per row, 32 KiB about 40%; 8 KiB under 10%.
 _GATHER_BYTES = 8 * 1024
-#: A gathering wait that brought fewer bytes than this (it ran out of time) ends the waits
-#: until the transaction's end: the walsender is not streaming freely. One that brought more
-#: keeps them: a walsender short of CPU (a loaded machine) sent about 2 KiB a millisecond, and
-#: with the waits ended the reader woke for every few hundred bytes (4,014 of 4,811 reads
-#: under 1 KiB, 200,000 rows in transactions of 1,000 at load 2.8).
-_GATHERED_ENOUGH = 1024
-#: A transaction whose WAL from Begin to commit spans more than this is gathered from its
-#: start (about 360 rows of 6 columns). A smaller one is gathered only once it has brought
-#: ``_GATHER_BYTES``; one that spans this much but brings little (its WAL mostly other
-#: sessions' or unpublished tables') waits at most one ``coalesce`` more.
-_LARGE_WAL = 64 * 1024
 #: The bytes of a Commit in the stream: its CopyData and XLogData headers (30) and the
 #: message (26).
 _COMMIT_BYTES = 56
@@ -91,15 +80,15 @@ class ReaderSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: its per-read cost (wake-up, receive, decode call, the loop's bookkeeping) every few
     #: rows: about as much as decoding them. It delays a large transaction's arrival in the
     #: log by this much at most; a transaction smaller than ``_GATHER_BYTES`` is never held
-    #: back unless its WAL spans more than ``_LARGE_WAL`` (then by one ``coalesce`` at most),
-    #: and a wait gathers no more than the estimated rest of the transaction. 0 turns it off.
+    #: back, and a wait gathers no more than the estimated rest of the transaction. 0 turns
+    #: it off.
     #:
     #: Only on a plain TCP connection that the decoder receives from itself (a low-water mark,
     #: SO_RCVLOWAT, spares the wake-ups in between); never over TLS, where the walsender's
     #: records came a few hundred bytes per wait (PostgreSQL 15's replay after a restart took
     #: 13,500 waits of the whole 1 ms for 1 MB of WAL), nor on a Unix socket. A wait followed
-    #: by a read under ``_GATHERED_ENOUGH`` also ends the waits until the transaction's end:
-    #: the walsender is then not streaming freely.
+    #: by a read still under ``_GATHER_BYTES`` also ends the waits until the transaction's
+    #: end: the walsender is then not streaming freely.
     coalesce: float = 0.001
     publication: str = PUBLICATION
 
@@ -274,11 +263,11 @@ async def serve_replication(
                     txn_bytes, gathering, waited = 0, True, False
                     continue
                 txn_bytes += received
-                if received >= _GATHERED_ENOUGH:
+                if received >= _GATHER_BYTES:
                     waited = False
                 if (
                     gathering
-                    and (txn_bytes > _GATHER_BYTES or _spans_large(decoder))
+                    and txn_bytes > _GATHER_BYTES
                     and gather is not None
                     and sock is not None
                     and settings.coalesce
@@ -291,15 +280,6 @@ async def serve_replication(
                     else:
                         await gather.wait(_gather_size(decoder, txn_bytes), settings.coalesce)
                         waited, drained = True, False
-
-
-def _spans_large(decoder: _native.ElectricDecoder) -> bool:
-    """Whether the open transaction spans more than ``_LARGE_WAL`` bytes of WAL from its
-    Begin to its commit (the Begin carries the commit's position): gathering may start
-    before its first ``_GATHER_BYTES`` have arrived, which the reader otherwise read a few
-    hundred bytes at a time."""
-    span = decoder.transaction_wal
-    return span is not None and span[0] + span[1] > _LARGE_WAL
 
 
 def _gather_size(decoder: _native.ElectricDecoder, txn_bytes: int) -> int:
